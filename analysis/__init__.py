@@ -1,0 +1,1 @@
+"""analysis: loaders and measures over what okex-recorder wrote."""

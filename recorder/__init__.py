@@ -1,0 +1,8 @@
+"""okex-recorder: a market-data recorder and analytics pipeline for the OKEx v1 spot API.
+
+Data flows one way: socket -> frame decode (``recorder.okex``) -> typed records
+(``recorder.records``) -> order book -> snapshots -> writer (``recorder.storage``)
+-> SQL + Parquet -> ``analysis``.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""The ``okex-recorder`` command line: one entry point, one subcommand per job.
+
+Each subcommand lives in the module that owns the job; this module only wires
+them up (lazily, so ``--help`` stays fast) and turns the project's errors into
+one clear line and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from recorder import __version__
+from recorder.errors import RecorderError
+
+# name -> (module, help). The module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("recorder.collector.demo", "start the simulator, record a minute into ./data, summarise"),
+    "run": ("recorder.collector.app", "run the WebSocket collector (and the poller if configured)"),
+    "status": ("recorder.collector.status", "show the state of a running or finished recording"),
+    "poll": ("recorder.poller.app", "run only the signed REST poller (balances, orders)"),
+    "simulate": ("recorder.simulator.cli", "run the local OKEx v1 exchange simulator"),
+    "db": ("recorder.storage.cli", "database schema migrations (upgrade, downgrade, current)"),
+    "compact": ("recorder.storage.compact", "merge a day's small Parquet files"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="okex-recorder",
+        description="Market-data recorder for the OKEx v1 spot API.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args._run(args)
+        return code
+    except RecorderError as exc:
+        logging.getLogger("recorder").debug("fatal error", exc_info=True)
+        print(f"okex-recorder {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Shared fixtures. Area fixtures live in ``tests/fixtures/`` and are registered here."""
+
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.simulator",
+    "tests.fixtures.storage",
+]
