@@ -31,6 +31,7 @@ __all__ = [
     "OrderStatus",
     "OrderStatusChange",
     "OrderType",
+    "QuarantinedFrame",
     "Record",
     "Side",
     "Ticker",
@@ -312,7 +313,20 @@ class FeedEvent:
         return None if self.ts_end is None else self.ts_end - self.ts_start
 
 
-Record = Ticker | BookSnapshot | Deal | Kline | Balance | Order | OrderStatusChange | FeedEvent
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantinedFrame:
+    """A frame (or one object of it) that could not be decoded, kept for later inspection."""
+
+    ts_recv: datetime
+    connection: str
+    reason: str
+    payload: bytes  # the raw frame as received (binary frames still compressed), at most 64 KiB
+    channel: str = ""
+
+
+Record = (
+    Ticker | BookSnapshot | Deal | Kline | Balance | Order | OrderStatusChange | FeedEvent | QuarantinedFrame
+)
 """Anything the storage writer accepts."""
 
 
