@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -33,6 +34,7 @@ __all__ = [
     "OrderType",
     "QuarantinedFrame",
     "Record",
+    "RecordSink",
     "Side",
     "Ticker",
     "utc_now",
@@ -328,6 +330,9 @@ Record = (
     Ticker | BookSnapshot | Deal | Kline | Balance | Order | OrderStatusChange | FeedEvent | QuarantinedFrame
 )
 """Anything the storage writer accepts."""
+
+RecordSink = Callable[[Sequence[Record]], None]
+"""Where producers (collector connections, the poller) hand their records: an enqueue."""
 
 
 def utc_now() -> datetime:
