@@ -1,15 +1,73 @@
-"""Database migrations command (not built yet)."""
+"""``okex-recorder db``: database schema migrations.
+
+``okex-recorder db upgrade|downgrade|current|check [--sql-url URL]``. The URL
+defaults to ``$OKEX_SQL_URL``, else ``sqlite:///data/recording.sqlite`` (the
+``./data`` directory is created if needed). URLs are printed masked.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-from recorder.errors import RecorderError
+from recorder.errors import SchemaNotAtHeadError
+from recorder.storage import migrate
+
+ENV_URL = "OKEX_SQL_URL"
+DEFAULT_URL = "sqlite:///data/recording.sqlite"
+
+
+def default_url() -> str:
+    """``$OKEX_SQL_URL`` if set, else the SQLite file ``./data/recording.sqlite``."""
+    return os.environ.get(ENV_URL) or DEFAULT_URL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options yet."""
+    """``ACTION [REVISION] [--sql-url URL]``."""
+    parser.add_argument(
+        "action", choices=["upgrade", "downgrade", "current", "check"],
+        help="upgrade: migrate to REVISION (default head); downgrade: migrate down to REVISION "
+             "(required; 'base' drops everything); current: print the revision; "
+             "check: exit 1 unless the schema is at head and matches the code",
+    )
+    parser.add_argument("revision", nargs="?", help="target revision (upgrade, downgrade)")
+    parser.add_argument(
+        "--sql-url", default=None,
+        help=f"SQLAlchemy database URL (default: ${ENV_URL}, else {DEFAULT_URL})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RecorderError("'db' is not implemented yet")
+    """Run one migration action; print its outcome on stdout. Errors propagate as RecorderError."""
+    url = args.sql_url or default_url()
+    if url == DEFAULT_URL:
+        Path("data").mkdir(exist_ok=True)
+    masked = migrate.mask_url(url)
+    if args.action == "upgrade":
+        migrate.upgrade(url, args.revision or "head")
+        print(f"{masked}: at {migrate.current(url)}")
+    elif args.action == "downgrade":
+        if not args.revision:
+            print("okex-recorder db downgrade: a target revision is required (e.g. 'base' or '-1')")
+            return 2
+        migrate.downgrade(url, args.revision)
+        print(f"{masked}: at {migrate.current(url) or 'base (no schema)'}")
+    elif args.action == "current":
+        at = migrate.current(url)
+        head = migrate.head_revision()
+        state = "head" if at == head else f"not at head {head}"
+        print(f"{masked}: {at or 'base (no schema)'} ({state})")
+    else:
+        try:
+            differences = migrate.check(url)
+        except SchemaNotAtHeadError as exc:
+            print(exc)
+            return 1
+        if differences:
+            print(f"{masked}: at head, but the schema differs from the code:")
+            for diff in differences:
+                print(f"  {diff}")
+            return 1
+        print(f"{masked}: at head {migrate.head_revision()}, schema matches")
+    return 0

@@ -1,0 +1,230 @@
+"""The SQL store: writes batches of records to SQLite or PostgreSQL through SQLAlchemy Core.
+
+One :meth:`SqlStore.write_batch` call is one transaction with one bulk
+(executemany) statement per table touched, never one statement per record.
+Identity keys make every write idempotent, so replaying records (e.g. from the
+journal after an outage) writes nothing twice:
+
+=====================  =====================================  =============================
+table                  key                                     on conflict
+=====================  =====================================  =============================
+tickers                symbol, ts_recv                         keep the stored row
+book_snapshots         symbol, ts_recv, source                 keep the stored row
+deals                  symbol, tid                             keep the stored row
+klines                 symbol, period, ts_event                update if ts_recv >= stored
+balances               account, currency, ts_recv              keep the stored row
+orders                 order_id                                update if ts_recv >= stored
+order_status_changes   order_id, status                        keep the stored row
+feed_events            event_id                                update; a NULL ts_end never
+                                                               reopens a closed span
+quarantine             (serial id)                             always insert
+=====================  =====================================  =============================
+
+"Update if ts_recv >= stored" makes the most recently *seen* state win, even when
+an older state is replayed later. On PostgreSQL the rows of each table are written
+in key order, so several processes writing overlapping batches at once wait for
+each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from recorder.errors import ConfigError, StorageError, StoreUnavailableError
+from recorder.records import Record
+from recorder.storage.migrate import mask_url, parse_url, require_head, translate_db_error
+from recorder.storage.schema import DATASETS, Dataset, dataset_for
+
+__all__ = ["SqlStore"]
+
+log = logging.getLogger(__name__)
+
+PG_CONNECT_TIMEOUT_S = 10
+
+Row = dict[str, Any]
+_Dedup = Callable[[list[Row], Callable[[Row], Any]], list[Row]]
+
+
+def _latest_seen(rows: list[Row], key: Callable[[Row], Any]) -> list[Row]:
+    # One row per key, the one seen last (ties: the later in the batch), as the upsert would keep.
+    best: dict[Any, Row] = {}
+    for row in rows:
+        k = key(row)
+        old = best.get(k)
+        if old is None or row["ts_recv"] >= old["ts_recv"]:
+            best[k] = row
+    return list(best.values())
+
+
+def _merge_spans(rows: list[Row], key: Callable[[Row], Any]) -> list[Row]:
+    # One row per event_id: the later write, but a closed span stays closed.
+    best: dict[Any, Row] = {}
+    for row in rows:
+        k = key(row)
+        old = best.get(k)
+        if old is not None and row["ts_end"] is None and old["ts_end"] is not None:
+            row = {**row, "ts_end": old["ts_end"]}
+        best[k] = row
+    return list(best.values())
+
+
+class _Plan:
+    """How one dataset is written on one dialect: the statement, and how rows are prepared."""
+
+    __slots__ = ("dataset", "dedup", "key", "sort", "statement")
+
+    def __init__(self, dataset: Dataset, dialect: str) -> None:
+        table = dataset.table
+        pk = [c.name for c in table.primary_key.columns]
+        self.dataset = dataset
+        self.key: Callable[[Row], Any] | None = None
+        self.dedup: _Dedup | None = None
+        self.sort = dialect == "postgresql"
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(table)
+        if dataset.name == "quarantine":
+            self.statement: Any = stmt
+            self.sort = False
+            return
+        self.key = itemgetter(*pk) if len(pk) > 1 else (lambda row, _c=pk[0]: row[_c])
+        if dataset.name in ("klines", "orders"):
+            self.dedup = _latest_seen
+            self.statement = stmt.on_conflict_do_update(
+                index_elements=pk,
+                set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk},
+                where=stmt.excluded.ts_recv >= table.c.ts_recv,
+            )
+        elif dataset.name == "feed_events":
+            self.dedup = _merge_spans
+            values = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk}
+            values["ts_end"] = sa.func.coalesce(stmt.excluded.ts_end, table.c.ts_end)
+            self.statement = stmt.on_conflict_do_update(index_elements=pk, set_=values)
+        else:
+            self.statement = stmt.on_conflict_do_nothing(index_elements=pk)
+
+    def prepare(self, rows: list[Row]) -> list[Row]:
+        if self.dedup is not None and self.key is not None:
+            rows = self.dedup(rows, self.key)
+        if self.sort and self.key is not None:
+            rows.sort(key=self.key)
+        return rows
+
+
+class SqlStore:
+    """Writes record batches to one SQL database (SQLite file or PostgreSQL).
+
+    ``url`` is a SQLAlchemy URL (``sqlite:///data/recording.sqlite``,
+    ``postgresql+psycopg://user:pw@host/db``). Opening checks that the schema is at
+    the newest migration and raises :class:`~recorder.errors.SchemaNotAtHeadError`
+    (naming ``okex-recorder db upgrade``) otherwise; if the database cannot be
+    reached yet, the check is repeated by the first :meth:`write_batch`.
+    SQLite runs in WAL mode with ``synchronous=NORMAL``, a busy timeout and
+    foreign keys on; PostgreSQL connections are pinged before use.
+    """
+
+    def __init__(self, url: str | sa.URL) -> None:
+        parsed = parse_url(url)
+        self.url = mask_url(parsed)
+        dialect = parsed.get_backend_name()
+        if dialect not in ("sqlite", "postgresql"):
+            raise ConfigError(f"unsupported database {self.url}: use sqlite or postgresql")
+        try:
+            if dialect == "sqlite":
+                self._engine = sa.create_engine(parsed)
+                sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+            else:
+                self._engine = sa.create_engine(
+                    parsed, pool_pre_ping=True, pool_size=2, max_overflow=2,
+                    connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+                )
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise ConfigError(f"cannot use database {self.url}: {exc}") from exc
+        self._plans = {name: _Plan(ds, dialect) for name, ds in DATASETS.items()}
+        self._order = list(DATASETS)  # fixed table order in every transaction
+        self._closed = False
+        self._head_verified = False
+        try:
+            self._verify_head()
+        except StoreUnavailableError as exc:
+            log.warning("%s; the schema will be checked at the first write", exc)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url!r})"
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine (for readers and tests; writers use :meth:`write_batch`)."""
+        return self._engine
+
+    def _verify_head(self) -> None:
+        require_head(self._engine)
+        self._head_verified = True
+
+    def write_batch(self, records: Sequence[Record]) -> None:
+        """Write ``records`` (any mix of record types) in one transaction, idempotently.
+
+        Raises StoreUnavailableError when the database cannot be reached or written
+        now (retry later: nothing of the batch was written), SchemaNotAtHeadError if
+        the schema is not at head, StorageError for anything else (e.g. a value the
+        column cannot hold, a non-record).
+        """
+        if self._closed:
+            raise StorageError(f"{self!r} is closed")
+        if not records:
+            return
+        grouped: dict[str, list[Row]] = {}
+        try:
+            for record in records:
+                ds = dataset_for(record)
+                rows = grouped.get(ds.name)
+                if rows is None:
+                    rows = grouped[ds.name] = []
+                rows.append(ds.to_row(record))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise StorageError(f"cannot store a batch for {self.url}: {exc}") from exc
+        if not self._head_verified:
+            self._verify_head()
+        try:
+            with self._engine.begin() as conn:
+                for name in self._order:
+                    rows = grouped.get(name)
+                    if rows:
+                        plan = self._plans[name]
+                        conn.execute(plan.statement, plan.prepare(rows))
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate_db_error(exc, self._engine, f"writing {len(records)} records") from exc
+
+    def close(self) -> None:
+        """Release every connection. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")  # ms
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
