@@ -1,0 +1,303 @@
+"""One WebSocket connection to the exchange, owning a share of the subscriptions.
+
+A thin I/O shell (PROTOCOL.md "WebSocket"): connect, subscribe in batches (a JSON
+list of ``addChannel`` objects, ``"binary": "1"`` when compression is asked for),
+send ``{"event": "ping"}`` every ``ping_interval`` s, and hand every frame, stamped
+with its UTC receive time, to the :class:`~recorder.collector.pipeline.FrameQueue`.
+Decoding happens downstream; here a frame is only looked at to recognise a pong.
+
+The connection is dead when no pong arrives within ``pong_timeout`` after a ping,
+when no data arrives for ``stall_timeout``, when the server closes it, or when the
+frame queue overflows (the backpressure policy, docs/collector.md). It is then
+replaced, forever, with :func:`recorder.backoff.backoff` between attempts, and
+everything is subscribed again. Every loss is announced to the pipeline
+(``Control(DISCONNECTED)``), which records the gap and throws the books away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from recorder.backoff import BackoffPolicy, backoff
+from recorder.collector.pipeline import Control, ControlKind, FrameQueue
+from recorder.errors import TransportError
+from recorder.okex.channels import Channel
+from recorder.records import utc_now
+
+__all__ = ["Connection", "ConnectionSettings", "ConnectionState", "subscribe_messages"]
+
+log = logging.getLogger("recorder.collector")
+
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+_PONG_TEXT = '{"event":"pong"}'
+_SMALL_FRAME = 160  # frames at most this long are checked for being a pong
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    SUBSCRIBING = "subscribing"
+    RECEIVING = "receiving"
+    WAITING = "waiting"  # backing off before the next attempt
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """The ``[collector]`` keys a connection uses."""
+
+    url: str
+    subscribe_batch: int = 50
+    compress: bool = False
+    ping_interval: float = 30.0
+    pong_timeout: float = 10.0
+    stall_timeout: float = 60.0
+    connect_timeout: float = 10.0
+    backoff: BackoffPolicy = field(default_factory=lambda: BackoffPolicy(initial=0.5, cap=30.0))
+
+
+@dataclass(slots=True)
+class ConnectionCounters:
+    frames: int = 0
+    bytes: int = 0
+    pongs: int = 0
+    dropped: int = 0  # frames dropped because the frame queue was full
+    connects: int = 0
+    reconnects: int = 0  # connection losses
+    last_error: str = ""
+
+
+def subscribe_messages(channels: Sequence[Channel], batch: int, *, compress: bool, event: str = "addChannel"
+                       ) -> Iterator[str]:
+    """The text frames that subscribe ``channels``: JSON lists of at most ``batch`` objects."""
+    for i in range(0, len(channels), batch):
+        objs: list[dict[str, str]] = []
+        for ch in channels[i:i + batch]:
+            obj = {"event": event, "channel": ch.name}
+            if compress:
+                obj["binary"] = "1"
+            objs.append(obj)
+        yield json.dumps(objs, separators=(",", ":"))
+
+
+def _is_pong(frame: bytes | str) -> bool:
+    if isinstance(frame, str):
+        return "pong" in frame and frame.replace(" ", "") == _PONG_TEXT
+    try:
+        text = zlib.decompressobj(-zlib.MAX_WBITS).decompress(frame, 256)
+    except zlib.error:
+        return False
+    return text.replace(b" ", b"") == _PONG_TEXT.encode()
+
+
+class _Dead(Exception):
+    """Internal: the watchdog found the connection dead (reason in args[0])."""
+
+    def __init__(self, reason: str, stall_since: float | None = None) -> None:
+        super().__init__(reason)
+        self.stall_since = stall_since
+
+
+class Connection:
+    """One WebSocket connection: its channels, its liveness watch, its reconnect loop.
+
+    ``name`` labels feed events and logs (``ws-0``…). Call :meth:`run` as a task;
+    it returns when ``stop`` is set. :meth:`resubscribe` may be called from any
+    thread (it hops onto the connection's event loop).
+    """
+
+    def __init__(self, name: str, channels: Sequence[Channel], settings: ConnectionSettings,
+                 frames: FrameQueue) -> None:
+        self.name = name
+        self.channels = tuple(channels)
+        self.settings = settings
+        self.frames = frames
+        self.counters = ConnectionCounters()
+        self.state = ConnectionState.CONNECTING
+        self.last_data: float | None = None  # time.time() of the last data frame
+        self._ws: ClientConnection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._overflow = False
+        self._session_data = False
+        self._last_pong = time.monotonic()
+        self._last_data_mono = time.monotonic()
+
+    # -- called from the decode thread ---------------------------------------------------------
+
+    def resubscribe(self, channel: Channel) -> None:
+        """Send ``removeChannel`` then ``addChannel`` for ``channel`` (thread-safe)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._resubscribe(channel)))
+
+    async def _resubscribe(self, channel: Channel) -> None:
+        ws = self._ws
+        if ws is None:
+            return  # the next connection subscribes everything anyway
+        s = self.settings
+        try:
+            for event in ("removeChannel", "addChannel"):
+                for text in subscribe_messages([channel], 1, compress=s.compress, event=event):
+                    await ws.send(text)
+        except websockets.ConnectionClosed:
+            return
+        log.info("%s: resubscribed %s", self.name, channel.name)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, subscribe, receive; on any failure wait (backoff) and start again, until ``stop``."""
+        self._loop = asyncio.get_running_loop()
+        delays = backoff(self.settings.backoff)
+        try:
+            while not stop.is_set():
+                got_data = False
+                try:
+                    got_data = await self._session(stop)
+                    if stop.is_set():
+                        break
+                    reason, stall_since = "server closed the connection", None
+                except _Dead as dead:
+                    reason, stall_since = str(dead), dead.stall_since
+                except TransportError as exc:
+                    reason, stall_since = str(exc), None
+                finally:
+                    self._ws = None
+                if stop.is_set():
+                    break
+                self.counters.reconnects += 1
+                self.counters.last_error = reason
+                self.frames.put_control(Control(
+                    ControlKind.DISCONNECTED, self.name, utc_now(), reason,
+                    stall_since=None if stall_since is None else _to_dt(stall_since)))
+                if got_data:
+                    delays = backoff(self.settings.backoff)  # it worked for a while: start small again
+                delay = next(delays)
+                self.state = ConnectionState.WAITING
+                log.warning("%s: %s; reconnecting in %.1f s", self.name, reason, delay)
+                await self._wait(stop, delay)
+        finally:
+            self.state = ConnectionState.STOPPED
+
+    async def _wait(self, stop: asyncio.Event, delay: float) -> None:
+        deadline = time.monotonic() + delay
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if self._overflow and len(self.frames) > self.frames.max_items // 2:
+                remaining = max(remaining, 0.05)  # backpressure: wait for the queue to drain to half
+            elif remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(remaining, 0.5))
+        self._overflow = False
+
+    async def _session(self, stop: asyncio.Event) -> bool:
+        """One connection's life; returns whether any data arrived. Raises _Dead / TransportError."""
+        s = self.settings
+        self.state = ConnectionState.CONNECTING
+        try:
+            ws = await connect(s.url, open_timeout=s.connect_timeout, ping_interval=None, proxy=None,
+                               max_size=MAX_FRAME_BYTES, max_queue=256, close_timeout=2)
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            raise TransportError(f"cannot connect to {s.url}: {exc or type(exc).__name__}") from exc
+        self._overflow = False
+        self._ws = ws
+        self.counters.connects += 1
+        got_data = False
+        try:
+            self.state = ConnectionState.SUBSCRIBING
+            for text in subscribe_messages(self.channels, s.subscribe_batch, compress=s.compress):
+                await ws.send(text)
+            self.frames.put_control(Control(ControlKind.CONNECTED, self.name, utc_now(),
+                                            f"subscribed {len(self.channels)} channels"))
+            self.state = ConnectionState.RECEIVING
+            watchdog = asyncio.ensure_future(self._watch(ws))
+            stopper = asyncio.ensure_future(stop.wait())
+            reader = asyncio.ensure_future(self._read(ws))
+            try:
+                done, _ = await asyncio.wait({watchdog, stopper, reader}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (watchdog, stopper, reader):
+                    task.cancel()
+                await asyncio.gather(watchdog, stopper, reader, return_exceptions=True)
+            got_data = self.last_data is not None and self._session_data
+            if stopper in done:
+                return got_data
+            for task in (watchdog, reader):
+                if task in done and not task.cancelled() and task.exception() is not None:
+                    failure = task.exception()
+                    if isinstance(failure, _Dead | TransportError):
+                        raise failure
+                    raise TransportError(f"connection failed: {failure}") from failure
+            return got_data
+        except websockets.ConnectionClosed as exc:
+            raise TransportError(f"connection closed: {exc}") from exc
+        finally:
+            await ws.close()
+
+    async def _read(self, ws: ClientConnection) -> None:
+        put = self.frames.put
+        name = self.name
+        counters = self.counters
+        self._session_data = False
+        self._last_pong = time.monotonic()
+        self._last_data_mono = time.monotonic()
+        try:
+            async for frame in ws:
+                ts = utc_now()
+                counters.frames += 1
+                n = len(frame)
+                counters.bytes += n
+                if n <= _SMALL_FRAME and _is_pong(frame):
+                    counters.pongs += 1
+                    self._last_pong = time.monotonic()
+                    continue
+                self._last_data_mono = time.monotonic()
+                if not put(name, ts, frame):
+                    counters.dropped += 1
+                    self._overflow = True
+                    raise _Dead(f"backpressure: frame queue full ({self.frames.max_items} frames), "
+                                "frame dropped")
+                self.last_data = ts.timestamp()
+                self._session_data = True
+        except websockets.ConnectionClosed as exc:
+            raise TransportError(f"connection closed: {exc}") from exc
+
+    async def _watch(self, ws: ClientConnection) -> None:
+        s = self.settings
+        tick = max(0.05, min(1.0, s.ping_interval / 4, s.pong_timeout / 4, s.stall_timeout / 4))
+        last_ping = time.monotonic()
+        ping_pending_since: float | None = None
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if ping_pending_since is not None and self._last_pong >= ping_pending_since:
+                ping_pending_since = None
+            if ping_pending_since is not None and now - ping_pending_since > s.pong_timeout:
+                raise _Dead(f"no pong within {s.pong_timeout:g} s")
+            if now - self._last_data_mono > s.stall_timeout:
+                since = time.time() - (now - self._last_data_mono)
+                raise _Dead(f"stalled: no data for {s.stall_timeout:g} s", stall_since=since)
+            if now - last_ping >= s.ping_interval:
+                last_ping = now
+                if ping_pending_since is None:
+                    ping_pending_since = now
+                try:
+                    await ws.send('{"event":"ping"}')
+                except websockets.ConnectionClosed as exc:
+                    raise TransportError(f"connection closed: {exc}") from exc
+
+
+def _to_dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,434 @@
+"""The frozen, typed configuration of the collector (``okex-recorder run``).
+
+Sources, later ones winning:
+
+1. the defaults below (a working setup: SQLite + Parquet under ``./data``);
+2. a TOML file (``--config F``; the commented ``config.example.toml`` lists every key);
+3. the environment: ``OKEX_RECORDER__<SECTION>__<KEY>=value`` (upper or lower case),
+   e.g. ``OKEX_RECORDER__COLLECTOR__SYMBOLS=btc_usdt,eth_usdt``; lists are comma
+   separated, booleans ``true``/``false``/``1``/``0``. ``OKEX_SQL_URL`` sets
+   ``storage.sql_url`` (the usual place for a database password).
+
+Unknown keys and bad values are rejected at start with one :class:`ConfigError`
+line naming the key (``config: unknown key 'collector.symbol' (did you mean
+'symbols'?)``). Secrets (API key, secret key) are never read from this file: see
+:mod:`recorder.credentials`. Database URLs are masked in every repr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recorder.errors import ConfigError, SymbolError
+from recorder.okex.channels import Channel, validate_symbol
+from recorder.records import ChannelKind, KlinePeriod
+
+__all__ = [
+    "DEFAULT_REST_URL",
+    "DEFAULT_WS_URL",
+    "ENV_PREFIX",
+    "SQL_URL_ENV",
+    "ChannelSpec",
+    "CollectorConfig",
+    "Config",
+    "ExchangeConfig",
+    "LogConfig",
+    "LogLevel",
+    "StorageConfig",
+    "load_config",
+    "mask_url",
+]
+
+DEFAULT_WS_URL = "wss://real.okex.com:10440/ws/v1"
+DEFAULT_REST_URL = "https://www.okex.com/api/v1"
+ENV_PREFIX = "OKEX_RECORDER__"
+SQL_URL_ENV = "OKEX_SQL_URL"
+_SECRET_KEYS = frozenset({"api_key", "secret_key", "secret", "apikey", "password", "sign"})
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print or log)."""
+    try:
+        import sqlalchemy as sa
+
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: mask a user:password@ part by hand
+        scheme, sep, rest = url.partition("://")
+        if sep and "@" in rest:
+            creds, _, host = rest.rpartition("@")
+            user = creds.split(":", 1)[0]
+            return f"{scheme}://{user}:***@{host}"
+        return url
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ChannelSpec:
+    """One channel kind to subscribe for a symbol: ``ticker``, ``depth``, ``depth_20``, ``kline_1min``…"""
+
+    kind: ChannelKind
+    period: KlinePeriod | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ChannelSpec:
+        """Parse ``ticker``, ``depth``, ``depth_5``/``10``/``20``, ``deals`` or ``kline_<period>``."""
+        if text.startswith("kline_"):
+            return cls(ChannelKind.KLINE, KlinePeriod.parse(text.removeprefix("kline_")))
+        try:
+            kind = ChannelKind(text)
+        except ValueError:
+            kind = None
+        if kind is None or kind in (ChannelKind.KLINE, ChannelKind.ORDER, ChannelKind.BALANCE):
+            raise ValueError(
+                f"unknown channel {text!r} (expected ticker, depth, depth_5, depth_10, depth_20, "
+                "deals or kline_<period> such as kline_1min)"
+            )
+        return cls(kind)
+
+    def channel(self, symbol: str) -> Channel:
+        """The concrete channel for ``symbol``."""
+        return Channel(symbol, self.kind, self.period)
+
+    def __str__(self) -> str:
+        return f"kline_{self.period.value}" if self.period is not None else self.kind.value
+
+
+class LogLevel(enum.Enum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def number(self) -> int:
+        """The :mod:`logging` level number."""
+        import logging
+
+        return int(logging.getLevelNamesMapping()[self.name])
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeConfig:
+    """Where the exchange is (PROTOCOL.md "WebSocket", "REST")."""
+
+    ws_url: str = DEFAULT_WS_URL
+    rest_url: str = DEFAULT_REST_URL
+
+    def __post_init__(self) -> None:
+        if not self.ws_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"config: exchange.ws_url must start with ws:// or wss://, got {self.ws_url!r}")
+        if not self.rest_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"config: exchange.rest_url must start with http:// or https://, got {self.rest_url!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """What to subscribe and how to watch the connections (docs/collector.md)."""
+
+    symbols: tuple[str, ...] = ("btc_usdt", "eth_usdt")
+    channels: tuple[ChannelSpec, ...] = (ChannelSpec(ChannelKind.TICKER), ChannelSpec(ChannelKind.DEPTH))
+    symbol_channels: Mapping[str, tuple[ChannelSpec, ...]] = field(default_factory=dict)
+    symbols_per_connection: int = 20
+    subscribe_batch: int = 50
+    compress: bool = False
+    ping_interval: float = 30.0
+    pong_timeout: float = 10.0
+    stall_timeout: float = 60.0
+    connect_timeout: float = 10.0
+    reconnect_initial: float = 0.5
+    reconnect_cap: float = 30.0
+    snapshot_on_change: bool = True
+    snapshot_interval_ms: int = 0
+    snapshot_depth: int = 20
+    max_queued_frames: int = 100_000
+    status_interval: float = 10.0
+    status_file: Path = Path("data/status.json")
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ConfigError("config: collector.symbols must not be empty")
+        for symbol in self.symbols:
+            _check_symbol("collector.symbols", symbol)
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ConfigError("config: collector.symbols lists a symbol twice")
+        for symbol, specs in self.symbol_channels.items():
+            _check_symbol("collector.symbol_channels", symbol)
+            if symbol not in self.symbols:
+                raise ConfigError(f"config: collector.symbol_channels.{symbol}: not in collector.symbols")
+            if not specs:
+                raise ConfigError(f"config: collector.symbol_channels.{symbol} must not be empty")
+        object.__setattr__(self, "symbol_channels", types.MappingProxyType(dict(self.symbol_channels)))
+        if not self.channels:
+            raise ConfigError("config: collector.channels must not be empty")
+        positive = ("symbols_per_connection", "subscribe_batch", "ping_interval", "pong_timeout",
+                    "stall_timeout", "connect_timeout", "reconnect_initial", "reconnect_cap",
+                    "snapshot_depth", "max_queued_frames", "status_interval")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"config: collector.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.snapshot_interval_ms < 0:
+            raise ConfigError("config: collector.snapshot_interval_ms must be >= 0 (0 = off)")
+        if self.snapshot_depth > 200:
+            raise ConfigError("config: collector.snapshot_depth must be <= 200")
+        if not self.snapshot_on_change and self.snapshot_interval_ms == 0:
+            raise ConfigError("config: collector: set snapshot_on_change = true or snapshot_interval_ms > 0")
+
+    def channels_for(self, symbol: str) -> tuple[Channel, ...]:
+        """The concrete channels to subscribe for ``symbol`` (its override, else ``channels``)."""
+        specs = self.symbol_channels.get(symbol, self.channels)
+        return tuple(spec.channel(symbol) for spec in dict.fromkeys(specs))
+
+    def connection_shares(self) -> list[tuple[str, ...]]:
+        """The symbols split into consecutive groups of ``symbols_per_connection``."""
+        n = self.symbols_per_connection
+        return [self.symbols[i:i + n] for i in range(0, len(self.symbols), n)]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where and how records are persisted (docs/collector.md "Storage")."""
+
+    sql_url: str = "sqlite:///data/recording.sqlite"
+    parquet_root: Path = Path("data/parquet")
+    flush_interval: float = 1.0
+    batch_size: int = 5000
+    max_pending_rows: int = 500_000
+    writer_queue_rows: int = 200_000
+    spill_dir: Path = Path("data/spill")
+    parquet_roll_rows: int = 1_000_000
+    parquet_roll_seconds: float = 300.0
+    auto_upgrade_sqlite: bool = True
+
+    def __post_init__(self) -> None:
+        if "://" not in self.sql_url:
+            raise ConfigError(f"config: storage.sql_url is not a database URL: {mask_url(self.sql_url)!r}")
+        for name in ("flush_interval", "batch_size", "max_pending_rows", "writer_queue_rows",
+                     "parquet_roll_rows", "parquet_roll_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"config: storage.{name} must be > 0, got {getattr(self, name)!r}")
+
+    def __repr__(self) -> str:
+        return (f"StorageConfig(sql_url={mask_url(self.sql_url)!r}, parquet_root={str(self.parquet_root)!r}, "
+                f"flush_interval={self.flush_interval}, batch_size={self.batch_size})")
+
+    @property
+    def is_default_sqlite(self) -> bool:
+        """True for an embedded SQLite file (may be upgraded automatically when allowed)."""
+        return self.sql_url.startswith("sqlite:")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: LogLevel = LogLevel.INFO
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; every field has a working default."""
+
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def _check_symbol(key: str, symbol: object) -> None:
+    try:
+        validate_symbol(symbol)
+    except SymbolError as exc:
+        raise ConfigError(f"config: {key}: {exc}") from None
+
+
+# --- the generic loader -------------------------------------------------------------------------
+
+
+def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build the :class:`Config` from defaults, the TOML file at ``path``, ``env`` and ``overrides``.
+
+    ``env`` defaults to :data:`os.environ` (only ``OKEX_RECORDER__*`` and ``OKEX_SQL_URL``
+    are read). ``overrides`` is a nested dict applied last (used by ``demo`` and tests).
+    Raises :class:`ConfigError` with one line naming the first bad key or value.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {p}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {p} is not valid TOML: {exc}") from None
+    _merge(data, _from_env(os.environ if env is None else env))
+    if overrides:
+        _merge(data, overrides)
+    result: Config = _build(Config, data, "")
+    return result
+
+
+def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+class _EnvText(str):
+    """A value read from the environment: converted from text by the target type."""
+
+    var: str
+
+
+def _env_value(var: str, text: str) -> _EnvText:
+    value = _EnvText(text)
+    value.var = var
+    return value
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for var, text in env.items():
+        if var.upper().startswith(ENV_PREFIX):
+            parts = [p.lower() for p in var[len(ENV_PREFIX):].split("__")]
+            if len(parts) < 2 or not all(parts):
+                raise ConfigError(
+                    f"config: environment variable {var}: expected {ENV_PREFIX}<SECTION>__<KEY>")
+            node = out
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"config: environment variable {var} conflicts with another one")
+            node[parts[-1]] = _env_value(var, text)
+    if SQL_URL_ENV in env:
+        out.setdefault("storage", {})["sql_url"] = _env_value(SQL_URL_ENV, env[SQL_URL_ENV])
+    return out
+
+
+def _where(name: str, value: object) -> str:
+    if isinstance(value, _EnvText):
+        return f"{name} (from {value.var})"
+    return name
+
+
+def _build(cls: Any, data: object, prefix: str) -> Any:
+    section = prefix.rstrip(".") or "the file"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: {section} must be a table")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in names:
+            if str(key).lower() in _SECRET_KEYS:
+                raise ConfigError(
+                    f"config: {name!r}: secrets never go in the config file; set OKEX_API_KEY and "
+                    "OKEX_SECRET_KEY in the environment or use an owner-only credentials file")
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            source = f" (from {value.var})" if isinstance(value, _EnvText) else ""
+            raise ConfigError(f"config: unknown key {name!r}{source}{hint}")
+        kwargs[key] = _convert(hints[key], value, name)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config: bad value in {section}: {exc}") from None
+
+
+def _bad(name: str, value: object, expected: str) -> ConfigError:
+    shown = str(value) if isinstance(value, _EnvText) else repr(value)
+    if name.endswith("sql_url"):
+        shown = mask_url(str(value))
+    return ConfigError(f"config: {_where(name, value)} must be {expected}, got {shown[:80]}")
+
+
+def _convert(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint) and not hasattr(hint, "parse"):
+        return _build(hint, value, f"{name}.")
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        if value is None or (isinstance(value, str) and value == "" and type(None) in args):
+            return None
+        return _convert(inner[0], value, name)
+    if origin is tuple:
+        item = args[0]
+        if isinstance(value, _EnvText):
+            value = [_env_value(value.var, v.strip()) for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise _bad(name, value, "a list")
+        return tuple(_convert(item, v, name) for v in value)
+    if origin in (Mapping, dict) or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise _bad(name, value, "a table")
+        return {str(k): _convert(args[1], v, f"{name}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, _EnvText):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+        if not isinstance(value, bool):
+            raise _bad(name, value, "true or false")
+        return value
+    if hint is int:
+        if isinstance(value, _EnvText):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise _bad(name, value, "an integer") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(name, value, "an integer")
+        return value
+    if hint is float:
+        if isinstance(value, _EnvText):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise _bad(name, value, "a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _bad(name, value, "a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _bad(name, value, "a string")
+        return str(value)
+    if hint is Path:
+        if not isinstance(value, str | Path) or str(value) == "":
+            raise _bad(name, value, "a path")
+        return Path(value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        if isinstance(value, hint):
+            return value
+        try:
+            return hint(str(value).strip().lower())
+        except ValueError:
+            allowed = ", ".join(str(m.value) for m in hint)
+            raise _bad(name, value, f"one of {allowed}") from None
+    if isinstance(hint, type) and hasattr(hint, "parse"):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, str):
+            raise _bad(name, value, "a string")
+        try:
+            return hint.parse(value.strip())
+        except ValueError as exc:
+            raise ConfigError(f"config: {_where(name, value)}: {exc}") from None
+    raise ConfigError(f"config: {name}: unsupported setting type {hint!r}")  # pragma: no cover
