@@ -78,11 +78,17 @@ def classify(code: int, transport: Transport) -> ErrorClass:
 
 
 def exchange_error(code: int, transport: Transport, *, context: str = "") -> ExchangeError:
-    """Build the typed error for ``code``; an undocumented code still names itself clearly."""
+    """Build the typed, classified error for ``code`` on ``transport``.
+
+    An undocumented code still names itself clearly. A few documented codes have
+    only one of the two texts in the table; the other text then repeats it, so
+    neither is ever empty. ``context`` (endpoint or channel) is carried along.
+    """
     entry = lookup(code, transport)
     if entry is None:
         en = f"undocumented error code {code}"
-        zh = "未知错误码"
+        zh = f"未知错误码 {code}"
     else:
-        en, zh = entry.message_en, entry.message_zh
+        en = entry.message_en or entry.message_zh
+        zh = entry.message_zh or entry.message_en
     return ExchangeError(code, transport, en, zh, classify(code, transport), context=context)

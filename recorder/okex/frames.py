@@ -165,10 +165,10 @@ def inflate(data: bytes | bytearray | memoryview, *, max_size: int = MAX_INFLATE
     """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(data, max_size)
+        out = inflater.decompress(data, max_size + 1)  # one byte more tells "too big"
     except zlib.error as exc:
         raise DecodeError(f"bad DEFLATE data: {exc}", sample=bytes(data[:SAMPLE_SIZE])) from exc
-    if inflater.unconsumed_tail:
+    if len(out) > max_size:
         raise DecodeError(f"DEFLATE frame inflates to more than {max_size} bytes",
                           sample=bytes(data[:SAMPLE_SIZE]))
     if inflater.eof:

@@ -266,7 +266,9 @@ def parse_klines(obj: object, symbol: str, period: KlinePeriod, ts_recv: datetim
     out: list[Kline] = []
     for row in _list(obj, what):
         if type(row) is not list or len(row) < 6:
-            raise DecodeError(f"{what}: a row must be [ts_ms, open, high, low, close, volume], got {row!r:.80}")
+            raise DecodeError(
+                f"{what}: a row must be [ts_ms, open, high, low, close, volume], got {row!r:.80}"
+            )
         out.append(
             Kline(
                 symbol=symbol,
