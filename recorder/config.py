@@ -31,6 +31,7 @@ from typing import Any
 
 from recorder.errors import ConfigError, SymbolError
 from recorder.okex.channels import Channel, validate_symbol
+from recorder.poller.settings import PollerSettings
 from recorder.records import ChannelKind, KlinePeriod
 
 __all__ = [
@@ -239,6 +240,7 @@ class Config:
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    poller: PollerSettings = field(default_factory=PollerSettings)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -432,3 +434,4 @@ def _convert(hint: Any, value: Any, name: str) -> Any:
         except ValueError as exc:
             raise ConfigError(f"config: {_where(name, value)}: {exc}") from None
     raise ConfigError(f"config: {name}: unsupported setting type {hint!r}")  # pragma: no cover
+

@@ -47,6 +47,7 @@ from recorder.records import (
     FeedEventKind,
     Kline,
     Order,
+    OrderStatusChange,
     QuarantinedFrame,
     Record,
     Ticker,
@@ -253,6 +254,7 @@ def _channel_of(key: tuple[type, str, object]) -> str:
 _TABLE_OF: dict[type, str] = {
     Ticker: "tickers", BookSnapshot: "book_snapshots", Deal: "deals", Kline: "klines",
     FeedEvent: "feed_events", QuarantinedFrame: "quarantine", Balance: "balances", Order: "orders",
+    OrderStatusChange: "order_status_changes",
 }
 
 

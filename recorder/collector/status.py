@@ -1,15 +1,291 @@
-"""Recording status (not built yet)."""
+"""Recording status: the periodic status line and ``status.json``, and ``okex-recorder status``.
+
+While recording, :class:`StatusReporter` logs one line every ``collector.status_interval``
+seconds (rate, queue depths, lag, reconnects, open gaps) and replaces
+``collector.status_file`` atomically with the full accounting (docs/collector.md
+"Status"). ``okex-recorder status`` reads that file, for a running or a finished
+recording, and adds the row counts found in the SQL database.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from recorder.errors import RecorderError
+from recorder.config import Config, load_config, mask_url
+from recorder.errors import ConfigError, StorageError
+from recorder.records import utc_now
+
+if TYPE_CHECKING:
+    from recorder.collector.app import Recorder
+
+__all__ = ["StatusReporter", "add_arguments", "read_status", "row_counts", "run"]
+
+log = logging.getLogger("recorder.collector")
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class StatusReporter:
+    """Builds the status of a :class:`~recorder.collector.app.Recorder`, logs it and writes it."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.path = recorder.config.collector.status_file
+        self._started_mono = time.monotonic()
+        self._last_frames = 0
+        self._last_mono = self._started_mono
+
+    def snapshot(self, state: str = "running") -> dict[str, Any]:
+        """The whole status as a JSON-able dict."""
+        r = self.recorder
+        cfg = r.config
+        p = r.pipeline.counters
+        w = r.writer_thread.counters
+        now_mono = time.monotonic()
+        conns = []
+        received = pongs = dropped = reconnects = 0
+        for conn in r.connections:
+            c = conn.counters
+            received += c.frames
+            pongs += c.pongs
+            dropped += c.dropped
+            reconnects += c.reconnects
+            conns.append({
+                "name": conn.name, "state": conn.state.value, "channels": len(conn.channels),
+                "frames": c.frames, "bytes": c.bytes, "pongs": c.pongs, "dropped": c.dropped,
+                "connects": c.connects, "reconnects": c.reconnects, "last_data": _iso(conn.last_data),
+                "last_error": c.last_error,
+            })
+        elapsed = max(now_mono - self._started_mono, 1e-9)
+        interval = max(now_mono - self._last_mono, 1e-9)
+        rate_now = (received - self._last_frames) / interval
+        self._last_frames, self._last_mono = received, now_mono
+        latencies = list(w.latencies)
+        storage_stats: Any = None
+        stats_fn = getattr(r.writer_thread.writer, "stats", None)
+        if callable(stats_fn):
+            with contextlib.suppress(Exception):
+                storage_stats = stats_fn()
+        poller = r.poller
+        return {
+            "state": state,
+            "pid": os.getpid(),
+            "started_at": r.started.isoformat(),
+            "updated_at": utc_now().isoformat(),
+            "elapsed_seconds": round(elapsed, 3),
+            "config": {
+                "ws_url": cfg.exchange.ws_url, "symbols": list(cfg.collector.symbols),
+                "sql_url": mask_url(cfg.storage.sql_url), "parquet_root": str(cfg.storage.parquet_root),
+                "connections": len(r.connections),
+            },
+            "frames": {
+                "received": received, "pongs": pongs, "dropped_backpressure": dropped,
+                "decoded": p.frames - p.frames_malformed, "malformed": p.frames_malformed,
+                "queued": len(r.frames),
+            },
+            "rates": {"frames_per_second": round(rate_now, 1),
+                      "frames_per_second_avg": round(received / elapsed, 1)},
+            "queues": {"frames": len(r.frames), "frames_max": r.frames.max_items,
+                       "writer_rows": r.records.rows, "writer_rows_max": r.records.max_rows},
+            "lag_seconds": {"last": round(w.lag_last, 4), "max": round(w.lag_max, 4),
+                            "p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)},
+            "reconnects": reconnects,
+            "connections": conns,
+            "channels": r.pipeline.accounting(),
+            "crossed_books": p.crossed_books,
+            "error_acks": p.error_acks,
+            "rows": {"produced": dict(sorted(p.rows_out.items())),
+                     "written": dict(sorted(w.rows_written.items()))},
+            "storage": {"flushes": w.flushes, "errors": w.errors, "last_error": w.last_error,
+                        "writer": storage_stats},
+            "open_gaps": [
+                {"kind": g.kind.value, "since": g.ts_start.isoformat(), "connection": g.connection,
+                 "symbols": list(g.symbols), "channel": g.channel}
+                for g in r.pipeline.open_spans()
+            ],
+            "poller": None if poller is None else {
+                "outcome": getattr(getattr(poller, "outcome", None), "value", None),
+                "balance_polls": getattr(poller, "balance_polls", None),
+                "order_rounds": getattr(poller, "rounds", None),
+            },
+        }
+
+    def write(self, state: str = "running") -> dict[str, Any]:
+        """Build the status and replace the status file with it atomically; return it."""
+        status = self.snapshot(state)
+        try:
+            write_json_atomically(self.path, status)
+        except OSError as exc:
+            log.warning("cannot write the status file %s: %s", self.path, exc.strerror or exc)
+        return status
+
+    def log_line(self, s: dict[str, Any]) -> None:
+        """The one-line status: rate, queue depths, lag, reconnects, rows, open gaps."""
+        rows = sum(s["rows"]["written"].values())
+        log.info(
+            "status: %s %.0f frames/s (avg %.0f), %d received, %d dropped, %d malformed, "
+            "queue %d frames + %d rows, lag %.3f s (max %.3f), %d reconnects, %d rows written, %d open gaps",
+            s["state"], s["rates"]["frames_per_second"], s["rates"]["frames_per_second_avg"],
+            s["frames"]["received"], s["frames"]["dropped_backpressure"], s["frames"]["malformed"],
+            s["queues"]["frames"], s["queues"]["writer_rows"], s["lag_seconds"]["last"],
+            s["lag_seconds"]["max"], s["reconnects"], rows, len(s["open_gaps"]),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Every ``status_interval`` s until ``stop``: log the line and write the file."""
+        interval = self.recorder.config.collector.status_interval
+        self.write("running")
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if stop.is_set():
+                break
+            self.log_line(self.write("running"))
+        self.write("stopping")
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and :func:`os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str), "utf-8")
+    os.replace(tmp, path)
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """The status file's content; :class:`ConfigError` when missing or unreadable."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no status file at {path}: has `okex-recorder run` been started here?") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the status file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"the status file {path} is not a status object")
+    return data
+
+
+def row_counts(sql_url: str) -> dict[str, int]:
+    """Rows per table in the SQL database (tables of :mod:`recorder.storage.schema`)."""
+    import sqlalchemy as sa
+
+    from recorder.storage import schema
+
+    engine = sa.create_engine(sql_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            existing = set(sa.inspect(conn).get_table_names())
+            return {
+                t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                for t in schema.metadata.sorted_tables if t.name in existing
+            }
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"cannot count rows in {mask_url(sql_url)}: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options yet."""
+    """``status [--config F] [--status-file P] [--json] [--no-sql]``."""
+    parser.add_argument("--config", "-c", type=Path, default=None,
+                        help="the configuration the recording uses")
+    parser.add_argument("--status-file", type=Path, default=None,
+                        help="status file to read (default: collector.status_file of the configuration)")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--no-sql", action="store_true", help="do not count rows in the SQL database")
+
+
+def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
+    """A short human-readable report of a status dict (and SQL row counts)."""
+    lines = []
+    state = status.get("state", "?")
+    if state in ("running", "stopping") and not _alive(status.get("pid")):
+        state = f"{state} (but process {status.get('pid')} is gone: it was killed)"
+    lines.append(f"state:       {state}, started {status.get('started_at')}, "
+                 f"updated {status.get('updated_at')}")
+    cfg = status.get("config", {})
+    lines.append(f"source:      {cfg.get('ws_url')} ({len(cfg.get('symbols', []))} symbols, "
+                 f"{cfg.get('connections')} connections)")
+    lines.append(f"storage:     {cfg.get('sql_url')} + {cfg.get('parquet_root')}")
+    f = status.get("frames", {})
+    r = status.get("rates", {})
+    lines.append(f"frames:      {f.get('received')} received ({r.get('frames_per_second_avg')}/s avg), "
+                 f"{f.get('malformed')} malformed, {f.get('dropped_backpressure')} dropped (backpressure), "
+                 f"{f.get('pongs')} pongs")
+    lag = status.get("lag_seconds", {})
+    lines.append(f"lag:         last {lag.get('last')} s, max {lag.get('max')} s, p99 {lag.get('p99')} s; "
+                 f"reconnects {status.get('reconnects')}")
+    for conn in status.get("connections", []):
+        lines.append(f"  {conn['name']}: {conn['state']}, {conn['channels']} channels, "
+                     f"{conn['frames']} frames, "
+                     f"{conn['reconnects']} reconnects, last data {conn['last_data']}"
+                     + (f", last error: {conn['last_error']}" if conn.get("last_error") else ""))
+    gaps = status.get("open_gaps", [])
+    lines.append(f"open gaps:   {len(gaps)}")
+    for g in gaps[:10]:
+        lines.append(f"  {g['kind']} since {g['since']} on {g['connection']} {','.join(g['symbols'])}")
+    rows = status.get("rows", {})
+    lines.append("rows:        table: produced / written" + (" / in SQL" if counts is not None else ""))
+    tables = sorted(set(rows.get("produced", {})) | set(rows.get("written", {})) | set(counts or {}))
+    for t in tables:
+        extra = f" / {counts.get(t, 0)}" if counts is not None else ""
+        produced = rows.get("produced", {}).get(t, 0)
+        lines.append(f"  {t}: {produced} / {rows.get('written', {}).get(t, 0)}{extra}")
+    rejected = {name: ch["rejected"] for name, ch in status.get("channels", {}).items() if ch.get("rejected")}
+    if rejected:
+        lines.append("rejected:")
+        for name, reasons in rejected.items():
+            for reason, n in reasons.items():
+                lines.append(f"  {name}: {n} x {reason}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RecorderError("'status' is not implemented yet")
+    """``okex-recorder status``: print the status of a running or finished recording."""
+    config: Config = load_config(args.config)
+    path = args.status_file or config.collector.status_file
+    status = read_status(path)
+    counts = None
+    if not args.no_sql:
+        try:
+            counts = row_counts(config.storage.sql_url)
+        except StorageError as exc:
+            print(f"(row counts unavailable: {exc})")
+    if args.json:
+        print(json.dumps({"status": status, "sql_rows": counts}, indent=1, default=str))
+    else:
+        print(describe(status, counts))
+    return 0
