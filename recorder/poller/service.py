@@ -1,0 +1,354 @@
+"""Balance and order sync over the read-only REST client (docs/poller.md).
+
+:class:`Poller` polls ``userinfo.do`` (and optionally ``wallet_info.do``) every
+``balance_interval`` and, every ``order_interval``, each configured symbol's open
+orders (``order_info.do`` with ``order_id=-1``) and history (``order_history.do``,
+status 0 and 1, every page). It hands typed records to a :data:`RecordSink`:
+``Balance`` per currency per poll, ``Order`` whenever an order's state changed
+(storage upserts by ``order_id``), ``OrderStatusChange`` when an order is first
+seen in a status, and ``FeedEvent`` for bans, rate limits and auth failures.
+
+Errors (classified once, :mod:`recorder.errors`):
+
+* 10001 (rate limited), 10002/10004 (server trouble), timeouts, network errors,
+  HTTP 5xx: retry with the shared backoff (:mod:`recorder.backoff`);
+* HTTP 403: every REST call in the process stops for ``ban_seconds`` (the shared
+  limiter holds the ban), a ``BAN`` span is written open, then closed on resume;
+* authentication failures (10005, 10006, 10007, 10017, ...): one clear error line
+  naming the likely cause, an ``AUTH_FAILURE`` event, and polling stops; :meth:`run`
+  returns normally so whatever runs beside it (the collector) keeps running;
+* any other exchange error or an unreadable answer: logged, that step is skipped
+  until the next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import functools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TypeVar
+
+import httpx
+
+from recorder.backoff import backoff
+from recorder.credentials import Credentials
+from recorder.errors import (
+    ExchangeError,
+    IpBannedError,
+    ProtocolError,
+    TransportError,
+    is_auth_failure,
+    is_ban,
+    is_rate_limit,
+    is_retryable,
+)
+from recorder.poller.client import DEFAULT_REST_URL, ReadOnlyClient
+from recorder.poller.ratelimit import RateLimiter, process_limiter
+from recorder.poller.settings import PollerSettings
+from recorder.poller.state import OrderState
+from recorder.records import (
+    FeedEvent,
+    FeedEventKind,
+    Order,
+    OrderStatusChange,
+    Record,
+    RecordSink,
+    utc_now,
+)
+
+__all__ = ["AUTH_HINTS", "CONNECTION", "Poller", "PollerOutcome"]
+
+log = logging.getLogger("recorder.poller")
+
+CONNECTION = "rest"
+"""The ``connection`` of every feed event the poller writes."""
+
+AUTH_HINTS: Mapping[int, str] = {
+    10005: "the secret key is not known to the exchange: check OKEX_SECRET_KEY",
+    10006: "the api key is not known to the exchange: check OKEX_API_KEY (wrong key, or deleted)",
+    10007: "the signature does not match: the secret key is wrong for this api key (OKEX_SECRET_KEY)",
+    10017: "the api key lacks a permission: grant it read access to the account and orders",
+    10216: "this endpoint is not open to the api key: check its permissions",
+    1014: "the api key is not allowed to make this call: check its permissions",
+    1209: "the api key is not allowed to make this call: check its permissions",
+    10100: "the account is frozen: a person must act on the exchange's side",
+    1048: "the account is frozen: a person must act on the exchange's side",
+}
+"""The likely cause of each authentication failure, for the one message an operator reads."""
+
+T = TypeVar("T")
+
+
+class PollerOutcome(enum.Enum):
+    """Why :meth:`Poller.run` returned."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"  # the stop event was set
+    AUTH_FAILED = "auth_failed"  # credentials rejected: polling stopped
+
+
+class _AuthFailed(Exception):
+    """Internal: unwinds the polling loop after an authentication failure was reported."""
+
+
+class Poller:
+    """Polls balances and orders until stopped; see the module docstring.
+
+    ``client`` defaults to a :class:`ReadOnlyClient` on ``rest_url`` with the
+    process-wide limiter (or ``limiter``); ``clock`` stamps the records
+    (timezone-aware UTC); ``known_orders`` is the state loaded from storage
+    (:func:`recorder.poller.state.load_order_states`) so a restart resumes.
+    """
+
+    def __init__(
+        self,
+        settings: PollerSettings,
+        credentials: Credentials,
+        sink: RecordSink,
+        *,
+        client: ReadOnlyClient | None = None,
+        clock: Callable[[], datetime] | None = None,
+        limiter: RateLimiter | None = None,
+        rest_url: str = DEFAULT_REST_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+        known_orders: Mapping[int, OrderState] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sink = sink
+        self._clock = clock or utc_now
+        self._owns_client = client is None
+        self._client = client or ReadOnlyClient(
+            credentials,
+            rest_url=rest_url,
+            timeout=settings.request_timeout,
+            limiter=limiter or process_limiter(settings),
+            transport=transport,
+            clock=self._clock,
+        )
+        self._limiter = self._client.limiter
+        self._credentials = credentials
+        self._known: dict[int, OrderState] = dict(known_orders or {})
+        self._rng = rng
+        self._ban_event: FeedEvent | None = None
+        self.outcome = PollerOutcome.RUNNING
+        self.auth_error: ExchangeError | None = None
+        self.rounds = 0  # completed order sweeps (all symbols)
+        self.balance_polls = 0
+
+    def __repr__(self) -> str:
+        symbols = self._settings.symbols
+        return f"Poller(symbols={symbols!r}, {self._credentials!r}, outcome={self.outcome.value})"
+
+    @property
+    def known_orders(self) -> Mapping[int, OrderState]:
+        """The last state seen of every order (read-only view for status and tests)."""
+        return dict(self._known)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Poller:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this poller made it (:meth:`run` does this when it ends)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def run(self, stop: asyncio.Event) -> PollerOutcome:
+        """Poll until ``stop`` is set or the credentials are rejected; return why it ended.
+
+        Never raises for exchange or network trouble (those are retried or
+        reported); returns :attr:`PollerOutcome.AUTH_FAILED` after an auth failure.
+        """
+        loop_task = asyncio.create_task(self._loop(), name="poller")
+        stop_task = asyncio.create_task(stop.wait(), name="poller-stop")
+        try:
+            await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (loop_task, stop_task):
+                task.cancel()
+            await asyncio.gather(loop_task, stop_task, return_exceptions=True)
+            if self._ban_event is not None:  # stopped while banned: close the span now
+                self._close_ban("poller stopped during the ban")
+            await self.aclose()
+        if loop_task.done() and not loop_task.cancelled() and (exc := loop_task.exception()) is not None:
+            if isinstance(exc, _AuthFailed):
+                return self.outcome
+            raise exc
+        self.outcome = PollerOutcome.STOPPED
+        return self.outcome
+
+    async def _loop(self) -> None:
+        next_balance = next_orders = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_balance:
+                next_balance = now + self._settings.balance_interval
+                await self.poll_balances()
+            now = time.monotonic()
+            if self._settings.symbols and now >= next_orders:
+                next_orders = now + self._settings.order_interval
+                await self.sync_orders()
+            due = min(next_balance, next_orders) if self._settings.symbols else next_balance
+            await asyncio.sleep(max(due - time.monotonic(), 0.0))
+
+    # --- one round of each job -----------------------------------------------------------------
+
+    async def poll_balances(self) -> None:
+        """Fetch the spot (and wallet, if enabled) balances once and hand them to the sink."""
+        records: list[Record] = []
+        spot = await self._step("userinfo.do", self._client.fetch_userinfo)
+        records.extend(spot or ())
+        if self._settings.include_wallet:
+            wallet = await self._step("wallet_info.do", self._client.fetch_wallet_info)
+            records.extend(wallet or ())
+        if records:
+            self._sink(records)
+        self.balance_polls += 1
+
+    async def sync_orders(self) -> None:
+        """One sweep over every symbol: open orders, then history status 0 and 1, every page."""
+        for symbol in self._settings.symbols:
+            await self.sync_symbol(symbol)
+        self.rounds += 1
+
+    async def sync_symbol(self, symbol: str) -> None:
+        """Open orders and every history page of ``symbol``; changes go to the sink as they arrive."""
+        open_orders = await self._step(
+            f"order_info.do {symbol}", functools.partial(self._client.fetch_open_orders, symbol)
+        )
+        if open_orders is not None:
+            self._absorb(open_orders)
+        length = self._settings.page_length
+        for status in (0, 1):
+            page = 1
+            while True:
+                answer = await self._step(
+                    f"order_history.do {symbol} status {status} page {page}",
+                    functools.partial(self._client.fetch_order_history, symbol, status, page, length),
+                )
+                if answer is None:
+                    break  # skipped (logged); the next round tries again
+                self._absorb(answer.orders)
+                if len(answer.orders) < length or page * length >= answer.total:
+                    break
+                page += 1
+
+    def _absorb(self, orders: Iterable[Order]) -> None:
+        records: list[Record] = []
+        updates: dict[int, OrderState] = {}
+        for order in orders:
+            known = updates.get(order.order_id) or self._known.get(order.order_id)
+            if known is not None and not known.is_superseded_by(order):
+                continue
+            records.append(order)
+            if known is None or known.status is not order.status:
+                records.append(
+                    OrderStatusChange(
+                        order_id=order.order_id,
+                        symbol=order.symbol,
+                        status=order.status,
+                        previous_status=None if known is None else known.status,
+                        deal_amount=order.deal_amount,
+                        ts_recv=order.ts_recv,
+                    )
+                )
+            updates[order.order_id] = OrderState.of(order)
+        if records:
+            self._sink(records)
+            self._known.update(updates)
+
+    # --- error handling ------------------------------------------------------------------------
+
+    async def _step(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Run ``call`` until it succeeds; None if it failed in a way retrying cannot fix.
+
+        Raises :class:`_AuthFailed` (after reporting it) on an authentication failure.
+        """
+        delays = backoff(self._settings.backoff, self._rng)
+        while True:
+            try:
+                result = await call()
+            except IpBannedError as exc:
+                await self._sit_out_ban(exc)
+                delays = backoff(self._settings.backoff, self._rng)
+                continue
+            except ExchangeError as exc:
+                if is_auth_failure(exc):  # reported once, in one message with code and text
+                    self._report_auth_failure(exc)
+                    raise _AuthFailed from exc
+                log.warning("%s: OKEx error %d: %s", what, exc.code, exc.message_en)
+                if is_ban(exc):
+                    await self._sit_out_ban(exc)
+                    continue
+                if is_rate_limit(exc):
+                    now = self._clock()
+                    self._emit(FeedEvent(kind=FeedEventKind.RATE_LIMITED, ts_start=now, ts_end=now,
+                                         connection=CONNECTION, channel=what.split()[0],
+                                         detail=f"error {exc.code}: {exc.message_en}"))
+                if not is_retryable(exc):
+                    log.error("%s: giving up on this step until the next round (error %d)", what, exc.code)
+                    return None
+                await asyncio.sleep(next(delays))
+                continue
+            except TransportError as exc:
+                delay = next(delays)
+                log.warning("%s: %s; retrying in %.2f s", what, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            except ProtocolError as exc:
+                log.error("%s: unreadable answer, skipped until the next round: %s", what, exc)
+                return None
+            if self._ban_event is not None:
+                self._close_ban("calls resumed")
+            return result
+
+    async def _sit_out_ban(self, exc: Exception) -> None:
+        seconds = self._settings.ban_seconds
+        self._limiter.ban(seconds)
+        if self._ban_event is None:
+            self._ban_event = FeedEvent(
+                kind=FeedEventKind.BAN,
+                ts_start=self._clock(),
+                ts_end=None,
+                connection=CONNECTION,
+                detail=f"HTTP 403: IP banned; all REST calls stopped for {seconds:g} s",
+            )
+            self._emit(self._ban_event)
+            log.error("%s; every REST call stops for %g s, then resumes by itself", exc, seconds)
+        await asyncio.sleep(self._limiter.banned_for)
+
+    def _close_ban(self, why: str) -> None:
+        assert self._ban_event is not None
+        event = dataclasses.replace(self._ban_event, ts_end=self._clock(),
+                                    detail=f"{self._ban_event.detail}; {why}")
+        self._ban_event = None
+        self._emit(event)
+        log.info("REST ban over (%s)", why)
+
+    def _report_auth_failure(self, exc: ExchangeError) -> None:
+        hint = AUTH_HINTS.get(exc.code, "the credentials were rejected")
+        message = (
+            f"OKEx rejected the API credentials ({self._credentials.masked_api_key}): error {exc.code} "
+            f"\u201c{exc.message_en}\u201d: likely cause: {hint}. Polling stopped; fix the "
+            "credentials and restart (the collector keeps recording)."
+        )
+        log.error(message)
+        now = self._clock()
+        self._emit(FeedEvent(kind=FeedEventKind.AUTH_FAILURE, ts_start=now, ts_end=now,
+                             connection=CONNECTION, detail=message))
+        self.outcome = PollerOutcome.AUTH_FAILED
+        self.auth_error = exc
+
+    def _emit(self, event: FeedEvent) -> None:
+        self._sink([event])
