@@ -38,6 +38,8 @@ ILLEGAL_PARAMETER = 10008
 MARKET_ORDERS_PAUSED = 1216
 
 _ACCOUNT_ENDPOINTS = frozenset({"userinfo.do", "wallet_info.do"})
+# PROTOCOL.md lists no per-endpoint limit ("—") for these: only the per-IP limit applies.
+_UNLIMITED_ENDPOINTS = frozenset({"order_history.do", "tickers.do"})
 _TWO_DAYS_MS = 2 * 86_400_000
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -180,10 +182,11 @@ class RestApi:
                 return _json({"result": False, "error_code": SYSTEM_ERROR})
             if fault is not None:
                 return web.Response(status=fault, text=f"{fault} simulated server error")
-            window = self._endpoint_windows.setdefault((ip, name), _Window())
-            if window.count(now, limits.endpoint_window) >= endpoint_limit:
-                return _json({"result": False, "error_code": RATE_LIMITED})
-            window.times.append(now)
+            if name not in _UNLIMITED_ENDPOINTS:
+                window = self._endpoint_windows.setdefault((ip, name), _Window())
+                if window.count(now, limits.endpoint_window) >= endpoint_limit:
+                    return _json({"result": False, "error_code": RATE_LIMITED})
+                window.times.append(now)
             try:
                 return _json(await inner(request))
             except RestError as exc:
