@@ -85,16 +85,23 @@ def prepare_database(config: Config) -> None:
 
 
 def open_storage(config: Config) -> RecordWriter:
-    """The :class:`~recorder.storage.writer.StorageWriter` for ``config.storage`` (SQL + Parquet)."""
-    from recorder.storage.writer import open_writer
+    """The :class:`~recorder.storage.writer.StorageWriter` for ``config.storage``: SQL + Parquet.
+
+    Raises :class:`~recorder.errors.StorageError` (e.g. SchemaNotAtHeadError) from the stores.
+    """
+    from recorder.storage.parquet import ParquetStore
+    from recorder.storage.sql import SqlStore
+    from recorder.storage.writer import StorageWriter
 
     s = config.storage
-    writer: RecordWriter = open_writer(
-        sql_url=s.sql_url, parquet_root=s.parquet_root, spill_dir=s.spill_dir,
-        max_pending_rows=s.max_pending_rows, roll_rows=s.parquet_roll_rows,
-        roll_seconds=s.parquet_roll_seconds,
-    )
-    return writer
+    sql = SqlStore(s.sql_url)
+    try:
+        parquet = ParquetStore(s.parquet_root, roll_rows=s.parquet_roll_rows,
+                               roll_seconds=s.parquet_roll_seconds)
+    except BaseException:
+        sql.close()
+        raise
+    return StorageWriter(sql, parquet, max_pending_rows=s.max_pending_rows, spill_dir=str(s.spill_dir))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -37,6 +38,12 @@ def _iso(ts: float | None) -> str | None:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -86,7 +93,7 @@ class StatusReporter:
         stats_fn = getattr(r.writer_thread.writer, "stats", None)
         if callable(stats_fn):
             with contextlib.suppress(Exception):
-                storage_stats = stats_fn()
+                storage_stats = {name: _plain(st) for name, st in stats_fn().items()}
         poller = r.poller
         return {
             "state": state,
