@@ -45,7 +45,8 @@ class _Side:
         self.prices.clear()
 
     def load(self, levels: Iterable[Level]) -> None:
-        book = {price: amount for price, amount in levels if amount}
+        # A price repeated within one push: the last one wins (as in an increment).
+        book = {price: amount for price, amount in dict(levels).items() if amount}
         self.levels = book
         self.prices = sorted(book)
 
