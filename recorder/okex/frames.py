@@ -258,6 +258,15 @@ def _field(obj: dict[str, object], key: str, what: str) -> object:
         raise _Reject(f"{what}: missing field {key!r}") from None
 
 
+def _dec_field(obj: dict[str, object], key: str, what: str) -> Decimal:
+    try:
+        return parse_decimal(obj[key])
+    except KeyError:
+        raise _Reject(f"{what}: missing field {key!r}") from None
+    except DecodeError as exc:
+        raise _Reject(f"{what}: field {key!r}: {exc}") from None
+
+
 def _optional_decimal(value: object) -> Decimal | None:
     if value is None or value == "":
         return None
@@ -288,12 +297,12 @@ def _ticker(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
             symbol=channel.symbol,
             ts_event=ms_to_datetime(_field(d, "timestamp", what)),
             ts_recv=ts_recv,
-            buy=parse_decimal(_field(d, "buy", what)),
-            sell=parse_decimal(_field(d, "sell", what)),
-            last=parse_decimal(_field(d, "last", what)),
-            high=parse_decimal(_field(d, "high", what)),
-            low=parse_decimal(_field(d, "low", what)),
-            vol=parse_decimal(_field(d, "vol", what)),
+            buy=_dec_field(d, "buy", what),
+            sell=_dec_field(d, "sell", what),
+            last=_dec_field(d, "last", what),
+            high=_dec_field(d, "high", what),
+            low=_dec_field(d, "low", what),
+            vol=_dec_field(d, "vol", what),
             change=_optional_decimal(get("change")),
             day_high=_optional_decimal(get("dayHigh")),
             day_low=_optional_decimal(get("dayLow")),
@@ -408,7 +417,7 @@ def _order(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
             type=_order_type(_field(d, "tradeType", what)),
             price=_optional_decimal(d.get("tradeUnitPrice")),
             amount=_optional_decimal(d.get("tradeAmount")),
-            deal_amount=parse_decimal(_field(d, "completedTradeAmount", what)),
+            deal_amount=_dec_field(d, "completedTradeAmount", what),
             avg_price=Decimal(0) if avg is None or avg == "" else parse_decimal(avg),
             status=_order_status(_field(d, "status", what)),
             ts_event=ms_to_datetime(_field(d, "createdDate", what)),

@@ -344,7 +344,8 @@ def test_balance_push_becomes_spot_balances_one_per_currency() -> None:
         ('{"channel":"ok_sub_spot_bch_btc_ticker","data":{"buy":"1","timestamp":1}}',
          "ok_sub_spot_bch_btc_ticker", "ticker data: missing field 'sell'"),
         ('{"channel":"ok_sub_spot_bch_btc_ticker","data":{"buy":"x","sell":"1","last":"1","high":"1",'
-         '"low":"1","vol":"1","timestamp":1}}', "ok_sub_spot_bch_btc_ticker", "not a decimal number: 'x'"),
+         '"low":"1","vol":"1","timestamp":1}}', "ok_sub_spot_bch_btc_ticker",
+         "ticker data: field 'buy': not a decimal number: 'x'"),
         ('{"channel":"ok_sub_spot_bch_btc_ticker","data":{"buy":1.5,"sell":"1","last":"1","high":"1",'
          '"low":"1","vol":"1","timestamp":1.5}}', "ok_sub_spot_bch_btc_ticker", "not an integer: 1.5"),
         ('{"channel":"ok_sub_spot_bch_btc_depth","data":{"asks":[["1","1"]]}}', "ok_sub_spot_bch_btc_depth",
@@ -424,8 +425,8 @@ def test_naive_receive_time_is_refused() -> None:
 # --- deal times across midnight -----------------------------------------------------------------
 
 
-def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def _utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -211,7 +211,8 @@ def test_every_parser_raises_the_typed_error_for_an_error_answer(parse: object) 
 
 
 def test_successful_or_non_object_answers_pass_check_result() -> None:
-    for answer in ({"result": True}, {"asks": []}, [], "x", None):
+    answers: list[object] = [{"result": True}, {"asks": []}, [], "x", None]
+    for answer in answers:
         check_result(answer, "x")
 
 
