@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import zlib
 from decimal import Decimal
@@ -214,7 +215,7 @@ async def test_full_depth_channels_send_the_top_levels_only_when_they_change(sim
         pushes = simulator.truth.pushes(ch)
         assert 1 < len(pushes) <= 61
         tops = [(tuple(map(tuple, p.data["bids"])), tuple(map(tuple, p.data["asks"]))) for p in pushes]
-        assert all(a != b for a, b in zip(tops, tops[1:], strict=False))  # only changes are pushed
+        assert all(a != b for a, b in itertools.pairwise(tops))  # only changes are pushed
         for p in pushes:
             assert len(p.data["bids"]) == 5 and len(p.data["asks"]) == 5
             received = await recv(ws)
