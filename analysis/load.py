@@ -1,0 +1,607 @@
+"""Load a recording into pandas, from the SQL database or the Parquet datasets, with one signature.
+
+Every loader is ``load_<dataset>(source, symbols=None, start=None, end=None, *, columns=None,
+exact=False, ...)``:
+
+* ``source``: a SQL URL (``"sqlite:///data/recording.sqlite"``,
+  ``"postgresql+psycopg://user@host/db"``), a :class:`sqlalchemy.engine.Engine`, or the
+  root directory of the Parquet datasets (``str`` or :class:`~pathlib.Path`, e.g.
+  ``"data/parquet"``); :func:`open_source` decides, and an already opened
+  :class:`Source` is accepted too.
+* ``symbols``: an iterable of market symbols (``"btc_usdt"``) to keep, ``None`` for all.
+  For balances it filters *currencies*; for feed events it keeps events that name one
+  of the symbols or name none (a connection-wide event).
+* ``start`` / ``end``: timezone-aware instants (``datetime``, ``pandas.Timestamp`` or an
+  ISO string with an offset, e.g. ``"2024-05-01T00:00Z"``); the range is
+  ``start <= t < end`` on the frame's index column. Feed events are spans: those
+  overlapping the range are kept (``ts_start < end`` and ``ts_end >= start`` or still open).
+  Naive values raise ValueError.
+* ``columns``: the subset of value columns to read (the index column is always read).
+* ``exact``: ``False`` (default) gives prices and amounts as float64 (each the float
+  nearest the stored decimal); ``True`` keeps them as :class:`decimal.Decimal`
+  (``object`` dtype), exactly as recorded.
+
+Filters are pushed down: SQL gets a ``WHERE`` with bound parameters and selects only
+the columns asked for; Parquet gets :mod:`pyarrow.dataset` filters on the ``date=`` and
+``symbol=`` partitions and on the timestamp, and reads only the columns asked for.
+Both sources go through one Arrow table with the dataset's declared schema
+(:data:`recorder.storage.schema.DATASETS`) and one conversion to pandas, so the same
+recording gives equal frames from either.
+
+Frames: the index is a UTC ``DatetimeIndex`` (``datetime64[us, UTC]``) named after its
+column (``ts_event`` for market data and orders, ``ts_recv`` for balances and status
+changes, ``ts_start`` for feed events); rows are sorted by it, then by the dataset's
+key. Other timestamps are ``datetime64[us, UTC]`` columns; text is pandas ``str``;
+integers ``int64`` (``depth`` ``int32``); order statuses are lower-case
+:class:`~recorder.records.OrderStatus` names (``"filled"``). Rows written twice to
+Parquet (journal replays, an open candle pushed again, a span written open then
+closed) are reduced as the SQL store does: the first copy, or the latest state for
+klines, orders and feed events. The column lists are in ``docs/analysis.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import sqlalchemy as sa
+
+from recorder.records import KlinePeriod, OrderStatus
+from recorder.storage.parquet import open_dataset
+from recorder.storage.schema import DATASETS, Dataset
+
+__all__ = [
+    "ParquetSource",
+    "Query",
+    "Source",
+    "SqlSource",
+    "load_balances",
+    "load_book_levels",
+    "load_book_top",
+    "load_deals",
+    "load_feed_events",
+    "load_klines",
+    "load_order_status_changes",
+    "load_orders",
+    "load_tickers",
+    "open_source",
+]
+
+TimeLike = datetime | pd.Timestamp | str | None
+
+
+# --------------------------------------------------------------------------- the query
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What to read from one dataset; built by the loaders, executed by a :class:`Source`.
+
+    ``keys`` filters ``dataset.key_column`` (the ``symbol=`` partition); ``start``/``end``
+    bound ``time_column`` (``start <= t < end``); with ``span_end`` set the filter is an
+    overlap (``time_column < end`` and (``span_end >= start`` or NULL)). ``equals`` holds
+    extra equality filters (column -> value).
+    """
+
+    dataset: Dataset
+    columns: tuple[str, ...]
+    time_column: str
+    keys: tuple[str, ...] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    span_end: str | None = None
+    equals: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The declared Arrow schema restricted to :attr:`columns`, in that order."""
+        schema = self.dataset.arrow_schema
+        return pa.schema([schema.field(c) for c in self.columns])
+
+
+class Source(Protocol):
+    """Where a recording is read from. ``read`` returns a table with ``query.arrow_schema``."""
+
+    def read(self, query: Query) -> pa.Table: ...
+
+
+class SqlSource:
+    """A recording in a SQL database (SQLite or PostgreSQL), read with SQLAlchemy Core."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlSource:
+        """A source for a SQLAlchemy URL (the engine uses no pool beyond this use)."""
+        return cls(sa.create_engine(url, poolclass=sa.pool.NullPool))
+
+    def read(self, query: Query) -> pa.Table:
+        """Run one ``SELECT`` with bound parameters; return the rows as an Arrow table."""
+        table = query.dataset.table
+        stmt = sa.select(*(table.c[c] for c in query.columns))
+        if query.keys is not None:
+            stmt = stmt.where(table.c[query.dataset.key_column].in_(query.keys))
+        time = table.c[query.time_column]
+        if query.span_end is None:
+            if query.start is not None:
+                stmt = stmt.where(time >= query.start)
+            if query.end is not None:
+                stmt = stmt.where(time < query.end)
+        else:
+            if query.end is not None:
+                stmt = stmt.where(time < query.end)
+            if query.start is not None:
+                span_end = table.c[query.span_end]
+                stmt = stmt.where(sa.or_(span_end.is_(None), span_end >= query.start))
+        for column, value in query.equals:
+            stmt = stmt.where(table.c[column] == value)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        data = {c: [row[i] for row in rows] for i, c in enumerate(query.columns)}
+        return pa.Table.from_pydict(data, schema=query.arrow_schema)
+
+
+class ParquetSource:
+    """A recording as Parquet datasets: ``<root>/<dataset>/date=YYYY-MM-DD/<key>=<value>/*.parquet``.
+
+    ``<key>`` is the dataset's key column (``symbol``, ``currency`` for balances,
+    ``connection`` for feed events); see :mod:`recorder.storage.parquet`. Rows still in
+    the store's journal (a recording being written) are not visible until rolled over.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def read(self, query: Query) -> pa.Table:
+        """Scan one dataset with partition and row filters, reading only ``query.columns``."""
+        schema = query.arrow_schema
+        if not (self.root / query.dataset.name).is_dir():
+            return schema.empty_table()
+        dataset = open_dataset(str(self.root), query.dataset.name)
+        table = dataset.to_table(columns=list(query.columns), filter=self._filter(query))
+        return table.cast(schema)
+
+    @staticmethod
+    def _filter(query: Query) -> ds.Expression | None:
+        dataset = query.dataset
+        parts: list[ds.Expression] = []
+        if query.keys is not None:
+            parts.append(ds.field(dataset.key_column).isin(list(query.keys)))
+        ts_type = dataset.arrow_schema.field(query.time_column).type
+        time = ds.field(query.time_column)
+        start = None if query.start is None else pa.scalar(query.start, ts_type)
+        end = None if query.end is None else pa.scalar(query.end, ts_type)
+        date = ds.field("date")
+        # The date= partition is the UTC date of dataset.date_column. Prune with it only
+        # where that column bounds the one filtered on.
+        same = dataset.date_column == query.time_column
+        if query.span_end is None:
+            if start is not None:
+                parts.append(time >= start)
+                # ts_recv >= ts_event, so a lower bound on ts_event bounds ts_recv's date too.
+                if same or (dataset.date_column == "ts_recv" and query.time_column == "ts_event"):
+                    parts.append(date >= _iso_date(query.start))
+            if end is not None:
+                parts.append(time < end)
+                if same:
+                    parts.append(date <= _last_date(query.end))
+        else:
+            if end is not None:
+                parts.append(time < end)
+                if same:
+                    parts.append(date <= _last_date(query.end))
+            if start is not None:
+                span_end = ds.field(query.span_end)
+                parts.append(span_end.is_null() | (span_end >= start))
+        for column, value in query.equals:
+            parts.append(ds.field(column) == value)
+        if not parts:
+            return None
+        expr = parts[0]
+        for part in parts[1:]:
+            expr = expr & part
+        return expr
+
+
+def _iso_date(value: datetime | None) -> pa.Scalar:
+    """The ``date=`` partition value (date32) of a UTC instant."""
+    assert value is not None
+    return pa.scalar(value.date(), pa.date32())
+
+
+def _last_date(end: datetime | None) -> pa.Scalar:
+    """The last ``date=`` partition an exclusive ``end`` can need (midnight needs the day before)."""
+    assert end is not None
+    return _iso_date(end - timedelta(microseconds=1))
+
+
+def open_source(source: Source | sa.Engine | str | Path) -> Source:
+    """The :class:`Source` for a SQL URL, an Engine, or a Parquet root directory.
+
+    A string containing ``"://"`` is a SQLAlchemy URL; any other string or Path is a
+    Parquet root (it need not exist yet: missing datasets read as empty). A Source
+    is returned as is.
+    """
+    if isinstance(source, SqlSource | ParquetSource):
+        return source
+    if isinstance(source, sa.Engine):
+        return SqlSource(source)
+    if isinstance(source, str) and "://" in source:
+        return SqlSource.from_url(source)
+    if isinstance(source, str | Path):
+        return ParquetSource(source)
+    if callable(getattr(source, "read", None)):
+        return source
+    raise TypeError(f"not a recording source: {type(source).__name__}")
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _instant(value: TimeLike, name: str) -> datetime | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        raise ValueError(f"{name}={value!r} has no timezone; pass UTC (e.g. '2024-05-01T00:00Z')")
+    return ts.tz_convert("UTC").to_pydatetime()
+
+
+def _keys(symbols: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    if symbols is None:
+        return None
+    if isinstance(symbols, str):
+        return (symbols,)
+    return tuple(symbols)
+
+
+# --------------------------------------------------------------------------- arrow -> pandas
+
+_TRAILING_ZEROS = re.compile(r"\.?0+$")
+
+
+def _exact_decimals(array: pa.ChunkedArray) -> list[Decimal | None]:
+    """Decimal objects without the scale's trailing zeros (``1.5``, not ``1.500000000000000000``)."""
+    text = pc.cast(array, pa.string())
+    out: list[Decimal | None] = []
+    for value in text.to_pylist():
+        if value is None:
+            out.append(None)
+        else:
+            out.append(Decimal(_TRAILING_ZEROS.sub("", value) if "." in value else value))
+    return out
+
+
+def _to_pandas(table: pa.Table, exact: bool) -> pd.DataFrame:
+    """One conversion for both sources: decimals -> float64 (or Decimal), the rest Arrow's default."""
+    data: dict[str, object] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = column.type
+        if pa.types.is_decimal(kind):
+            if exact:
+                data[name] = pd.Series(_exact_decimals(column), dtype="object")
+            else:
+                # via the decimal text: correctly rounded (a direct cast can be off by an ulp)
+                text = pc.cast(column, pa.string())
+                data[name] = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            data[name] = column.to_pandas()
+    return pd.DataFrame(data, index=pd.RangeIndex(table.num_rows))
+
+
+_STATUS_NAMES = {s.value: s.name.lower() for s in OrderStatus}
+
+
+def _status_names(values: pd.Series) -> pd.Series:
+    names = [None if pd.isna(v) else _STATUS_NAMES[int(v)] for v in values]
+    return pd.Series(names, index=values.index, dtype="object", name=values.name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """How one dataset becomes a frame: its index, the columns that identify a row, dedupe rule."""
+
+    name: str
+    index: str
+    key: tuple[str, ...]  # the SQL primary key
+    latest: str | None = None  # keep the row with the greatest value of this column per key
+
+
+_SPECS = {
+    "tickers": _Spec("tickers", "ts_event", ("symbol", "ts_recv")),
+    "book_snapshots": _Spec("book_snapshots", "ts_event", ("symbol", "ts_recv", "source")),
+    "deals": _Spec("deals", "ts_event", ("symbol", "tid")),
+    "klines": _Spec("klines", "ts_event", ("symbol", "period", "ts_event"), latest="ts_recv"),
+    "balances": _Spec("balances", "ts_recv", ("account", "currency", "ts_recv")),
+    "orders": _Spec("orders", "ts_event", ("order_id",), latest="ts_recv"),
+    "order_status_changes": _Spec("order_status_changes", "ts_recv", ("order_id", "status")),
+    "feed_events": _Spec("feed_events", "ts_start", ("event_id",), latest="ts_end"),
+}
+
+
+def _load(
+    source: Source | sa.Engine | str | Path,
+    name: str,
+    symbols: Iterable[str] | str | None,
+    start: TimeLike,
+    end: TimeLike,
+    columns: Sequence[str] | None,
+    exact: bool,
+    *,
+    default_columns: Sequence[str] | None = None,
+    span_end: str | None = None,
+    equals: tuple[tuple[str, object], ...] = (),
+    filter_keys: bool = True,
+) -> pd.DataFrame:
+    spec = _SPECS[name]
+    dataset = DATASETS[name]
+    available = [c for c in dataset.arrow_schema.names if c != spec.index]
+    wanted = list(default_columns if default_columns is not None else available)
+    if columns is not None:
+        unknown = sorted(set(columns) - set(available))
+        if unknown:
+            raise ValueError(f"{name} has no column(s) {unknown}; it has {available}")
+        wanted = list(columns)
+    needed = [spec.index, *wanted]
+    for extra in (*spec.key, spec.latest, span_end):
+        if extra is not None and extra not in needed:
+            needed.append(extra)
+    query = Query(
+        dataset=dataset,
+        columns=tuple(needed),
+        time_column=spec.index,
+        keys=_keys(symbols) if filter_keys else None,
+        start=_instant(start, "start"),
+        end=_instant(end, "end"),
+        span_end=span_end,
+        equals=equals,
+    )
+    table = open_source(source).read(query)
+    frame = _to_pandas(table, exact)
+    frame = _dedupe(frame, spec)
+    frame = frame.sort_values([spec.index, *[k for k in spec.key if k != spec.index]], kind="stable")
+    frame = frame.set_index(spec.index)
+    return frame[wanted]
+
+
+def _dedupe(frame: pd.DataFrame, spec: _Spec) -> pd.DataFrame:
+    if len(frame) == 0:
+        return frame
+    key = list(spec.key)
+    if spec.latest is None:
+        return frame.drop_duplicates(key, keep="first")
+    # NaT sorts first, so a closed span (ts_end set) wins over its open copy.
+    ordered = frame.sort_values([*key, spec.latest], kind="stable", na_position="first")
+    return ordered.drop_duplicates(key, keep="last")
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def load_tickers(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Ticker pushes. Index ``ts_event``; columns ``symbol``, ``ts_recv``, ``buy``, ``sell``,
+    ``last``, ``high``, ``low``, ``vol``, ``change``, ``day_high``, ``day_low`` (float64,
+    NaN where not sent). ``buy``/``sell`` are the best bid/ask. See the module docstring
+    for the arguments."""
+    return _load(source, "tickers", symbols, start, end, columns, exact)
+
+
+_TOP_RENAME = {
+    "best_bid": "bid_price",
+    "best_bid_amount": "bid_amount",
+    "best_ask": "ask_price",
+    "best_ask_amount": "ask_amount",
+}
+
+
+def load_book_top(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Top of book of each snapshot (no level lists read). Index ``ts_event``; columns
+    ``symbol``, ``ts_recv``, ``source`` (the channel the book was kept from, ``"depth"``,
+    ``"depth_5"``...), ``depth`` (int32, levels on the fuller side), ``bid_price``,
+    ``bid_amount``, ``ask_price``, ``ask_amount`` (float64; NaN for an empty side).
+    ``columns`` uses these names."""
+    names = ["symbol", "ts_recv", "source", "depth", *_TOP_RENAME]
+    inverse = {v: k for k, v in _TOP_RENAME.items()}
+    stored = None if columns is None else [inverse.get(c, c) for c in columns]
+    frame = _load(source, "book_snapshots", symbols, start, end, stored, exact, default_columns=names)
+    return frame.rename(columns=_TOP_RENAME)
+
+
+def load_book_levels(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    depth: int | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Every level of every snapshot, long (tidy): one row per ``(snapshot, side, level)``.
+
+    Index ``ts_event``; columns ``symbol``, ``ts_recv``, ``source``, ``side`` (``"bid"``
+    or ``"ask"``), ``level`` (int64, 0 = best), ``price``, ``amount`` (float64, or
+    Decimal with ``exact``). Rows of a snapshot are bids (best first) then asks (best
+    first). ``depth`` keeps only the best ``depth`` levels per side. One snapshot is the
+    rows sharing ``(symbol, ts_event, ts_recv, source)``; pivot for a wide frame, e.g.
+    ``levels.pivot_table(index=["ts_event", "symbol"], columns=["side", "level"],
+    values="price")``.
+    """
+    if depth is not None and depth < 1:
+        raise ValueError("depth must be at least 1")
+    snaps = _load(
+        source, "book_snapshots", symbols, start, end, None, False,
+        default_columns=["symbol", "ts_recv", "source", "bids", "asks"],
+    )
+    index: list[int] = []
+    sides: list[str] = []
+    levels: list[int] = []
+    prices: list[str] = []
+    amounts: list[str] = []
+    for row_number, (bids, asks) in enumerate(zip(snaps["bids"], snaps["asks"], strict=True)):
+        for side, text in (("bid", bids), ("ask", asks)):
+            parsed = json.loads(text)
+            if depth is not None:
+                parsed = parsed[:depth]
+            n = len(parsed)
+            index.extend([row_number] * n)
+            sides.extend([side] * n)
+            levels.extend(range(n))
+            prices.extend(p for p, _ in parsed)
+            amounts.extend(a for _, a in parsed)
+    positions = np.asarray(index, dtype="int64")
+    meta = snaps.reset_index()[["ts_event", "symbol", "ts_recv", "source"]].iloc[positions]
+    frame = meta.reset_index(drop=True)
+    frame["side"] = pd.Series(sides, dtype="str")
+    frame["level"] = np.asarray(levels, dtype="int64")
+    if exact:
+        frame["price"] = pd.Series([Decimal(p) for p in prices], dtype="object")
+        frame["amount"] = pd.Series([Decimal(a) for a in amounts], dtype="object")
+    else:
+        frame["price"] = pc.cast(pa.array(prices, pa.string()), pa.float64()).to_numpy(zero_copy_only=False)
+        frame["amount"] = pc.cast(pa.array(amounts, pa.string()), pa.float64()).to_numpy(zero_copy_only=False)
+    return frame.set_index("ts_event")
+
+
+def load_deals(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Trades. Index ``ts_event`` (rebuilt from the exchange's whole seconds); columns
+    ``symbol``, ``tid`` (int64), ``price``, ``amount`` (float64), ``side`` (aggressor,
+    ``"buy"``/``"sell"``), ``ts_recv``. Sorted by time, then symbol, then ``tid``."""
+    return _load(source, "deals", symbols, start, end, columns, exact)
+
+
+def load_klines(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    period: KlinePeriod | str | None = None,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Candles, the last pushed state of each. Index ``ts_event`` (the period's start);
+    columns ``symbol``, ``period`` (``"1min"``...), ``ts_recv``, ``open``, ``high``,
+    ``low``, ``close``, ``volume`` (float64). ``period`` (a :class:`KlinePeriod` or its
+    WebSocket/REST name) keeps one period."""
+    equals: tuple[tuple[str, object], ...] = ()
+    if period is not None:
+        value = period.value if isinstance(period, KlinePeriod) else KlinePeriod.parse(period).value
+        equals = (("period", value),)
+    return _load(source, "klines", symbols, start, end, columns, exact, equals=equals)
+
+
+def load_balances(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Balance polls. Index ``ts_recv``; columns ``account`` (``"spot"``/``"wallet"``),
+    ``currency``, ``free``, ``frozen`` (float64). ``symbols`` filters currencies."""
+    return _load(source, "balances", symbols, start, end, columns, exact)
+
+
+def load_orders(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Orders, the last seen state of each. Index ``ts_event`` (creation time); columns
+    ``order_id`` (int64), ``symbol``, ``type`` (``"buy"``, ``"sell"``, ``"buy_market"``,
+    ``"sell_market"``), ``price``, ``amount`` (float64, NaN where the order type has
+    none), ``deal_amount``, ``avg_price``, ``status`` (``"open"``, ``"filled"``...),
+    ``ts_recv`` (when that state was seen)."""
+    frame = _load(source, "orders", symbols, start, end, columns, exact)
+    if "status" in frame.columns:
+        frame["status"] = _status_names(frame["status"])
+    return frame
+
+
+def load_order_status_changes(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Order status transitions. Index ``ts_recv`` (first seen in ``status``); columns
+    ``order_id`` (int64), ``symbol``, ``status``, ``previous_status`` (names as in
+    :func:`load_orders`; None when the order was first seen), ``deal_amount``."""
+    frame = _load(source, "order_status_changes", symbols, start, end, columns, exact)
+    for column in ("status", "previous_status"):
+        if column in frame.columns:
+            frame[column] = _status_names(frame[column])
+    return frame
+
+
+def load_feed_events(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """Feed events (spans and instants), the latest state of each. Index ``ts_start``;
+    columns ``event_id``, ``kind`` (``"disconnected"``...), ``ts_end`` (NaT while open),
+    ``connection``, ``symbols`` (tuple of str, empty for connection-wide events),
+    ``channel``, ``detail``. Spans overlapping ``[start, end)`` are kept; ``symbols``
+    keeps events naming one of them or naming none."""
+    wanted = None if columns is None else list(dict.fromkeys([*columns, "symbols"]))
+    frame = _load(
+        source, "feed_events", None, start, end, wanted, exact, span_end="ts_end", filter_keys=False
+    )
+    frame["symbols"] = pd.Series(
+        [tuple(s.split(",")) if s else () for s in frame["symbols"]], index=frame.index, dtype="object"
+    )
+    keys = _keys(symbols)
+    if keys is not None:
+        keep = [not named or bool(set(named) & set(keys)) for named in frame["symbols"]]
+        frame = frame[np.asarray(keep, dtype=bool)]
+    return frame if columns is None else frame[list(columns)]

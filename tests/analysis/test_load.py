@@ -1,0 +1,194 @@
+"""Loaders: the same recording read from SQL and from Parquet gives equal frames, equal to the records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from analysis import load
+from recorder.records import Record
+from tests.analysis.recording import at, hand_records, write_recording
+from tests.fixtures.storage import sample_records
+
+LOADERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "tickers": load.load_tickers,
+    "book_top": load.load_book_top,
+    "book_levels": load.load_book_levels,
+    "deals": load.load_deals,
+    "klines": load.load_klines,
+    "balances": load.load_balances,
+    "orders": load.load_orders,
+    "order_status_changes": load.load_order_status_changes,
+    "feed_events": load.load_feed_events,
+}
+
+
+def ts(seconds: float) -> pd.Timestamp:
+    return pd.Timestamp(at(seconds))
+
+
+@pytest.fixture
+def recording(migrated_db_url: str, tmp_path: Path) -> tuple[str, Path]:
+    """The hand recording in a migrated database (SQLite, and PostgreSQL when configured) and in Parquet."""
+    root = tmp_path / "parquet"
+    write_recording(hand_records(), migrated_db_url, root)
+    return migrated_db_url, root
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_sql_and_parquet_give_equal_frames(recording: tuple[str, Path], exact: bool) -> None:
+    url, root = recording
+    for name, loader in LOADERS.items():
+        from_sql = loader(url, exact=exact)
+        from_parquet = loader(root, exact=exact)
+        assert len(from_sql) > 0, name
+        pd.testing.assert_frame_equal(from_sql, from_parquet, obj=name)
+
+
+def test_filtered_frames_are_equal_too(recording: tuple[str, Path]) -> None:
+    url, root = recording
+    args: dict[str, Any] = {"symbols": ["btc_usdt", "usdt"], "start": at(0.5), "end": at(2.4)}
+    for name, loader in LOADERS.items():
+        pd.testing.assert_frame_equal(loader(url, **args), loader(root, **args), obj=name)
+
+
+def test_tickers_frame_holds_the_recorded_values(recording: tuple[str, Path]) -> None:
+    frame = load.load_tickers(recording[1])
+    assert isinstance(frame.index, pd.DatetimeIndex)
+    assert str(frame.index.dtype) == "datetime64[us, UTC]"
+    assert frame.index.name == "ts_event"
+    assert frame.index.tolist() == [ts(0), ts(1), ts(1), ts(2), ts(3)]
+    assert frame["symbol"].tolist() == ["btc_usdt", "btc_usdt", "eth_usdt", "btc_usdt", "btc_usdt"]
+    assert frame["buy"].dtype == np.float64
+    assert frame["buy"].tolist() == [100.0, 101.0, 10.0, 102.0, 103.0]
+    assert frame["sell"].tolist() == [101.0, 102.0, 10.2, 103.0, 104.0]
+    assert frame["change"].isna().tolist() == [True, False, True, False, False]
+    assert frame["ts_recv"].iloc[0] == ts(0.01)
+
+
+def test_exact_keeps_decimals(recording: tuple[str, Path]) -> None:
+    frame = load.load_deals(recording[0], exact=True)
+    assert frame["price"].tolist() == [Decimal("100.1"), Decimal("100.2"), Decimal("10.1"), Decimal("100.3"),
+                                       Decimal("100.4")]
+    assert [str(p) for p in frame["price"]] == ["100.1", "100.2", "10.1", "100.3", "100.4"]
+    assert frame["tid"].tolist() == [1, 2, 1, 3, 4]
+    assert frame["side"].tolist() == ["buy", "sell", "buy", "buy", "sell"]
+
+
+def test_symbol_and_time_filters(recording: tuple[str, Path]) -> None:
+    for source in recording:
+        frame = load.load_tickers(source, symbols="btc_usdt", start="2024-05-01T23:59:59Z", end=at(3))
+        assert frame.index.tolist() == [ts(1), ts(2)]  # end excluded, across midnight
+        assert frame["symbol"].unique().tolist() == ["btc_usdt"]
+
+
+def test_naive_bounds_are_rejected(recording: tuple[str, Path]) -> None:
+    with pytest.raises(ValueError, match="no timezone"):
+        load.load_deals(recording[1], start="2024-05-01 23:59")
+
+
+def test_columns_reads_only_what_is_asked(recording: tuple[str, Path]) -> None:
+    for source in recording:
+        frame = load.load_deals(source, columns=["price"])
+        assert frame.columns.tolist() == ["price"]
+        assert frame["price"].tolist() == [100.1, 100.2, 10.1, 100.3, 100.4]
+    with pytest.raises(ValueError, match="no column"):
+        load.load_deals(recording[1], columns=["nope"])
+
+
+def test_book_top_and_levels(recording: tuple[str, Path]) -> None:
+    top = load.load_book_top(recording[1])
+    assert top.columns.tolist() == [
+        "symbol", "ts_recv", "source", "depth", "bid_price", "bid_amount", "ask_price", "ask_amount"
+    ]
+    assert top[["bid_price", "ask_price"]].to_numpy().tolist()[0] == [100.0, 101.0]
+    assert np.isnan(top.loc[ts(1.5), "ask_price"])  # eth: no asks
+    levels = load.load_book_levels(recording[0])
+    first = levels.loc[ts(0.5)]
+    assert first[["side", "level", "price", "amount"]].to_numpy().tolist() == [
+        ["bid", 0, 100.0, 1.0], ["bid", 1, 99.0, 2.0], ["ask", 0, 101.0, 3.0], ["ask", 1, 102.0, 4.0]
+    ]
+    shallow = load.load_book_levels(recording[1], depth=1)
+    assert shallow.groupby(["ts_recv", "side"]).size().max() == 1
+    assert len(shallow) == 5  # 2 + 2 + 1 (eth has one side)
+
+
+def test_klines_keep_the_last_push_and_filter_period(recording: tuple[str, Path]) -> None:
+    for source in recording:
+        klines = load.load_klines(source, period="1min")
+        assert klines.index.tolist() == [pd.Timestamp("2024-05-01T23:59Z"), ts(2)]
+        assert klines["close"].tolist() == [100.4, 100.4]
+        assert klines["volume"].tolist() == [8.75, 2.25]
+        assert load.load_klines(source, period="5min")["period"].tolist() == ["5min"]
+
+
+def test_orders_are_last_seen_state_with_status_names(recording: tuple[str, Path]) -> None:
+    for source in recording:
+        orders = load.load_orders(source)
+        assert orders["order_id"].tolist() == [7, 8]
+        assert orders["status"].tolist() == ["filled", "cancelled"]
+        assert orders["avg_price"].tolist() == [101.25, 0.0]
+        assert np.isnan(orders["price"].iloc[1])
+        changes = load.load_order_status_changes(source)
+        assert changes["status"].tolist() == ["open", "filled"]
+        assert changes["previous_status"].tolist() == [None, "open"]
+
+
+def test_balances_filter_currencies(recording: tuple[str, Path]) -> None:
+    for source in recording:
+        btc = load.load_balances(source, symbols=["btc"])
+        assert btc.index.tolist() == [ts(0), ts(2.5)]
+        assert btc["free"].tolist() == [1.0, 3.5]
+        assert btc["frozen"].tolist() == [0.5, 0.0]
+
+
+def test_feed_events_closed_span_and_overlap_filter(recording: tuple[str, Path]) -> None:
+    for source in recording:
+        events = load.load_feed_events(source)
+        assert events["kind"].tolist() == ["disconnected", "connected"]
+        assert events["ts_end"].tolist() == [ts(1.8), ts(1.8)]
+        assert events["symbols"].tolist() == [("btc_usdt",), ()]
+        # the span 1..1.8 overlaps [1.5, 1.7); the instant at 1.8 does not
+        inside = load.load_feed_events(source, start=at(1.5), end=at(1.7))
+        assert inside["event_id"].tolist() == ["e" * 32]
+        # eth: only the connection-wide event
+        assert load.load_feed_events(source, symbols=["eth_usdt"])["kind"].tolist() == ["connected"]
+
+
+def test_parquet_reads_only_the_partitions_asked_for(recording: tuple[str, Path]) -> None:
+    root = recording[1]
+    # a broken file in the second day's partition: scanning it fails, pruning it does not
+    bad = root / "deals" / "date=2024-05-02" / "symbol=btc_usdt" / "part-broken.parquet"
+    bad.write_bytes(b"not parquet")
+    frame = load.load_deals(root, start=at(0), end="2024-05-02T00:00Z")
+    assert frame["tid"].tolist() == [1, 2, 1]
+    assert load.load_deals(root, symbols=["eth_usdt"])["tid"].tolist() == [1]
+    with pytest.raises(pa.ArrowInvalid):
+        load.load_deals(root)
+
+
+def test_missing_dataset_reads_empty(tmp_path: Path) -> None:
+    frame = load.load_deals(tmp_path / "nothing")
+    assert len(frame) == 0
+    assert frame.columns.tolist() == ["symbol", "tid", "price", "amount", "side", "ts_recv"]
+    assert str(frame.index.dtype) == "datetime64[us, UTC]"
+
+
+def test_awkward_values_survive_both_stores(migrated_sqlite_url: str, tmp_path: Path) -> None:
+    records: list[Record] = sample_records()
+    root = tmp_path / "parquet"
+    write_recording([records], migrated_sqlite_url, root)
+    for loader in LOADERS.values():
+        pd.testing.assert_frame_equal(loader(migrated_sqlite_url, exact=True), loader(root, exact=True))
+    ticker = load.load_tickers(root, exact=True).iloc[0]
+    assert ticker["buy"] == Decimal("10532696.39199642")
+    assert ticker["low"] == Decimal("1E-8")
+    assert ticker["last"] == Decimal("123456789.123456789")
+    assert load.load_deals(root)["tid"].tolist() == [9_007_199_254_740_993]
