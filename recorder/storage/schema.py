@@ -68,6 +68,7 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "ExactDecimal",
+    "RowLike",
     "UtcDateTime",
     "balances",
     "book_snapshots",
@@ -95,6 +96,9 @@ NAMING_CONVENTION = {
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 """The one SQL schema; Alembic's ``target_metadata``."""
+
+RowLike = Mapping[Any, Any]
+"""A row read back: a dict from :attr:`Dataset.to_row`, a SQLAlchemy ``RowMapping``, a pyarrow pylist item."""
 
 ARROW_DECIMAL = pa.decimal128(38, 18)
 ARROW_TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -326,9 +330,22 @@ quarantine = sa.Table(  # plain insert; ``id`` exists in SQL only
 # --------------------------------------------------------------------------- converters
 
 
+def _level_text(value: Decimal) -> str:
+    # str() is the fast path and exact; only exponent forms (1E-8) and non-finite values go the long way.
+    text = str(value)
+    if "E" in text or "N" in text or "I" in text:
+        return plain_decimal(value)
+    return text
+
+
 def levels_to_json(levels: tuple[Level, ...]) -> str:
-    """``((price, amount), ...)`` -> ``'[["price","amount"],...]'`` with plain decimal strings."""
-    return "[" + ",".join(f'["{plain_decimal(p)}","{plain_decimal(a)}"]' for p, a in levels) + "]"
+    """``((price, amount), ...)`` -> ``'[["price","amount"],...]'``: exact decimals without exponent.
+
+    Digits are kept as given (``1.50`` stays ``"1.50"``); ``1E-8`` becomes ``"0.00000001"``.
+    Raises ValueError for NaN and infinities.
+    """
+    t = _level_text
+    return "[" + ",".join([f'["{t(p)}","{t(a)}"]' for p, a in levels]) + "]"
 
 
 def levels_from_json(text: str) -> tuple[Level, ...]:
@@ -350,7 +367,7 @@ _TICKER_FIELDS = (
 )
 
 
-def _ticker_from(row: Mapping[str, Any]) -> Ticker:
+def _ticker_from(row: RowLike) -> Ticker:
     return Ticker(**{k: row[k] for k in _TICKER_FIELDS})
 
 
@@ -366,7 +383,7 @@ def _book_row(r: BookSnapshot) -> dict[str, Any]:
     }
 
 
-def _book_from(row: Mapping[str, Any]) -> BookSnapshot:
+def _book_from(row: RowLike) -> BookSnapshot:
     return BookSnapshot(
         symbol=row["symbol"], ts_event=row["ts_event"], ts_recv=row["ts_recv"],
         bids=levels_from_json(row["bids"]), asks=levels_from_json(row["asks"]),
@@ -381,7 +398,7 @@ def _deal_row(r: Deal) -> dict[str, Any]:
     }
 
 
-def _deal_from(row: Mapping[str, Any]) -> Deal:
+def _deal_from(row: RowLike) -> Deal:
     return Deal(
         symbol=row["symbol"], tid=row["tid"], price=row["price"], amount=row["amount"],
         side=Side(row["side"]), ts_event=row["ts_event"], ts_recv=row["ts_recv"],
@@ -395,7 +412,7 @@ def _kline_row(r: Kline) -> dict[str, Any]:
     }
 
 
-def _kline_from(row: Mapping[str, Any]) -> Kline:
+def _kline_from(row: RowLike) -> Kline:
     return Kline(
         symbol=row["symbol"], period=KlinePeriod(row["period"]), ts_event=row["ts_event"],
         ts_recv=row["ts_recv"], open=row["open"], high=row["high"], low=row["low"],
@@ -408,7 +425,7 @@ def _balance_row(r: Balance) -> dict[str, Any]:
             "frozen": r.frozen}
 
 
-def _balance_from(row: Mapping[str, Any]) -> Balance:
+def _balance_from(row: RowLike) -> Balance:
     return Balance(ts_recv=row["ts_recv"], account=row["account"], currency=row["currency"],
                    free=row["free"], frozen=row["frozen"])
 
@@ -421,7 +438,7 @@ def _order_row(r: Order) -> dict[str, Any]:
     }
 
 
-def _order_from(row: Mapping[str, Any]) -> Order:
+def _order_from(row: RowLike) -> Order:
     return Order(
         order_id=row["order_id"], symbol=row["symbol"], type=OrderType(row["type"]),
         price=row["price"], amount=row["amount"], deal_amount=row["deal_amount"],
@@ -439,7 +456,7 @@ def _status_change_row(r: OrderStatusChange) -> dict[str, Any]:
     }
 
 
-def _status_change_from(row: Mapping[str, Any]) -> OrderStatusChange:
+def _status_change_from(row: RowLike) -> OrderStatusChange:
     prev = row["previous_status"]
     return OrderStatusChange(
         order_id=row["order_id"], symbol=row["symbol"], status=OrderStatus(row["status"]),
@@ -456,7 +473,7 @@ def _feed_event_row(r: FeedEvent) -> dict[str, Any]:
     }
 
 
-def _feed_event_from(row: Mapping[str, Any]) -> FeedEvent:
+def _feed_event_from(row: RowLike) -> FeedEvent:
     symbols = row["symbols"]
     return FeedEvent(
         event_id=row["event_id"], kind=FeedEventKind(row["kind"]), ts_start=row["ts_start"],
@@ -471,7 +488,7 @@ def _quarantine_row(r: QuarantinedFrame) -> dict[str, Any]:
             "channel": r.channel, "payload": r.payload}
 
 
-def _quarantine_from(row: Mapping[str, Any]) -> QuarantinedFrame:
+def _quarantine_from(row: RowLike) -> QuarantinedFrame:
     return QuarantinedFrame(ts_recv=row["ts_recv"], connection=row["connection"], reason=row["reason"],
                             channel=row["channel"], payload=bytes(row["payload"]))
 
@@ -495,16 +512,16 @@ class Dataset:
     arrow_schema: pa.Schema
     record_type: type
     to_row: Callable[[Any], dict[str, Any]]
-    from_row: Callable[[Mapping[str, Any]], Any]
+    from_row: Callable[[RowLike], Any]
     date_column: str
     key_column: str
 
-    def partition_date(self, row: Mapping[str, Any]) -> date:
+    def partition_date(self, row: RowLike) -> date:
         """The UTC date of the row's partition datetime."""
         ts: datetime = row[self.date_column]
         return ts.astimezone(UTC).date()
 
-    def partition_key(self, row: Mapping[str, Any]) -> str:
+    def partition_key(self, row: RowLike) -> str:
         """The value of the row's ``symbol=`` partition (symbol, currency or connection)."""
         return str(row[self.key_column])
 
