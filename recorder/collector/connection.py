@@ -25,7 +25,7 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -42,6 +42,7 @@ log = logging.getLogger("recorder.collector")
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 _PONG_TEXT = '{"event":"pong"}'
+_ONE_US = timedelta(microseconds=1)
 _SMALL_FRAME = 160  # frames at most this long are checked for being a pong
 
 
@@ -132,6 +133,7 @@ class Connection:
         self._session_data = False
         self._last_pong = time.monotonic()
         self._last_data_mono = time.monotonic()
+        self._last_ts = datetime.fromtimestamp(0, UTC)
 
     # -- called from the decode thread ---------------------------------------------------------
 
@@ -256,6 +258,9 @@ class Connection:
         try:
             async for frame in ws:
                 ts = utc_now()
+                if ts <= self._last_ts:  # strictly increasing per connection: ts_recv is part of row keys
+                    ts = self._last_ts + _ONE_US
+                self._last_ts = ts
                 counters.frames += 1
                 n = len(frame)
                 counters.bytes += n

@@ -1,0 +1,161 @@
+"""The sans-I/O pipeline: frames and control events in, records out (books, snapshots, feed events)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+from recorder.collector.pipeline import (
+    Control,
+    ControlKind,
+    FramePipeline,
+    FrameQueue,
+    PipelineSettings,
+    run_in_process,
+)
+from recorder.okex.channels import Channel
+from recorder.records import (
+    BookSnapshot,
+    ChannelKind,
+    FeedEvent,
+    FeedEventKind,
+    QuarantinedFrame,
+    Ticker,
+)
+from tests.collector.conftest import MemoryWriter
+
+T0 = datetime(2018, 11, 6, 12, 0, tzinfo=UTC)
+DEPTH = "ok_sub_spot_btc_usdt_depth"
+SHARES = {"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH), Channel("btc_usdt", ChannelKind.TICKER)]}
+
+
+def ts(i: int) -> datetime:
+    return T0 + timedelta(milliseconds=i)
+
+
+def depth(bids: list[list[str]], asks: list[list[str]], ms: int) -> str:
+    return json.dumps([{"channel": DEPTH, "data": {"bids": bids, "asks": asks,
+                                                   "timestamp": int(ts(ms).timestamp() * 1000)}}])
+
+
+def pipeline(resubscribed: list[tuple[str, Channel]] | None = None, **settings: object) -> FramePipeline:
+    calls = resubscribed if resubscribed is not None else []
+    return FramePipeline(PipelineSettings(**settings), SHARES,  # type: ignore[arg-type]
+                         resubscribe=lambda conn, ch: calls.append((conn, ch)))
+
+
+def test_full_push_then_increments_give_exact_top_snapshots() -> None:
+    p = pipeline(snapshot_depth=2)
+    p.process_frame("ws-0", ts(1), depth([["100", "1"], ["99", "2"], ["98", "3"]], [["101", "1"], ["102", "2"]], 1))
+    p.process_frame("ws-0", ts(2), depth([["100", "0"], ["99.5", "4"]], [["1.01E+2", "5"]], 2))
+    p.process_frame("ws-0", ts(3), depth([["90", "1"]], [], 3))  # below the top 2: no new snapshot
+    snaps = p.take()
+    assert snaps == [
+        BookSnapshot(symbol="btc_usdt", ts_event=ts(1), ts_recv=ts(1), bids=((D(100), D(1)), (D(99), D(2))),
+                     asks=((D(101), D(1)), (D(102), D(2)))),
+        BookSnapshot(symbol="btc_usdt", ts_event=ts(2), ts_recv=ts(2), bids=((D("99.5"), D(4)), (D(99), D(2))),
+                     asks=((D(101), D(5)), (D(102), D(2)))),
+    ]
+    assert p.accounting()[DEPTH] == {"received": 3, "accepted": 3, "rejected": {}}
+
+
+def test_interval_cadence_takes_one_snapshot_per_bucket_of_exchange_time() -> None:
+    p = pipeline(snapshot_depth=1, snapshot_on_change=False, snapshot_interval_ms=100)
+    p.process_frame("ws-0", ts(0), depth([["100", "1"]], [["101", "1"]], 0))
+    p.process_frame("ws-0", ts(50), depth([["100", "2"]], [], 50))
+    p.process_frame("ws-0", ts(120), depth([["100", "3"]], [], 120))
+    assert [(s.ts_event, s.bids) for s in p.take()] == [(ts(0), ((D(100), D(1)),)), (ts(120), ((D(100), D(3)),))]
+
+
+def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> None:
+    calls: list[tuple[str, Channel]] = []
+    p = pipeline(calls, snapshot_depth=1)
+    p.process_frame("ws-0", ts(1), depth([["100", "1"]], [["101", "1"]], 1))
+    p.take()
+    p.process_frame("ws-0", ts(2), depth([["102", "1"]], [], 2))  # bid above the ask: crossed
+    p.process_frame("ws-0", ts(3), depth([["100", "9"]], [], 3))  # in flight before removeChannel: discarded
+    ack = json.dumps([{"channel": "addChannel", "data": {"result": True, "channel": DEPTH}}])
+    p.process_frame("ws-0", ts(4), ack)
+    p.process_frame("ws-0", ts(5), depth([["99", "1"]], [["100", "1"]], 5))  # the fresh full book
+    out = p.take()
+    assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
+    crossed, opened, closed, snap = out
+    assert isinstance(crossed, FeedEvent) and crossed.kind is FeedEventKind.CROSSED_BOOK
+    assert opened.kind is FeedEventKind.RESUBSCRIBED and opened.ts_end is None  # type: ignore[union-attr]
+    assert closed == FeedEvent(kind=FeedEventKind.RESUBSCRIBED, ts_start=ts(2), ts_end=ts(5), connection="ws-0",
+                               symbols=("btc_usdt",), channel=DEPTH, detail=opened.detail,  # type: ignore[union-attr]
+                               event_id=opened.event_id)  # type: ignore[union-attr]
+    assert snap == BookSnapshot(symbol="btc_usdt", ts_event=ts(5), ts_recv=ts(5), bids=((D(99), D(1)),),
+                                asks=((D(100), D(1)),))
+    assert p.accounting()[DEPTH] == {"received": 4, "accepted": 2, "rejected": {
+        "crossed book (never stored)": 1, "discarded: resubscribing after a crossed book": 1}}
+
+
+def test_disconnect_opens_gap_and_book_reset_closed_by_first_data_after_reconnect() -> None:
+    p = pipeline(snapshot_depth=1)
+    p.process_frame("ws-0", ts(1), depth([["100", "1"]], [["101", "1"]], 1))
+    p.take()
+    p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(2), "connection closed"))
+    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(3), "subscribed 2 channels"))
+    p.process_frame("ws-0", ts(4), depth([["100", "1"]], [["101", "1"]], 4))  # same top: stored again after reset
+    out = p.take()
+    kinds = [(type(r).__name__, getattr(r, "kind", None), getattr(r, "ts_end", None)) for r in out]
+    assert kinds == [
+        ("FeedEvent", FeedEventKind.DISCONNECTED, None), ("FeedEvent", FeedEventKind.BOOK_RESET, None),
+        ("FeedEvent", FeedEventKind.CONNECTED, ts(3)),
+        ("FeedEvent", FeedEventKind.BOOK_RESET, ts(4)), ("FeedEvent", FeedEventKind.DISCONNECTED, ts(4)),
+        ("BookSnapshot", None, None),
+    ]
+    assert out[0].event_id == out[4].event_id and out[1].event_id == out[3].event_id  # type: ignore[union-attr]
+    assert out[0].ts_start == ts(2) and out[0].symbols == ("btc_usdt",)  # type: ignore[union-attr]
+
+
+def test_malformed_frames_are_quarantined_and_the_rest_still_decodes() -> None:
+    p = pipeline()
+    bad_deflate = b"\x00garbage"
+    p.process_frame("ws-0", ts(1), '[{"channel": "ok_sub_spot_btc_usdt_ticker", "data": ')  # truncated
+    p.process_frame("ws-0", ts(2), bad_deflate)
+    ticker = {"buy": "1", "sell": "2", "last": "1.5", "high": "3", "low": "1", "vol": "10", "timestamp": 1541505600000}
+    frame = json.dumps([{"channel": "ok_sub_spot_btc_usdt_ticker", "data": {"buy": "x"}},
+                        {"channel": "ok_sub_spot_btc_usdt_ticker", "data": ticker}]).encode()
+    comp = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    p.process_frame("ws-0", ts(3), comp.compress(frame) + comp.flush())
+    out = p.take()
+    quarantined = [r for r in out if isinstance(r, QuarantinedFrame)]
+    assert [q.payload for q in quarantined[:2]] == [b'[{"channel": "ok_sub_spot_btc_usdt_ticker", "data": ',
+                                                   bad_deflate]
+    assert quarantined[2].channel == "ok_sub_spot_btc_usdt_ticker"
+    assert [r.kind for r in out if isinstance(r, FeedEvent)] == [FeedEventKind.MALFORMED_FRAME] * 2
+    tickers = [r for r in out if isinstance(r, Ticker)]
+    assert len(tickers) == 1 and tickers[0].last == D("1.5") and tickers[0].ts_recv == ts(3)
+    acc = p.accounting()["ok_sub_spot_btc_usdt_ticker"]
+    assert acc["received"] == 2 and acc["accepted"] == 1 and sum(acc["rejected"].values()) == 1
+    assert p.counters.frames == 3 and p.counters.frames_malformed == 2
+
+
+def test_shutdown_closes_open_spans() -> None:
+    p = pipeline()
+    p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(1), "lost"))
+    p.control(Control(ControlKind.SHUTDOWN, "collector", ts(9), "clean stop"))
+    out = p.take()
+    assert [(r.kind, r.ts_end) for r in out] == [  # type: ignore[union-attr]
+        (FeedEventKind.DISCONNECTED, None), (FeedEventKind.DISCONNECTED, ts(9)), (FeedEventKind.SHUTDOWN, ts(9))]
+    assert p.open_spans() == []
+
+
+def test_frame_queue_refuses_beyond_its_bound_but_never_refuses_control() -> None:
+    q = FrameQueue(2)
+    assert q.put("ws-0", ts(1), "a") and q.put("ws-0", ts(2), "b")
+    assert not q.put("ws-0", ts(3), "c")
+    q.put_control(Control(ControlKind.DISCONNECTED, "ws-0", ts(4), "backpressure"))
+    assert [item for _, _, item in q.get_batch(0.1)][:2] == ["a", "b"] and len(q) == 0
+
+
+def test_run_in_process_writes_everything_and_flushes() -> None:
+    w = MemoryWriter()
+    frames = [("ws-0", ts(i), depth([["100", str(i + 1)]], [["101", "1"]], i)) for i in range(5)]
+    p = run_in_process(frames, w, PipelineSettings(snapshot_depth=1), SHARES, batch_frames=2)
+    assert [s.bids[0][1] for s in w.of(BookSnapshot)] == [D(1), D(2), D(3), D(4), D(5)]
+    assert w.closed.is_set() and p.counters.frames == 5
