@@ -51,7 +51,7 @@ from recorder.errors import (
 from recorder.poller.client import DEFAULT_REST_URL, ReadOnlyClient
 from recorder.poller.ratelimit import RateLimiter, process_limiter
 from recorder.poller.settings import PollerSettings
-from recorder.poller.state import OrderState
+from recorder.poller.state import OrderState, load_order_states
 from recorder.records import (
     FeedEvent,
     FeedEventKind,
@@ -103,7 +103,8 @@ class Poller:
     ``client`` defaults to a :class:`ReadOnlyClient` on ``rest_url`` with the
     process-wide limiter (or ``limiter``); ``clock`` stamps the records
     (timezone-aware UTC); ``known_orders`` is the state loaded from storage
-    (:func:`recorder.poller.state.load_order_states`) so a restart resumes.
+    (:func:`recorder.poller.state.load_order_states`) so a restart resumes; or give
+    ``state_url`` (the SQL database URL) and :meth:`run` loads it first, read-only.
     """
 
     def __init__(
@@ -118,6 +119,7 @@ class Poller:
         rest_url: str = DEFAULT_REST_URL,
         transport: httpx.AsyncBaseTransport | None = None,
         known_orders: Mapping[int, OrderState] | None = None,
+        state_url: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
@@ -135,6 +137,7 @@ class Poller:
         self._limiter = self._client.limiter
         self._credentials = credentials
         self._known: dict[int, OrderState] = dict(known_orders or {})
+        self._state_url = state_url if known_orders is None else None
         self._rng = rng
         self._ban_event: FeedEvent | None = None
         self.outcome = PollerOutcome.RUNNING
@@ -170,6 +173,8 @@ class Poller:
         Never raises for exchange or network trouble (those are retried or
         reported); returns :attr:`PollerOutcome.AUTH_FAILED` after an auth failure.
         """
+        if self._state_url is not None:
+            await self.load_known_orders(self._state_url)
         loop_task = asyncio.create_task(self._loop(), name="poller")
         stop_task = asyncio.create_task(stop.wait(), name="poller-stop")
         try:
@@ -187,6 +192,19 @@ class Poller:
             raise exc
         self.outcome = PollerOutcome.STOPPED
         return self.outcome
+
+    async def load_known_orders(self, url: str) -> int:
+        """Read the last stored state of every order of the configured symbols (in a thread).
+
+        Returns how many orders are known. Raises
+        :class:`~recorder.errors.StoreUnavailableError` when the database cannot be read.
+        """
+        known = await asyncio.to_thread(load_order_states, url, self._settings.symbols)
+        known.update(self._known)  # anything seen in this process is newer
+        self._known = known
+        self._state_url = None
+        log.info("poller: %d known orders loaded from storage", len(known))
+        return len(known)
 
     async def _loop(self) -> None:
         next_balance = next_orders = time.monotonic()
