@@ -47,7 +47,7 @@ class SimOrder:
     def avg_price(self) -> Decimal:
         if not self.deal_amount:
             return Decimal(0)
-        return (self.deal_value / self.deal_amount).quantize(pairs()[self.symbol].quote_increment)
+        return (self.deal_value / self.deal_amount).quantize(pairs()[self.symbol].quote_increment.normalize())
 
     @property
     def remaining(self) -> Decimal:
@@ -216,8 +216,8 @@ class Accounts:
             raise AccountError(10008, "price and amount must be positive")
         if amount < pair.min_size:
             raise AccountError(10011, "amount below the minimum order size")
-        price = price.quantize(pair.quote_increment, rounding=ROUND_DOWN)
-        amount = amount.quantize(pair.base_increment, rounding=ROUND_DOWN)
+        price = price.quantize(pair.quote_increment.normalize(), rounding=ROUND_DOWN)
+        amount = amount.quantize(pair.base_increment.normalize(), rounding=ROUND_DOWN)
         order = SimOrder(self.new_order_id(), symbol, order_type, price, amount, now_ms)
         return account.add_order(order)
 
@@ -247,13 +247,15 @@ class Accounts:
             side = OrderType.BUY if r.random() < 0.5 else OrderType.SELL
             offset = sm.spacing * r.randint(5, 40)
             price = sm.mid() - offset if side is OrderType.BUY else sm.mid() + offset
-            price = price.quantize(pair.quote_increment)
-            amount = (pair.min_size * r.randint(1, 30)).quantize(pair.base_increment)
+            price = price.quantize(pair.quote_increment.normalize())
+            amount = (pair.min_size * r.randint(1, 30)).quantize(pair.base_increment.normalize())
             order = SimOrder(self.new_order_id(), symbol, side, price, amount, created)
             if status is OrderStatus.FILLED:
                 order.deal_amount, order.deal_value, order.status = amount, amount * price, status
             elif status is OrderStatus.CANCELLED:
-                part = (amount * Decimal(r.choice([0, 0, 1, 2])) / 4).quantize(pair.base_increment)
+                part = (amount * Decimal(r.choice([0, 0, 1, 2])) / 4).quantize(
+                    pair.base_increment.normalize()
+                )
                 order.deal_amount, order.deal_value, order.status = part, part * price, status
             if status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
                 try:
@@ -262,7 +264,8 @@ class Accounts:
                     continue
                 if status is OrderStatus.PARTIALLY_FILLED:
                     account.fill(
-                        order.order_id, (amount / 2).quantize(pair.base_increment, rounding=ROUND_DOWN)
+                        order.order_id,
+                        (amount / 2).quantize(pair.base_increment.normalize(), rounding=ROUND_DOWN),
                     )
             else:
                 account.orders[order.order_id] = order

@@ -124,8 +124,8 @@ class SymbolMarket:
         self.depth = depth
         self.seq = 0
         self._rng = random.Random(f"okex-sim:{seed}:{symbol}")
-        self.tick = self.pair.quote_increment
-        self.lot = self.pair.base_increment
+        self.tick = self.pair.quote_increment.normalize()  # "0.00000100" has exponent -8: normalise
+        self.lot = self.pair.base_increment.normalize()
         base = _BASE_PRICES.get(symbol)
         mid = Decimal(base) if base else Decimal(str(round(self._rng.uniform(0.5, 50), 4)))
         mid = self._q_price(mid)
