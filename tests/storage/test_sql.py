@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -328,3 +332,48 @@ def test_sqlite_runs_in_wal_mode(migrated_sqlite_url: str) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+
+
+WRITER_SCRIPT = """
+import sys
+from datetime import timedelta
+from decimal import Decimal
+from recorder.records import Ticker
+from recorder.storage.sql import SqlStore
+from tests.fixtures.storage import T0
+
+store = SqlStore(sys.argv[1])
+for n in range(10_000):
+    base = T0 + timedelta(seconds=n)
+    store.write_batch([Ticker(symbol="btc_usdt", ts_event=base, ts_recv=base + timedelta(microseconds=i),
+                              buy=Decimal(n), sell=Decimal(i), last=Decimal(1), high=Decimal(1),
+                              low=Decimal(1), vol=Decimal(1)) for i in range(500)])
+    print(n + 1, flush=True)
+"""
+
+
+def test_a_writer_killed_mid_batch_leaves_only_whole_batches(migrated_db_url: str) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, migrated_db_url], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        acknowledged = [int(proc.stdout.readline()) for _ in range(3)]  # three batches committed
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    assert acknowledged == [1, 2, 3]
+    with SqlStore(migrated_db_url) as store:
+        with store.engine.connect() as conn:
+            per_batch = conn.execute(
+                sa.select(schema.tickers.c.buy, sa.func.count()).group_by(schema.tickers.c.buy)
+            ).all()
+            if conn.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+        batches = sorted(int(buy) for buy, _ in per_batch)
+        assert batches == list(range(len(batches))) and len(batches) >= 3  # nothing acknowledged lost
+        assert {n for _, n in per_batch} == {500}  # no half batch
+        store.write_batch([ticker(1)])  # and recording resumes
