@@ -24,8 +24,8 @@ Representations (see ``docs/storage.md``):
   best level first) in both stores, beside queryable top-of-book columns.
 
 Partitions (Parquet): every dataset is partitioned by the UTC date of
-:attr:`Dataset.date_column` and by the value of :attr:`Dataset.key_column` under
-the Hive name ``symbol``: the symbol for market data and orders, the *currency*
+:attr:`Dataset.date_column` and by the value of :attr:`Dataset.key_column`
+(``<key_column>=<value>``): the symbol for market data and orders, the *currency*
 for balances, the *connection* for feed events and quarantined frames.
 """
 
@@ -504,7 +504,7 @@ class Dataset:
     aware UTC datetime, enum *values*, str, int, bytes), usable as SQL bind
     parameters and as Arrow input alike; ``from_row(mapping)`` rebuilds the record.
     ``date_column`` holds the datetime whose UTC date is the Parquet ``date=``
-    partition; ``key_column`` the value of the ``symbol=`` partition.
+    partition; ``key_column`` names the second partition (``<key_column>=<value>``).
     """
 
     name: str
@@ -522,7 +522,7 @@ class Dataset:
         return ts.astimezone(UTC).date()
 
     def partition_key(self, row: RowLike) -> str:
-        """The value of the row's ``symbol=`` partition (symbol, currency or connection)."""
+        """The value of the row's second partition: its symbol, currency or connection."""
         return str(row[self.key_column])
 
 
