@@ -34,7 +34,6 @@ from tests.poller.conftest import (
     wait_until,
 )
 
-
 _OPEN = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 

