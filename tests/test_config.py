@@ -30,23 +30,30 @@ def test_defaults_record_into_data_with_the_documented_urls() -> None:
 
 def test_toml_file_is_read_and_channels_are_typed(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
-    f.write_text('[collector]\nsymbols = ["btc_usdt", "ltc_btc"]\nchannels = ["ticker", "depth_20", '
-                 '"kline_1min"]\nsymbols_per_connection = 1\n[collector.symbol_channels]\nltc_btc = ["deals"]\n')
+    f.write_text(
+        '[collector]\nsymbols = ["btc_usdt", "ltc_btc"]\nchannels = ["ticker", "depth_20", '
+        '"kline_1min"]\nsymbols_per_connection = 1\n[collector.symbol_channels]\nltc_btc = ["deals"]\n'
+    )
     c = load_config(f, env={})
-    assert c.collector.channels == (ChannelSpec(ChannelKind.TICKER), ChannelSpec(ChannelKind.DEPTH_20),
-                                    ChannelSpec(ChannelKind.KLINE, KlinePeriod.MIN_1))
+    assert c.collector.channels == (
+        ChannelSpec(ChannelKind.TICKER),
+        ChannelSpec(ChannelKind.DEPTH_20),
+        ChannelSpec(ChannelKind.KLINE, KlinePeriod.MIN_1),
+    )
     assert [ch.name for ch in c.collector.channels_for("ltc_btc")] == ["ok_sub_spot_ltc_btc_deals"]
     assert c.collector.connection_shares() == [("btc_usdt",), ("ltc_btc",)]
 
 
 def test_unknown_key_names_the_key_and_suggests_the_right_one() -> None:
     assert _error(env={}, overrides={"collector": {"symbol": ["btc_usdt"]}}) == (
-        "config: unknown key 'collector.symbol' (did you mean 'symbols'?)")
+        "config: unknown key 'collector.symbol' (did you mean 'symbols'?)"
+    )
 
 
 def test_bad_value_names_the_key() -> None:
     assert _error(env={}, overrides={"collector": {"ping_interval": "often"}}) == (
-        "config: collector.ping_interval must be a number, got 'often'")
+        "config: collector.ping_interval must be a number, got 'often'"
+    )
     assert "collector.symbols" in _error(env={}, overrides={"collector": {"symbols": ["../etc"]}})
     assert "unknown channel 'tickr'" in _error(env={}, overrides={"collector": {"channels": ["tickr"]}})
 
@@ -54,9 +61,14 @@ def test_bad_value_names_the_key() -> None:
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text('[collector]\nsymbols = ["btc_usdt"]\n')
-    c = load_config(f, env={"OKEX_RECORDER__COLLECTOR__SYMBOLS": "eth_btc,ltc_btc",
-                            "OKEX_RECORDER__COLLECTOR__COMPRESS": "true",
-                            "OKEX_SQL_URL": "postgresql+psycopg://rec:hunter2@db/okex"})
+    c = load_config(
+        f,
+        env={
+            "OKEX_RECORDER__COLLECTOR__SYMBOLS": "eth_btc,ltc_btc",
+            "OKEX_RECORDER__COLLECTOR__COMPRESS": "true",
+            "OKEX_SQL_URL": "postgresql+psycopg://rec:hunter2@db/okex",
+        },
+    )
     assert c.collector.symbols == ("eth_btc", "ltc_btc")
     assert c.collector.compress is True
     assert c.storage.sql_url == "postgresql+psycopg://rec:hunter2@db/okex"
@@ -65,7 +77,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 
 def test_bad_environment_value_names_the_variable() -> None:
     assert _error(env={"OKEX_RECORDER__COLLECTOR__PONG_TIMEOUT": "soon"}) == (
-        "config: collector.pong_timeout (from OKEX_RECORDER__COLLECTOR__PONG_TIMEOUT) must be a number, got soon")
+        "config: collector.pong_timeout (from OKEX_RECORDER__COLLECTOR__PONG_TIMEOUT) "
+        "must be a number, got soon"
+    )
 
 
 def test_secrets_are_refused_in_the_file() -> None:
@@ -73,8 +87,10 @@ def test_secrets_are_refused_in_the_file() -> None:
 
 
 def test_poller_section_uses_the_poller_settings() -> None:
-    c = load_config(env={"OKEX_RECORDER__POLLER__BALANCE_INTERVAL": "3"},
-                    overrides={"poller": {"symbols": ["btc_usdt"], "ip_limit": "100/10s"}})
+    c = load_config(
+        env={"OKEX_RECORDER__POLLER__BALANCE_INTERVAL": "3"},
+        overrides={"poller": {"symbols": ["btc_usdt"], "ip_limit": "100/10s"}},
+    )
     assert c.poller.balance_interval == 3.0
     assert c.poller.ip_limit.requests == 100
 

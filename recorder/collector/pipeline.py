@@ -70,6 +70,7 @@ __all__ = [
 log = logging.getLogger("recorder.collector")
 
 QUARANTINE_MAX_BYTES = 64 * 1024
+ACK_PATIENCE = 20  # depth updates discarded without an addChannel ack before asking again
 _MAX_REASONS = 50  # distinct reject reasons kept per channel; the rest count as "other"
 
 Frame = bytes | str
@@ -211,7 +212,8 @@ class _BookState:
     book: OrderBook
     conn: str
     channel: str
-    awaiting_ack: bool = False  # resubscribed: discard updates until the addChannel ack
+    awaiting_ack: bool = False  # (re)subscribed: discard updates until the addChannel ack
+    discarded: int = 0  # updates discarded while awaiting the ack
     gap: FeedEvent | None = None  # open BOOK_RESET / RESUBSCRIBED span
     last_top: tuple[Any, Any] | None = None
     last_bucket: int = -1
@@ -361,7 +363,11 @@ class FramePipeline:
             st = self._books[key] = _BookState(OrderBook(u.symbol), conn, Channel(u.symbol, u.kind).name)
         counters = self.counters
         if st.awaiting_ack:
-            counters.reject(st.channel, "discarded: resubscribing after a crossed book")
+            counters.reject(st.channel, "discarded: waiting for the addChannel ack before the full book")
+            st.discarded += 1
+            if st.discarded >= ACK_PATIENCE:  # the ack (and the full book with it) was lost: ask again
+                st.discarded = 0
+                self._request_resubscribe(st, u.ts_recv, "no addChannel ack before increments")
             return
         book = st.book
         try:
@@ -407,21 +413,29 @@ class FramePipeline:
         symbols = (u.symbol,)
         self._out.append(FeedEvent(kind=FeedEventKind.CROSSED_BOOK, ts_start=now, ts_end=now,
                                    connection=st.conn, symbols=symbols, channel=st.channel, detail=str(exc)))
-        if st.gap is not None:
-            return  # a span is already open for this book
         if u.kind is ChannelKind.DEPTH:
-            st.awaiting_ack = True
-            st.gap = FeedEvent(kind=FeedEventKind.RESUBSCRIBED, ts_start=now, ts_end=None, connection=st.conn,
-                               symbols=symbols, channel=st.channel,
-                               detail="crossed book: removeChannel + addChannel, waiting for a full push")
-            if self._resubscribe is not None:
-                self._resubscribe(st.conn, Channel(u.symbol, u.kind))
-        else:  # a full-depth channel: the next push replaces the book by itself
+            self._request_resubscribe(st, now, "crossed book")
+            log.warning("%s: %s; book reset, resubscribing", st.conn, exc)
+            return
+        if st.gap is None:  # a full-depth channel: the next push replaces the book by itself
             st.gap = FeedEvent(kind=FeedEventKind.BOOK_RESET, ts_start=now, ts_end=None, connection=st.conn,
                                symbols=symbols, channel=st.channel,
                                detail="crossed book: waiting for the next push")
-        self._out.append(st.gap)
+            self._out.append(st.gap)
         log.warning("%s: %s; book reset, waiting for a fresh full push", st.conn, exc)
+
+    def _request_resubscribe(self, st: _BookState, now: datetime, why: str) -> None:
+        st.awaiting_ack = True
+        st.discarded = 0
+        st.book.reset()
+        st.last_top = None
+        if st.gap is None:
+            st.gap = FeedEvent(kind=FeedEventKind.RESUBSCRIBED, ts_start=now, ts_end=None, connection=st.conn,
+                               symbols=(st.book.symbol,), channel=st.channel,
+                               detail=f"{why}: removeChannel + addChannel, waiting for a full push")
+            self._out.append(st.gap)
+        if self._resubscribe is not None:
+            self._resubscribe(st.conn, Channel(st.book.symbol, ChannelKind.DEPTH))
 
     def _ack(self, ack: SubscribeAck) -> None:
         if not ack.subscribed:
@@ -479,6 +493,7 @@ class FramePipeline:
         if c.kind is ControlKind.DISCONNECTED:
             self._disconnected(c)
         elif c.kind is ControlKind.CONNECTED:
+            self._connected(c)
             self._out.append(FeedEvent(kind=FeedEventKind.CONNECTED, ts_start=c.ts, ts_end=c.ts,
                                        connection=c.conn, symbols=self._conn_symbols.get(c.conn, ()),
                                        detail=c.detail))
@@ -486,6 +501,20 @@ class FramePipeline:
             self._out.extend(c.records)
         elif c.kind is ControlKind.SHUTDOWN:
             self._shutdown(c)
+
+    def _connected(self, c: Control) -> None:
+        # Every incremental book of the connection waits for its addChannel ack: the push
+        # after it is the full book (a lost ack is asked again after ACK_PATIENCE updates).
+        for name, (conn, ch) in self._channels.items():
+            if conn != c.conn or ch.kind is not ChannelKind.DEPTH:
+                continue
+            st = self._books.get((ch.symbol, ch.kind))
+            if st is None:
+                st = self._books[(ch.symbol, ch.kind)] = _BookState(OrderBook(ch.symbol), conn, name)
+            st.book.reset()
+            st.awaiting_ack = True
+            st.discarded = 0
+            st.last_top = None
 
     def _disconnected(self, c: Control) -> None:
         symbols = self._conn_symbols.get(c.conn, ())

@@ -42,20 +42,32 @@ def memory_writer() -> MemoryWriter:
     return MemoryWriter()
 
 
-def sim_config(tmp_path: Path, ws_url: str, rest_url: str = "http://127.0.0.1:1/api/v1",
-               **collector: Any) -> Config:
+def sim_config(
+    tmp_path: Path, ws_url: str, rest_url: str = "http://127.0.0.1:1/api/v1", **collector: Any
+) -> Config:
     """A config recording from the simulator into ``tmp_path`` (fast timers)."""
     base: dict[str, Any] = {
         "symbols": ["btc_usdt", "ltc_btc", "eth_btc"],
         "channels": ["ticker", "depth"],
-        "ping_interval": 1.0, "pong_timeout": 2.0, "stall_timeout": 3.0,
-        "reconnect_initial": 0.05, "reconnect_cap": 0.5, "status_interval": 0.5,
+        "ping_interval": 1.0,
+        "pong_timeout": 2.0,
+        "stall_timeout": 3.0,
+        "reconnect_initial": 0.05,
+        "reconnect_cap": 0.5,
+        "status_interval": 0.5,
         "status_file": str(tmp_path / "status.json"),
     }
     base.update(collector)
-    return load_config(env={}, overrides={
-        "exchange": {"ws_url": ws_url, "rest_url": rest_url},
-        "collector": base,
-        "storage": {"sql_url": f"sqlite:///{tmp_path / 'rec.sqlite'}", "parquet_root": str(tmp_path / "parquet"),
-                    "spill_dir": str(tmp_path / "spill"), "flush_interval": 0.2},
-    })
+    return load_config(
+        env={},
+        overrides={
+            "exchange": {"ws_url": ws_url, "rest_url": rest_url},
+            "collector": base,
+            "storage": {
+                "sql_url": f"sqlite:///{tmp_path / 'rec.sqlite'}",
+                "parquet_root": str(tmp_path / "parquet"),
+                "spill_dir": str(tmp_path / "spill"),
+                "flush_interval": 0.2,
+            },
+        },
+    )

@@ -36,27 +36,48 @@ def ts(i: int) -> datetime:
 
 
 def depth(bids: list[list[str]], asks: list[list[str]], ms: int) -> str:
-    return json.dumps([{"channel": DEPTH, "data": {"bids": bids, "asks": asks,
-                                                   "timestamp": int(ts(ms).timestamp() * 1000)}}])
+    return json.dumps(
+        [
+            {
+                "channel": DEPTH,
+                "data": {"bids": bids, "asks": asks, "timestamp": int(ts(ms).timestamp() * 1000)},
+            }
+        ]
+    )
 
 
 def pipeline(resubscribed: list[tuple[str, Channel]] | None = None, **settings: object) -> FramePipeline:
     calls = resubscribed if resubscribed is not None else []
-    return FramePipeline(PipelineSettings(**settings), SHARES,  # type: ignore[arg-type]
-                         resubscribe=lambda conn, ch: calls.append((conn, ch)))
+    return FramePipeline(
+        PipelineSettings(**settings),
+        SHARES,  # type: ignore[arg-type]
+        resubscribe=lambda conn, ch: calls.append((conn, ch)),
+    )
 
 
 def test_full_push_then_increments_give_exact_top_snapshots() -> None:
     p = pipeline(snapshot_depth=2)
-    p.process_frame("ws-0", ts(1), depth([["100", "1"], ["99", "2"], ["98", "3"]], [["101", "1"], ["102", "2"]], 1))
+    p.process_frame(
+        "ws-0", ts(1), depth([["100", "1"], ["99", "2"], ["98", "3"]], [["101", "1"], ["102", "2"]], 1)
+    )
     p.process_frame("ws-0", ts(2), depth([["100", "0"], ["99.5", "4"]], [["1.01E+2", "5"]], 2))
     p.process_frame("ws-0", ts(3), depth([["90", "1"]], [], 3))  # below the top 2: no new snapshot
     snaps = p.take()
     assert snaps == [
-        BookSnapshot(symbol="btc_usdt", ts_event=ts(1), ts_recv=ts(1), bids=((D(100), D(1)), (D(99), D(2))),
-                     asks=((D(101), D(1)), (D(102), D(2)))),
-        BookSnapshot(symbol="btc_usdt", ts_event=ts(2), ts_recv=ts(2), bids=((D("99.5"), D(4)), (D(99), D(2))),
-                     asks=((D(101), D(5)), (D(102), D(2)))),
+        BookSnapshot(
+            symbol="btc_usdt",
+            ts_event=ts(1),
+            ts_recv=ts(1),
+            bids=((D(100), D(1)), (D(99), D(2))),
+            asks=((D(101), D(1)), (D(102), D(2))),
+        ),
+        BookSnapshot(
+            symbol="btc_usdt",
+            ts_event=ts(2),
+            ts_recv=ts(2),
+            bids=((D("99.5"), D(4)), (D(99), D(2))),
+            asks=((D(101), D(5)), (D(102), D(2))),
+        ),
     ]
     assert p.accounting()[DEPTH] == {"received": 3, "accepted": 3, "rejected": {}}
 
@@ -66,7 +87,10 @@ def test_interval_cadence_takes_one_snapshot_per_bucket_of_exchange_time() -> No
     p.process_frame("ws-0", ts(0), depth([["100", "1"]], [["101", "1"]], 0))
     p.process_frame("ws-0", ts(50), depth([["100", "2"]], [], 50))
     p.process_frame("ws-0", ts(120), depth([["100", "3"]], [], 120))
-    assert [(s.ts_event, s.bids) for s in p.take()] == [(ts(0), ((D(100), D(1)),)), (ts(120), ((D(100), D(3)),))]
+    assert [(s.ts_event, s.bids) for s in p.take()] == [
+        (ts(0), ((D(100), D(1)),)),
+        (ts(120), ((D(100), D(3)),)),
+    ]
 
 
 def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> None:
@@ -84,13 +108,27 @@ def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> Non
     crossed, opened, closed, snap = out
     assert isinstance(crossed, FeedEvent) and crossed.kind is FeedEventKind.CROSSED_BOOK
     assert opened.kind is FeedEventKind.RESUBSCRIBED and opened.ts_end is None  # type: ignore[union-attr]
-    assert closed == FeedEvent(kind=FeedEventKind.RESUBSCRIBED, ts_start=ts(2), ts_end=ts(5), connection="ws-0",
-                               symbols=("btc_usdt",), channel=DEPTH, detail=opened.detail,  # type: ignore[union-attr]
-                               event_id=opened.event_id)  # type: ignore[union-attr]
-    assert snap == BookSnapshot(symbol="btc_usdt", ts_event=ts(5), ts_recv=ts(5), bids=((D(99), D(1)),),
-                                asks=((D(100), D(1)),))
-    assert p.accounting()[DEPTH] == {"received": 4, "accepted": 2, "rejected": {
-        "crossed book (never stored)": 1, "discarded: resubscribing after a crossed book": 1}}
+    assert closed == FeedEvent(
+        kind=FeedEventKind.RESUBSCRIBED,
+        ts_start=ts(2),
+        ts_end=ts(5),
+        connection="ws-0",
+        symbols=("btc_usdt",),
+        channel=DEPTH,
+        detail=opened.detail,  # type: ignore[union-attr]
+        event_id=opened.event_id,
+    )  # type: ignore[union-attr]
+    assert snap == BookSnapshot(
+        symbol="btc_usdt", ts_event=ts(5), ts_recv=ts(5), bids=((D(99), D(1)),), asks=((D(100), D(1)),)
+    )
+    assert p.accounting()[DEPTH] == {
+        "received": 4,
+        "accepted": 2,
+        "rejected": {
+            "crossed book (never stored)": 1,
+            "discarded: waiting for the addChannel ack before the full book": 1,
+        },
+    }
 
 
 def test_disconnect_opens_gap_and_book_reset_closed_by_first_data_after_reconnect() -> None:
@@ -99,13 +137,20 @@ def test_disconnect_opens_gap_and_book_reset_closed_by_first_data_after_reconnec
     p.take()
     p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(2), "connection closed"))
     p.control(Control(ControlKind.CONNECTED, "ws-0", ts(3), "subscribed 2 channels"))
-    p.process_frame("ws-0", ts(4), depth([["100", "1"]], [["101", "1"]], 4))  # same top: stored again after reset
+    p.process_frame(
+        "ws-0", ts(3), json.dumps([{"channel": "addChannel", "data": {"result": True, "channel": DEPTH}}])
+    )
+    p.process_frame(
+        "ws-0", ts(4), depth([["100", "1"]], [["101", "1"]], 4)
+    )  # same top: stored again after reset
     out = p.take()
     kinds = [(type(r).__name__, getattr(r, "kind", None), getattr(r, "ts_end", None)) for r in out]
     assert kinds == [
-        ("FeedEvent", FeedEventKind.DISCONNECTED, None), ("FeedEvent", FeedEventKind.BOOK_RESET, None),
+        ("FeedEvent", FeedEventKind.DISCONNECTED, None),
+        ("FeedEvent", FeedEventKind.BOOK_RESET, None),
         ("FeedEvent", FeedEventKind.CONNECTED, ts(3)),
-        ("FeedEvent", FeedEventKind.BOOK_RESET, ts(4)), ("FeedEvent", FeedEventKind.DISCONNECTED, ts(4)),
+        ("FeedEvent", FeedEventKind.BOOK_RESET, ts(4)),
+        ("FeedEvent", FeedEventKind.DISCONNECTED, ts(4)),
         ("BookSnapshot", None, None),
     ]
     assert out[0].event_id == out[4].event_id and out[1].event_id == out[3].event_id  # type: ignore[union-attr]
@@ -117,15 +162,29 @@ def test_malformed_frames_are_quarantined_and_the_rest_still_decodes() -> None:
     bad_deflate = b"\x00garbage"
     p.process_frame("ws-0", ts(1), '[{"channel": "ok_sub_spot_btc_usdt_ticker", "data": ')  # truncated
     p.process_frame("ws-0", ts(2), bad_deflate)
-    ticker = {"buy": "1", "sell": "2", "last": "1.5", "high": "3", "low": "1", "vol": "10", "timestamp": 1541505600000}
-    frame = json.dumps([{"channel": "ok_sub_spot_btc_usdt_ticker", "data": {"buy": "x"}},
-                        {"channel": "ok_sub_spot_btc_usdt_ticker", "data": ticker}]).encode()
+    ticker = {
+        "buy": "1",
+        "sell": "2",
+        "last": "1.5",
+        "high": "3",
+        "low": "1",
+        "vol": "10",
+        "timestamp": 1541505600000,
+    }
+    frame = json.dumps(
+        [
+            {"channel": "ok_sub_spot_btc_usdt_ticker", "data": {"buy": "x"}},
+            {"channel": "ok_sub_spot_btc_usdt_ticker", "data": ticker},
+        ]
+    ).encode()
     comp = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     p.process_frame("ws-0", ts(3), comp.compress(frame) + comp.flush())
     out = p.take()
     quarantined = [r for r in out if isinstance(r, QuarantinedFrame)]
-    assert [q.payload for q in quarantined[:2]] == [b'[{"channel": "ok_sub_spot_btc_usdt_ticker", "data": ',
-                                                   bad_deflate]
+    assert [q.payload for q in quarantined[:2]] == [
+        b'[{"channel": "ok_sub_spot_btc_usdt_ticker", "data": ',
+        bad_deflate,
+    ]
     assert quarantined[2].channel == "ok_sub_spot_btc_usdt_ticker"
     assert [r.kind for r in out if isinstance(r, FeedEvent)] == [FeedEventKind.MALFORMED_FRAME] * 2
     tickers = [r for r in out if isinstance(r, Ticker)]
@@ -135,13 +194,28 @@ def test_malformed_frames_are_quarantined_and_the_rest_still_decodes() -> None:
     assert p.counters.frames == 3 and p.counters.frames_malformed == 2
 
 
+def test_increments_without_an_ack_are_discarded_then_the_channel_is_asked_again() -> None:
+    calls: list[tuple[str, Channel]] = []
+    p = pipeline(calls, snapshot_depth=1)
+    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(0), "subscribed"))
+    for i in range(20):  # the ack and the full book were lost: these are increments
+        p.process_frame("ws-0", ts(i + 1), depth([["100", str(i + 1)]], [], i + 1))
+    assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
+    out = p.take()
+    assert [r.kind for r in out] == [FeedEventKind.CONNECTED, FeedEventKind.RESUBSCRIBED]  # type: ignore[union-attr]
+    assert p.accounting()[DEPTH]["accepted"] == 0
+
+
 def test_shutdown_closes_open_spans() -> None:
     p = pipeline()
     p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(1), "lost"))
     p.control(Control(ControlKind.SHUTDOWN, "collector", ts(9), "clean stop"))
     out = p.take()
     assert [(r.kind, r.ts_end) for r in out] == [  # type: ignore[union-attr]
-        (FeedEventKind.DISCONNECTED, None), (FeedEventKind.DISCONNECTED, ts(9)), (FeedEventKind.SHUTDOWN, ts(9))]
+        (FeedEventKind.DISCONNECTED, None),
+        (FeedEventKind.DISCONNECTED, ts(9)),
+        (FeedEventKind.SHUTDOWN, ts(9)),
+    ]
     assert p.open_spans() == []
 
 
