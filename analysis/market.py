@@ -27,8 +27,10 @@ __all__ = [
     "compare_klines",
     "depth_within",
     "imbalance",
+    "liquidity_grid",
     "microprice",
     "mid",
+    "next_mid_change",
     "ohlcv",
     "realized_volatility",
     "signed_trade_flow",
@@ -281,3 +283,49 @@ def signed_trade_flow(deals: pd.DataFrame, freq: str = "1min") -> pd.DataFrame:
     result = pd.concat(parts)
     result.index.name = "ts_event"
     return result
+
+
+def next_mid_change(top: pd.DataFrame, horizon: str = "1s") -> pd.Series:
+    """Change of the mid from each snapshot to the first snapshot of the same symbol at or after
+    ``ts_event + horizon`` (quote currency; NaN when there is none).
+
+    Pair it with :func:`imbalance` (same index and symbols) to ask whether the imbalance
+    predicts the next move. Returns a float64 Series on ``top``'s index, named
+    ``"next_mid_change"``.
+    """
+    step = pd.Timedelta(horizon)
+    out = pd.Series(np.nan, index=top.index, name="next_mid_change", dtype="float64")
+    mids = mid(top)
+    position = np.arange(len(top))
+    for _, part in top.assign(_pos=position, _mid=mids.to_numpy()).groupby("symbol", observed=True):
+        part = part.sort_index(kind="stable")
+        times = pd.DatetimeIndex(part.index)
+        later = times.searchsorted(times + step, side="left")
+        valid = later < len(part)
+        future = np.full(len(part), np.nan)
+        future[valid] = part["_mid"].to_numpy()[later[valid]]
+        out.iloc[part["_pos"].to_numpy()] = future - part["_mid"].to_numpy()
+    return out
+
+
+def liquidity_grid(levels: pd.DataFrame, price_step: float, freq: str = "10s") -> pd.DataFrame:
+    """Resting size by time bin and price bin: the data of a liquidity heat map, for one symbol.
+
+    Each level's price is floored to a multiple of ``price_step``; sizes are summed per
+    snapshot and price bin, then averaged over the snapshots of each ``freq`` time bin
+    (a bin where a price had no size in some snapshots counts those as zero). Returns a
+    float64 frame indexed by time-bin start (UTC), one column per price-bin lower edge
+    (ascending), in base currency. Pass the levels of a single symbol.
+    """
+    frame = _per_snapshot(levels)
+    key = _key(frame)
+    frame = frame.assign(price_bin=np.floor(frame["price"] / price_step + 1e-9) * price_step)
+    per_snapshot = frame.pivot_table(
+        index=key, columns="price_bin", values="amount", aggfunc="sum", fill_value=0.0, observed=True
+    )
+    times = pd.DatetimeIndex(per_snapshot.index.get_level_values("ts_event"))
+    per_snapshot.index = times
+    grid = per_snapshot.resample(freq, label="left", closed="left").mean().dropna(how="all")
+    grid.columns.name = "price"
+    grid.index.name = "ts_event"
+    return grid.astype("float64")

@@ -190,3 +190,30 @@ def test_measures_of_empty_deals_are_empty(deals: pd.DataFrame) -> None:
     empty = deals.iloc[:0]
     assert len(market.ohlcv(empty)) == 0
     assert len(market.signed_trade_flow(empty)) == 0
+
+
+def test_next_mid_change_looks_ahead_per_symbol() -> None:
+    top = pd.DataFrame(
+        {
+            "symbol": ["btc_usdt", "eth_usdt", "btc_usdt", "btc_usdt"],
+            "bid_price": [100.0, 10.0, 101.0, 99.0],
+            "ask_price": [102.0, 12.0, 103.0, 101.0],
+        },
+        index=idx(0, 0.5, 0.8, 2),
+    )
+    # btc mids 101, 102, 100 at 0, 0.8, 2; 1 s ahead: 0 -> 2 (first at or after 1 s), 0.8 -> 2, 2 -> none
+    change = market.next_mid_change(top, "1s")
+    assert change.iloc[[0, 2]].tolist() == [-1.0, -2.0]
+    assert change.iloc[[1, 3]].isna().tolist() == [True, True]  # eth has no later snapshot
+    assert market.next_mid_change(top, "500ms").iloc[0] == 1.0  # 0 -> 0.8
+
+
+def test_liquidity_grid_averages_binned_size(levels: pd.DataFrame) -> None:
+    btc = levels[levels["symbol"] == "btc_usdt"]
+    later = btc.set_axis(btc.index + pd.Timedelta(seconds=5)).assign(ts_recv=ts(5.5))
+    later = later[later["price"] != 110.0]  # the 110 ask is gone in the second snapshot
+    grid = market.liquidity_grid(pd.concat([btc, later]), price_step=5.0, freq="10s")
+    assert grid.index.tolist() == [T0]
+    # bins: 95 <- 98, 99; 100 <- 100, 102, 103; 110 <- 110 (10 in one snapshot, 0 in the other)
+    assert grid.columns.tolist() == [95.0, 100.0, 110.0]
+    assert grid.iloc[0].tolist() == [8.0, 7.0, 5.0]

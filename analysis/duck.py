@@ -1,0 +1,73 @@
+"""Query the Parquet datasets in place with DuckDB: one view per dataset.
+
+    >>> from analysis.duck import connect
+    >>> con = connect("data/parquet")
+    >>> con.sql("SELECT symbol, count(*) FROM deals GROUP BY symbol").df()
+
+Each view reads ``<root>/<dataset>/date=*/<key>=*/*.parquet`` with Hive partitioning, so
+it has the dataset's columns (:data:`recorder.storage.schema.DATASETS`) plus ``date``
+(DATE, the UTC date partition) and the partition key column (``symbol``; ``currency``
+for balances; ``connection`` for feed events) as VARCHAR; a ``WHERE`` on ``date`` or the
+key skips whole directories. Decimals are ``DECIMAL(38,18)``, timestamps
+``TIMESTAMP WITH TIME ZONE`` (set ``SET TimeZone = 'UTC'`` to see them in UTC; the
+connection made here does).
+
+The Parquet datasets are append-only: an order, an open kline or a feed-event span
+appears once per state written. Take the latest state in SQL, e.g.
+``SELECT * FROM orders QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY ts_recv DESC) = 1``
+(:mod:`analysis.load` does this for you).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from recorder.storage.schema import DATASETS
+
+__all__ = ["connect", "register_views"]
+
+
+def register_views(
+    con: duckdb.DuckDBPyConnection, parquet_root: str | Path, datasets: Iterable[str] | None = None
+) -> list[str]:
+    """Create (or replace) one view per dataset found under ``parquet_root`` on ``con``.
+
+    ``datasets`` limits the views to those names (default: every dataset of the schema
+    that has at least one Parquet file). Returns the names of the views created, sorted.
+    Raises KeyError for an unknown dataset name.
+    """
+    root = Path(parquet_root)
+    names = sorted(DATASETS) if datasets is None else sorted(datasets)
+    created: list[str] = []
+    for name in names:
+        dataset = DATASETS[name]
+        directory = root / name
+        if not any(directory.glob("*/*/*.parquet")):
+            continue
+        relation = con.read_parquet(str(directory / "*" / "*" / "*.parquet"), hive_partitioning=True)
+        key = dataset.key_column
+        columns = [
+            duckdb.ColumnExpression(c).cast(duckdb.sqltypes.VARCHAR).alias(c)
+            if c == key
+            else duckdb.ColumnExpression(c).cast(duckdb.sqltypes.DATE).alias(c)
+            if c == "date"
+            else duckdb.ColumnExpression(c)
+            for c in relation.columns
+        ]
+        relation.select(*columns).create_view(name, replace=True)
+        created.append(name)
+    return created
+
+
+def connect(
+    parquet_root: str | Path, database: str = ":memory:", datasets: Iterable[str] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (in memory by default) with the views of :func:`register_views`
+    and the session time zone set to UTC."""
+    con = duckdb.connect(database)
+    con.execute("SET TimeZone = 'UTC'")
+    register_views(con, parquet_root, datasets)
+    return con
