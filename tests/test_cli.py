@@ -1,0 +1,45 @@
+"""The command line: every subcommand is wired, and bad input gets one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from recorder import cli
+
+
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in cli.COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            cli.main([name, "--help"])
+        assert exc.value.code == 0
+        assert f"usage: okex-recorder {name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["frobnicate"], "okex-recorder: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        (["run", "--no-such-flag"], "okex-recorder: error: unrecognized arguments: --no-such-flag"),
+        (["db", "upgrade", "--sql-url"], "okex-recorder db: error: argument --sql-url: expected one"),
+    ],
+)
+def test_bad_command_line_is_one_line_and_exit_2(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(expected)
+
+
+def test_recorder_errors_become_one_line_and_exit_2(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["run", "--config", "/nonexistent/okex.toml"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("okex-recorder run: error: ")
+    assert "/nonexistent/okex.toml" in err
