@@ -206,6 +206,7 @@ class StorageConfig:
     max_pending_rows: int = 500_000
     writer_queue_rows: int = 200_000
     spill_dir: Path = Path("data/spill")
+    parquet_journal_dir: Path = Path("data/parquet-journal")
     parquet_roll_rows: int = 1_000_000
     parquet_roll_seconds: float = 300.0
     auto_upgrade_sqlite: bool = True

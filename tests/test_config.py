@@ -99,3 +99,8 @@ def test_bad_toml_is_one_line(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text("[collector\n")
     assert _error(path=f, env={}).startswith(f"config: {f} is not valid TOML")
+
+
+def test_the_commented_example_is_valid_and_shows_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    assert load_config(example, env={}) == load_config(env={})

@@ -97,7 +97,7 @@ def open_storage(config: Config) -> RecordWriter:
     sql = SqlStore(s.sql_url)
     try:
         parquet = ParquetStore(s.parquet_root, roll_rows=s.parquet_roll_rows,
-                               roll_seconds=s.parquet_roll_seconds)
+                               roll_seconds=s.parquet_roll_seconds, journal_dir=s.parquet_journal_dir)
     except BaseException:
         sql.close()
         raise

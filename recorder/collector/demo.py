@@ -47,7 +47,8 @@ def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, 
         "collector": {"symbols": list(symbols), "channels": ["ticker", "depth", "deals", "kline_1min"],
                       "status_file": str(data_dir / "status.json"), "status_interval": 10.0},
         "storage": {"sql_url": f"sqlite:///{data_dir / 'recording.sqlite'}",
-                    "parquet_root": str(data_dir / "parquet"), "spill_dir": str(data_dir / "spill")},
+                    "parquet_root": str(data_dir / "parquet"), "spill_dir": str(data_dir / "spill"),
+                    "parquet_journal_dir": str(data_dir / "parquet-journal")},
         "poller": {"symbols": list(symbols), "balance_interval": 5.0, "order_interval": 5.0},
     })
 

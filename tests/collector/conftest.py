@@ -67,6 +67,7 @@ def sim_config(
                 "sql_url": f"sqlite:///{tmp_path / 'rec.sqlite'}",
                 "parquet_root": str(tmp_path / "parquet"),
                 "spill_dir": str(tmp_path / "spill"),
+            "parquet_journal_dir": str(tmp_path / "pq-journal"),
                 "flush_interval": 0.2,
             },
         },
