@@ -23,7 +23,8 @@ exact=False, ...)``:
 
 Filters are pushed down: SQL gets a ``WHERE`` with bound parameters and selects only
 the columns asked for; Parquet gets :mod:`pyarrow.dataset` filters on the ``date=`` and
-``symbol=`` partitions and on the timestamp, and reads only the columns asked for.
+key (``symbol=``, ``currency=``) partitions and on the timestamp, and reads only the
+columns asked for.
 Both sources go through one Arrow table with the dataset's declared schema
 (:data:`recorder.storage.schema.DATASETS`) and one conversion to pandas, so the same
 recording gives equal frames from either.
