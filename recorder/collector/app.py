@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,13 @@ class Recorder:
         if self.credentials is not None:
             from recorder.poller.service import Poller
 
-            self.poller = Poller(self.config.poller, self.credentials, self.sink, rest_url=self.rest_url)
+            # Orders are synced for the poller's symbols, or else for the symbols being recorded;
+            # the stored order states let a restarted run resume without re-sending known orders.
+            settings = self.config.poller
+            if not settings.symbols:
+                settings = replace(settings, symbols=self.config.collector.symbols)
+            self.poller = Poller(settings, self.credentials, self.sink, rest_url=self.rest_url,
+                                 state_url=self.config.storage.sql_url)
             poller_task = asyncio.create_task(self.poller.run(stop), name="poller")
         status_task = asyncio.create_task(self.status.run(stop), name="status")
         log.info("recording %d symbols over %d connection(s) from %s into %s and %s",
