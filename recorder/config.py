@@ -25,7 +25,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +278,8 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     if overrides:
         _merge(data, overrides)
     result: Config = _build(Config, data, "")
+    if not result.poller.symbols:  # orders are synced for the recorded symbols unless told otherwise
+        result = replace(result, poller=replace(result.poller, symbols=result.collector.symbols))
     return result
 
 

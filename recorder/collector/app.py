@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,12 +173,8 @@ class Recorder:
         if self.credentials is not None:
             from recorder.poller.service import Poller
 
-            # Orders are synced for the poller's symbols, or else for the symbols being recorded;
-            # the stored order states let a restarted run resume without re-sending known orders.
-            settings = self.config.poller
-            if not settings.symbols:
-                settings = replace(settings, symbols=self.config.collector.symbols)
-            self.poller = Poller(settings, self.credentials, self.sink, rest_url=self.rest_url,
+            # The stored order states let a restarted run resume without re-sending known orders.
+            self.poller = Poller(self.config.poller, self.credentials, self.sink, rest_url=self.rest_url,
                                  state_url=self.config.storage.sql_url)
             poller_task = asyncio.create_task(self.poller.run(stop), name="poller")
         status_task = asyncio.create_task(self.status.run(stop), name="status")
