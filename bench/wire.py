@@ -1,0 +1,210 @@
+"""Over the wire: a firehose over loopback into ``okex-recorder run`` (a subprocess), all persisted.
+
+Source: :mod:`bench.replay` (a subprocess) sends a pre-generated stream
+(:mod:`bench.streams`) as fast as the receiver takes it; the simulator's own market
+model tops out near 4,500 frames/s for 200 symbols here, too slow to load the recorder.
+
+Figures (a message = one WebSocket frame):
+
+* received msg/s: frames / (first status poll with every frame received - recorder start of data);
+  persisted msg/s: frames / time until every row is written (SQL committed and Parquet journaled);
+  both from ``status.json`` polled every 0.2 s (the recorder rewrites it every second).
+* latency receive -> durable: the writer thread's per-batch lag, ``time.time()`` after
+  ``StorageWriter.flush()`` returned minus the receive time of the *oldest* frame of the
+  batch (so each figure is the worst frame of its batch), p50/p99 as the recorder's
+  status reports them.
+* baseline: a bare websockets client receiving the same stream from the same server,
+  in the same run, without processing.
+* persisted rows are counted back from SQLite and Parquet: every frame's rows must be there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as pads
+import sqlalchemy as sa
+
+from bench import procs, streams
+from bench.harness import BenchResult
+
+SIZES = {"tiny": (4_000, 20), "small": (100_000, 100), "full": (1_200_000, 200)}  # frames, symbols
+FLUSH_INTERVAL = 1.0
+TARGET_RATE = 40_000.0
+CHANNELS = ("ticker", "depth", "depth_20", "deals")
+
+
+def _start_replay(workdir: Path, frames_file: Path) -> tuple[subprocess.Popen[str], int]:
+    port = procs.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.replay", str(port), str(frames_file)],
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        _stop(proc)
+        raise RuntimeError("replay server did not start")
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def run(size: str) -> BenchResult:
+    n_frames, n_symbols = SIZES[size]
+    result = BenchResult("wire", size)
+    stream = streams.generate(n_frames, n_symbols)
+    with tempfile.TemporaryDirectory(prefix="bench-wire-") as tmp:
+        work = Path(tmp)
+        frames_file = work / "frames.txt"
+        frames_file.write_bytes(b"\n".join(stream.frames) + b"\n")
+        channels = [f"ok_sub_spot_{s}_{k}" for s in stream.symbols for k in CHANNELS]
+
+        # Baseline: the bare client, same server program, same frames.
+        replay, port = _start_replay(work, frames_file)
+        try:
+            bare = _bare(port, channels, n_frames)
+        finally:
+            _stop(replay)
+
+        # The recorder.
+        replay, port = _start_replay(work, frames_file)
+        try:
+            config = procs.recorder_config(
+                work, f"ws://127.0.0.1:{port}/ws/v1", stream.symbols, CHANNELS,
+                flush_interval=FLUSH_INTERVAL)
+            text = config.read_text().replace("[collector]\n", "[collector]\nsymbols_per_connection = 1000\n")
+            config.write_text(text)
+            timeout = max(60.0, n_frames / 2_000)
+            rec = procs.start_recorder(work, config, timeout)
+            t_start = time.monotonic()
+            first_data = None
+            received_at = persisted_at = None
+            status: dict[str, Any] | None = None
+            while time.monotonic() - t_start < timeout:
+                time.sleep(0.2)
+                status = _read_status(work / "status.json")
+                if status is None:
+                    continue
+                now = time.monotonic()
+                got = status["frames"]["received"] - status["frames"]["pongs"]
+                if first_data is None and got > 0:
+                    first_data = now - 1.0  # the status file is at most one interval old
+                if received_at is None and got >= n_frames:
+                    received_at = now
+                queues = status["queues"]
+                written = sum(status["rows"]["written"].values())
+                drained = not queues["frames"] and not queues["writer_rows"]
+                produced = sum(status["rows"]["produced"].values())
+                if received_at is not None and drained and written >= produced:
+                    persisted_at = now
+                    break
+            _stop_recorder(rec)
+            final = _read_status(work / "status.json") or status or {}
+        finally:
+            _stop(replay)
+        sql_counts, pq_counts = _counts(work)
+    if first_data is None or received_at is None or persisted_at is None:
+        result.notes.append(f"the recorder did not receive/persist every frame within {timeout:.0f} s")
+        received_at = received_at or time.monotonic()
+        persisted_at = persisted_at or time.monotonic()
+        first_data = first_data or t_start
+    recv_rate = n_frames / max(received_at - first_data, 1e-9)
+    pers_rate = n_frames / max(persisted_at - first_data, 1e-9)
+    lag = final.get("lag_seconds", {})
+    p50, p99 = lag.get("p50") or 0.0, lag.get("p99") or 0.0
+    result.add("bare websockets client msg/s (baseline)", bare, "msg/s")
+    result.add("recorder received msg/s", recv_rate, "msg/s", ">= 40,000", recv_rate >= TARGET_RATE)
+    result.add("recorder persisted msg/s", pers_rate, "msg/s", ">= 40,000", pers_rate >= TARGET_RATE)
+    result.add("ratio persisted / bare client", pers_rate / bare if bare else 0.0, "")
+    result.add("latency receive -> durable p50", p50 * 1000, "ms")
+    budget = (FLUSH_INTERVAL + 0.25) * 1000
+    result.add("latency receive -> durable p99", p99 * 1000, "ms", f"<= {budget:.0f}", p99 * 1000 <= budget)
+    produced = final.get("rows", {}).get("produced", {})
+    ok = all(sql_counts.get(t, 0) == produced.get(t, 0) == pq_counts.get(t, 0)
+             for t in ("book_snapshots", "tickers", "deals"))
+    dropped = final.get("frames", {}).get("dropped_backpressure", 0)
+    result.add("frames dropped (backpressure)", dropped, "frames", "== 0", dropped == 0)
+    result.add("rows persisted (SQL)", sum(sql_counts.values()), "rows",
+               f"== {sum(produced.get(t, 0) for t in sql_counts)}", ok)
+    result.notes.append(
+        f"{n_frames:,} frames, {n_symbols} symbols over one connection; flush_interval {FLUSH_INTERVAL} s, "
+        f"batch_size 5000; rows produced {produced}; SQL {sql_counts}; Parquet {pq_counts}")
+    return result
+
+
+def _bare(port: int, channels: list[str], n_frames: int) -> float:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async def go() -> float:
+        async with connect(f"ws://127.0.0.1:{port}/ws/v1", ping_interval=None, max_size=None,
+                           compression=None) as ws:
+            for ch in channels:
+                await ws.send(json.dumps({"event": "addChannel", "channel": ch}))
+            n = 0
+            start = None
+            while n < n_frames:
+                msg = await asyncio.wait_for(ws.recv(), 30)
+                if isinstance(msg, str) and msg.startswith('[{"binary": 0, "channel": "addChannel"'):
+                    continue
+                if start is None:
+                    start = time.perf_counter()
+                n += 1
+            return (n - 1) / (time.perf_counter() - (start or 0.0))
+
+    return asyncio.run(go())
+
+
+def _stop_recorder(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(2)  # SIGINT: a clean stop (flush, close spans)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _counts(work: Path) -> tuple[dict[str, int], dict[str, int]]:
+    sql_counts: dict[str, int] = {}
+    engine = sa.create_engine(f"sqlite:///{work / 'rec.sqlite'}")
+    with engine.connect() as conn:
+        for table in ("book_snapshots", "tickers", "deals"):
+            query = sa.select(sa.func.count()).select_from(sa.table(table))
+            sql_counts[table] = conn.execute(query).scalar_one()
+    engine.dispose()
+    pq_counts = {}
+    for table in ("book_snapshots", "tickers", "deals"):
+        path = work / "parquet" / table
+        pq_counts[table] = pads.dataset(path, format="parquet").count_rows() if path.exists() else 0
+    return sql_counts, pq_counts
+
+
+if __name__ == "__main__":
+    from bench.harness import render
+
+    r = run(sys.argv[1] if len(sys.argv) > 1 else "small")
+    print(render([r]))
+    print("\n".join(r.notes))

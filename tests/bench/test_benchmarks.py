@@ -1,0 +1,74 @@
+"""Each benchmark once at size "tiny": the figures exist, are sane, and the work was really done."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from bench.__main__ import BENCHMARKS, main
+from bench.harness import BenchResult, render, save
+
+pytestmark = pytest.mark.bench
+
+
+def _run(name: str) -> tuple[BenchResult, dict[str, float]]:
+    result: BenchResult = importlib.import_module(f"bench.{name}").run("tiny")
+    assert result.name == name and result.size == "tiny"
+    assert "| benchmark |" in render([result])
+    return result, {f.metric: f.value for f in result.figures}
+
+
+def test_ingest_persists_every_row_and_reports_a_ratio_to_the_floor() -> None:
+    result, v = _run("ingest")
+    assert v["project msg/s (SQLite + Parquet)"] > 0 and v["floor msg/s (msgspec, float book, Parquet)"] > 0
+    assert v["ratio project / floor"] > 0
+    rows = next(f for f in result.figures if f.metric == "rows persisted (each store)")
+    assert rows.ok is True and rows.value > 0, result.notes
+
+
+def test_wire_receives_and_persists_every_frame() -> None:
+    result, v = _run("wire")
+    assert v["bare websockets client msg/s (baseline)"] > 0
+    assert v["recorder received msg/s"] > 0 and v["recorder persisted msg/s"] > 0
+    assert v["frames dropped (backpressure)"] == 0
+    rows = next(f for f in result.figures if f.metric == "rows persisted (SQL)")
+    assert rows.ok is True and rows.value > 0, result.notes
+    assert 0 < v["latency receive -> durable p99"] < 60_000
+
+
+def test_memory_samples_the_recorder() -> None:
+    result, v = _run("memory")
+    assert 50 < v["idle interpreter + project imported (baseline)"] < v["recorder peak RSS (VmHWM)"] < 4096
+    assert v["frames received"] > 0 and v["rows written"] > 0, result.notes
+
+
+def test_rest_sync_records_the_whole_history_without_10001() -> None:
+    result, v = _run("rest_sync")
+    recorded = next(f for f in result.figures if f.metric == "orders recorded")
+    assert recorded.ok is True and recorded.value >= 1000, result.notes
+    assert v["10001 answers"] == 0 and v["time to record"] > 0
+
+
+def test_analysis_load_reads_every_row() -> None:
+    result, v = _run("analysis_load")
+    rows = next(f for f in result.figures if f.metric == "rows")
+    assert rows.ok is True and rows.value == 10_000
+    assert v["ratio analysis / bare"] > 0
+
+
+def test_storage_cost_reports_bytes_per_snapshot() -> None:
+    _, v = _run("storage_cost")
+    assert v["snapshots"] > 100 and v["levels per snapshot (both sides)"] == 40
+    assert 10 < v["Parquet (zstd) bytes / snapshot"] < 5_000
+    assert 100 < v["SQLite bytes / snapshot"] < 20_000
+
+
+def test_runner_rejects_unknown_names_and_saves_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        main(["--only", "nope"])
+    assert set(BENCHMARKS) == {"ingest", "wire", "memory", "rest_sync", "analysis_load", "storage_cost"}
+    result = BenchResult("x", "tiny")
+    result.add("m", 1.5, "s", ">= 1", True)
+    path = save(result, tmp_path)
+    assert '"metric": "m"' in path.read_text()
