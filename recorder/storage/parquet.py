@@ -27,6 +27,7 @@ returned, i.e. at most the rows of one flush interval.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -59,6 +60,8 @@ __all__ = [
     "records_to_table",
     "write_parquet_atomically",
 ]
+
+log = logging.getLogger("recorder.storage")
 
 JOURNAL_DIR = "_journal"
 TMP_PREFIX = "."  # hidden while being written
@@ -377,6 +380,8 @@ class ParquetStore:
                 state.sealed.pop(0)
                 state.rows_in_files += rows
                 state.files_written += files
+        if self._delays is not None:
+            log.warning("parquet root %s writable again: journaled rows rolled into files", self.root)
         self._delays = None
         self.last_error = None
 
@@ -385,7 +390,8 @@ class ParquetStore:
             self.last_error = str(exc)
         else:
             self.last_error = f"parquet root {self.root} not writable: {exc}"
-        if self._delays is None:
+        if self._delays is None:  # first failure: one line; rows stay journaled, retried with backoff
+            log.error("%s; rows stay in the journal and the roll is retried", self.last_error)
             self._delays = backoff(self._retry_policy)
         self._retry_at = self._clock() + next(self._delays)
 

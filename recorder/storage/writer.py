@@ -16,6 +16,7 @@ write and the deletion of its journal segment writes nothing twice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,8 @@ __all__ = ["DatasetCounts", "StorageWriter", "Store", "StoreStatus"]
 
 _BY_TYPE: dict[type, Dataset] = {d.record_type: d for d in DATASETS.values()}
 _REPLAY_CHUNK = 20_000
+
+log = logging.getLogger("recorder.storage")
 
 
 class Store(Protocol):
@@ -270,10 +273,14 @@ class StorageWriter:
                 self._written(state, head.counts)
         except StoreUnavailableError as exc:
             state.last_error = str(exc)
-            if state.delays is None:
+            if state.delays is None:  # healthy -> down: one line; the status shows the rest
+                log.error("%s store unavailable, rows kept (pending, spilled beyond %d) and retried: %s",
+                          state.name, self._max_pending, exc)
                 state.delays = backoff(self._policy)
             state.retry_at = self._clock() + next(state.delays)
             return
+        if state.delays is not None:
+            log.warning("%s store is back: pending and spilled rows written", state.name)
         state.delays = None
         state.retry_at = 0.0
         state.last_error = None
