@@ -65,6 +65,10 @@ def setup_logging(config: Config) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True,
     )
     logging.Formatter.converter = time.gmtime
+    # Libraries log every HTTP request / connection / migration step at INFO: keep them for debug.
+    quiet = logging.DEBUG if config.log.level.number <= logging.DEBUG else logging.WARNING
+    for name in ("httpx", "httpcore", "websockets", "alembic", "aiohttp.access"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def prepare_database(config: Config) -> None:

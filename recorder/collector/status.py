@@ -253,7 +253,8 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
                  f"{f.get('malformed')} malformed, {f.get('dropped_backpressure')} dropped (backpressure), "
                  f"{f.get('pongs')} pongs")
     lag = status.get("lag_seconds", {})
-    lines.append(f"lag:         last {lag.get('last')} s, max {lag.get('max')} s, p99 {lag.get('p99')} s; "
+    lines.append(f"lag:         last {_secs(lag.get('last'))}, max {_secs(lag.get('max'))}, "
+                 f"p99 {_secs(lag.get('p99'))}; "
                  f"reconnects {status.get('reconnects')}")
     for conn in status.get("connections", []):
         lines.append(f"  {conn['name']}: {conn['state']}, {conn['channels']} channels, "
@@ -296,3 +297,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(describe(status, counts))
     return 0
+
+
+def _secs(value: object) -> str:
+    return f"{value:.3f} s" if isinstance(value, int | float) else "-"
