@@ -47,13 +47,14 @@ from recorder.errors import StorageError, StoreUnavailableError
 from recorder.okex.channels import validate_symbol
 from recorder.records import Record
 from recorder.storage.journal import Journal, Segment, read_segment
-from recorder.storage.schema import DATASETS, Dataset
+from recorder.storage.schema import DATASETS, Batch, Dataset
 
 __all__ = [
     "JOURNAL_DIR",
     "TMP_PREFIX",
     "ParquetStore",
     "PartialWriteError",
+    "batch_to_table",
     "file_schema",
     "open_dataset",
     "partition_value",
@@ -68,7 +69,6 @@ TMP_PREFIX = "."  # hidden while being written
 TMP_SUFFIX = ".tmp"  # and not matching "*.parquet"
 _LONG_TEXT = frozenset({"bids", "asks", "detail", "reason"})
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
-_BY_TYPE: dict[type, Dataset] = {d.record_type: d for d in DATASETS.values()}
 
 
 # --------------------------------------------------------------------------- schemas and conversion
@@ -106,12 +106,27 @@ def open_dataset(root: str, name: str, *, filesystem: pafs.FileSystem | None = N
 
 
 def records_to_table(dataset: Dataset, records: Sequence[Record]) -> pa.Table:
-    """Convert records of one dataset to an Arrow table of its full schema (column by column)."""
-    rows = [dataset.to_row(r) for r in records]
-    schema = dataset.arrow_schema
+    """Convert records of one dataset to an Arrow table of its full schema (column by column).
+
+    A :class:`~recorder.storage.schema.Batch` of that one dataset reuses the table it
+    already built. Raises :class:`StorageError` for a value the schema cannot hold.
+    """
     try:
-        return pa.table([pa.array([row[f.name] for row in rows], f.type) for f in schema], schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        if isinstance(records, Batch) and list(records.groups) == [dataset.name]:
+            return records.table(dataset.name)
+        return dataset.to_table(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
+        raise StorageError(f"{dataset.name}: value does not fit the Parquet schema: {exc}") from exc
+
+
+def batch_to_table(batch: Batch, dataset: Dataset) -> pa.Table:
+    """The Arrow table of ``dataset``'s records in ``batch`` (built once per batch, then shared).
+
+    Raises :class:`StorageError` for a value the schema cannot hold.
+    """
+    try:
+        return batch.table(dataset.name)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
         raise StorageError(f"{dataset.name}: value does not fit the Parquet schema: {exc}") from exc
 
 
@@ -274,13 +289,8 @@ class ParquetStore:
         datasets were journaled before the failure, :class:`PartialWriteError` lists the
         records that were not.
         """
-        groups: dict[Dataset, list[Record]] = {}
-        for record in records:
-            dataset = _BY_TYPE.get(type(record))
-            if dataset is None:
-                raise TypeError(f"not a storable record: {type(record).__name__}")
-            groups.setdefault(dataset, []).append(record)
-        tables = {d: records_to_table(d, rs) for d, rs in groups.items()}
+        batch = Batch.of(records)  # converted once: the SQL store shares the same tables
+        tables = {DATASETS[name]: batch_to_table(batch, DATASETS[name]) for name in batch.groups}
         for dataset in tables:  # refuse bad partition values before anything is written
             self._check_partition_values(dataset, tables[dataset])
         done: list[Dataset] = []
@@ -295,7 +305,8 @@ class ParquetStore:
         except StoreUnavailableError as exc:
             self.last_error = str(exc)
             if done:  # the journaled datasets are acknowledged; tell the caller which were not
-                raise PartialWriteError(exc, [r for d in tables if d not in done for r in groups[d]]) from exc
+                unwritten = [r for d in tables if d not in done for r in batch.groups[d.name]]
+                raise PartialWriteError(exc, unwritten) from exc
             raise
         self.roll_due()
 

@@ -32,11 +32,13 @@ for balances, the *connection* for feed events and quarantined frames.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from itertools import chain
+from operator import attrgetter
+from typing import Any, overload
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -66,6 +68,7 @@ __all__ = [
     "ARROW_DECIMAL",
     "ARROW_TIMESTAMP",
     "DATASETS",
+    "Batch",
     "Dataset",
     "ExactDecimal",
     "RowLike",
@@ -338,14 +341,26 @@ def _level_text(value: Decimal) -> str:
     return text
 
 
+def _levels_to_json_slowly(levels: tuple[Level, ...]) -> str:
+    t = _level_text
+    return "[" + ",".join([f'["{t(p)}","{t(a)}"]' for p, a in levels]) + "]"
+
+
 def levels_to_json(levels: tuple[Level, ...]) -> str:
     """``((price, amount), ...)`` -> ``'[["price","amount"],...]'``: exact decimals without exponent.
 
     Digits are kept as given (``1.50`` stays ``"1.50"``); ``1E-8`` becomes ``"0.00000001"``.
     Raises ValueError for NaN and infinities.
     """
-    t = _level_text
-    return "[" + ",".join([f'["{t(p)}","{t(a)}"]' for p, a in levels]) + "]"
+    if not levels:
+        return "[]"
+    # The hot path of a book snapshot: str() every value and join them at C level, then look
+    # once for the letters only exponents (E), NaN (N) and Infinity (I) produce.
+    texts = map(str, chain.from_iterable(levels))
+    text = '[["' + '"],["'.join(map('","'.join, zip(texts, texts, strict=True))) + '"]]'
+    if "E" in text or "N" in text or "I" in text:
+        return _levels_to_json_slowly(levels)
+    return text
 
 
 def levels_from_json(text: str) -> tuple[Level, ...]:
@@ -493,6 +508,53 @@ def _quarantine_from(row: RowLike) -> QuarantinedFrame:
                             channel=row["channel"], payload=bytes(row["payload"]))
 
 
+# Column-wise converters (records -> {column: values}) for the high-volume datasets: the
+# same values as ``to_row``, built one column at a time instead of one dict per record.
+
+Columns = dict[str, list[Any]]
+
+
+def _attribute_columns(names: Sequence[str], enums: Sequence[str] = ()) -> Callable[[Sequence[Any]], Columns]:
+    def columns(records: Sequence[Any]) -> Columns:
+        out = {name: list(map(attrgetter(name), records)) for name in names}
+        for name in enums:
+            out[name] = [v.value for v in out[name]]
+        return out
+
+    return columns
+
+
+_NO_LEVEL = (None, None)
+
+
+def _book_columns(records: Sequence[BookSnapshot]) -> Columns:
+    bids = [r.bids for r in records]
+    asks = [r.asks for r in records]
+    best_bids = [b[0] if b else _NO_LEVEL for b in bids]
+    best_asks = [a[0] if a else _NO_LEVEL for a in asks]
+    return {
+        "symbol": [r.symbol for r in records], "ts_event": [r.ts_event for r in records],
+        "ts_recv": [r.ts_recv for r in records], "source": [r.source.value for r in records],
+        "depth": [max(len(b), len(a)) for b, a in zip(bids, asks, strict=True)],
+        "best_bid": [b[0] for b in best_bids], "best_bid_amount": [b[1] for b in best_bids],
+        "best_ask": [a[0] for a in best_asks], "best_ask_amount": [a[1] for a in best_asks],
+        "bids": list(map(levels_to_json, bids)), "asks": list(map(levels_to_json, asks)),
+    }
+
+
+_UTC_ZONES = frozenset({UTC})
+
+
+def _check_aware(values: list[Any]) -> None:
+    # A naive datetime must not pass as UTC (pyarrow would take it as UTC silently).
+    zones = set(map(attrgetter("tzinfo"), [v for v in values if v is not None]))
+    if zones <= _UTC_ZONES:
+        return
+    for v in values:
+        if v is not None and (not isinstance(v, datetime) or v.utcoffset() is None):
+            raise ValueError(f"expected a timezone-aware datetime, got {v!r}")
+
+
 # --------------------------------------------------------------------------- datasets
 
 
@@ -515,6 +577,30 @@ class Dataset:
     from_row: Callable[[RowLike], Any]
     date_column: str
     key_column: str
+    columns: Callable[[Sequence[Any]], Columns] | None = None
+
+    def to_columns(self, records: Sequence[Any]) -> Columns:
+        """The rows of ``records`` as columns: the same values as :attr:`to_row`, keyed by column name."""
+        if self.columns is not None:
+            return self.columns(records)
+        rows = [self.to_row(r) for r in records]
+        return {f.name: [row[f.name] for row in rows] for f in self.arrow_schema}
+
+    def to_table(self, records: Sequence[Any]) -> pa.Table:
+        """``records`` (all of this dataset) as an Arrow table of :attr:`arrow_schema`, column by column.
+
+        Raises ValueError for a naive datetime or a non-finite decimal, and pyarrow's
+        ``ArrowInvalid`` / ``ArrowTypeError`` for a value the Arrow type cannot hold
+        (e.g. more than 18 fractional digits).
+        """
+        columns = self.to_columns(records)
+        arrays = []
+        for f in self.arrow_schema:
+            values = columns[f.name]
+            if f.type == ARROW_TIMESTAMP:
+                _check_aware(values)
+            arrays.append(pa.array(values, f.type))
+        return pa.Table.from_arrays(arrays, schema=self.arrow_schema)
 
     def partition_date(self, row: RowLike) -> date:
         """The UTC date of the row's partition datetime."""
@@ -541,7 +627,7 @@ DATASETS: dict[str, Dataset] = {
                    ("buy", _D, False), ("sell", _D, False), ("last", _D, False), ("high", _D, False),
                    ("low", _D, False), ("vol", _D, False), ("change", _D, True),
                    ("day_high", _D, True), ("day_low", _D, True)),
-            Ticker, _ticker_row, _ticker_from, "ts_event", "symbol",
+            Ticker, _ticker_row, _ticker_from, "ts_event", "symbol", _attribute_columns(_TICKER_FIELDS),
         ),
         Dataset(
             "book_snapshots", book_snapshots,
@@ -550,7 +636,7 @@ DATASETS: dict[str, Dataset] = {
                    ("best_bid", _D, True), ("best_bid_amount", _D, True),
                    ("best_ask", _D, True), ("best_ask_amount", _D, True),
                    ("bids", _S, False), ("asks", _S, False)),
-            BookSnapshot, _book_row, _book_from, "ts_event", "symbol",
+            BookSnapshot, _book_row, _book_from, "ts_event", "symbol", _book_columns,
         ),
         Dataset(
             "deals", deals,
@@ -558,6 +644,8 @@ DATASETS: dict[str, Dataset] = {
                    ("amount", _D, False), ("side", _S, False), ("ts_event", _TS, False),
                    ("ts_recv", _TS, False)),
             Deal, _deal_row, _deal_from, "ts_event", "symbol",
+            _attribute_columns(("symbol", "tid", "price", "amount", "side", "ts_event", "ts_recv"),
+                               enums=("side",)),
         ),
         Dataset(
             "klines", klines,
@@ -613,3 +701,62 @@ def dataset_for(record: Record) -> Dataset:
         return _BY_TYPE[type(record)]
     except KeyError:
         raise TypeError(f"not a storable record: {type(record).__name__}") from None
+
+
+class Batch(Sequence[Record]):
+    """Records of any datasets: a sequence in arrival order, grouped per dataset, converted once.
+
+    The storage writer builds one per flush and hands the same batch to every store, so
+    each dataset's Arrow table (:meth:`table`, which both stores derive their rows from) is
+    built once. Raises TypeError for anything that is not a storable record.
+    """
+
+    __slots__ = ("_records", "_tables", "groups")
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self._records = records
+        self.groups: dict[str, list[Record]] = {}  # dataset name -> its records, in order
+        self._tables: dict[str, pa.Table] = {}
+        groups = self.groups
+        by_type: dict[type, list[Record]] = {}
+        for record in records:
+            kind = type(record)
+            group = by_type.get(kind)
+            if group is None:
+                dataset = _BY_TYPE.get(kind)
+                if dataset is None:
+                    raise TypeError(f"not a storable record: {kind.__name__}")
+                group = by_type[kind] = groups[dataset.name] = []
+            group.append(record)
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> Batch:
+        """``records`` as a batch (itself if it is one already)."""
+        return records if isinstance(records, Batch) else cls(records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Record]: ...
+    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
+        return self._records[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._records)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per dataset name."""
+        return {name: len(group) for name, group in self.groups.items()}
+
+    def table(self, name: str) -> pa.Table:
+        """The Arrow table of one dataset's records (built on first use, then shared).
+
+        Raises like :meth:`Dataset.to_table` (nothing is cached then).
+        """
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = DATASETS[name].to_table(self.groups[name])
+        return table

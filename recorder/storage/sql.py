@@ -30,17 +30,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recorder.errors import ConfigError, StorageError, StoreUnavailableError
 from recorder.records import Record
 from recorder.storage.migrate import mask_url, parse_url, require_head, translate_db_error
-from recorder.storage.schema import DATASETS, Dataset, dataset_for
+from recorder.storage.schema import DATASETS, Batch, Dataset, plain_decimal
 
 __all__ = ["SqlStore"]
 
@@ -78,7 +81,7 @@ def _merge_spans(rows: list[Row], key: Callable[[Row], Any]) -> list[Row]:
 class _Plan:
     """How one dataset is written on one dialect: the statement, and how rows are prepared."""
 
-    __slots__ = ("dataset", "dedup", "key", "sort", "statement")
+    __slots__ = ("dataset", "dedup", "direct_columns", "direct_sql", "key", "sort", "statement")
 
     def __init__(self, dataset: Dataset, dialect: str) -> None:
         table = dataset.table
@@ -87,11 +90,14 @@ class _Plan:
         self.key: Callable[[Row], Any] | None = None
         self.dedup: _Dedup | None = None
         self.sort = dialect == "postgresql"
+        self.direct_sql: str | None = None
+        self.direct_columns: list[str] = []
         insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(table)
         if dataset.name == "quarantine":
             self.statement: Any = stmt
             self.sort = False
+            self._compile_direct(dialect)
             return
         self.key = itemgetter(*pk) if len(pk) > 1 else (lambda row, _c=pk[0]: row[_c])
         if dataset.name in ("klines", "orders"):
@@ -108,6 +114,19 @@ class _Plan:
             self.statement = stmt.on_conflict_do_update(index_elements=pk, set_=values)
         else:
             self.statement = stmt.on_conflict_do_nothing(index_elements=pk)
+            self._compile_direct(dialect)
+
+    def _compile_direct(self, dialect: str) -> None:
+        # SQLite, tables written without dedup: the Core statement compiled once to its
+        # qmark SQL, executed with tuples made from the batch's Arrow table (no per-value
+        # Python type processing). The same text SQLAlchemy would send, bound the same way.
+        if dialect != "sqlite":
+            return
+        names = [f.name for f in self.dataset.arrow_schema]
+        compiled = self.statement.compile(dialect=sqlite.dialect(), column_keys=names)
+        assert compiled.positiontup is not None and set(compiled.positiontup) <= set(names)
+        self.direct_sql = str(compiled)
+        self.direct_columns = list(compiled.positiontup)
 
     def prepare(self, rows: list[Row]) -> list[Row]:
         if self.dedup is not None and self.key is not None:
@@ -182,25 +201,36 @@ class SqlStore:
             raise StorageError(f"{self!r} is closed")
         if not records:
             return
-        grouped: dict[str, list[Row]] = {}
         try:
-            for record in records:
-                ds = dataset_for(record)
-                rows = grouped.get(ds.name)
-                if rows is None:
-                    rows = grouped[ds.name] = []
-                rows.append(ds.to_row(record))
-        except (TypeError, ValueError, AttributeError) as exc:
+            batch = Batch.of(records)
+        except TypeError as exc:
             raise StorageError(f"cannot store a batch for {self.url}: {exc}") from exc
+        work: list[tuple[_Plan, Any, bool]] = []  # plan, parameters, direct (tuples) or not
+        for name in self._order:
+            group = batch.groups.get(name)
+            if not group:
+                continue
+            plan = self._plans[name]
+            params: Any = None
+            if plan.direct_sql is not None:
+                params = _direct_params(batch, plan)
+            direct = params is not None
+            if params is None:
+                try:
+                    params = plan.prepare([plan.dataset.to_row(r) for r in group])
+                except (TypeError, ValueError, AttributeError) as exc:
+                    raise StorageError(f"cannot store a batch for {self.url}: {exc}") from exc
+            work.append((plan, params, direct))
         if not self._head_verified:
             self._verify_head()
         try:
             with self._engine.begin() as conn:
-                for name in self._order:
-                    rows = grouped.get(name)
-                    if rows:
-                        plan = self._plans[name]
-                        conn.execute(plan.statement, plan.prepare(rows))
+                for plan, params, direct in work:
+                    if direct:
+                        assert plan.direct_sql is not None
+                        conn.exec_driver_sql(plan.direct_sql, params)
+                    else:
+                        conn.execute(plan.statement, params)
         except sa.exc.SQLAlchemyError as exc:
             raise translate_db_error(exc, self._engine, f"writing {len(records)} records") from exc
 
@@ -217,6 +247,44 @@ class SqlStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _direct_params(batch: Batch, plan: _Plan) -> list[tuple[Any, ...]] | None:
+    """SQLite bind tuples for one dataset of ``batch``, made column-wise from its Arrow table.
+
+    Decimals become the canonical plain text and timestamps the UTC text SQLAlchemy
+    would have bound. None when the table cannot be built (a naive datetime, a decimal
+    beyond ``decimal128(38, 18)``): the caller then takes the per-row path, which stores
+    or refuses the value exactly as before.
+    """
+    try:
+        table = batch.table(plan.dataset.name)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError):
+        return None
+    columns = []
+    for name in plan.direct_columns:
+        column = table.column(name)
+        kind = column.type
+        if pa.types.is_decimal(kind):
+            columns.append(_plain_decimal_texts(column))
+        elif pa.types.is_timestamp(kind):
+            columns.append(column.cast(pa.timestamp(kind.unit)).cast(pa.string()).to_pylist())
+        else:
+            columns.append(column.to_pylist())
+    return list(zip(*columns, strict=True))
+
+
+def _plain_decimal_texts(column: pa.ChunkedArray) -> list[str | None]:
+    # Arrow prints decimal128(38, 18) with all 18 fractional digits ("1.500000000000000000"):
+    # trim the zeros and the point. Below 1E-6 (and 0) it prints an exponent ("0E-18"): those few
+    # values take the Python path.
+    text = column.cast(pa.string())
+    out: list[str | None] = pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".").to_pylist()
+    exponent = pc.match_substring(text, "E")
+    if pc.any(exponent).as_py():
+        for i in pc.indices_nonzero(exponent).to_pylist():
+            out[i] = plain_decimal(Decimal(text[i].as_py()))
+    return out
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -28,12 +28,11 @@ from recorder.errors import StorageError, StoreUnavailableError
 from recorder.okex.channels import validate_symbol
 from recorder.records import Record
 from recorder.storage.journal import Journal, Segment, read_segment
-from recorder.storage.parquet import PartialWriteError, records_to_table
-from recorder.storage.schema import DATASETS, Dataset
+from recorder.storage.parquet import PartialWriteError, batch_to_table
+from recorder.storage.schema import DATASETS, Batch, Dataset
 
 __all__ = ["DatasetCounts", "StorageWriter", "Store", "StoreStatus"]
 
-_BY_TYPE: dict[type, Dataset] = {d.record_type: d for d in DATASETS.values()}
 _REPLAY_CHUNK = 20_000
 
 log = logging.getLogger("recorder.storage")
@@ -68,7 +67,7 @@ class StoreStatus:
 
 @dataclass(slots=True)
 class _Batch:
-    records: Sequence[Record]
+    records: Batch
     counts: Counter[str]
 
 
@@ -92,15 +91,10 @@ class _StoreState:
         return self.delays is None
 
 
-def _count(records: Sequence[Record]) -> Counter[str]:
-    counts: Counter[type] = Counter(map(type, records))
-    out: Counter[str] = Counter()
-    for kind, n in counts.items():
-        dataset = _BY_TYPE.get(kind)
-        if dataset is None:
-            raise TypeError(f"not a storable record: {kind.__name__}")
-        out[dataset.name] = n
-    return out
+def _batch(records: Sequence[Record]) -> _Batch:
+    # One Batch per flush, shared by every store: each dataset is converted once.
+    batch = Batch.of(records)
+    return _Batch(batch, Counter(batch.counts()))
 
 
 class StorageWriter:
@@ -167,8 +161,8 @@ class StorageWriter:
         if self._closed:
             raise StorageError("the storage writer is closed")
         records, self._buffer = self._buffer, []
-        counts = _count(records)
-        batch = _Batch(records, counts)
+        batch = _batch(records)
+        counts = batch.counts
         now = self._clock()
         refused: list[StorageError] = []
         durable = False
@@ -253,7 +247,7 @@ class StorageWriter:
                 try:
                     state.store.write_batch(head.records)
                 except PartialWriteError as exc:  # part of it was written: keep the rest
-                    rest = _Batch(exc.unwritten, _count(exc.unwritten))
+                    rest = _batch(exc.unwritten)
                     self._written(state, head.counts - rest.counts)
                     state.pending_counts.subtract(head.counts - rest.counts)
                     state.pending_rows -= len(head.records) - len(exc.unwritten)
@@ -320,14 +314,12 @@ class StorageWriter:
             return
         for _ in range(count):
             head = state.pending[0]  # shared with the other store: never mutated
-            groups: dict[Dataset, list[Record]] = {}
-            for record in head.records:
-                groups.setdefault(_BY_TYPE[type(record)], []).append(record)
+            groups = {DATASETS[name]: recs for name, recs in head.records.groups.items()}
             done: set[Dataset] = set()
             try:
                 for dataset, recs in groups.items():
                     stream = f"{state.name}.{dataset.name}"
-                    self._journal.append(stream, records_to_table(dataset, recs))
+                    self._journal.append(stream, batch_to_table(head.records, dataset))
                     done.add(dataset)
                     seg = self._journal.open_segment(stream)
                     assert seg is not None
@@ -342,7 +334,7 @@ class StorageWriter:
                 problems.append(f"{state.name}: spill failed: {exc}")
                 if done:
                     rest = [r for d, recs in groups.items() if d not in done for r in recs]
-                    state.pending[0] = _Batch(rest, _count(rest))
+                    state.pending[0] = _batch(rest)
                 state.spilled.sort()
                 return
             state.pending.popleft()

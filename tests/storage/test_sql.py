@@ -377,3 +377,27 @@ def test_a_writer_killed_mid_batch_leaves_only_whole_batches(migrated_db_url: st
         assert batches == list(range(len(batches))) and len(batches) >= 3  # nothing acknowledged lost
         assert {n for _, n in per_batch} == {500}  # no half batch
         store.write_batch([ticker(1)])  # and recording resumes
+
+
+def test_sqlite_stores_the_same_text_on_the_bulk_path_and_the_per_row_path(tmp_path: Path) -> None:
+    # Bulk tables go through Arrow; a decimal beyond decimal128(38, 18) sends its dataset the
+    # per-row SQLAlchemy way. Both must store the canonical text (``0.00000001``, ``1.5``, ``0``).
+    urls = [f"sqlite:///{tmp_path / name}.sqlite" for name in ("bulk", "per_row")]
+    wide = Decimal("0.0000000000000000001")  # 19 fractional digits: no Arrow decimal128(38, 18)
+    awkward = [Decimal("0"), Decimal("1E-8"), Decimal("1.50"), Decimal("1E+7"), Decimal("-12.5"),
+               Decimal("0.0000005"), Decimal("123456789.123456789"), Decimal("10532696.39199642")]
+    tickers = [ticker(i, buy=v, sell=v, change=None if i % 2 else v) for i, v in enumerate(awkward)]
+    texts = []
+    for url, extra in zip(urls, ([], [ticker(99, low=wide)]), strict=True):
+        migrate.upgrade(url)
+        with SqlStore(url) as s:
+            s.write_batch(tickers + extra)
+            with s.engine.connect() as conn:
+                rows = conn.exec_driver_sql(
+                    "SELECT ts_event, ts_recv, buy, change, vol, low FROM tickers ORDER BY ts_recv").all()
+            texts.append(rows[: len(tickers)])  # ticker 99 (the wide one) is the last
+    assert texts[0] == texts[1]
+    assert [row[2] for row in texts[0]] == ["0", "0.00000001", "1.5", "10000000", "-12.5", "0.0000005",
+                                            "123456789.123456789", "10532696.39199642"]
+    assert texts[0][0][1] == "2026-11-23 23:59:59.999999"
+    assert rows[-1][5] == "0.0000000000000000001"  # stored exactly by the per-row path
