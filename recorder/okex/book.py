@@ -32,12 +32,16 @@ _DEPTH_KINDS = frozenset({ChannelKind.DEPTH, ChannelKind.DEPTH_5, ChannelKind.DE
 
 
 class _Side:
-    """One side of the book: ``price -> amount`` plus the prices sorted ascending."""
+    """One side of the book: ``price -> (price, amount)`` plus the prices sorted ascending.
+
+    The level tuples are kept as they are (those of the update that set them), so
+    :meth:`OrderBook.top` hands them out without building new ones.
+    """
 
     __slots__ = ("levels", "prices")
 
     def __init__(self) -> None:
-        self.levels: dict[Decimal, Decimal] = {}
+        self.levels: dict[Decimal, Level] = {}
         self.prices: list[Decimal] = []
 
     def clear(self) -> None:
@@ -46,20 +50,23 @@ class _Side:
 
     def load(self, levels: Iterable[Level]) -> None:
         # A price repeated within one push: the last one wins (as in an increment).
-        book = {price: amount for price, amount in dict(levels).items() if amount}
+        book = {level[0]: level for level in levels}
+        for price in [price for price, level in book.items() if not level[1]]:
+            del book[price]
         self.levels = book
         self.prices = sorted(book)
 
-    def change(self, price: Decimal, amount: Decimal) -> None:
+    def change(self, level: Level) -> None:
+        price = level[0]
         levels = self.levels
-        if not amount:
+        if not level[1]:
             if levels.pop(price, None) is not None:
                 prices = self.prices
                 del prices[bisect_left(prices, price)]
         elif price in levels:
-            levels[price] = amount
+            levels[price] = level
         else:
-            levels[price] = amount
+            levels[price] = level
             insort(self.prices, price)
 
 
@@ -138,11 +145,11 @@ class OrderBook:
                         f"incremental depth update for {self.symbol} applied to a book kept from "
                         f"{self._source.value}: reset() it first"
                     )
-                bids, asks = self._bids, self._asks
-                for price, amount in update.bids:
-                    bids.change(price, amount)
-                for price, amount in update.asks:
-                    asks.change(price, amount)
+                bid_change, ask_change = self._bids.change, self._asks.change
+                for level in update.bids:
+                    bid_change(level)
+                for level in update.asks:
+                    ask_change(level)
             else:
                 self._load(update)
         elif kind in _DEPTH_KINDS:
@@ -195,20 +202,17 @@ class OrderBook:
                 raise ValueError(f"n must be >= 0, got {n}")
             bid_slice = bid_prices[: -n - 1 : -1] if n else []
             ask_slice = ask_prices[:n]
-        return (
-            tuple([(p, bid_levels[p]) for p in bid_slice]),
-            tuple([(p, ask_levels[p]) for p in ask_slice]),
-        )
+        return tuple(map(bid_levels.__getitem__, bid_slice)), tuple(map(ask_levels.__getitem__, ask_slice))
 
     def best_bid(self) -> Level | None:
         """The highest bid, or None."""
         prices = self._bids.prices
-        return (prices[-1], self._bids.levels[prices[-1]]) if prices else None
+        return self._bids.levels[prices[-1]] if prices else None
 
     def best_ask(self) -> Level | None:
         """The lowest ask, or None."""
         prices = self._asks.prices
-        return (prices[0], self._asks.levels[prices[0]]) if prices else None
+        return self._asks.levels[prices[0]] if prices else None
 
     def snapshot(
         self, depth: int | None = None, ts_event: datetime | None = None, ts_recv: datetime | None = None

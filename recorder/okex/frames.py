@@ -29,7 +29,9 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from itertools import chain
+from typing import cast
 
 import msgspec
 
@@ -273,8 +275,31 @@ def _optional_decimal(value: object) -> Decimal | None:
     return parse_decimal(value)
 
 
+_PLAIN_NUMBERS = re.compile(r"[0-9.eE+-]*")
+"""Characters of plain decimal strings: no spaces, no ``_``, no NaN or Infinity."""
+
+
 def _levels(raw: object, side: str) -> tuple[Level, ...]:
     rows = _need_list(raw, f"depth {side}")
+    # The hot path, at C level: every row a [str, str] list of plain numbers, prices > 0,
+    # amounts >= 0. Anything else takes the checking loop below, which says what is wrong.
+    pairs = cast("list[list[object]]", rows)
+    if pairs and set(map(type, pairs)) == {list} and set(map(len, pairs)) == {2}:
+        flat = cast("list[str]", list(chain.from_iterable(pairs)))  # checked next
+        if set(map(type, flat)) == {str} and _PLAIN_NUMBERS.fullmatch("".join(flat)):
+            try:
+                numbers = list(map(Decimal, flat))
+            except InvalidOperation:
+                pass
+            else:
+                prices = numbers[0::2]
+                amounts = numbers[1::2]
+                if min(prices) > 0 and min(amounts) >= 0:
+                    return tuple(zip(prices, amounts, strict=True))
+    return _levels_checked(rows, side)
+
+
+def _levels_checked(rows: list[object], side: str) -> tuple[Level, ...]:
     out: list[Level] = []
     append = out.append
     for row in rows:
