@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from recorder.errors import SchemaNotAtHeadError
+from recorder.errors import ConfigError, SchemaNotAtHeadError
 from recorder.storage import migrate
 
 ENV_URL = "OKEX_SQL_URL"
@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one migration action; print its outcome on stdout. Errors propagate as RecorderError."""
+    if args.action == "downgrade" and not args.revision:  # checked before anything is created
+        raise ConfigError("db downgrade: a target REVISION is required (e.g. 'base' or '-1')")
     url = args.sql_url or default_url()
     if url == DEFAULT_URL:
         Path("data").mkdir(exist_ok=True)
@@ -48,9 +50,6 @@ def run(args: argparse.Namespace) -> int:
         migrate.upgrade(url, args.revision or "head")
         print(f"{masked}: at {migrate.current(url)}")
     elif args.action == "downgrade":
-        if not args.revision:
-            print("okex-recorder db downgrade: a target revision is required (e.g. 'base' or '-1')")
-            return 2
         migrate.downgrade(url, args.revision)
         print(f"{masked}: at {migrate.current(url) or 'base (no schema)'}")
     elif args.action == "current":

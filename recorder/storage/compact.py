@@ -20,6 +20,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
             day = date.fromisoformat(args.date)
         except ValueError:
             raise ConfigError(f"--date must be YYYY-MM-DD, got {args.date!r}") from None
+    if "://" not in str(args.parquet_root) and not Path(args.parquet_root).is_dir():
+        raise ConfigError(f"no Parquet root at {args.parquet_root} (see --parquet-root)")
     results = compact(args.parquet_root, day=day, dataset=args.dataset)
     for r in results:
         print(f"compacted {r.directory}: {r.files_before} files -> 1 ({r.rows} rows)")
