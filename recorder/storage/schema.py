@@ -36,10 +36,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from itertools import chain
 from operator import attrgetter
 from typing import Any, overload
 
+import msgspec
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -346,18 +346,18 @@ def _levels_to_json_slowly(levels: tuple[Level, ...]) -> str:
     return "[" + ",".join([f'["{t(p)}","{t(a)}"]' for p, a in levels]) + "]"
 
 
+_levels_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
 def levels_to_json(levels: tuple[Level, ...]) -> str:
     """``((price, amount), ...)`` -> ``'[["price","amount"],...]'``: exact decimals without exponent.
 
     Digits are kept as given (``1.50`` stays ``"1.50"``); ``1E-8`` becomes ``"0.00000001"``.
     Raises ValueError for NaN and infinities.
     """
-    if not levels:
-        return "[]"
-    # The hot path of a book snapshot: str() every value and join them at C level, then look
-    # once for the letters only exponents (E), NaN (N) and Infinity (I) produce.
-    texts = map(str, chain.from_iterable(levels))
-    text = '[["' + '"],["'.join(map('","'.join, zip(texts, texts, strict=True))) + '"]]'
+    # The hot path of a book snapshot: msgspec writes str() of every value at C level; then
+    # one look for the letters only exponents (E), NaN (N) and Infinity (I) produce.
+    text = _levels_encoder.encode(levels).decode()
     if "E" in text or "N" in text or "I" in text:
         return _levels_to_json_slowly(levels)
     return text
