@@ -285,21 +285,240 @@ def _exact_decimals(array: pa.ChunkedArray) -> list[Decimal | None]:
     return out
 
 
-def _to_pandas(table: pa.Table, exact: bool) -> pd.DataFrame:
-    """One conversion for both sources: decimals -> float64 (or Decimal), the rest Arrow's default."""
+_FAST_SCALE = 8
+"""Decimals with at most this many digits after the point (all OKEx prices and amounts)
+take the integer route of :func:`_decimal_floats`; others the text route."""
+_POW10 = tuple(10.0**k for k in range(23))  # exact binary64 values
+_EXACT = 2**53  # integers up to this magnitude are exact binary64 values
+
+
+def _decimal_text_floats(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """float64 via the decimal text, parsed correctly rounded by Arrow (NaN for null)."""
+    text = pc.cast(array, pa.string())
+    return np.asarray(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _decimal_floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The float64 nearest each decimal of ``column`` (NaN for null), computed exactly.
+
+    For a decimal128 of scale ``S``, each value is the 128-bit integer ``U = v * 10**S``.
+    With ``s = min(S, 8)`` and ``d = 10**(S - s)``, ``m = |U| / d`` is computed in
+    uint64 numpy arithmetic (``2**64 = Q*d + R``, so ``U = d*(hi*Q + lo//d) + hi*R +
+    lo%d``). Where the division is exact and ``m <= 2**53``, ``m`` and ``10**s`` are
+    exact binary64 values, so the IEEE division ``m / 10**s`` is the correctly rounded
+    value: the same float as parsing the decimal text. Every other value (more than 8
+    decimals, or huge) takes the text route. A direct decimal128 -> float64 cast is
+    not used: it can be an ulp off (and Arrow's 128-bit arithmetic is slower).
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    kind = column.type
+    n = len(column)
+    if not n or not isinstance(kind, pa.Decimal128Type) or kind.scale < 0 or kind.scale - _FAST_SCALE > 11:
+        return _decimal_text_floats(column)
+    scale = min(kind.scale, _FAST_SCALE)
+    words = np.frombuffer(column.buffers()[1], dtype=np.uint64, count=2 * (column.offset + n))
+    words = words[2 * column.offset:]
+    lo, hi = words[0::2], words[1::2].view(np.int64)
+    negative = hi < 0
+    if negative.any():  # |U| in two's complement: invert and add one
+        carry = (lo == 0).astype(np.int64)
+        lo = np.where(negative, ~lo + np.uint64(1), lo)
+        hi = np.where(negative, ~hi + carry, hi)
+    d = 10 ** (kind.scale - scale)
+    hi_max = (_EXACT * d) >> 64  # a larger high word cannot give m <= 2**53
+    fast = (hi >= 0) & (hi <= hi_max)
+    high = np.where(fast, hi, 0).astype(np.uint64)
+    if d == 1:
+        m, exact = lo, fast & (high == 0)
+    else:
+        q_, r_ = divmod(2**64, d)
+        divisor = np.uint64(d)
+        low_q = lo // divisor
+        t = high * np.uint64(r_) + (lo - low_q * divisor)  # < 2**56 for the rows kept
+        t_q = t // divisor
+        m = high * np.uint64(q_) + low_q + t_q
+        exact = fast & (t == t_q * divisor)
+    exact &= m <= np.uint64(_EXACT)
+    out = m.astype(np.float64) / _POW10[scale]
+    np.negative(out, out=out, where=negative)
+    if column.null_count:
+        valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        out[~valid] = np.nan
+        exact |= ~valid
+    if not exact.all():
+        slow = ~exact
+        out[slow] = _decimal_text_floats(column.filter(pa.array(slow)))
+    return out
+
+
+def _to_pandas(table: pa.Table, exact: bool, take: np.ndarray | None = None) -> pd.DataFrame:
+    """One conversion for both sources: decimals -> float64 (or Decimal), the rest Arrow's default.
+
+    ``take``: the row positions to keep, in the frame's order (None: all, as read).
+    """
     data: dict[str, object] = {}
+    indices = None if take is None else pa.array(take, pa.int64())
     for name, column in zip(table.column_names, table.columns, strict=True):
         kind = column.type
+        if pa.types.is_decimal(kind) and not exact:
+            floats = _decimal_floats(column)
+            data[name] = floats if take is None else floats[take]
+            continue
+        if indices is not None:
+            column = column.take(indices)
         if pa.types.is_decimal(kind):
-            if exact:
-                data[name] = pd.Series(_exact_decimals(column), dtype="object")
-            else:
-                # via the decimal text: correctly rounded (a direct cast can be off by an ulp)
-                text = pc.cast(column, pa.string())
-                data[name] = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+            data[name] = pd.Series(_exact_decimals(column), dtype="object")
         else:
             data[name] = column.to_pandas()
-    return pd.DataFrame(data, index=pd.RangeIndex(table.num_rows))
+    rows = table.num_rows if take is None else len(take)
+    return pd.DataFrame(data, index=pd.RangeIndex(rows))
+
+
+# --------------------------------------------------------------------------- order and de-duplication
+
+
+def _sort_codes(column: pa.ChunkedArray) -> np.ndarray | None:
+    """int64 codes of ``column`` that order like its values; None if it has nulls or another type."""
+    if column.null_count:
+        return None
+    kind = column.type
+    if pa.types.is_timestamp(kind) or pa.types.is_integer(kind):
+        return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        encoded = pc.dictionary_encode(column).combine_chunks()
+        dictionary = encoded.dictionary
+        rank = np.empty(len(dictionary), dtype=np.int64)
+        rank[np.asarray(pc.sort_indices(dictionary).to_numpy())] = np.arange(len(dictionary))
+        return rank[np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    return None
+
+
+def _lex_sorted(keys: Sequence[np.ndarray]) -> bool:
+    """Whether the rows are in non-decreasing lexicographic order of ``keys``."""
+    equal: np.ndarray | None = None
+    for key in keys:
+        after, before = key[1:], key[:-1]
+        less = after < before
+        if (less if equal is None else less & equal).any():
+            return False
+        same = after == before
+        equal = same if equal is None else equal & same
+        if not equal.any():
+            return True
+    return True
+
+
+def _lex_order(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """Stable lexicographic argsort by ``keys`` (first key first).
+
+    An argsort of the first key (timsort: fast on the sorted runs partitions give),
+    then only the rows tied on it are ordered by the other keys.
+    """
+    order = np.argsort(keys[0], kind="stable")
+    if len(keys) == 1 or len(order) < 2:
+        return order
+    first = keys[0][order]
+    tie = first[1:] == first[:-1]
+    if not tie.any():
+        return order
+    tied = np.zeros(len(order), dtype=bool)
+    tied[1:] |= tie
+    tied[:-1] |= tie
+    positions = np.flatnonzero(tied)
+    rows = order[positions]  # grouped by the first key already, in stable order
+    order[positions] = rows[np.lexsort([key[rows] for key in reversed(keys)])]
+    return order
+
+
+def _unique_rows(keys: Sequence[np.ndarray]) -> bool:
+    """Whether no two rows share the tuple ``keys`` (cheap proof, or False when unsure).
+
+    Rows as read split into runs strictly increasing in ``keys`` (a file, a partition);
+    if the runs' key ranges are pairwise disjoint, every tuple is unique.
+    """
+    n = len(keys[0])
+    if n < 2:
+        return True
+    greater = np.zeros(n - 1, dtype=bool)
+    equal = np.ones(n - 1, dtype=bool)
+    for key in keys:
+        after, before = key[1:], key[:-1]
+        greater |= equal & (after > before)
+        equal &= after == before
+    starts = np.concatenate(([0], np.flatnonzero(~greater) + 1))
+    if len(starts) > max(64, n // 64):
+        return False  # not the shape of a recording: let the general path decide
+    ends = np.concatenate((starts[1:] - 1, [n - 1]))
+    firsts = [key[starts] for key in keys]
+    by_first = np.lexsort(list(reversed(firsts)))
+    lo = [key[starts][by_first] for key in keys]
+    hi = [key[ends][by_first] for key in keys]
+    # each run must end strictly before the next one (in start order) begins
+    before = np.zeros(len(starts) - 1, dtype=bool)
+    tied = np.ones(len(starts) - 1, dtype=bool)
+    for a, b in zip(hi, lo, strict=True):
+        before |= tied & (a[:-1] < b[1:])
+        tied &= a[:-1] == b[1:]
+    return bool(before.all())
+
+
+def _packed(keys: Sequence[np.ndarray]) -> np.ndarray | None:
+    """One int64 per row ordering like the tuple ``keys`` (mixed radix), or None if it cannot fit."""
+    lows = [int(key.min()) for key in keys]
+    spans = [int(key.max()) - low + 1 for key, low in zip(keys, lows, strict=True)]
+    total = 1
+    for span in spans:
+        total *= span
+    if total >= 2**62:
+        return None
+    packed = keys[0] - lows[0]
+    for key, low, span in zip(keys[1:], lows[1:], spans[1:], strict=True):
+        packed = packed * span + (key - low)
+    return packed
+
+
+def _first_of_each(keys: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Positions (ascending) of the first row, as read, of each distinct tuple ``keys``;
+    None when every tuple is unique (all rows)."""
+    packed = _packed(keys)
+    if packed is not None:
+        if not (np.diff(np.sort(packed)) == 0).any():
+            return None
+        order = np.argsort(packed, kind="stable")  # ties keep the order read
+        ordered = packed[order]
+        new = np.empty(len(order), dtype=bool)
+        new[0] = True
+        new[1:] = ordered[1:] != ordered[:-1]
+        return np.sort(order[new])
+    order = np.lexsort(list(reversed(keys)))  # stable: ties keep the order read
+    same = np.ones(len(order) - 1, dtype=bool)
+    for key in keys:
+        ordered = key[order]
+        same &= ordered[1:] == ordered[:-1]
+    if not same.any():
+        return None
+    return np.sort(order[np.concatenate(([True], ~same))])
+
+
+def _fast_rows(table: pa.Table, spec: _Spec) -> np.ndarray | bool | None:
+    """The rows to take, in frame order, computed in numpy: the first copy of each
+    ``spec.key`` (as read), sorted by the index then the key. None: all rows, already
+    in order. False: not applicable (nulls in a key, unsupported type, ``latest`` rule)."""
+    if spec.latest is not None:
+        return False
+    codes: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys((spec.index, *spec.key)):
+        code = _sort_codes(table.column(name))
+        if code is None:
+            return False
+        codes[name] = code
+    dedupe = [codes[k] for k in spec.key]
+    order_keys = [codes[spec.index], *[codes[k] for k in spec.key if k != spec.index]]
+    keep = None if _unique_rows(dedupe) else _first_of_each(dedupe)
+    if keep is None:
+        return None if _lex_sorted(order_keys) else _lex_order(order_keys)
+    return keep[_lex_order([key[keep] for key in order_keys])]
 
 
 _STATUS_NAMES = {s.value: s.name.lower() for s in OrderStatus}
@@ -370,9 +589,13 @@ def _load(
         equals=equals,
     )
     table = open_source(source).read(query)
-    frame = _to_pandas(table, exact)
-    frame = _dedupe(frame, spec)
-    frame = frame.sort_values([spec.index, *[k for k in spec.key if k != spec.index]], kind="stable")
+    rows = _fast_rows(table, spec) if table.num_rows else None
+    if rows is False:
+        frame = _to_pandas(table, exact)
+        frame = _dedupe(frame, spec)
+        frame = frame.sort_values([spec.index, *[k for k in spec.key if k != spec.index]], kind="stable")
+    else:
+        frame = _to_pandas(table.select([spec.index, *wanted]), exact, rows)  # type: ignore[arg-type]
     frame = frame.set_index(spec.index)
     return frame[wanted]
 

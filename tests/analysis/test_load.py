@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +192,107 @@ def test_awkward_values_survive_both_stores(migrated_sqlite_url: str, tmp_path: 
     assert ticker["low"] == Decimal("1E-8")
     assert ticker["last"] == Decimal("123456789.123456789")
     assert load.load_deals(root)["tid"].tolist() == [9_007_199_254_740_993]
+
+
+# --- the fast conversion and ordering paths -------------------------------------------------------
+
+
+def _random_decimals(seed: int, n: int) -> list[Decimal | None]:
+    rng = np.random.default_rng(seed)
+    values: list[Decimal | None] = []
+    for _ in range(n):
+        if rng.random() < 0.05:
+            values.append(None)
+            continue
+        digits = int(rng.choice([0, 1, 2, 4, 8, 8, 9, 12, 18]))
+        magnitude = int(rng.choice([1, 10, 1000, 10**6, 10**9, 10**12, 10**19]))
+        units = int(rng.integers(0, 2**62)) % (magnitude * 10**digits + 1)
+        values.append(Decimal(-units if rng.random() < 0.2 else units).scaleb(-digits))
+    edges = [2**53, 2**53 + 1, -(2**53), 2**53 - 1]
+    values += [Decimal(e).scaleb(-8) for e in edges] + [Decimal("0.1"), Decimal("-0.3"), Decimal(0)]
+    values += [Decimal("99999999999999999999.999999999999999999"), Decimal("-0.000000000000000001")]
+    return values
+
+
+@pytest.mark.parametrize("kind", [pa.decimal128(38, 18), pa.decimal128(20, 8), pa.decimal128(12, 4)])
+def test_decimal_floats_are_the_nearest_float_of_every_decimal(kind: pa.Decimal128Type) -> None:
+    def fits(v: Decimal) -> bool:
+        q = v.quantize(Decimal(1).scaleb(-kind.scale), context=Context(prec=80))
+        return q == v and len(q.as_tuple().digits) <= kind.precision
+
+    values = [v for v in _random_decimals(5, 20_000) if v is None or fits(v)]
+    array = pa.array(values, kind)
+    for column in (array, array.slice(7, 5_000), pa.chunked_array([array.slice(0, 999), array.slice(999)])):
+        got = load._decimal_floats(column)
+        want = np.array([np.nan if v is None else float(v) for v in column.to_pylist()])
+        assert got.dtype == np.float64
+        assert np.array_equal(got, want, equal_nan=True)  # float(Decimal) is correctly rounded
+
+
+class _TableSource:
+    """A source answering every query from one in-memory table (rows in the order given)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def read(self, query: load.Query) -> pa.Table:
+        return self.table.select(list(query.columns)).cast(query.arrow_schema)
+
+
+def _book_rows(seed: int, n: int, duplicates: bool) -> pa.Table:
+    """Top-of-book rows out of order (shuffled runs), ts_event ties across symbols, maybe duplicates."""
+    rng = np.random.default_rng(seed)
+    symbols = np.array(["eth_usdt", "btc_usdt", "ltc_usdt"])[rng.integers(0, 3, n)]
+    sources = np.array(["depth", "depth_5"])[rng.integers(0, 2, n)]
+    ts_recv = 1_700_000_000_000_000 + rng.permutation(n) * 1_000  # unique keys
+    ts_event = ts_recv - rng.integers(0, 5, n) * 1_000  # many ties
+    if duplicates:  # replayed copies: same key, other ts_event and values
+        copies = rng.integers(0, n, n // 10)
+        symbols = np.concatenate([symbols, symbols[copies]])
+        sources = np.concatenate([sources, sources[copies]])
+        ts_recv = np.concatenate([ts_recv, ts_recv[copies]])
+        ts_event = np.concatenate([ts_event, ts_event[copies] - 7])
+    rows = len(symbols)
+    runs = np.array_split(np.arange(rows), 17)
+    rng.shuffle(runs)
+    order = np.concatenate(runs)
+    cents = rng.integers(1, 10**7, rows)
+    prices = pa.array([None if i % 11 == 0 else Decimal(int(p)).scaleb(-2) for i, p in enumerate(cents)],
+                      pa.decimal128(38, 18))
+    schema = load.DATASETS["book_snapshots"].arrow_schema
+    table = pa.table({
+        "symbol": symbols, "ts_event": pa.array(ts_event, pa.timestamp("us", tz="UTC")),
+        "ts_recv": pa.array(ts_recv, pa.timestamp("us", tz="UTC")), "source": sources,
+        "depth": pa.array(np.arange(rows, dtype=np.int32)),
+        "best_bid": prices, "best_bid_amount": prices, "best_ask": prices, "best_ask_amount": prices,
+        "bids": pa.array(["[]"] * rows), "asks": pa.array(["[]"] * rows),
+    }).cast(schema)
+    return table.take(pa.array(order))
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+@pytest.mark.parametrize("exact", [False, True])
+def test_fast_order_and_dedupe_equal_the_general_path(
+    duplicates: bool, exact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _TableSource(_book_rows(11, 3_000, duplicates))
+    fast = load.load_book_top(source, exact=exact)
+    in_order = load.load_book_top(_TableSource(source.table.sort_by("ts_event")), exact=exact)
+    monkeypatch.setattr(load, "_fast_rows", lambda table, spec: False)
+    general = load.load_book_top(source, exact=exact)
+    pd.testing.assert_frame_equal(fast, general)
+    assert fast.index.is_monotonic_increasing and str(fast.index.dtype) == "datetime64[us, UTC]"
+    assert len(fast) == (source.table.num_rows if not duplicates else len(general))
+    if not duplicates:  # with copies, which copy comes first depends on the order read
+        pd.testing.assert_frame_equal(in_order, general)
+
+
+def test_fast_rows_proves_uniqueness_cheaply_for_sorted_files() -> None:
+    table = _book_rows(3, 2_000, False)
+    keys = [load._sort_codes(table.column(k)) for k in ("symbol", "ts_recv", "source")]
+    assert all(k is not None for k in keys)
+    ordered = table.sort_by([("symbol", "ascending"), ("ts_recv", "ascending"), ("source", "ascending")])
+    sorted_keys = [load._sort_codes(ordered.column(k)) for k in ("symbol", "ts_recv", "source")]
+    assert load._unique_rows(sorted_keys)  # one strictly increasing run: proven without sorting
+    assert load._first_of_each(sorted_keys) is None
+    assert not load._unique_rows([np.concatenate([k, k[:1]]) for k in sorted_keys])  # a replayed row
