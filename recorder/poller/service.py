@@ -24,13 +24,14 @@ Errors (classified once, :mod:`recorder.errors`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -48,6 +49,7 @@ from recorder.errors import (
     is_rate_limit,
     is_retryable,
 )
+from recorder.okex import rest
 from recorder.poller.client import DEFAULT_REST_URL, ReadOnlyClient
 from recorder.poller.ratelimit import RateLimiter, process_limiter
 from recorder.poller.settings import PollerSettings
@@ -83,6 +85,10 @@ AUTH_HINTS: Mapping[int, str] = {
 """The likely cause of each authentication failure, for the one message an operator reads."""
 
 T = TypeVar("T")
+
+_ABSORB_CHUNK = 1000
+"""Orders absorbed (and handed to the sink) between two yields to the event loop: a large
+open-orders answer (thousands) must not hold up the next page request."""
 
 
 class PollerOutcome(enum.Enum):
@@ -241,26 +247,73 @@ class Poller:
         self.rounds += 1
 
     async def sync_symbol(self, symbol: str) -> None:
-        """Open orders and every history page of ``symbol``; changes go to the sink as they arrive."""
-        open_orders = await self._step(
-            f"order_info.do {symbol}", functools.partial(self._client.fetch_open_orders, symbol)
-        )
-        if open_orders is not None:
-            self._absorb(open_orders)
+        """Open orders and every history page of ``symbol``; changes go to the sink as they arrive.
+
+        Pipelined: one task fetches the answers (open orders, then history status 0 and
+        1, page by page, each request as soon as the limiter allows) while this one
+        absorbs them in the order they were fetched, yielding to the loop between
+        chunks, so parsing and storing a page never delays the next request. What
+        reaches the sink is the same as fetching and absorbing one answer at a time.
+        """
+        answers: asyncio.Queue[Sequence[Order] | None] = asyncio.Queue()  # <= 20 pages / 2 s
+        fetcher = asyncio.create_task(self._fetch_symbol(symbol, answers), name=f"poller-fetch-{symbol}")
+        try:
+            while (orders := await answers.get()) is not None:
+                await self._absorb_chunked(orders)
+        except BaseException:
+            fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetcher
+            raise
+        await fetcher  # re-raises what ended the fetching (an authentication failure)
+
+    async def _fetch_symbol(self, symbol: str, answers: asyncio.Queue[Sequence[Order] | None]) -> None:
+        """Fetch open orders and every history page of ``symbol`` into ``answers``; None ends it.
+
+        ``order_info.do`` and the first ``order_history.do`` page (separate limiter
+        windows) are requested together; their answers are queued in that order.
+        """
         length = self._settings.page_length
-        for status in (0, 1):
-            page = 1
-            while True:
-                answer = await self._step(
-                    f"order_history.do {symbol} status {status} page {page}",
-                    functools.partial(self._client.fetch_order_history, symbol, status, page, length),
+
+        def history(status: int, page: int) -> Awaitable[rest.OrderHistoryPage | None]:
+            return self._step(
+                f"order_history.do {symbol} status {status} page {page}",
+                functools.partial(self._client.fetch_order_history, symbol, status, page, length),
+            )
+
+        try:
+            first_task = asyncio.ensure_future(history(0, 1))
+            try:
+                open_orders = await self._step(
+                    f"order_info.do {symbol}", functools.partial(self._client.fetch_open_orders, symbol)
                 )
-                if answer is None:
-                    break  # skipped (logged); the next round tries again
-                self._absorb(answer.orders)
-                if len(answer.orders) < length or page * length >= answer.total:
-                    break
-                page += 1
+                first = await first_task
+            except BaseException:
+                first_task.cancel()
+                await asyncio.gather(first_task, return_exceptions=True)
+                raise
+            if open_orders is not None:
+                answers.put_nowait(open_orders)
+            for status in (0, 1):
+                page = 1
+                answer = first if status == 0 else await history(status, page)
+                while answer is not None:  # None: skipped (logged); the next round tries again
+                    answers.put_nowait(answer.orders)
+                    if len(answer.orders) < length or page * length >= answer.total:
+                        break
+                    page += 1
+                    answer = await history(status, page)
+        finally:
+            answers.put_nowait(None)
+
+    async def _absorb_chunked(self, orders: Sequence[Order]) -> None:
+        """:meth:`_absorb` in chunks of :data:`_ABSORB_CHUNK`, letting the fetcher run in between."""
+        if len(orders) <= _ABSORB_CHUNK:
+            self._absorb(orders)
+            return
+        for start in range(0, len(orders), _ABSORB_CHUNK):
+            self._absorb(orders[start:start + _ABSORB_CHUNK])
+            await asyncio.sleep(0)
 
     def _absorb(self, orders: Iterable[Order]) -> None:
         records: list[Record] = []
@@ -355,6 +408,8 @@ class Poller:
         log.info("REST ban over (%s)", why)
 
     def _report_auth_failure(self, exc: ExchangeError) -> None:
+        if self.outcome is PollerOutcome.AUTH_FAILED:
+            return  # two calls in flight can both be refused: one message is enough
         hint = AUTH_HINTS.get(exc.code, "the credentials were rejected")
         message = (
             f"OKEx rejected the API credentials ({self._credentials.masked_api_key}): error {exc.code} "

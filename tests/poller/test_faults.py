@@ -118,7 +118,9 @@ async def test_http_403_stops_every_call_for_the_ban_then_resumes_by_itself() ->
         assert opened.event_id == closed.event_id and opened.ts_end is None
         assert closed.ts_end is not None and closed.ts_end - closed.ts_start >= timedelta(seconds=0.5)
         assert "403" in closed.detail
-        assert seen_at["closed"] - seen_at["open"] == 1  # nothing was sent during the ban but the resume
+        # nothing was sent during the ban but the resumed calls: order_info.do and the first
+        # order_history.do page are in flight together, so one or both resume
+        assert seen_at["closed"] - seen_at["open"] in (1, 2)
 
 
 @pytest.mark.faults
