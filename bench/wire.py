@@ -154,7 +154,7 @@ def run(size: str) -> BenchResult:
     result.add("rows persisted (SQL)", sum(sql_counts.values()), "rows",
                f"== {sum(produced.get(t, 0) for t in sql_counts)}", ok)
     if received < n_frames:
-        result.notes.append(f"only {received:,} of {n_frames:,} frames received: the frame queue filled, "
+        result.notes.append(f"only {received:,} of {n_frames:,} frames received: the writer queue filled, "
                             "a frame was dropped and the connection closed (backpressure); "
                             "rates are over what arrived")
     result.notes.append(

@@ -1,8 +1,9 @@
 """``okex-recorder run``: the WebSocket collector (and the poller, when credentials are configured).
 
 :class:`Recorder` wires the parts (docs/collector.md): one :class:`Connection` per
-share of ``collector.symbols_per_connection`` symbols, the decode thread around the
-:class:`~recorder.collector.pipeline.FramePipeline`, the writer thread around the
+share of ``collector.symbols_per_connection`` symbols, all handing their frames to one
+:class:`~recorder.collector.pipeline.Intake` (decoding in the event loop's thread
+through the :class:`~recorder.collector.pipeline.FramePipeline`), the writer thread around the
 :class:`~recorder.storage.writer.StorageWriter`, the poller, and the status reporter
 (one log line and ``status.json`` every ``collector.status_interval`` s).
 
@@ -30,9 +31,8 @@ from recorder.collector.connection import Connection, ConnectionSettings
 from recorder.collector.pipeline import (
     Control,
     ControlKind,
-    DecodeThread,
     FramePipeline,
-    FrameQueue,
+    Intake,
     PipelineSettings,
     RecordQueue,
     RecordWriter,
@@ -47,6 +47,13 @@ from recorder.records import Record, utc_now
 __all__ = ["Recorder", "RunResult", "add_arguments", "open_storage", "prepare_database", "run"]
 
 log = logging.getLogger("recorder.collector")
+
+HANDOVER_INTERVAL = 0.05  # s: records produced are handed to the writer at least this often
+
+
+def queue_max_age(flush_interval: float) -> float:
+    """How far (s) the writer may fall behind before receiving drops (backpressure): the lag bound."""
+    return max(5.0, 5 * flush_interval)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,26 +134,27 @@ class Recorder:
                  rest_url: str | None = None) -> None:
         self.config = config
         c = config.collector
-        self.frames = FrameQueue(c.max_queued_frames)
-        self.records = RecordQueue(config.storage.writer_queue_rows)
+        self.records = RecordQueue(config.storage.writer_queue_rows,
+                                   max_age=queue_max_age(config.storage.flush_interval))
         conn_settings = ConnectionSettings(
             url=config.exchange.ws_url, subscribe_batch=c.subscribe_batch, compress=c.compress,
             ping_interval=c.ping_interval, pong_timeout=c.pong_timeout, stall_timeout=c.stall_timeout,
             connect_timeout=c.connect_timeout,
             backoff=BackoffPolicy(initial=c.reconnect_initial, cap=max(c.reconnect_cap, c.reconnect_initial)),
         )
-        self.connections: list[Connection] = []
-        for i, symbols in enumerate(c.connection_shares()):
-            channels = [ch for symbol in symbols for ch in c.channels_for(symbol)]
-            self.connections.append(Connection(f"ws-{i}", channels, conn_settings, self.frames))
-        by_name = {conn.name: conn for conn in self.connections}
+        shares = {f"ws-{i}": [ch for symbol in symbols for ch in c.channels_for(symbol)]
+                  for i, symbols in enumerate(c.connection_shares())}
+        by_name: dict[str, Connection] = {}
         self.pipeline = FramePipeline(
             PipelineSettings(snapshot_depth=c.snapshot_depth, snapshot_on_change=c.snapshot_on_change,
                              snapshot_interval_ms=c.snapshot_interval_ms),
-            {conn.name: conn.channels for conn in self.connections},
+            shares,
             resubscribe=lambda conn, channel: by_name[conn].resubscribe(channel),
         )
-        self.decoder = DecodeThread(self.pipeline, self.frames, self.records)
+        self.intake = Intake(self.pipeline, self.records, soft_rows=config.storage.batch_size)
+        self.connections = [Connection(name, channels, conn_settings, self.intake)
+                            for name, channels in shares.items()]
+        by_name.update((conn.name, conn) for conn in self.connections)
         self.writer_thread = WriterThread(writer, self.records, batch_size=config.storage.batch_size,
                                           flush_interval=config.storage.flush_interval)
         self.credentials = credentials
@@ -157,9 +165,9 @@ class Recorder:
         self.started = utc_now()
 
     def sink(self, records: Sequence[Record]) -> None:
-        """Where the poller hands its records: through the frame queue, in order, never refused."""
+        """Where the poller hands its records (in the loop's thread): through the intake, never refused."""
         if records:
-            self.frames.put_control(Control(ControlKind.RECORDS, "rest", utc_now(), records=tuple(records)))
+            self.intake.control(Control(ControlKind.RECORDS, "rest", utc_now(), records=tuple(records)))
 
     def request_stop(self) -> None:
         """Stop receiving (thread-safe within the recorder's loop)."""
@@ -170,8 +178,8 @@ class Recorder:
                   on_started: Callable[[Recorder], None] | None = None) -> RunResult:
         """Record until :meth:`request_stop` (or ``duration`` s), then drain, flush and close."""
         stop = self.stop_event = asyncio.Event()
-        self.decoder.start()
         self.writer_thread.start()
+        pump = asyncio.create_task(self._pump(stop), name="handover")
         tasks = [asyncio.create_task(conn.run(stop), name=conn.name) for conn in self.connections]
         poller_task: asyncio.Task[Any] | None = None
         if self.credentials is not None:
@@ -199,7 +207,7 @@ class Recorder:
                 done, _ = await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if not self.decoder.is_alive() or not self.writer_thread.is_alive():
+                if self.intake.error is not None or not self.writer_thread.is_alive():
                     log.error("a pipeline thread stopped unexpectedly; stopping")
                     exit_code = 1
                     break
@@ -218,8 +226,9 @@ class Recorder:
             await asyncio.gather(*tasks, return_exceptions=True)
             if poller_task is not None:
                 await asyncio.gather(poller_task, return_exceptions=True)
-            self.frames.put_control(Control(ControlKind.SHUTDOWN, "collector", utc_now(), "clean stop"))
-            await asyncio.to_thread(self.decoder.join)
+            await asyncio.gather(pump, return_exceptions=True)
+            self.intake.control(Control(ControlKind.SHUTDOWN, "collector", utc_now(), "clean stop"))
+            self.records.close()
             await asyncio.to_thread(self.writer_thread.join)
             await asyncio.gather(status_task, return_exceptions=True)
         if self.writer_thread.counters.errors:
@@ -228,6 +237,14 @@ class Recorder:
         final = self.status.write(state="finished")
         self.status.log_line(final)
         return RunResult(final, exit_code)
+
+    async def _pump(self, stop: asyncio.Event) -> None:
+        """Hand the records produced to the writer every HANDOVER_INTERVAL s (frames do it in between)."""
+        intake = self.intake
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HANDOVER_INTERVAL)
+            intake.handover()
 
     def _poller_ended(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():

@@ -3,12 +3,13 @@
 A thin I/O shell (PROTOCOL.md "WebSocket"): connect, subscribe in batches (a JSON
 list of ``addChannel`` objects, ``"binary": "1"`` when compression is asked for),
 send ``{"event": "ping"}`` every ``ping_interval`` s, and hand every frame, stamped
-with its UTC receive time, to the :class:`~recorder.collector.pipeline.FrameQueue`.
-Decoding happens downstream; here a frame is only looked at to recognise a pong.
+with its UTC receive time, to the :class:`~recorder.collector.pipeline.Intake`, which
+decodes it in this (the event loop's) thread; here a frame is only looked at to
+recognise a pong.
 
 The connection is dead when no pong arrives within ``pong_timeout`` after a ping,
 when no data arrives for ``stall_timeout``, when the server closes it, or when the
-frame queue overflows (the backpressure policy, docs/collector.md). It is then
+writer is behind (the backpressure policy, docs/collector.md). It is then
 replaced, forever, with :func:`recorder.backoff.backoff` between attempts, and
 everything is subscribed again. Every loss is announced to the pipeline
 (``Control(DISCONNECTED)``), which records the gap and throws the books away.
@@ -31,7 +32,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from recorder.backoff import BackoffPolicy, backoff
-from recorder.collector.pipeline import Control, ControlKind, FrameQueue
+from recorder.collector.pipeline import Control, ControlKind, Intake
 from recorder.errors import TransportError
 from recorder.okex.channels import Channel
 from recorder.records import utc_now
@@ -73,7 +74,7 @@ class ConnectionCounters:
     frames: int = 0
     bytes: int = 0
     pongs: int = 0
-    dropped: int = 0  # frames dropped because the frame queue was full
+    dropped: int = 0  # frames dropped because the writer was behind (record queue full)
     connects: int = 0
     reconnects: int = 0  # connection losses
     last_error: str = ""
@@ -119,14 +120,13 @@ class Connection:
     """
 
     def __init__(self, name: str, channels: Sequence[Channel], settings: ConnectionSettings,
-                 frames: FrameQueue) -> None:
+                 intake: Intake) -> None:
         self.name = name
         self.channels = tuple(channels)
         self.settings = settings
-        self.frames = frames
+        self.intake = intake
         self.counters = ConnectionCounters()
         self.state = ConnectionState.CONNECTING
-        self.last_data: float | None = None  # time.time() of the last data frame
         self._ws: ClientConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._overflow = False
@@ -134,8 +134,15 @@ class Connection:
         self._last_pong = time.monotonic()
         self._last_data_mono = time.monotonic()
         self._last_ts = datetime.fromtimestamp(0, UTC)
+        self._last_data_ts: datetime | None = None  # receive time of the last data frame
 
-    # -- called from the decode thread ---------------------------------------------------------
+    @property
+    def last_data(self) -> float | None:
+        """``time.time()`` of the last data frame (None before the first)."""
+        ts = self._last_data_ts
+        return None if ts is None else ts.timestamp()
+
+    # -- called from the pipeline (the loop's thread) ----------------------------------------------
 
     def resubscribe(self, channel: Channel) -> None:
         """Send ``removeChannel`` then ``addChannel`` for ``channel`` (thread-safe)."""
@@ -180,7 +187,7 @@ class Connection:
                     break
                 self.counters.reconnects += 1
                 self.counters.last_error = reason
-                self.frames.put_control(Control(
+                self.intake.control(Control(
                     ControlKind.DISCONNECTED, self.name, utc_now(), reason,
                     stall_since=None if stall_since is None else _to_dt(stall_since)))
                 if got_data:
@@ -196,7 +203,8 @@ class Connection:
         deadline = time.monotonic() + delay
         while not stop.is_set():
             remaining = deadline - time.monotonic()
-            if self._overflow and len(self.frames) > self.frames.max_items // 2:
+            q = self.intake.records
+            if self._overflow and (q.rows > q.max_rows // 2 or q.age() > q.max_age / 2):
                 remaining = max(remaining, 0.05)  # backpressure: wait for the queue to drain to half
             elif remaining <= 0:
                 return
@@ -221,7 +229,7 @@ class Connection:
             self.state = ConnectionState.SUBSCRIBING
             for text in subscribe_messages(self.channels, s.subscribe_batch, compress=s.compress):
                 await ws.send(text)
-            self.frames.put_control(Control(ControlKind.CONNECTED, self.name, utc_now(),
+            self.intake.control(Control(ControlKind.CONNECTED, self.name, utc_now(),
                                             f"subscribed {len(self.channels)} channels"))
             self.state = ConnectionState.RECEIVING
             watchdog = asyncio.ensure_future(self._watch(ws))
@@ -249,33 +257,40 @@ class Connection:
             await ws.close()
 
     async def _read(self, ws: ClientConnection) -> None:
-        put = self.frames.put
+        intake = self.intake
+        take = intake.frame
         name = self.name
         counters = self.counters
         self._session_data = False
         self._last_pong = time.monotonic()
         self._last_data_mono = time.monotonic()
+        last_ts = self._last_ts
+        now = utc_now
+        mono = time.monotonic
         try:
             async for frame in ws:
-                ts = utc_now()
-                if ts <= self._last_ts:  # strictly increasing per connection: ts_recv is part of row keys
-                    ts = self._last_ts + _ONE_US
-                self._last_ts = ts
+                ts = now()
+                if ts <= last_ts:  # strictly increasing per connection: ts_recv is part of row keys
+                    ts = last_ts + _ONE_US
+                self._last_ts = last_ts = ts
                 counters.frames += 1
                 n = len(frame)
                 counters.bytes += n
                 if n <= _SMALL_FRAME and _is_pong(frame):
                     counters.pongs += 1
-                    self._last_pong = time.monotonic()
+                    self._last_pong = mono()
                     continue
-                self._last_data_mono = time.monotonic()
-                if not put(name, ts, frame):
+                self._last_data_mono = mono()
+                if not take(name, ts, frame):
                     counters.dropped += 1
                     self._overflow = True
-                    raise _Dead(f"backpressure: frame queue full ({self.frames.max_items} frames), "
-                                "frame dropped")
-                self.last_data = ts.timestamp()
+                    records = self.intake.records
+                    raise _Dead(f"backpressure: the writer is behind ({records.rows} rows queued, "
+                                f"oldest received {records.age():.1f} s ago), frame dropped")
+                self._last_data_ts = ts
                 self._session_data = True
+                if intake.behind:
+                    await intake.yield_to_writer()
         except websockets.ConnectionClosed as exc:
             raise TransportError(f"connection closed: {exc}") from exc
 

@@ -1,28 +1,32 @@
 """The collector's pipeline: received frames -> decode -> books -> snapshots -> the storage writer.
 
-Three stages, two bounded queues, one thread each (docs/collector.md "Pipeline")::
+Two stages, one bounded queue (docs/collector.md "Pipeline")::
 
-    connections (asyncio)  --FrameQueue-->  DecodeThread (FramePipeline)  --RecordQueue-->  WriterThread
-      stamp ts_recv, never block              decode, books, snapshots,        batches, StorageWriter
-                                              feed events, accounting          write + flush
+    connections + Intake (asyncio thread)                     --RecordQueue-->  WriterThread
+      stamp ts_recv, decode, books, snapshots, feed events,     (rows, age)       batches, StorageWriter
+      accounting; hand records over in batches                                    write + flush
 
 :class:`FramePipeline` is the sans-I/O core: it takes frames and control events and
-produces records; it owns every order book and every feed-event span. The queues
-and threads around it are thin. :func:`run_in_process` pushes pre-generated frames
-through the same core and writer without sockets (used by the ingest benchmark).
+produces records; it owns every order book and every feed-event span. :class:`Intake`
+runs it in the event loop's thread, frame by frame as they are received, so reading
+is paced by decoding (unread frames wait in the socket buffers, not in a queue that
+only adds lag) and no lock or wake-up is paid per frame; records are handed to the
+writer thread in batches. :func:`run_in_process` pushes pre-generated frames through
+the same core and writer without sockets (used by the ingest benchmark).
 
-Backpressure policy: the receive side never waits. When the :class:`FrameQueue` is
-full, a connection drops the frame, counts it (``dropped``), closes itself and
-reconnects once the queue has drained to half, so every lost frame lies inside a
-recorded ``disconnected`` gap (detail ``backpressure: …``) and the books are rebuilt
-from a fresh full push. The decode stage blocks when the :class:`RecordQueue`
-(bounded in rows) is full, which is what makes the frame queue fill up. Memory is
-bounded by ``max_queued_frames`` frames + ``writer_queue_rows`` rows (+ the storage
-writer's own bound, beyond which it spills to its journal).
+Backpressure policy: receiving never waits on disk. When the :class:`RecordQueue`
+is full (``writer_queue_rows`` rows, or its oldest batch received more than
+``max_age`` s ago: the writer is behind), the connection that has a frame to hand over
+drops it, counts it (``dropped``), logs it, closes itself and reconnects once the queue
+has drained to half, so every lost frame lies inside a recorded ``disconnected`` gap
+(detail ``backpressure: …``) and the books are rebuilt from a fresh full push.
+Memory is bounded by ``writer_queue_rows`` rows (+ the storage writer's own bound,
+beyond which it spills to its journal) and the lag by ``max_age`` + a write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import threading
@@ -57,9 +61,8 @@ from recorder.records import (
 __all__ = [
     "Control",
     "ControlKind",
-    "DecodeThread",
     "FramePipeline",
-    "FrameQueue",
+    "Intake",
     "PipelineSettings",
     "RecordQueue",
     "RecordWriter",
@@ -77,7 +80,7 @@ Frame = bytes | str
 
 
 class ControlKind(enum.Enum):
-    """What a :class:`Control` item in the frame queue says."""
+    """What a :class:`Control` event (handed to :meth:`FramePipeline.control`) says."""
 
     CONNECTED = "connected"  # a connection opened and (re)subscribed
     DISCONNECTED = "disconnected"  # a connection was lost (or found dead)
@@ -87,7 +90,7 @@ class ControlKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Control:
-    """A control event travelling in the frame queue, in order with the frames around it."""
+    """A control event, handled in order with the frames around it."""
 
     kind: ControlKind
     conn: str
@@ -108,90 +111,77 @@ class RecordWriter(Protocol):
 # --- queues ---------------------------------------------------------------------------------------
 
 
-class FrameQueue:
-    """Receive -> decode: bounded in items; :meth:`put` never blocks (it says False when full).
+class RecordQueue:
+    """Receive/decode -> writer: batches of records, bounded in rows *and* in age.
 
-    Control items (:meth:`put_control`) bypass the bound: there are few of them and
-    they must not be lost. One consumer (:meth:`get_batch` takes everything queued).
+    :meth:`put` never blocks (the event loop calls it); the producer asks :meth:`full`
+    before it takes another frame. Full means ``max_rows`` rows are queued, or the
+    oldest queued batch was received more than ``max_age`` s ago: the writer is
+    behind, and taking more would only make the receive -> durable lag grow. One
+    consumer (:meth:`get_rows`), which takes whole batches.
     """
 
-    def __init__(self, max_items: int) -> None:
-        self.max_items = max_items
-        self._items: deque[tuple[str, datetime, Frame | Control]] = deque()
+    def __init__(self, max_rows: int, max_age: float = float("inf")) -> None:
+        self.max_rows = max_rows
+        self.max_age = max_age
+        self.rows = 0
+        self._batches: deque[tuple[list[Record], float]] = deque()
+        self._closed = False
         self._cond = threading.Condition()
         self._waiting = False
 
-    def __len__(self) -> int:
-        return len(self._items)
+    def full(self) -> bool:
+        """True when the writer is behind (``max_rows`` rows, or a batch older than ``max_age`` s)."""
+        if self.rows >= self.max_rows:
+            return True
+        batches = self._batches
+        return bool(batches) and time.time() - batches[0][1] > self.max_age
 
-    def put(self, conn: str, ts_recv: datetime, frame: Frame) -> bool:
-        """Queue one frame; False (nothing queued) when the queue is full."""
-        if len(self._items) >= self.max_items:
-            return False
-        self._items.append((conn, ts_recv, frame))
+    def age(self) -> float:
+        """Seconds since the oldest queued batch's oldest frame was received (0 when empty)."""
+        batches = self._batches
+        try:
+            return max(0.0, time.time() - batches[0][1])
+        except IndexError:
+            return 0.0
+
+    def put(self, records: list[Record], oldest_recv: float) -> None:
+        """Queue a batch (``oldest_recv``: epoch seconds of its oldest frame's receipt); never blocks."""
+        self._batches.append((records, oldest_recv))
+        self.rows += len(records)
         if self._waiting:
             with self._cond:
                 self._cond.notify()
-        return True
 
-    def put_control(self, control: Control) -> None:
-        """Queue a control event (never refused)."""
-        self._items.append((control.conn, control.ts, control))
+    def close(self) -> None:
+        """The end: the writer finishes after the batches queued before."""
+        self._closed = True
         with self._cond:
             self._cond.notify()
 
-    def get_batch(self, timeout: float) -> list[tuple[str, datetime, Frame | Control]]:
-        """Everything queued (waiting up to ``timeout`` s for the first item); [] on timeout."""
-        items = self._items
-        if not items:
+    def get_rows(self, limit: int, timeout: float) -> tuple[list[tuple[list[Record], float]], bool]:
+        """Queued batches, oldest first, until ``limit`` rows (at least one batch), and whether closed.
+
+        Waits up to ``timeout`` s when nothing is queued.
+        """
+        batches = self._batches
+        if not batches and not self._closed:
             with self._cond:
                 self._waiting = True
                 try:
-                    if not items:
+                    if not batches and not self._closed:
                         self._cond.wait(timeout)
                 finally:
                     self._waiting = False
-        n = len(items)
-        pop = items.popleft
-        return [pop() for _ in range(n)]
-
-
-class RecordQueue:
-    """Decode -> writer: bounded in rows; :meth:`put` blocks while full (the decode stage waits)."""
-
-    def __init__(self, max_rows: int) -> None:
-        self.max_rows = max_rows
-        self.rows = 0
-        self._batches: deque[tuple[list[Record], float] | None] = deque()
-        self._cond = threading.Condition()
-
-    def put(self, records: list[Record], oldest_recv: float) -> None:
-        """Queue a batch; waits while the queue holds ``max_rows`` rows or more."""
-        with self._cond:
-            while self.rows >= self.max_rows:
-                self._cond.wait(1.0)
-            self._batches.append((records, oldest_recv))
-            self.rows += len(records)
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        """Queue the end marker: the writer finishes after the batches before it."""
-        with self._cond:
-            self._batches.append(None)
-            self._cond.notify_all()
-
-    def get(self, timeout: float) -> tuple[list[Record], float] | bool | None:
-        """The next batch, None at the end marker, or False on timeout."""
-        with self._cond:
-            if not self._batches:
-                self._cond.wait(timeout)
-                if not self._batches:
-                    return False
-            item = self._batches.popleft()
-            if item is not None:
-                self.rows -= len(item[0])
-            self._cond.notify_all()
-            return item
+        out: list[tuple[list[Record], float]] = []
+        taken = 0
+        while batches and (not out or taken < limit):
+            item = batches.popleft()
+            n = len(item[0])
+            taken += n
+            self.rows -= n
+            out.append(item)
+        return out, self._closed and not batches
 
 
 # --- the sans-I/O core ----------------------------------------------------------------------------
@@ -269,7 +259,7 @@ class FramePipeline:
     """Frames and control events in, records out: decode, books, snapshots, feed events, accounting.
 
     ``shares`` maps each connection name to the channels it subscribes.
-    ``resubscribe(conn, channel)`` is called (from the decode thread) when a crossed
+    ``resubscribe(conn, channel)`` is called (from the thread that processes frames) when a crossed
     incremental book must be rebuilt from a fresh subscription. Not thread-safe:
     one thread calls :meth:`process_frame`, :meth:`control` and :meth:`take`.
     """
@@ -570,45 +560,77 @@ class FramePipeline:
 # --- threads --------------------------------------------------------------------------------------
 
 
-class DecodeThread(threading.Thread):
-    """Drains the :class:`FrameQueue` into the :class:`FramePipeline`, hands records to the writer queue.
+class Intake:
+    """The receive side of the pipeline, run in the event loop's thread: frames are decoded as received.
 
-    Ends after a SHUTDOWN control item has been processed (everything queued before
-    it is handled first), then closes the record queue.
+    Each connection hands every frame to :meth:`frame` (and its control events to
+    :meth:`control`); the records produced go to the :class:`RecordQueue` in batches
+    (every ``handover_frames`` frames, and on :meth:`handover`, which the recorder also
+    calls every few tens of milliseconds). Decoding in the receiving thread paces the
+    reading by the decoding: frames wait in the socket, not in an unbounded queue, and
+    the lock-free handover costs nothing per frame. :meth:`frame` says False, without
+    taking the frame, when the record queue is full (the backpressure policy).
+
+    Pacing: decoding and writing share one interpreter lock, so a busy event loop can
+    outrun the writer thread. When more than ``soft_rows`` rows wait for the writer,
+    :attr:`behind` is set and the connections :meth:`yield_to_writer` (sleep, releasing
+    the lock) before reading on, until the writer is back under the mark; the frames
+    meanwhile wait in the socket. Only a writer that does not catch up (the queue full)
+    makes frames drop.
     """
 
-    def __init__(self, pipeline: FramePipeline, frames: FrameQueue, records: RecordQueue) -> None:
-        super().__init__(name="okex-decode", daemon=True)
+    def __init__(self, pipeline: FramePipeline, records: RecordQueue, *, handover_frames: int = 512,
+                 soft_rows: int | None = None) -> None:
         self.pipeline = pipeline
-        self.frames = frames
         self.records = records
+        self.handover_frames = handover_frames
+        self.soft_rows = records.max_rows // 4 if soft_rows is None else min(soft_rows, records.max_rows // 2)
+        self.behind = False  # more than soft_rows rows queued at the last handover
+        self.pending_frames = 0  # frames taken since the last handover
         self.error: BaseException | None = None
+        self._oldest: datetime | None = None
+        self._process = pipeline.process_frame
 
-    def run(self) -> None:
-        pipeline = self.pipeline
-        process = pipeline.process_frame
-        done = False
+    def frame(self, conn: str, ts_recv: datetime, frame: Frame) -> bool:
+        """Decode one frame; False (frame not taken) when the writer is behind."""
+        if self.records.full():
+            return False
+        if self._oldest is None:
+            self._oldest = ts_recv
         try:
-            while not done:
-                batch = self.frames.get_batch(0.5)
-                if not batch:
-                    continue
-                oldest = batch[0][1].timestamp()
-                for conn, ts, item in batch:
-                    if type(item) is Control:
-                        pipeline.control(item)
-                        if item.kind is ControlKind.SHUTDOWN:
-                            done = True
-                    else:
-                        process(conn, ts, item)  # type: ignore[arg-type]
-                out = pipeline.take()
-                if out:
-                    self.records.put(out, oldest)
+            self._process(conn, ts_recv, frame)
         except BaseException as exc:  # pragma: no cover - a bug: report it, let the app stop
             self.error = exc
             log.exception("decode stage failed")
-        finally:
-            self.records.close()
+            raise
+        self.pending_frames += 1
+        if self.pending_frames >= self.handover_frames:
+            self.handover()
+        return True
+
+    def control(self, c: Control) -> None:
+        """A control event, in order with the frames around it; its records are handed over at once."""
+        if self._oldest is None:
+            self._oldest = c.ts
+        self.pipeline.control(c)
+        self.handover()
+
+    def handover(self) -> None:
+        """Move the records produced so far to the record queue."""
+        self.pending_frames = 0
+        oldest, self._oldest = self._oldest, None
+        out = self.pipeline.take()
+        records = self.records
+        if out:
+            records.put(out, oldest.timestamp() if oldest is not None else time.time())
+        self.behind = records.rows > self.soft_rows
+
+    async def yield_to_writer(self, pause: float = 0.002) -> None:
+        """Sleep (the writer thread runs) while it is behind but not past the queue's bound."""
+        records = self.records
+        while records.rows > self.soft_rows and not records.full():
+            await asyncio.sleep(pause)
+        self.behind = False
 
 
 @dataclass(slots=True)
@@ -622,15 +644,18 @@ class WriterCounters:
     last_error: str = ""
     lag_last: float = 0.0  # seconds from receipt of a batch's oldest frame to its flush
     lag_max: float = 0.0
+    write_seconds: float = 0.0  # how long the last write + flush took
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class WriterThread(threading.Thread):
     """The one thread that calls the (synchronous) storage writer: batches, write, flush, close.
 
-    Writes when ``batch_size`` rows are gathered or ``flush_interval`` s have passed,
-    flushing after every write. Ends at the record queue's end marker: writes and
-    flushes everything left, then closes the writer.
+    Writes (and flushes) when ``batch_size`` rows are gathered, or when the oldest
+    gathered row would otherwise miss its deadline: received + ``flush_interval``,
+    less the time a write has been taking. A backlog is taken ``batch_size`` rows at
+    a time. Ends when the record queue is closed and empty: writes and flushes
+    everything left, then closes the writer.
     """
 
     def __init__(self, writer: RecordWriter, records: RecordQueue, *, batch_size: int,
@@ -646,25 +671,22 @@ class WriterThread(threading.Thread):
 
     def run(self) -> None:
         pending: list[Record] = []
+        due = float("inf")  # epoch seconds by which the pending rows must be written
         oldest = 0.0
-        deadline = time.monotonic() + self.flush_interval
         try:
             while True:
-                item = self.records.get(max(0.0, deadline - time.monotonic()))
-                if item is None:
-                    break
-                if item is not False:
-                    batch, recv = item  # type: ignore[misc]
+                timeout = max(0.0, due - time.time()) if pending else self.flush_interval
+                batches, closed = self.records.get_rows(self.batch_size - len(pending), timeout)
+                for batch, recv in batches:
                     if not pending:
                         oldest = recv
+                        due = recv + self._budget()
                     pending.extend(batch)
-                if pending and (len(pending) >= self.batch_size or time.monotonic() >= deadline):
+                if pending and (closed or len(pending) >= self.batch_size or time.time() >= due):
                     self._write(pending, oldest)
                     pending = []
-                if time.monotonic() >= deadline:
-                    deadline = time.monotonic() + self.flush_interval
-            if pending:
-                self._write(pending, oldest)
+                if closed:
+                    break
         finally:
             if self.close_writer:
                 try:
@@ -675,8 +697,14 @@ class WriterThread(threading.Thread):
                     log.error("closing the storage writer failed: %s", exc)
             self.finished.set()
 
+    def _budget(self) -> float:
+        """Seconds a row may wait for its write: flush_interval less what writes take (and a margin)."""
+        interval = self.flush_interval
+        return max(interval - 1.5 * self.counters.write_seconds - 0.05, 0.1 * interval)
+
     def _write(self, records: list[Record], oldest: float) -> None:
         c = self.counters
+        started = time.monotonic()
         try:
             self.writer.write(records)
             self.writer.flush()
@@ -686,6 +714,7 @@ class WriterThread(threading.Thread):
             c.errors += 1
             c.last_error = str(exc)
             log.error("storage write failed (kept by the writer, retried on the next flush): %s", exc)
+        c.write_seconds = time.monotonic() - started
         c.flushes += 1
         rows = c.rows_written
         for r in records:

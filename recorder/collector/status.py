@@ -109,12 +109,14 @@ class StatusReporter:
             "frames": {
                 "received": received, "pongs": pongs, "dropped_backpressure": dropped,
                 "decoded": p.frames - p.frames_malformed, "malformed": p.frames_malformed,
-                "queued": len(r.frames),
+                "queued": r.intake.pending_frames,  # decoded, records not yet handed to the writer
             },
             "rates": {"frames_per_second": round(rate_now, 1),
                       "frames_per_second_avg": round(received / elapsed, 1)},
-            "queues": {"frames": len(r.frames), "frames_max": r.frames.max_items,
-                       "writer_rows": r.records.rows, "writer_rows_max": r.records.max_rows},
+            "queues": {"frames": r.intake.pending_frames, "frames_max": r.intake.handover_frames,
+                       "writer_rows": r.records.rows, "writer_rows_max": r.records.max_rows,
+                       "writer_age_seconds": round(r.records.age(), 3),
+                       "writer_age_max_seconds": r.records.max_age},
             "lag_seconds": {"last": round(w.lag_last, 4), "max": round(w.lag_max, 4),
                             "p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)},
             "reconnects": reconnects,

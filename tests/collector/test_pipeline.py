@@ -11,8 +11,9 @@ from recorder.collector.pipeline import (
     Control,
     ControlKind,
     FramePipeline,
-    FrameQueue,
+    Intake,
     PipelineSettings,
+    RecordQueue,
     run_in_process,
 )
 from recorder.okex.channels import Channel
@@ -219,12 +220,36 @@ def test_shutdown_closes_open_spans() -> None:
     assert p.open_spans() == []
 
 
-def test_frame_queue_refuses_beyond_its_bound_but_never_refuses_control() -> None:
-    q = FrameQueue(2)
-    assert q.put("ws-0", ts(1), "a") and q.put("ws-0", ts(2), "b")
-    assert not q.put("ws-0", ts(3), "c")
-    q.put_control(Control(ControlKind.DISCONNECTED, "ws-0", ts(4), "backpressure"))
-    assert [item for _, _, item in q.get_batch(0.1)][:2] == ["a", "b"] and len(q) == 0
+def test_record_queue_is_full_by_rows_or_by_age_and_hands_out_whole_batches() -> None:
+    import time
+
+    q = RecordQueue(3, max_age=60.0)
+    now = time.time()
+    q.put([1, 2], now)  # type: ignore[list-item]
+    assert not q.full()
+    q.put([3, 4], now)  # type: ignore[list-item]
+    assert q.full() and q.rows == 4
+    batches, closed = q.get_rows(1, 0.1)  # at least one batch, whole
+    assert [b for b, _ in batches] == [[1, 2]] and not closed and q.rows == 2
+    assert not q.full()
+    q.put([5], now - 61)  # type: ignore[list-item]  # received too long ago: the writer is behind
+    assert q.full()
+    q.close()
+    batches, closed = q.get_rows(100, 0.1)
+    assert [b for b, _ in batches] == [[3, 4], [5]] and closed and q.rows == 0
+
+
+def test_intake_refuses_frames_while_the_writer_is_behind_and_hands_over_in_batches() -> None:
+    q = RecordQueue(2)
+    intake = Intake(pipeline(), q, handover_frames=2)
+    intake.control(Control(ControlKind.CONNECTED, "ws-0", ts(0), "subscribed"))  # one feed event, handed over
+    assert q.rows == 1
+    assert intake.frame("ws-0", ts(1), depth([["100", "1"]], [["101", "1"]], 1))
+    assert intake.pending_frames == 1 and q.rows == 1  # taken (discarded: no ack yet), nothing handed over
+    intake.control(Control(ControlKind.CONNECTED, "ws-0", ts(1), "subscribed"))
+    assert q.full() and intake.pending_frames == 0
+    assert not intake.frame("ws-0", ts(2), depth([["100", "2"]], [["101", "1"]], 2))  # refused, not taken
+    assert intake.pipeline.counters.frames == 1
 
 
 def test_run_in_process_writes_everything_and_flushes() -> None:
