@@ -151,7 +151,6 @@ class CollectorConfig:
     snapshot_on_change: bool = True
     snapshot_interval_ms: int = 0
     snapshot_depth: int = 20
-    max_queued_frames: int = 100_000
     status_interval: float = 10.0
     status_file: Path = Path("data/status.json")
 
@@ -173,7 +172,7 @@ class CollectorConfig:
             raise ConfigError("config: collector.channels must not be empty")
         positive = ("symbols_per_connection", "subscribe_batch", "ping_interval", "pong_timeout",
                     "stall_timeout", "connect_timeout", "reconnect_initial", "reconnect_cap",
-                    "snapshot_depth", "max_queued_frames", "status_interval")
+                    "snapshot_depth", "status_interval")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config: collector.{name} must be > 0, got {getattr(self, name)!r}")
