@@ -6,7 +6,8 @@ A :class:`Journal` is a local directory of *segments*: Arrow IPC stream files
 so a batch that was appended survives SIGKILL (and, with ``fsync=True``, power loss).
 
 A crash can only cut the *last* message of a segment short; :func:`read_segment`
-returns every complete message and drops the torn tail. A failed append (disk full)
+returns every complete message and drops the torn tail; :func:`iter_segment` yields
+them one batch at a time (a reader that must not hold a whole segment in memory). A failed append (disk full)
 truncates the segment back to its previous length and seals it, so a segment never
 holds garbage in its middle and the caller may retry the same batch.
 
@@ -24,6 +25,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -32,7 +34,7 @@ import pyarrow as pa
 
 from recorder.errors import StorageError, StoreUnavailableError
 
-__all__ = ["Journal", "Segment", "read_segment"]
+__all__ = ["Journal", "Segment", "iter_segment", "read_segment", "segment_rows"]
 
 SEGMENT_SUFFIX = ".arrows"
 _STREAM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}")
@@ -208,11 +210,38 @@ class Journal:
             raise StoreUnavailableError(f"cannot remove journal segment {segment.path}: {exc}") from exc
 
 
+def iter_segment(path: str | os.PathLike[str]) -> Iterator[pa.RecordBatch]:
+    """Yield the complete batches of a segment one at a time, in order (the torn tail dropped).
+
+    Only the batch being yielded is held in memory. Nothing is yielded when not even
+    the schema was written.
+    """
+    with pa.OSFile(os.fspath(path), "rb") as source:
+        try:
+            reader = pa.ipc.open_stream(source)
+        except (OSError, pa.ArrowInvalid):
+            return
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (OSError, pa.ArrowInvalid):
+                return  # a torn last message
+            yield batch
+
+
+def segment_rows(path: str | os.PathLike[str]) -> int:
+    """Rows in the complete batches of a segment (read batch by batch)."""
+    return sum(batch.num_rows for batch in iter_segment(path))
+
+
 def read_segment(path: str | os.PathLike[str]) -> tuple[pa.Table | None, bool]:
     """Read every complete batch of a segment: ``(table, torn)``.
 
     ``table`` is None when not even the schema was written (a crash right after the
     file was created). ``torn`` is True when a truncated last message was dropped.
+    This holds the whole segment in memory: prefer :func:`iter_segment` for large ones.
     """
     with pa.OSFile(os.fspath(path), "rb") as source:
         try:

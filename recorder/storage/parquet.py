@@ -27,6 +27,7 @@ returned, i.e. at most the rows of one flush interval.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -46,7 +47,7 @@ from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import StorageError, StoreUnavailableError
 from recorder.okex.channels import validate_symbol
 from recorder.records import Record
-from recorder.storage.journal import Journal, Segment, read_segment
+from recorder.storage.journal import Journal, Segment, iter_segment
 from recorder.storage.schema import DATASETS, Batch, Dataset
 
 __all__ = [
@@ -170,6 +171,29 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
+def _tmp_path(final_path: str) -> tuple[str, str]:
+    directory, name = final_path.rsplit("/", 1)
+    return directory, f"{directory}/{TMP_PREFIX}{name}{TMP_SUFFIX}"
+
+
+def _parquet_writer(sink: Any, schema: pa.Schema, compression: str,
+                    compression_level: int | None) -> pq.ParquetWriter:
+    # Dictionary-encode the short repeated strings only; book levels are long JSON strings
+    # that repeat from row to row: a dictionary only grows them, zstd finds the repetition.
+    dictionary = [f.name for f in schema if f.type == pa.string() and f.name not in _LONG_TEXT]
+    return pq.ParquetWriter(sink, schema, compression=compression, compression_level=compression_level,
+                            use_dictionary=dictionary, write_statistics=True)
+
+
+def _publish(fs: pafs.FileSystem, tmp_path: str, final_path: str, directory: str, fsync: bool) -> None:
+    """fsync the finished temporary file (local file systems), rename it, fsync the directory."""
+    if fsync and _is_local(fs):
+        _fsync_path(tmp_path)
+    fs.move(tmp_path, final_path)
+    if fsync and _is_local(fs):
+        _fsync_path(directory)
+
+
 def write_parquet_atomically(
     fs: pafs.FileSystem,
     final_path: str,
@@ -186,22 +210,92 @@ def write_parquet_atomically(
     systems), renamed over ``final_path`` and the directory fsync'd. Raises OSError /
     pyarrow errors untranslated: callers translate them once.
     """
-    directory, name = final_path.rsplit("/", 1)
-    tmp_path = f"{directory}/{TMP_PREFIX}{name}{TMP_SUFFIX}"
+    directory, tmp_path = _tmp_path(final_path)
     fs.create_dir(directory, recursive=True)
-    # Dictionary-encode the short repeated strings only; book levels are long JSON strings
-    # that repeat from row to row: a dictionary only grows them, zstd finds the repetition.
-    dictionary = [f.name for f in table.schema if f.type == pa.string() and f.name not in _LONG_TEXT]
-    with fs.open_output_stream(tmp_path) as sink, pq.ParquetWriter(
-        sink, table.schema, compression=compression, compression_level=compression_level,
-        use_dictionary=dictionary, write_statistics=True,
+    with fs.open_output_stream(tmp_path) as sink, _parquet_writer(
+        sink, table.schema, compression, compression_level,
     ) as writer:
         writer.write_table(table, row_group_size=row_group_rows)
-    if fsync and _is_local(fs):
-        _fsync_path(tmp_path)
-    fs.move(tmp_path, final_path)
-    if fsync and _is_local(fs):
-        _fsync_path(directory)
+    _publish(fs, tmp_path, final_path, directory, fsync)
+
+
+_MAX_PIECES = 256  # small tables kept apart cost C++ objects per column: concatenate beyond this
+
+
+def _compact(pieces: list[pa.Table], most: int = _MAX_PIECES) -> list[pa.Table]:
+    """``pieces`` as one contiguous table once there are ``most`` or more of them."""
+    if len(pieces) < most or (len(pieces) == 1 and all(c.num_chunks <= 1 for c in pieces[0].columns)):
+        return pieces
+    return [pa.concat_tables(pieces).combine_chunks()]
+
+
+class _PartitionFile:
+    """One partition file of a roll, fed in pieces: row groups are written as they fill up.
+
+    Rows are buffered until ``row_group_rows`` rows (written as full row groups, as
+    ``write_parquet_atomically`` would) or ``max_bytes`` bytes (written as one smaller row
+    group), so one partition never holds more than about ``max_bytes`` in memory.
+    """
+
+    __slots__ = ("_buffer", "_bytes", "_rows", "_sink", "_writer", "directory", "final", "rows", "tmp")
+
+    def __init__(self, final_path: str) -> None:
+        self.final = final_path
+        self.directory, self.tmp = _tmp_path(final_path)
+        self._buffer: list[pa.Table] = []
+        self._rows = self._bytes = 0
+        self._sink: Any = None
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def add(self, part: pa.Table, store: ParquetStore) -> None:
+        self._buffer.append(part)
+        if len(self._buffer) >= _MAX_PIECES:
+            self._buffer = _compact(self._buffer)
+        self._rows += part.num_rows
+        self._bytes += part.nbytes
+        if self._rows >= store._row_group_rows or self._bytes >= store._roll_buffer_bytes:
+            self._write(store, final=False)
+
+    def finish(self, store: ParquetStore) -> None:
+        """Write what is buffered, close, fsync and rename the file into place."""
+        self._write(store, final=True)
+        assert self._writer is not None
+        self._writer.close()
+        self._sink.close()
+        self._writer = self._sink = None
+        _publish(store._fs, self.tmp, self.final, self.directory, store._fsync)
+
+    def abort(self) -> None:
+        """Close the temporary file after a failure (start-up deletes leftover temporaries)."""
+        self._buffer = []
+        for closer in (self._writer, self._sink):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    closer.close()
+        self._writer = self._sink = None
+
+    def _write(self, store: ParquetStore, *, final: bool) -> None:
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer) if len(self._buffer) != 1 else self._buffer[0]
+        self._buffer = []
+        if self._writer is None:
+            store._fs.create_dir(self.directory, recursive=True)
+            self._sink = store._fs.open_output_stream(self.tmp)
+            self._writer = _parquet_writer(self._sink, table.schema, store._compression,
+                                           store._compression_level)
+        group = store._row_group_rows
+        full = table.num_rows - table.num_rows % group
+        if final or table.num_rows < group:  # everything (the end, or the byte bound was reached)
+            full = table.num_rows
+        if full:
+            self._writer.write_table(table.slice(0, full), row_group_size=group)
+            self.rows += full
+        rest = table.slice(full)
+        self._buffer = [rest] if rest.num_rows else []
+        self._rows = rest.num_rows
+        self._bytes = rest.nbytes if rest.num_rows else 0
 
 
 # --------------------------------------------------------------------------- the store
@@ -226,6 +320,11 @@ class ParquetStore:
     everything. A failing roll (root unwritable, disk full) keeps the rows in the journal,
     records the error (see :meth:`stats`) and is retried after a backoff delay.
 
+    A roll streams the segment (one journal batch at a time) and holds about
+    ``roll_buffer_bytes`` of rows in memory at most: partitions are written in groups of
+    that size, one pass over the segment per group, and a partition larger than that is
+    written in several row groups as it goes.
+
     ``root`` is a local path (or a URI pyarrow understands, with ``journal_dir`` given);
     ``filesystem`` overrides the file system (tests inject faults through it). The journal
     is always local. Not thread-safe: one owner calls it.
@@ -244,6 +343,7 @@ class ParquetStore:
         compression: str = "zstd",
         compression_level: int | None = None,
         row_group_rows: int = 65_536,
+        roll_buffer_bytes: int = 8 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
         filesystem: pafs.FileSystem | None = None,
         journal_dir: str | os.PathLike[str] | None = None,
@@ -259,6 +359,7 @@ class ParquetStore:
         self._compression = compression
         self._compression_level = compression_level
         self._row_group_rows = row_group_rows
+        self._roll_buffer_bytes = max(1, roll_buffer_bytes)
         self._clock = clock
         self._fsync = fsync
         self._retry_policy = retry_policy
@@ -407,27 +508,91 @@ class ParquetStore:
         self._retry_at = self._clock() + next(self._delays)
 
     def _segment_to_parquet(self, dataset: Dataset, segment: Segment) -> tuple[int, int]:
-        """Write one file per partition of ``segment``; skip files a previous attempt finished."""
-        table, _torn = read_segment(segment.path)
-        if table is None or table.num_rows == 0:
-            return 0, 0
-        if not table.schema.equals(dataset.arrow_schema):
-            table = table.cast(dataset.arrow_schema)  # a segment from an older schema version
+        """Write one file per partition of ``segment``; skip files a previous attempt finished.
+
+        Streams: the segment is read one journal batch at a time, never whole. A first
+        pass counts rows and bytes per partition; the partitions are then written in
+        groups of about ``roll_buffer_bytes`` each, one more pass over the segment per
+        group, so memory stays bounded whatever the segment's size.
+        """
         part_name = f"part-{segment.path.name.removesuffix('.arrows')}.parquet"
-        rows = files = 0
-        for date_text, key, part in _split_partitions(dataset, table):
-            directory = f"{self.root}/{dataset.name}/date={date_text}/{dataset.key_column}={key}"
+        sizes: dict[str, list[int]] = {}  # partition label -> [rows, bytes], first seen first
+        for table in _segment_tables(dataset, segment):
+            labels = _partition_labels(dataset, table)
+            per_row = table.nbytes / table.num_rows
+            counts = pc.value_counts(labels)
+            for label, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
+                                strict=True):
+                entry = sizes.setdefault(label, [0, 0])
+                entry[0] += n
+                entry[1] += int(n * per_row)
+        todo: dict[str, str] = {}  # label -> final path
+        for label in sizes:
+            date_text, key = label.split("/", 1)
+            value = partition_value(dataset, key)
+            directory = f"{self.root}/{dataset.name}/date={date_text}/{dataset.key_column}={value}"
             final = f"{directory}/{part_name}"
-            if self._fs.get_file_info(final).type != pafs.FileType.NotFound:
-                continue  # written before a crash
-            write_parquet_atomically(
-                self._fs, final, part, compression=self._compression,
-                compression_level=self._compression_level, row_group_rows=self._row_group_rows,
-                fsync=self._fsync,
-            )
-            rows += part.num_rows
-            files += 1
+            if self._fs.get_file_info(final).type == pafs.FileType.NotFound:
+                todo[label] = final  # else: written before a crash
+        groups: list[list[str]] = []
+        budget = 0
+        for label in todo:
+            if not groups or budget + sizes[label][1] > self._roll_buffer_bytes:
+                groups.append([])
+                budget = 0
+            groups[-1].append(label)
+            budget += sizes[label][1]
+        rows = files = 0
+        for group in groups:
+            n = self._write_partitions(dataset, segment, {label: todo[label] for label in group},
+                                       every=len(group) == len(sizes), size=sum(sizes[g][1] for g in group))
+            rows += n
+            files += len(group)
         return rows, files
+
+    def _write_partitions(self, dataset: Dataset, segment: Segment, finals: dict[str, str], *,
+                          every: bool, size: int) -> int:
+        """One pass over ``segment`` writing the partitions ``finals`` (label -> final path).
+
+        A group within the budget is gathered (its rows only), then split into one file per
+        partition, each written at once; a single partition beyond the budget (``size``
+        bytes) is written row group by row group as the pass goes.
+        """
+        wanted = None if every else pa.array(list(finals), pa.string())
+        if size > self._roll_buffer_bytes and len(finals) == 1:
+            ((label, final),) = finals.items()
+            out = _PartitionFile(final)
+            try:
+                for table in _segment_tables(dataset, segment):
+                    for _label, part in _split_table(dataset, table, wanted):
+                        out.add(part, self)
+                out.finish(self)
+            except BaseException:
+                out.abort()
+                raise
+            return out.rows
+        pieces: list[pa.Table] = []
+        for table in _segment_tables(dataset, segment):
+            if wanted is not None:
+                table = table.filter(pc.is_in(_partition_labels(dataset, table), value_set=wanted))
+            if table.num_rows:
+                pieces.append(table)
+                pieces = _compact(pieces)
+        if not pieces:
+            return 0
+        gathered = _compact(pieces, 1)[0]
+        del pieces
+        rows = 0
+        for label, part in _split_table(dataset, gathered):
+            out = _PartitionFile(finals[label])
+            try:
+                out.add(part, self)
+                out.finish(self)
+            except BaseException:
+                out.abort()
+                raise
+            rows += out.rows
+        return rows
 
     def _recover(self) -> None:
         """Turn segments left by an earlier run into Parquet files; delete leftover temporaries."""
@@ -455,18 +620,53 @@ class PartialWriteError(StoreUnavailableError):
         self.unwritten = unwritten
 
 
+def _segment_tables(dataset: Dataset, segment: Segment) -> Iterator[pa.Table]:
+    """The complete batches of a journal segment, one at a time, in ``dataset``'s Arrow schema."""
+    for batch in iter_segment(segment.path):
+        if batch.num_rows == 0:
+            continue
+        table = pa.Table.from_batches([batch])
+        if not table.schema.equals(dataset.arrow_schema):
+            table = table.cast(dataset.arrow_schema)  # a segment from an older schema version
+        yield table
+
+
+def _partition_labels(dataset: Dataset, table: pa.Table) -> pa.ChunkedArray:
+    """Per row ``<YYYY-MM-DD>/<key value>`` (the date has no slash: split at the first one)."""
+    dates = pc.fill_null(pc.strftime(table[dataset.date_column], format="%Y-%m-%d"), "None")
+    keys = pc.fill_null(pc.cast(table[dataset.key_column], pa.string()), "None")
+    return pc.binary_join_element_wise(dates, keys, "/")
+
+
+def _split_table(dataset: Dataset, table: pa.Table,
+                 wanted: pa.Array | None = None) -> Iterator[tuple[str, pa.Table]]:
+    """Yield ``(partition label, rows without the key column)``, arrival order kept per partition.
+
+    ``wanted`` (labels) keeps only those partitions. One stable sort by label, then slices.
+    """
+    labels = _partition_labels(dataset, table)
+    if wanted is not None:
+        mask = pc.is_in(labels, value_set=wanted)
+        table, labels = table.filter(mask), labels.filter(mask)
+        if table.num_rows == 0:
+            return
+    body = table.drop_columns([dataset.key_column])
+    counts = pc.value_counts(labels)
+    if len(counts) != 1:
+        order = pc.sort_indices(labels)  # stable: rows of one partition keep their order
+        body, labels = body.take(order), labels.take(order)
+        counts = pc.value_counts(labels)  # in order of first appearance = sorted order
+    offset = 0
+    for label, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True):
+        yield label, body.slice(offset, n)
+        offset += n
+
+
 def _split_partitions(dataset: Dataset, table: pa.Table) -> Iterator[tuple[str, str, pa.Table]]:
     """Yield ``(date, key value, rows without the key column)`` per partition, arrival order kept."""
-    dates = pc.strftime(table[dataset.date_column], format="%Y-%m-%d")
-    keys = table[dataset.key_column]
-    body = table.drop_columns([dataset.key_column])
-    combos = pa.table({"d": dates, "k": keys}).group_by(["d", "k"], use_threads=False).aggregate([])
-    if combos.num_rows == 1:
-        yield str(combos["d"][0]), partition_value(dataset, combos["k"][0].as_py()), body
-        return
-    for date_text, key in zip(combos["d"].to_pylist(), combos["k"].to_pylist(), strict=True):
-        mask = pc.and_(pc.equal(dates, date_text), pc.equal(keys, key))
-        yield date_text, partition_value(dataset, key), body.filter(mask)
+    for label, part in _split_table(dataset, table):
+        date_text, key = label.split("/", 1)
+        yield date_text, partition_value(dataset, key), part
 
 
 def _dataset(name: str) -> Dataset:

@@ -27,7 +27,7 @@ from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import StorageError, StoreUnavailableError
 from recorder.okex.channels import validate_symbol
 from recorder.records import Record
-from recorder.storage.journal import Journal, Segment, read_segment
+from recorder.storage.journal import Journal, Segment, iter_segment, segment_rows
 from recorder.storage.parquet import PartialWriteError, batch_to_table
 from recorder.storage.schema import DATASETS, Batch, Dataset
 
@@ -132,8 +132,7 @@ class StorageWriter:
             for state in self._states:
                 for seg in self._journal.segments():
                     if seg.stream.startswith(state.name + "."):
-                        table, _torn = read_segment(seg.path)
-                        rows = 0 if table is None else table.num_rows
+                        rows = segment_rows(seg.path)
                         state.spilled.append(seg)
                         state.segment_counts[str(seg.path)] = rows
                         state.spilled_counts[seg.stream.split(".", 1)[1]] += rows
@@ -286,11 +285,14 @@ class StorageWriter:
         assert self._journal is not None
         self._journal.seal(seg.stream)
         dataset = DATASETS[seg.stream.split(".", 1)[1]]
-        table, _torn = read_segment(seg.path)
-        if table is not None:
-            for start in range(0, table.num_rows, _REPLAY_CHUNK):
-                rows = table.slice(start, _REPLAY_CHUNK).to_pylist()
-                state.store.write_batch([dataset.from_row(r) for r in rows])
+        chunk: list[Record] = []  # streamed: never the whole segment in memory
+        for batch in iter_segment(seg.path):
+            chunk.extend(dataset.from_row(r) for r in batch.to_pylist())
+            if len(chunk) >= _REPLAY_CHUNK:
+                state.store.write_batch(chunk)
+                chunk = []
+        if chunk:
+            state.store.write_batch(chunk)
         # Written: a crash before the removal replays it again, which the unique keys absorb.
         self._journal.remove(seg)
         n = state.segment_counts.pop(str(seg.path), 0)

@@ -359,3 +359,38 @@ def test_deals_and_books_are_exact_after_reading(tmp_path: Path) -> None:
     (row,) = open_dataset(str(tmp_path), "deals").to_table().to_pylist()
     assert row["price"] == Decimal("123456789012345678.123456789012345678")
     assert DATASETS["deals"].from_row(row) == deal
+
+
+def test_a_roll_streams_in_bounded_pieces_and_keeps_every_row_in_order(tmp_path: Path) -> None:
+    # 3 symbols x 2 days over many journal batches; a roll buffer far smaller than the segment
+    # forces one pass per partition group and row groups cut by bytes for the big partition.
+    books = [sample_book(i, symbol=s) for i in range(1800) for s in ("btc_usdt", "eth_btc", "ltc_btc")
+             if s == "btc_usdt" or i % 3 == 0]
+    store = ParquetStore(tmp_path, fsync=False, roll_buffer_bytes=64 * 1024, row_group_rows=500)
+    for i in range(0, len(books), 97):
+        store.write_batch(books[i:i + 97])
+    store.close()
+    assert read_books(tmp_path) == sorted(books, key=lambda b: (b.symbol, b.ts_recv))
+    for f in parquet_files(tmp_path):  # each file holds its partition's rows in written order
+        symbol = f.parent.name.removeprefix("symbol=")
+        day = f.parent.parent.name.removeprefix("date=")
+        got = pq.read_table(f).column("ts_recv").to_pylist()
+        want = [b.ts_recv for b in books if b.symbol == symbol and b.ts_event.date().isoformat() == day]
+        assert got == want
+        meta = pq.read_metadata(f)
+        assert all(meta.row_group(g).num_rows <= 500 for g in range(meta.num_row_groups))
+    big = max(parquet_files(tmp_path), key=lambda f: pq.read_metadata(f).num_rows)
+    assert pq.read_metadata(big).num_row_groups > pq.read_metadata(big).num_rows // 500  # cut by bytes too
+    assert list((tmp_path / "_journal" / "book_snapshots").iterdir()) == []
+
+
+def test_a_roll_writes_full_row_groups_like_a_single_write(tmp_path: Path) -> None:
+    deals = [sample_deal(t) for t in range(1, 2501)]  # one partition
+    store = ParquetStore(tmp_path, fsync=False, row_group_rows=1000)
+    for i in range(0, len(deals), 300):
+        store.write_batch(deals[i:i + 300])
+    store.close()
+    (f,) = parquet_files(tmp_path)
+    meta = pq.read_metadata(f)
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [1000, 1000, 500]
+    assert pq.read_table(f).column("tid").to_pylist() == list(range(1, 2501))
