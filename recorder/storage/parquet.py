@@ -492,6 +492,8 @@ class ParquetStore:
                 state.sealed.pop(0)
                 state.rows_in_files += rows
                 state.files_written += files
+                # A roll is the one moment Arrow allocates a lot: hand the freed pages back to the OS.
+                pa.default_memory_pool().release_unused()
         if self._delays is not None:
             log.warning("parquet root %s writable again: journaled rows rolled into files", self.root)
         self._delays = None
