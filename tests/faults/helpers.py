@@ -3,6 +3,7 @@ stored rows versus the simulator's ground truth."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import pyarrow.dataset as pads
 
 from recorder.records import FeedEventKind
+from recorder.simulator import Simulator
 from recorder.simulator.truth import Truth
 from recorder.storage import schema
 from tests.collector.helpers import (
@@ -192,3 +194,12 @@ def assert_snapshots_exact_outside_gaps(truth: Truth, url: str, symbols: tuple[s
 
 def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+async def advance_for(sim: Simulator, seconds: float) -> None:
+    """Step the simulator's market by hand (one step every 20 ms) for ``seconds``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        await sim.advance(1)
+        await asyncio.sleep(0.02)

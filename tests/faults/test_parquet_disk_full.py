@@ -26,7 +26,13 @@ from recorder.storage.sql import SqlStore
 from recorder.storage.writer import StorageWriter
 from tests.collector.conftest import sim_config
 from tests.collector.helpers import all_received, snapshot_key, stored, ticker_key, wait_until
-from tests.faults.helpers import SYMBOLS, assert_snapshots_exact, assert_tickers_exact, parquet_rows
+from tests.faults.helpers import (
+    SYMBOLS,
+    advance_for,
+    assert_snapshots_exact,
+    assert_tickers_exact,
+    parquet_rows,
+)
 from tests.storage.test_parquet import _FullDisk
 
 pytestmark = pytest.mark.faults
@@ -35,14 +41,6 @@ pytestmark = pytest.mark.faults
 @pytest.fixture
 def simulator_settings(simulator_settings: SimulatorSettings) -> SimulatorSettings:
     return dataclasses.replace(simulator_settings, updates_per_second=0.0)
-
-
-async def _advance_for(sim: Simulator, seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        await sim.advance(1)
-        await asyncio.sleep(0.02)
 
 
 async def test_full_parquet_disk_is_one_error_line_sql_keeps_going_and_files_resume(
@@ -61,14 +59,14 @@ async def test_full_parquet_disk_is_one_error_line_sql_keeps_going_and_files_res
     try:
         await wait_until(lambda: bool(simulator.truth.pushes())
                          and all_received(recorder, simulator.truth, SYMBOLS), what="the initial books")
-        await _advance_for(simulator, 1.0)
+        await advance_for(simulator, 1.0)
         await wait_until(lambda: parquet.stats()["datasets"].get("tickers", {}).get("in_files", 0) > 0,
                          what="the first Parquet files")
 
         disk.full = True
         sql_before = writer.stats()["sql"].datasets["tickers"].written
         files_before = parquet.stats()["datasets"]["tickers"]["in_files"]
-        await _advance_for(simulator, 2.0)
+        await advance_for(simulator, 2.0)
         stats = writer.stats()
         assert stats["parquet"].healthy is False
         full = f"parquet root {root} not writable: [Errno 28] No space left on device"
@@ -78,7 +76,7 @@ async def test_full_parquet_disk_is_one_error_line_sql_keeps_going_and_files_res
         assert list((tmp_path / "pqj").rglob("*.arrows"))  # the rows wait in the journal
 
         disk.full = False
-        await _advance_for(simulator, 0.5)
+        await advance_for(simulator, 0.5)
         await wait_until(lambda: parquet.healthy
                          and parquet.stats()["datasets"]["tickers"]["in_files"] > files_before,
                          timeout=30, what="Parquet files again")

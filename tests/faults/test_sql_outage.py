@@ -24,7 +24,13 @@ from recorder.simulator import Simulator, SimulatorSettings
 from recorder.storage.writer import StorageWriter
 from tests.collector.conftest import sim_config
 from tests.collector.helpers import all_received, snapshot_key, stored, ticker_key, wait_until
-from tests.faults.helpers import SYMBOLS, assert_snapshots_exact, assert_tickers_exact, parquet_rows
+from tests.faults.helpers import (
+    SYMBOLS,
+    advance_for,
+    assert_snapshots_exact,
+    assert_tickers_exact,
+    parquet_rows,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
@@ -49,14 +55,6 @@ def _allow_connections(admin: sa.Engine, database: str, allow: bool) -> None:
                                  "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": database})
 
 
-async def _advance_for(sim: Simulator, seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        await sim.advance(1)
-        await asyncio.sleep(0.02)
-
-
 async def test_postgres_outage_spills_replays_and_ends_with_sql_equal_to_parquet_and_truth(
     simulator: Simulator, tmp_path: Path, migrated_pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -75,12 +73,12 @@ async def test_postgres_outage_spills_replays_and_ends_with_sql_equal_to_parquet
         await wait_until(lambda: bool(simulator.truth.pushes())
                      and all_received(recorder, simulator.truth, SYMBOLS),
                          what="the initial books")
-        await _advance_for(simulator, 1.0)
+        await advance_for(simulator, 1.0)
         await wait_until(lambda: writer.stats()["sql"].datasets["tickers"].written > 0, what="rows in SQL")
 
         await asyncio.to_thread(_allow_connections, admin, database, False)
         parquet_before = writer.stats()["parquet"].datasets["tickers"].written
-        await _advance_for(simulator, OUTAGE_SECONDS)
+        await advance_for(simulator, OUTAGE_SECONDS)
         during = writer.stats()
         assert during["sql"].healthy is False and during["sql"].last_error
         assert sum(c.spilled for c in during["sql"].datasets.values()) > 0  # beyond the bound: journal
@@ -90,7 +88,7 @@ async def test_postgres_outage_spills_replays_and_ends_with_sql_equal_to_parquet
         assert any(Path(tmp_path / "spill").rglob("*.arrows"))
 
         await asyncio.to_thread(_allow_connections, admin, database, True)
-        await _advance_for(simulator, 1.0)
+        await advance_for(simulator, 1.0)
 
         def sql_caught_up() -> bool:
             sql = writer.stats()["sql"]
