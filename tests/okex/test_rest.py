@@ -211,9 +211,15 @@ def test_every_parser_raises_the_typed_error_for_an_error_answer(parse: object) 
 
 
 def test_successful_or_non_object_answers_pass_check_result() -> None:
-    answers: list[object] = [{"result": True}, {"asks": []}, [], "x", None]
+    answers: list[object] = [{"result": True}, {"asks": []}, [], "x", None, {"result": "false"}]
     for answer in answers:
-        check_result(answer, "x")
+        before = repr(answer)
+        assert check_result(answer, "x") is None
+        assert repr(answer) == before  # the answer is inspected, never changed
+    # ...while the same shapes with result false are errors (the contrast this test guards)
+    with pytest.raises(ExchangeError) as exc:
+        check_result({"result": False, "error_code": 10007}, "userinfo.do")
+    assert exc.value.code == 10007 and exc.value.message_en == "Signature does not match"
 
 
 @pytest.mark.parametrize(
