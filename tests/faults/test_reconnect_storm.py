@@ -27,7 +27,8 @@ pytestmark = pytest.mark.faults
 
 STORM_SECONDS = float(os.environ.get("FAULT_STORM_SECONDS", "20"))
 CLOSE_EVERY = 1.5
-STALL_SECONDS = 2.5
+STALL_SECONDS = 4.0
+STALL_TIMEOUT = 2.0  # generous: an in-process run shares one event loop with the simulator
 ROTATION = (FrameFault.MALFORMED_JSON, FrameFault.TRUNCATED, FrameFault.OVERSIZED, FrameFault.BAD_DEFLATE)
 
 
@@ -40,7 +41,7 @@ def simulator_settings(simulator_settings: SimulatorSettings) -> SimulatorSettin
 async def test_closes_every_second_and_a_half_broken_frames_and_a_stall_lose_nothing_outside_gaps(
     simulator: Simulator, tmp_path: Path, sqlite_url: str
 ) -> None:
-    config = sim_config(tmp_path, simulator.ws_url, stall_timeout=1.0)
+    config = sim_config(tmp_path, simulator.ws_url, stall_timeout=STALL_TIMEOUT)
     config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, sql_url=sqlite_url))
     await asyncio.to_thread(prepare_database, config)
     recorder = Recorder(config, await asyncio.to_thread(open_storage, config))
@@ -58,7 +59,7 @@ async def test_closes_every_second_and_a_half_broken_frames_and_a_stall_lose_not
             rate = 0.03 if kind is FrameFault.OVERSIZED else 0.1
             simulator.faults.update(frame_fault=kind, frame_fault_rate=rate)
         if not stalled and elapsed >= stall_at:
-            # no closes while stalled, so only the stall detector can notice it (stall_timeout 1 s)
+            # no closes while stalled, so only the stall detector can notice it (stall_timeout)
             simulator.faults.update(close_every_seconds=None)
             simulator.stall(STALL_SECONDS)
             await asyncio.sleep(STALL_SECONDS + 0.2)
@@ -87,7 +88,7 @@ async def test_closes_every_second_and_a_half_broken_frames_and_a_stall_lose_not
         assert gap.ts_end is not None and gap.ts_end >= gap.ts_start, gap  # every span closed
     assert len({e.event_id for e in events}) == len(events)  # a span is one row (upserted), not two
     assert len(stalls) >= 1 and stalls[0].symbols == SYMBOLS
-    assert (stalls[0].ts_end - stalls[0].ts_start).total_seconds() >= 1.0
+    assert max((s.ts_end - s.ts_start).total_seconds() for s in stalls) >= STALL_SECONDS - STALL_TIMEOUT
     connected = [e for e in events if e.kind is FeedEventKind.CONNECTED]
     # one instant per connection opened (one opened while the server was still stalled sent nothing)
     assert len(connected) == sum(c["connects"] for c in result.status["connections"])
@@ -98,7 +99,10 @@ async def test_closes_every_second_and_a_half_broken_frames_and_a_stall_lose_not
     assert {f.kind for f in faults} >= {k.value for k in ROTATION} - {FrameFault.OVERSIZED.value}
     quarantined = stored(sqlite_url, "quarantine")
     status = result.status
-    rejected = sum(sum(c["rejected"].values()) for c in status["channels"].values())
+    # Increments that arrive before a resubscription's ack are discarded by design (counted as
+    # rejected, not quarantined: they fall inside a recorded gap); everything else rejected is a fault.
+    rejected = sum(n for c in status["channels"].values() for reason, n in c["rejected"].items()
+                   if not reason.startswith("discarded: waiting for the addChannel ack"))
     assert status["frames"]["malformed"] + rejected == len(faults) == len(quarantined)
     assert status["frames"]["received"] == (status["frames"]["pongs"] + status["frames"]["decoded"]
                                              + status["frames"]["malformed"])
