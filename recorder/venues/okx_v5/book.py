@@ -30,10 +30,11 @@ from bisect import bisect_left, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from recorder.errors import BookError, ChecksumMismatchError, DecodeError, SequenceGapError
 
+from .parse import NUMBER
 from .records import BookLevel, BookSnapshot
 
 __all__ = [
@@ -58,11 +59,10 @@ def decimals_of(increment: str) -> int:
 
     Raises :class:`~recorder.errors.DecodeError` for a non-positive or malformed value.
     """
-    try:
-        d = Decimal(increment)
-    except (InvalidOperation, TypeError, ValueError):
-        raise DecodeError(f"increment {increment!r} is not a decimal number") from None
-    if not d.is_finite() or d <= 0:
+    if not isinstance(increment, str) or NUMBER.fullmatch(increment) is None:
+        raise DecodeError(f"increment {increment!r} is not a decimal number")
+    d = Decimal(increment)
+    if d <= 0:
         raise DecodeError(f"increment {increment!r} must be a positive number")
     exponent = d.normalize().as_tuple().exponent
     assert isinstance(exponent, int)
@@ -86,12 +86,9 @@ def to_fixed(text: str, decimals: int, field: str = "value") -> int:
             frac = frac[:decimals]
         value = int(whole + frac.ljust(decimals, "0"))
         return -value if sign else value
-    try:
-        d = Decimal(text)
-    except (InvalidOperation, TypeError, ValueError):
-        raise DecodeError(f"{field} {text!r} is not a decimal number") from None
-    if not d.is_finite():
-        raise DecodeError(f"{field} {text!r} is not a finite number")
+    if not isinstance(text, str) or NUMBER.fullmatch(text) is None:
+        raise DecodeError(f"{field} {text!r} is not a decimal number")
+    d = Decimal(text)
     scaled = d.scaleb(decimals)
     if scaled != scaled.to_integral_value():
         raise DecodeError(f"{field} {text!r} is finer than the scale (10^-{decimals})")

@@ -11,6 +11,7 @@ names the field (``"ticker field 'last': ..."``), never a KeyError/TypeError.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -59,6 +60,10 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+"""What a v5 number string may look like: ASCII digits, optional sign, point and exponent.
+(:class:`~decimal.Decimal` alone would also take ``" 1"``, ``"1_000"``, ``"Infinity"`` and non-ASCII digits.)"""
 T = TypeVar("T")
 
 PONG = "pong"
@@ -113,6 +118,8 @@ def parse_decimal(value: str, field: str) -> Decimal | None:
     """
     if value == "":
         return None
+    if NUMBER.fullmatch(value) is None:
+        raise DecodeError(f"field {field!r}: {value!r} is not a decimal number")
     try:
         d = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
