@@ -174,8 +174,17 @@ class OrderBook:
     """
 
     __slots__ = (
-        "_asks", "_bids", "accept_sequence_reset", "channel", "checksum_mode", "depth", "instrument",
-        "scale", "seq_id", "truncate", "ts_event",
+        "_asks",
+        "_bids",
+        "accept_sequence_reset",
+        "channel",
+        "checksum_mode",
+        "depth",
+        "instrument",
+        "scale",
+        "seq_id",
+        "truncate",
+        "ts_event",
     )
 
     def __init__(

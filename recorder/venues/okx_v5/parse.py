@@ -63,7 +63,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 """What a v5 number string may look like: ASCII digits, optional sign, point and exponent.
-(:class:`~decimal.Decimal` alone would also take ``" 1"``, ``"1_000"``, ``"Infinity"`` and non-ASCII digits.)"""
+(:class:`~decimal.Decimal` alone would also take ``" 1"``, ``"1_000"``, ``"Infinity"`` and
+non-ASCII digits.)"""
 T = TypeVar("T")
 
 PONG = "pong"

@@ -151,8 +151,9 @@ def build_request(
     if endpoint.private:
         if credentials is None or epoch_ms is None:
             raise ConfigError(f"{path} is a private endpoint: credentials and epoch_ms are required")
-        headers = rest_headers(credentials, "GET", full, "", epoch_ms=epoch_ms,
-                               simulated_trading=simulated_trading)
+        headers = rest_headers(
+            credentials, "GET", full, "", epoch_ms=epoch_ms, simulated_trading=simulated_trading
+        )
     elif simulated_trading:
         headers = {"x-simulated-trading": "1"}
     return PreparedRequest("GET", full, headers, endpoint)
@@ -182,7 +183,7 @@ def check_envelope(status: int, body: bytes | str, *, context: str = "") -> P.Re
 def parse_data(status: int, body: bytes | str, type_: type[T], *, context: str = "") -> list[T]:
     """``data`` of a successful answer as ``list[type_]``; raises ExchangeError or DecodeError."""
     env = check_envelope(status, body, context=context)
-    if env.data is None:
+    if not env.data:
         raise DecodeError(f"okx_v5 REST {context}: field 'data' missing in a code 0 answer", sample=body)
     return P.decode_data(env.data, type_, context or "REST")
 
@@ -212,8 +213,10 @@ def parse_candles(
 
 def parse_instruments(status: int, body: bytes | str, ts_recv: datetime) -> list[Instrument]:
     """``/public/instruments`` (§4.5)."""
-    return [P.parse_instrument(d, ts_recv) for d in parse_data(status, body, InstrumentData,
-                                                                   context="instruments")]
+    return [
+        P.parse_instrument(d, ts_recv)
+        for d in parse_data(status, body, InstrumentData, context="instruments")
+    ]
 
 
 def parse_server_time_ms(status: int, body: bytes | str) -> int:
@@ -255,8 +258,11 @@ def _cursor_of(item: Order | Fill | Trade | Candle, field: str) -> str:
 
 
 def next_older_params(
-    path: str, params: Mapping[str, str | int], page: Sequence[Order | Fill | Trade | Candle],
-    *, limit: int = MAX_PAGE_LIMIT,
+    path: str,
+    params: Mapping[str, str | int],
+    page: Sequence[Order | Fill | Trade | Candle],
+    *,
+    limit: int = MAX_PAGE_LIMIT,
 ) -> dict[str, str | int] | None:
     """Params for the next page walking **backwards** (§5.4): ``after`` = the last (oldest) item's
     cursor of this newest-first page; None when the page was shorter than ``limit`` (the end)."""
@@ -272,8 +278,11 @@ def next_older_params(
 
 
 def next_newer_params(
-    path: str, params: Mapping[str, str | int], newest_stored: Order | Fill | Trade | Candle | None,
-    *, limit: int = MAX_PAGE_LIMIT,
+    path: str,
+    params: Mapping[str, str | int],
+    newest_stored: Order | Fill | Trade | Candle | None,
+    *,
+    limit: int = MAX_PAGE_LIMIT,
 ) -> dict[str, str | int]:
     """Params to poll **forwards** (§5.4): ``before`` = the newest cursor already stored (none at first)."""
     endpoint = ENDPOINTS.get(path)
@@ -284,4 +293,3 @@ def next_newer_params(
         out["before"] = _cursor_of(newest_stored, endpoint.cursor)
     out["limit"] = str(limit)
     return out
-

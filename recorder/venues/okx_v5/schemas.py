@@ -44,7 +44,7 @@ class WsMessage(msgspec.Struct, frozen=True):
     connId: str = ""
     arg: ChannelArg | None = None
     action: str = ""
-    data: msgspec.Raw | None = None
+    data: msgspec.Raw = msgspec.Raw()  # empty (len 0) when absent
     channel: str = ""
     connCount: str = ""
 
@@ -208,4 +208,4 @@ class RestEnvelope(msgspec.Struct, frozen=True):
 
     code: str | int
     msg: str = ""
-    data: msgspec.Raw | None = None
+    data: msgspec.Raw = msgspec.Raw()  # empty (len 0) when absent

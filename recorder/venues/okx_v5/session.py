@@ -130,7 +130,8 @@ class V5Session:
 
     def _request(self, op: str, args: Sequence[ChannelArg]) -> None:
         groups = (
-            [[a] for a in args] if self.config.one_arg_per_request
+            [[a] for a in args]
+            if self.config.one_arg_per_request
             else split_requests(args, max_bytes=self.config.max_request_bytes)
         )
         for group in groups:
@@ -218,7 +219,7 @@ class V5Session:
             out.append(Pong(ts_recv))
         elif msg.event:
             out += self._event(msg, ts_recv)
-        elif msg.arg is None or msg.data is None:
+        elif msg.arg is None or not msg.data:
             raise DecodeError("okx_v5 frame without 'event' has no 'arg'/'data'", sample=frame)
         else:
             out += self._push(msg, ts_recv, frame)
@@ -252,8 +253,16 @@ class V5Session:
             for arg in args:
                 if pending and pending[0] == "subscribe" and _is_book(arg):
                     self._books.pop(arg.key, None)
-                    out.append(BookGap(arg.instId, arg.channel, ts_recv, GapReason.SUBSCRIBE_ERROR,
-                                       f"subscribe refused: {code} {msg.msg}", False))
+                    out.append(
+                        BookGap(
+                            arg.instId,
+                            arg.channel,
+                            ts_recv,
+                            GapReason.SUBSCRIBE_ERROR,
+                            f"subscribe refused: {code} {msg.msg}",
+                            False,
+                        )
+                    )
             return out
         if ev == "login":
             if code != 0:
@@ -281,7 +290,7 @@ class V5Session:
 
     def _push(self, msg: WsMessage, ts_recv: datetime, frame: str | bytes) -> list[object]:
         arg = msg.arg
-        assert arg is not None and msg.data is not None
+        assert arg is not None
         try:
             kind = parse_channel(arg.channel)
         except ChannelError as exc:
@@ -301,12 +310,13 @@ class V5Session:
         raise DecodeError(f"okx_v5 channel {arg.channel!r} has no parser in this core", sample=frame)
 
     def _book_push(self, kind: Channel, arg: ChannelArg, msg: WsMessage, ts_recv: datetime) -> list[object]:
-        assert msg.data is not None
         items = P.decode_data(msg.data, BookData, arg.channel)
         scale = self._scales.get(arg.instId)
         if scale is None:
-            raise DecodeError(f"okx_v5 {arg.channel}: no price/size scale for instrument {arg.instId!r}; "
-                              "load its instrument (tickSz, lotSz) first")
+            raise DecodeError(
+                f"okx_v5 {arg.channel}: no price/size scale for instrument {arg.instId!r}; "
+                "load its instrument (tickSz, lotSz) first"
+            )
         out: list[object] = []
         key = arg.key
         for d in items:
@@ -315,19 +325,36 @@ class V5Session:
                 raise DecodeError(f"field '{arg.channel}.ts' is empty")
             book = self._books.get(key)
             if book is None:
-                book = OrderBook(arg.instId, scale, channel=arg.channel, depth=kind.depth,
-                                 checksum_mode=self.config.checksum_mode,
-                                 accept_sequence_reset=self.config.accept_sequence_reset,
-                                 truncate=self.config.truncate_books)
+                book = OrderBook(
+                    arg.instId,
+                    scale,
+                    channel=arg.channel,
+                    depth=kind.depth,
+                    checksum_mode=self.config.checksum_mode,
+                    accept_sequence_reset=self.config.accept_sequence_reset,
+                    truncate=self.config.truncate_books,
+                )
             snapshot = msg.action == "snapshot" or not kind.is_incremental_book
             try:
                 if snapshot:
-                    bids, asks = book.apply_snapshot(d.bids, d.asks, ts_event=ts_event, seq_id=d.seqId,
-                                                     checksum_value=d.checksum)
+                    bids, asks = book.apply_snapshot(
+                        d.bids, d.asks, ts_event=ts_event, seq_id=d.seqId, checksum_value=d.checksum
+                    )
                     self._books[key] = book
                     self._dropped.discard(key)
-                    out.append(BookSnapshot(arg.instId, arg.channel, ts_event, ts_recv, d.seqId, bids, asks,
-                                            scale.price_decimals, scale.size_decimals))
+                    out.append(
+                        BookSnapshot(
+                            arg.instId,
+                            arg.channel,
+                            ts_event,
+                            ts_recv,
+                            d.seqId,
+                            bids,
+                            asks,
+                            scale.price_decimals,
+                            scale.size_decimals,
+                        )
+                    )
                 else:
                     if msg.action != "update":
                         raise DecodeError(f"field 'action': {msg.action!r} is not snapshot/update")
@@ -338,13 +365,30 @@ class V5Session:
                         # quietly until the fresh snapshot.
                         self.dropped_updates += 1
                         continue
-                    bids, asks = book.apply_update(d.bids, d.asks, ts_event=ts_event,
-                                                   prev_seq_id=d.prevSeqId, seq_id=d.seqId,
-                                                   checksum_value=d.checksum)
+                    bids, asks = book.apply_update(
+                        d.bids,
+                        d.asks,
+                        ts_event=ts_event,
+                        prev_seq_id=d.prevSeqId,
+                        seq_id=d.seqId,
+                        checksum_value=d.checksum,
+                    )
                     self._books[key] = book
-                    out.append(BookUpdate(arg.instId, arg.channel, ts_event, ts_recv, d.seqId, d.prevSeqId,
-                                          bids, asks, scale.price_decimals, scale.size_decimals,
-                                          d.checksum))
+                    out.append(
+                        BookUpdate(
+                            arg.instId,
+                            arg.channel,
+                            ts_event,
+                            ts_recv,
+                            d.seqId,
+                            d.prevSeqId,
+                            bids,
+                            asks,
+                            scale.price_decimals,
+                            scale.size_decimals,
+                            d.checksum,
+                        )
+                    )
             except SequenceGapError as exc:
                 reason = GapReason.NO_SNAPSHOT if exc.expected is None else GapReason.SEQUENCE
                 out.append(self._gap(arg, ts_recv, reason, str(exc)))

@@ -9,12 +9,17 @@ SUBSCRIBE_ACK = (
     '{"id": "1512", "event": "subscribe", "arg": {"channel": "tickers", "instId": "BTC-USDT"}, '
     '"connId": "accb8e21"}'
 )
-UNSUBSCRIBE_ACK = '{"event": "unsubscribe", "arg": {"channel": "tickers", "instId": "BTC-USDT"}, "connId": "d0b44253"}'
+UNSUBSCRIBE_ACK = (
+    '{"event": "unsubscribe", "arg": {"channel": "tickers", "instId": "BTC-USDT"}, "connId": "d0b44253"}'
+)
 ERROR_60012 = (
     '{"id": "1512", "event": "error", "code": "60012",\n'
     ' "msg": "Invalid request: {\\"op\\": \\"subscribe\\", \\"argss\\":[...]}", "connId": "a4d3ae55"}'
 )
-ERROR_60018 = '{"event": "error", "code": "60018", "msg": "channel:ticker,instId:BTC-USDT doesn\'t exist", "connId": "a4d3ae55"}'
+ERROR_60018 = (
+    '{"event": "error", "code": "60018", "msg": "channel:ticker,instId:BTC-USDT doesn\'t exist", '
+    '"connId": "a4d3ae55"}'
+)
 ERROR_60014 = '{"event": "error", "code": "60014", "msg": "Requests too frequent", "connId": "5f3f787a"}'
 
 # §2.3 push envelope (data elided in the doc; here with an empty list)
@@ -108,15 +113,25 @@ LEGACY_CHECKSUMS = {
 # §6 signing vectors: (secret, prehash, sign)
 SECRET_A = "22582BD0CFF14C41EDBF1AB98506286D"
 SIGNING_VECTORS = {
-    "R1": (SECRET_A, "2020-12-08T09:08:57.715ZGET/api/v5/account/balance?ccy=BTC",
-           "HiZhvSfMtWJA3uUIVXV3a/bSXNPCWvYFXoGCVS8V4zY="),
-    "R2": (SECRET_A,
-           "2020-12-08T09:08:57.715ZGET/api/v5/trade/orders-history?instType=SPOT&instId=BTC-USDT&limit=100",
-           "JmohICXF2D245f/mWWxzsUEnwZrzHV0l48yR9QOjeKI="),
-    "R3": (SECRET_A,
-           '2020-12-08T09:08:57.715ZPOST/api/v5/account/set-leverage{"instId":"BTC-USDT","lever":"5","mgnMode":"isolated"}',
-           "eCnnCgWLjlQ9XnpUkrcny3qNq3WW/81KNrDr/XR6Xv8="),
-    "R4": ("chNOOS4KvNXR_Xq4k4c9qsfoKWvnDecLATCRlcBwyKDYnWgO", "2020-12-08T09:08:57.715ZGET/api/v5/account/balance",
-           "PJ61e1nb2F2Qd7D8SPiaIcx2gjdELc+o0ygzre9z33k="),
+    "R1": (
+        SECRET_A,
+        "2020-12-08T09:08:57.715ZGET/api/v5/account/balance?ccy=BTC",
+        "HiZhvSfMtWJA3uUIVXV3a/bSXNPCWvYFXoGCVS8V4zY=",
+    ),
+    "R2": (
+        SECRET_A,
+        "2020-12-08T09:08:57.715ZGET/api/v5/trade/orders-history?instType=SPOT&instId=BTC-USDT&limit=100",
+        "JmohICXF2D245f/mWWxzsUEnwZrzHV0l48yR9QOjeKI=",
+    ),
+    "R3": (
+        SECRET_A,
+        '2020-12-08T09:08:57.715ZPOST/api/v5/account/set-leverage{"instId":"BTC-USDT","lever":"5","mgnMode":"isolated"}',
+        "eCnnCgWLjlQ9XnpUkrcny3qNq3WW/81KNrDr/XR6Xv8=",
+    ),
+    "R4": (
+        "chNOOS4KvNXR_Xq4k4c9qsfoKWvnDecLATCRlcBwyKDYnWgO",
+        "2020-12-08T09:08:57.715ZGET/api/v5/account/balance",
+        "PJ61e1nb2F2Qd7D8SPiaIcx2gjdELc+o0ygzre9z33k=",
+    ),
     "WS": (SECRET_A, "1538054050GET/users/self/verify", "+LdIr8lkkvhr5hoA3g9TMC0+uQJ849ftAcocA/ouu4M="),
 }

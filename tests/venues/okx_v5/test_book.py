@@ -46,16 +46,24 @@ def pairs(levels: list[list[str]]) -> list[tuple[str, str]]:
 
 # -- checksum vectors (§9) ---------------------------------------------------------------------------
 
+
 def test_worked_example_checksum_after_snapshot_and_update() -> None:
     bids, asks = pairs(CHECKSUM_BOOK["bids"]), pairs(CHECKSUM_BOOK["asks"])
     assert checksum_string(bids, asks) == CHECKSUM_STRING_1
     assert checksum(bids, asks) == CHECKSUM_1
     book = OrderBook("ETH-USDT", Scale(1, 7))
-    book.apply_snapshot(CHECKSUM_BOOK["bids"], CHECKSUM_BOOK["asks"], ts_event=T0, seq_id=1,
-                        checksum_value=CHECKSUM_1)
+    book.apply_snapshot(
+        CHECKSUM_BOOK["bids"], CHECKSUM_BOOK["asks"], ts_event=T0, seq_id=1, checksum_value=CHECKSUM_1
+    )
     assert book.checksum() == CHECKSUM_1
-    book.apply_update(CHECKSUM_UPDATE["bids"], CHECKSUM_UPDATE["asks"], ts_event=T0, prev_seq_id=1, seq_id=2,
-                      checksum_value=CHECKSUM_2)
+    book.apply_update(
+        CHECKSUM_UPDATE["bids"],
+        CHECKSUM_UPDATE["asks"],
+        ts_event=T0,
+        prev_seq_id=1,
+        seq_id=2,
+        checksum_value=CHECKSUM_2,
+    )
     assert book.checksum() == CHECKSUM_2
     assert signed_crc(CHECKSUM_STRING_2) == CHECKSUM_2
 
@@ -95,11 +103,13 @@ def test_only_top_25_levels_feed_the_checksum() -> None:
 
 # -- checksum modes --------------------------------------------------------------------------------
 
+
 def test_nonzero_checksum_mismatch_drops_book() -> None:
     book = OrderBook("ETH-USDT", Scale(1, 7))
     with pytest.raises(ChecksumMismatchError) as info:
-        book.apply_snapshot(CHECKSUM_BOOK["bids"], CHECKSUM_BOOK["asks"], ts_event=T0, seq_id=5,
-                            checksum_value=CHECKSUM_1 + 1)
+        book.apply_snapshot(
+            CHECKSUM_BOOK["bids"], CHECKSUM_BOOK["asks"], ts_event=T0, seq_id=5, checksum_value=CHECKSUM_1 + 1
+        )
     assert (info.value.expected, info.value.computed, info.value.seq_id) == (CHECKSUM_1 + 1, CHECKSUM_1, 5)
     assert not book.is_valid and book.bids() == () and book.seq_id is None
 
@@ -110,14 +120,18 @@ def test_zero_or_absent_checksum_is_skipped_and_off_mode_never_checks() -> None:
     book.apply_update([], [], ts_event=T0, prev_seq_id=5, seq_id=5, checksum_value=None)
     assert book.is_valid
     off = OrderBook("ETH-USDT", Scale(1, 7), checksum_mode=ChecksumMode.OFF)
-    off.apply_snapshot(CHECKSUM_BOOK["bids"], CHECKSUM_BOOK["asks"], ts_event=T0, seq_id=5, checksum_value=123)
+    off.apply_snapshot(
+        CHECKSUM_BOOK["bids"], CHECKSUM_BOOK["asks"], ts_event=T0, seq_id=5, checksum_value=123
+    )
     assert off.is_valid
 
 
 # -- sequence rules ---------------------------------------------------------------------------------
 
+
 def test_documented_sequence_with_heartbeat_and_reset() -> None:
-    # PROTOCOL.md §3.2 rule 5: snapshot (-1, 10), update (10, 15), heartbeat (15, 15), reset (15, 3), update (3, 5)
+    # PROTOCOL.md §3.2 rule 5: snapshot (-1, 10), update (10, 15), heartbeat (15, 15),
+    # reset (15, 3), update (3, 5)
     book = OrderBook("BTC-USDT", Scale(1, 8))
     book.apply_snapshot([["100.0", "1", "0", "1"]], [["100.5", "2", "0", "1"]], ts_event=T0, seq_id=10)
     book.apply_update([["100.1", "3", "0", "1"]], [], ts_event=T0, prev_seq_id=10, seq_id=15)
@@ -191,17 +205,34 @@ def test_truncation_drops_worst_levels() -> None:
     assert book.bids() == ((105, 2, None), (100, 1, None))
     assert book.asks() == ((108, 3, None), (110, 1, None))
     snap = book.snapshot(T0 + timedelta(seconds=1), depth=1)
-    assert (snap.bids, snap.asks, snap.seq_id, snap.price_decimals) == (((105, 2, None),), ((108, 3, None),), 2, 1)
+    assert (snap.bids, snap.asks, snap.seq_id, snap.price_decimals) == (
+        ((105, 2, None),),
+        ((108, 3, None),),
+        2,
+        1,
+    )
     assert book.scale.price(snap.bids[0][0]) == Decimal("10.5")
 
 
 # -- fixed point -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "dec", "expected"), [
-    ("42219.9", 1, 422199), ("42219.90", 1, 422199), ("3366", 1, 33660), ("0.0000001", 8, 10),
-    ("1e-07", 8, 10), ("1E-7", 7, 1), ("7.0", 0, 7), ("0", 3, 0), ("-1.5", 1, -15), ("1.", 2, 100),
-    ("12345678901234567890.12345678", 8, 1234567890123456789012345678),
-])
+
+@pytest.mark.parametrize(
+    ("text", "dec", "expected"),
+    [
+        ("42219.9", 1, 422199),
+        ("42219.90", 1, 422199),
+        ("3366", 1, 33660),
+        ("0.0000001", 8, 10),
+        ("1e-07", 8, 10),
+        ("1E-7", 7, 1),
+        ("7.0", 0, 7),
+        ("0", 3, 0),
+        ("-1.5", 1, -15),
+        ("1.", 2, 100),
+        ("12345678901234567890.12345678", 8, 1234567890123456789012345678),
+    ],
+)
 def test_to_fixed(text: str, dec: int, expected: int) -> None:
     assert to_fixed(text, dec) == expected
 
@@ -212,8 +243,9 @@ def test_to_fixed_rejects(text: str) -> None:
         to_fixed(text, 2, "px")
 
 
-@pytest.mark.parametrize(("text", "expected"), [("0.1", 1), ("1", 0), ("0.00000001", 8), ("1e-8", 8),
-                                                ("0.010", 2), ("10", 0)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("0.1", 1), ("1", 0), ("0.00000001", 8), ("1e-8", 8), ("0.010", 2), ("10", 0)]
+)
 def test_decimals_of(text: str, expected: int) -> None:
     assert decimals_of(text) == expected
 
@@ -250,13 +282,21 @@ levels_st = st.lists(st.tuples(price_st, size_st, fmt_st), max_size=30)
 
 
 @settings(max_examples=200, deadline=None)
-@given(snap_b=levels_st, snap_a=levels_st, updates=st.lists(st.tuples(levels_st, levels_st), max_size=15),
-       depth=st.integers(min_value=1, max_value=40))
-def test_book_matches_dict_model(snap_b: list[tuple[int, int, str]], snap_a: list[tuple[int, int, str]],
-                                 updates: list[tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]],
-                                 depth: int) -> None:
+@given(
+    snap_b=levels_st,
+    snap_a=levels_st,
+    updates=st.lists(st.tuples(levels_st, levels_st), max_size=15),
+    depth=st.integers(min_value=1, max_value=40),
+)
+def test_book_matches_dict_model(
+    snap_b: list[tuple[int, int, str]],
+    snap_a: list[tuple[int, int, str]],
+    updates: list[tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]],
+    depth: int,
+) -> None:
     scale = Scale(1, 2)
     book = OrderBook("X-Y", scale, depth=depth)
+
     # bids live at prices 1..60 (scaled ticks), asks at 61..120 so the book never crosses
     def wire(levels: list[tuple[int, int, str]], offset: int) -> list[list[str]]:
         return [[render(p + offset, 1, f), render(s, 2, f), "0", "1"] for p, s, f in levels]
@@ -264,7 +304,12 @@ def test_book_matches_dict_model(snap_b: list[tuple[int, int, str]], snap_a: lis
     model_b: dict[int, tuple[int, str, str]] = {}
     model_a: dict[int, tuple[int, str, str]] = {}
 
-    def load(model: dict[int, tuple[int, str, str]], levels: list[list[str]], offset: int, raw: list[tuple[int, int, str]]) -> None:
+    def load(
+        model: dict[int, tuple[int, str, str]],
+        levels: list[list[str]],
+        offset: int,
+        raw: list[tuple[int, int, str]],
+    ) -> None:
         for (p, s, _), lv in zip(raw, levels, strict=True):
             if s == 0:
                 model.pop(p + offset, None)
@@ -282,25 +327,29 @@ def test_book_matches_dict_model(snap_b: list[tuple[int, int, str]], snap_a: lis
     load(model_a, wa, 60, snap_a)
     truncate()
     book.apply_snapshot(wb, wa, ts_event=T0, seq_id=0)
-    seq = 0
-    for ub, ua in updates:
+    for seq, (ub, ua) in enumerate(updates):
         wb, wa = wire(ub, 0), wire(ua, 60)
         load(model_b, wb, 0, ub)
         load(model_a, wa, 60, ua)
         truncate()
         bids_sorted = [model_b[k] for k in sorted(model_b, reverse=True)]
         asks_sorted = [model_a[k] for k in sorted(model_a)]
-        expected_ck = checksum([(px, sz) for _, px, sz in bids_sorted], [(px, sz) for _, px, sz in asks_sorted])
+        expected_ck = checksum(
+            [(px, sz) for _, px, sz in bids_sorted], [(px, sz) for _, px, sz in asks_sorted]
+        )
         book.apply_update(wb, wa, ts_event=T0, prev_seq_id=seq, seq_id=seq + 1, checksum_value=expected_ck)
-        seq += 1
         assert book.checksum() == expected_ck
     assert [(t, s) for t, s, _ in book.bids()] == [(k, model_b[k][0]) for k in sorted(model_b, reverse=True)]
     assert [(t, s) for t, s, _ in book.asks()] == [(k, model_a[k][0]) for k in sorted(model_a)]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(min_value=-2, max_value=50), st.integers(min_value=-2, max_value=50)),
-                max_size=20))
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=-2, max_value=50), st.integers(min_value=-2, max_value=50)),
+        max_size=20,
+    )
+)
 def test_seq_chain_model(pairs_: list[tuple[int, int]]) -> None:
     """Any sequence of (prevSeqId, seqId) is accepted exactly when each prev equals the last seqId."""
     book = OrderBook("X-Y", Scale(0, 0))

@@ -44,7 +44,9 @@ def test_candle_channel_names() -> None:
 
 
 def test_arg_encodes_with_venue_field_names_and_omits_empty() -> None:
-    assert msgspec.json.encode(ChannelArg("tickers", "BTC-USDT")) == b'{"channel":"tickers","instId":"BTC-USDT"}'
+    assert (
+        msgspec.json.encode(ChannelArg("tickers", "BTC-USDT")) == b'{"channel":"tickers","instId":"BTC-USDT"}'
+    )
     assert msgspec.json.encode(ChannelArg("instruments", instType="SPOT")) == (
         b'{"channel":"instruments","instType":"SPOT"}'
     )

@@ -20,13 +20,39 @@ from recorder.venues.okx_v5.errors import CODES, classify, exchange_error, likel
 
 RETRY = [50001, 50004, 50013, 50026, 64007]
 RATE = [50011, 60014]
-AUTH = [50101, 50102, 50103, 50104, 50105, 50106, 50107, 50110, 50111, 50112, 50113, 50114,
-        60004, 60005, 60006, 60007, 60009, 60024, 60032]
+AUTH = [
+    50101,
+    50102,
+    50103,
+    50104,
+    50105,
+    50106,
+    50107,
+    50110,
+    50111,
+    50112,
+    50113,
+    50114,
+    60004,
+    60005,
+    60006,
+    60007,
+    60009,
+    60024,
+    60032,
+]
 BAD = [50014, 51000, 60012, 60013, 60018, 60019]
 
 
-@pytest.mark.parametrize(("codes", "cls"), [(RETRY, ErrorClass.RETRY_LATER), (RATE, ErrorClass.RATE_LIMITED),
-                                            (AUTH, ErrorClass.AUTH), (BAD, ErrorClass.BAD_REQUEST)])
+@pytest.mark.parametrize(
+    ("codes", "cls"),
+    [
+        (RETRY, ErrorClass.RETRY_LATER),
+        (RATE, ErrorClass.RATE_LIMITED),
+        (AUTH, ErrorClass.AUTH),
+        (BAD, ErrorClass.BAD_REQUEST),
+    ],
+)
 def test_documented_classification(codes: list[int], cls: ErrorClass) -> None:
     for code in codes:
         assert classify(code) is cls, code
@@ -42,7 +68,9 @@ def test_every_documented_code_has_text_and_http_status_where_rest() -> None:
 
 
 def test_rest_auth_error_names_the_likely_cause_and_server_text() -> None:
-    exc = exchange_error("50113", Transport.REST, msg="Invalid Sign", http_status=401, context="/api/v5/account/balance")
+    exc = exchange_error(
+        "50113", Transport.REST, msg="Invalid Sign", http_status=401, context="/api/v5/account/balance"
+    )
     assert isinstance(exc, ExchangeError)
     assert exc.code == 50113 and exc.message_en == "invalid signature"
     assert is_auth_failure(exc) and not is_retryable(exc)
@@ -72,7 +100,9 @@ def test_non_numeric_code_does_not_crash() -> None:
     assert exc.code == -1 and "abc" in str(exc)
 
 
-@given(st.integers(min_value=-10**6, max_value=10**6), st.sampled_from([None, 200, 400, 401, 429, 500, 503]))
+@given(
+    st.integers(min_value=-(10**6), max_value=10**6), st.sampled_from([None, 200, 400, 401, 429, 500, 503])
+)
 def test_lookup_and_classify_are_total(code: int, status: int | None) -> None:
     assert isinstance(classify(code, status), ErrorClass)
     exc = exchange_error(code, Transport.REST, http_status=status)

@@ -30,10 +30,14 @@ def test_sign_matches_documented_vector(name: str) -> None:
 
 
 def test_prehash_of_r1_r2_r3_is_the_documented_string() -> None:
-    assert prehash("2020-12-08T09:08:57.715Z", "get", "/api/v5/account/balance?ccy=BTC") == SIGNING_VECTORS["R1"][1]
+    assert (
+        prehash("2020-12-08T09:08:57.715Z", "get", "/api/v5/account/balance?ccy=BTC")
+        == SIGNING_VECTORS["R1"][1]
+    )
     body = '{"instId":"BTC-USDT","lever":"5","mgnMode":"isolated"}'
-    assert prehash("2020-12-08T09:08:57.715Z", "POST", "/api/v5/account/set-leverage", body) == (
-        SIGNING_VECTORS["R3"][1]
+    assert (
+        prehash("2020-12-08T09:08:57.715Z", "POST", "/api/v5/account/set-leverage", body)
+        == (SIGNING_VECTORS["R3"][1])
     )
 
 
@@ -53,7 +57,9 @@ def test_rest_headers_for_r1_are_the_documented_request() -> None:
         "OK-ACCESS-PASSPHRASE": "my passphrase",
         "Content-Type": "application/json",
     }
-    demo = rest_headers(creds, "GET", "/api/v5/account/balance?ccy=BTC", epoch_ms=R1_MS, simulated_trading=True)
+    demo = rest_headers(
+        creds, "GET", "/api/v5/account/balance?ccy=BTC", epoch_ms=R1_MS, simulated_trading=True
+    )
     assert demo["x-simulated-trading"] == "1"
 
 
