@@ -24,7 +24,6 @@ and §9 (worked checksum example).
 from __future__ import annotations
 
 import enum
-import re
 import zlib
 from bisect import bisect_left, insort
 from collections.abc import Sequence
@@ -51,9 +50,6 @@ __all__ = [
 CHECKSUM_LEVELS = 25
 """Levels per side that feed the checksum (§3.2 step 2)."""
 
-_PLAIN = re.compile(r"(-?)([0-9]+)(?:\.([0-9]*))?")
-
-
 def decimals_of(increment: str) -> int:
     """Decimal places of a ``tickSz``/``lotSz`` string: ``"0.1"`` → 1, ``"1"`` → 0, ``"1e-8"`` → 8.
 
@@ -72,27 +68,28 @@ def decimals_of(increment: str) -> int:
 def to_fixed(text: str, decimals: int, field: str = "value") -> int:
     """``text`` (a v5 number string) as an integer scaled by ``10**decimals``, exactly.
 
-    Plain notation takes a fast path; exponent notation (``"1e-07"``) goes through
-    :class:`~decimal.Decimal`. Raises :class:`~recorder.errors.DecodeError` naming
+    Plain unsigned notation takes a fast path; signs and exponent notation (``"1e-07"``) go
+    through :class:`~decimal.Decimal`. Raises :class:`~recorder.errors.DecodeError` naming
     ``field`` for an empty, malformed or non-finite value, or one finer than the scale.
     """
-    m = _PLAIN.fullmatch(text)
-    if m is not None:
-        sign, whole, frac = m.groups()
-        frac = frac or ""
-        if len(frac) > decimals:
-            if frac[decimals:].strip("0"):
-                raise DecodeError(f"{field} {text!r} is finer than the scale (10^-{decimals})")
-            frac = frac[:decimals]
-        value = int(whole + frac.ljust(decimals, "0"))
-        return -value if sign else value
+    whole, _, frac = text.partition(".")
+    if whole.isascii() and whole.isdigit() and (not frac or (frac.isascii() and frac.isdigit())):
+        n = len(frac)
+        if n <= decimals:
+            return int(whole + frac) * 10 ** (decimals - n)
+        if frac[decimals:].strip("0"):
+            raise DecodeError(f"{field} {text!r} is finer than the scale (10^-{decimals})")
+        return int(whole + frac[:decimals])
     if not isinstance(text, str) or NUMBER.fullmatch(text) is None:
         raise DecodeError(f"{field} {text!r} is not a decimal number")
-    d = Decimal(text)
-    scaled = d.scaleb(decimals)
+    scaled = Decimal(text).scaleb(decimals)
     if scaled != scaled.to_integral_value():
         raise DecodeError(f"{field} {text!r} is finer than the scale (10^-{decimals})")
     return int(scaled)
+
+
+MAX_DECIMALS = 30
+"""Largest scale accepted (v5 increments have at most about 12 decimals)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +98,11 @@ class Scale:
 
     price_decimals: int
     size_decimals: int
+
+    def __post_init__(self) -> None:
+        for name in ("price_decimals", "size_decimals"):
+            if not 0 <= getattr(self, name) <= MAX_DECIMALS:
+                raise DecodeError(f"{name} {getattr(self, name)} is outside 0..{MAX_DECIMALS}")
 
     @classmethod
     def from_sizes(cls, tick_sz: str, lot_sz: str) -> Scale:
@@ -152,6 +154,19 @@ class _Side:
     def __init__(self) -> None:
         self.levels: dict[int, tuple[int, int | None, str, str]] = {}
         self.ticks: list[int] = []
+
+    @classmethod
+    def load(cls, parsed: Sequence[BookLevel], raw: Sequence[Sequence[str]]) -> _Side:
+        # A price repeated within one snapshot: the last one wins; size 0 means absent.
+        side = cls()
+        levels = side.levels
+        for lv, r in zip(parsed, raw, strict=True):
+            if lv[1]:
+                levels[lv[0]] = (lv[1], lv[2], r[0], r[1])
+            else:
+                levels.pop(lv[0], None)
+        side.ticks = sorted(levels)
+        return side
 
     def set(self, tick: int, size: int, count: int | None, px: str, sz: str) -> None:
         levels = self.levels
@@ -258,12 +273,8 @@ class OrderBook:
         """
         pb = self.parse_levels(bids, "bids")
         pa = self.parse_levels(asks, "asks")
-        self._bids = _Side()
-        self._asks = _Side()
-        for lv, raw in zip(pb, bids, strict=True):
-            self._bids.set(lv[0], lv[1], lv[2], raw[0], raw[1])
-        for lv, raw in zip(pa, asks, strict=True):
-            self._asks.set(lv[0], lv[1], lv[2], raw[0], raw[1])
+        self._bids = _Side.load(pb, bids)
+        self._asks = _Side.load(pa, asks)
         self._finish(ts_event, seq_id, checksum_value)
         return pb, pa
 

@@ -367,3 +367,20 @@ def test_seq_chain_model(pairs_: list[tuple[int, int]]) -> None:
             assert ok
             last = seq
             assert book.seq_id == seq
+
+
+def test_scale_bounds_and_round_trip() -> None:
+    with pytest.raises(DecodeError, match="price_decimals"):
+        Scale(-1, 0)
+    with pytest.raises(DecodeError, match="size_decimals"):
+        Scale(0, 31)
+    scale = Scale.from_sizes("0.1", "0.00000001")
+    assert scale == Scale(1, 8)
+    assert (scale.price(422199), scale.size(12060306)) == (Decimal("42219.9"), Decimal("0.12060306"))
+
+
+def test_snapshot_with_repeated_price_and_zero_size() -> None:
+    book = OrderBook("X-Y", Scale(1, 0))
+    book.apply_snapshot([["10", "1"], ["10.0", "3"], ["9", "0"]], [], ts_event=T0, seq_id=1)
+    assert book.bids() == ((100, 3, None),)
+    assert book.checksum() == checksum([("10.0", "3")], [])
