@@ -150,17 +150,18 @@ class V5Session:
         self._request("subscribe", args)
 
     def unsubscribe(self, args: Iterable[ChannelArg]) -> None:
-        """Queue ``unsubscribe`` requests (§2.2); their books are dropped at once."""
+        """Queue ``unsubscribe`` requests (§2.2). Their books are dropped at once; book updates
+        still in flight are discarded quietly (no gap) until a new snapshot."""
         args = list(args)
         for arg in args:
             self._books.pop(arg.key, None)
+            self._dropped.add(arg.key)
         self._request("unsubscribe", args)
 
     def resubscribe(self, arg: ChannelArg) -> None:
         """Queue unsubscribe + subscribe of ``arg`` to get a fresh snapshot (§3.2 rule 6)."""
         self.unsubscribe([arg])
         self._request("subscribe", [arg])
-        self._dropped.add(arg.key)
 
     def login(self, credentials: V5Credentials, now: datetime) -> None:
         """Queue the ``login`` op (§2.5) signed for ``now`` (Unix seconds, integer)."""
@@ -168,7 +169,11 @@ class V5Session:
         self._outbox.append(_ENCODER.encode({"op": "login", "args": [args]}).decode())
 
     def set_scale(self, instrument: str, scale: Scale) -> None:
-        """Set (or change, e.g. after a ``tickSz`` change) the scale of ``instrument``; drops its books."""
+        """Set (or change, e.g. after a ``tickSz`` change) the scale of ``instrument``.
+
+        Its books are dropped: the next update of each is a ``BookGap(NO_SNAPSHOT)`` with a
+        resubscribe, and the fresh snapshot is parsed with the new scale.
+        """
         self._scales[instrument] = scale
         for key in [k for k in self._books if k[1] == instrument]:
             del self._books[key]

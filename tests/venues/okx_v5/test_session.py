@@ -371,3 +371,22 @@ def test_snapshot_checksum_uses_received_strings() -> None:
     ck = checksum([("8476.970", "100")], [("8476.98", "7")])
     (snap,) = s.receive(book_frame("snapshot", bids, asks, -1, 1, ck), T0)
     assert isinstance(snap, BookSnapshot) and snap.bids == ((847697, 100, 3),)
+
+
+def test_unsubscribe_discards_in_flight_updates_without_a_gap() -> None:
+    s = V5Session(UrlKind.PUBLIC, scales=SCALES)
+    s.receive(snapshot_frame(10), T0)
+    s.unsubscribe([BOOKS])
+    assert sent(s) == [{"id": "1", "op": "unsubscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]}]
+    assert s.receive(book_frame("update", [], [], 10, 11), T0) == []
+    assert s.data_to_send() == [] and s.book("books", "BTC-USDT") is None
+
+
+def test_scale_change_drops_book_and_next_update_resubscribes() -> None:
+    s = V5Session(UrlKind.PUBLIC, scales=SCALES)
+    s.receive(snapshot_frame(10), T0)
+    s.set_scale("BTC-USDT", Scale(3, 0))
+    (gap,) = s.receive(book_frame("update", [], [], 10, 11), T0)
+    assert isinstance(gap, BookGap) and gap.reason is GapReason.NO_SNAPSHOT and len(sent(s)) == 2
+    (snap,) = s.receive(snapshot_frame(20), T0)
+    assert isinstance(snap, BookSnapshot) and snap.bids[0][0] == 8476970 and snap.price_decimals == 3
