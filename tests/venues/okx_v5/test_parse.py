@@ -407,3 +407,79 @@ def test_random_ticker_items_raise_only_decode_error(item: dict[str, object]) ->
         P.parse_ticker(d, RECV)
     except DecodeError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("type_", "item", "field", "value", "needle"),
+    [
+        (InstrumentData, INSTRUMENT, "tickSz", "", "tickSz"),
+        (InstrumentData, INSTRUMENT, "minSz", "abc", "minSz"),
+        (InstrumentData, INSTRUMENT, "listTime", "soon", "listTime"),
+        (OrderData, ORDER, "cTime", "", "cTime"),
+        (OrderData, ORDER, "side", "short", "side"),
+        (OrderData, ORDER, "avgPx", "1,0", "avgPx"),
+        (OrderData, ORDER, "ordId", "", "ordId"),
+        (FillData, FILL, "fillSz", "", "fillSz"),
+        (FillData, FILL, "fee", "NaN", "fee"),
+        (FillData, FILL, "tradeId", "", "tradeId"),
+    ],
+)
+def test_odd_values_in_private_and_reference_items(
+    type_: type, item: dict[str, object], field: str, value: str, needle: str
+) -> None:
+    parser = {InstrumentData: P.parse_instrument, OrderData: P.parse_order, FillData: P.parse_fill}[type_]
+    (d,) = P.decode_data(json.dumps([{**item, field: value}]).encode(), type_, "x")
+    with pytest.raises(DecodeError, match=needle):
+        parser(d, RECV)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("value", [None, 5, True, [], {}])
+def test_non_string_values_are_named(value: object) -> None:
+    with pytest.raises(DecodeError, match="fillPx"):
+        P.decode_data(json.dumps([{**FILL, "fillPx": value}]).encode(), FillData, "fills")
+
+
+def test_balance_empty_strings_and_exponents() -> None:
+    raw = json.dumps(
+        [
+            {
+                "uTime": "",
+                "totalEq": "",
+                "details": [
+                    {"ccy": "BTC", "eq": "", "cashBal": "1E-8", "availBal": "", "frozenBal": "0", "uTime": ""}
+                ],
+            }
+        ]
+    )
+    (d,) = P.decode_data(raw.encode(), BalanceData, "balance")
+    (b,) = P.parse_balances(d, RECV)
+    assert (b.cash, b.available, b.frozen, b.equity, b.equity_usd, b.ts_event) == (
+        Decimal("0.00000001"),
+        None,
+        Decimal("0"),
+        None,
+        None,
+        None,
+    )
+    with pytest.raises(DecodeError, match="ccy"):
+        P.decode_data(b'[{"details": [{"eq": "1"}]}]', BalanceData, "balance")
+    with pytest.raises(DecodeError, match="details"):
+        P.decode_data(b'[{"uTime": "1"}]', BalanceData, "balance")
+
+
+def test_every_record_carries_the_venue() -> None:
+    (t,) = data_of(TICKER, TickerData)
+    (tr,) = data_of(TRADES, TradeData)
+    (o,) = P.decode_data(json.dumps([ORDER]).encode(), OrderData, "orders")
+    (f,) = P.decode_data(json.dumps([FILL]).encode(), FillData, "fills")
+    (i,) = P.decode_data(json.dumps([INSTRUMENT]).encode(), InstrumentData, "instruments")
+    records = [
+        P.parse_ticker(t, RECV),
+        P.parse_trade(tr, RECV),
+        P.parse_order(o, RECV),
+        P.parse_fill(f, RECV),
+        P.parse_instrument(i, RECV),
+        P.parse_candle(["1", "1", "1", "1", "1"], "BTC-USDT", "1m", RECV),
+    ]
+    assert {r.venue for r in records} == {"okx_v5"}
+    assert all(r.ts_recv == RECV for r in records)
