@@ -7,13 +7,19 @@ endpoints), §5.4 (pagination), §6 (signing) and §7.1 (per-endpoint limits). N
 
 Read-only by construction: only the GET endpoints in :data:`ENDPOINTS` can be
 built; anything else raises :class:`~recorder.errors.ConfigError`.
+
+Every ``parse_*`` takes the HTTP status and the raw body and raises
+:class:`~recorder.errors.ExchangeError` (classified) for a non-zero ``code`` — also for
+401/429 answers without ``data`` — and :class:`~recorder.errors.DecodeError` naming the
+field for a malformed body. Times are aware UTC datetimes; ``ts_recv`` is the caller's
+receive time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -28,6 +34,7 @@ from .schemas import (
     FillData,
     InstrumentData,
     OrderData,
+    RestEnvelope,
     TickerData,
     TimeData,
     TradeData,
@@ -58,6 +65,7 @@ DEFAULT_BASE_URL = "https://www.okx.com"
 """Every SDK's host; the latest docs say ``https://openapi.okx.com`` (§1, **unconfirmed**): configurable."""
 
 T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +167,7 @@ def build_request(
     return PreparedRequest("GET", full, headers, endpoint)
 
 
-def check_envelope(status: int, body: bytes | str, *, context: str = "") -> P.RestEnvelope:
+def check_envelope(status: int, body: bytes | str, *, context: str = "") -> RestEnvelope:
     """The envelope of a REST answer (§4.0) when ``code`` is ``0``.
 
     Raises :class:`~recorder.errors.ExchangeError` (classified: 429/50011 rate limit,
@@ -253,7 +261,7 @@ def _cursor_of(item: Order | Fill | Trade | Candle, field: str) -> str:
     if field == "tradeId" and isinstance(item, Trade):
         return item.trade_id
     if field == "ts" and isinstance(item, Candle):
-        return str(int((item.ts_event - P._EPOCH).total_seconds() * 1000))
+        return str((item.ts_event - _EPOCH) // timedelta(milliseconds=1))
     raise ConfigError(f"cursor field {field!r} does not apply to {type(item).__name__}")
 
 

@@ -340,6 +340,11 @@ class V5Session:
                     truncate=self.config.truncate_books,
                 )
             snapshot = msg.action == "snapshot" or not kind.is_incremental_book
+            if not snapshot and key in self._dropped:
+                # The book was dropped (gap, unsubscribe): updates still in flight are discarded
+                # quietly until the fresh snapshot; no second gap, no second resubscribe.
+                self.dropped_updates += 1
+                continue
             try:
                 if snapshot:
                     bids, asks = book.apply_snapshot(
@@ -365,11 +370,6 @@ class V5Session:
                         raise DecodeError(f"field 'action': {msg.action!r} is not snapshot/update")
                     if d.seqId is None or d.prevSeqId is None:
                         raise DecodeError(f"{arg.channel} update without seqId/prevSeqId")
-                    if key in self._dropped:
-                        # Book already dropped and resubscribed: updates in flight are discarded
-                        # quietly until the fresh snapshot.
-                        self.dropped_updates += 1
-                        continue
                     bids, asks = book.apply_update(
                         d.bids,
                         d.asks,

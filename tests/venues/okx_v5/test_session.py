@@ -390,3 +390,13 @@ def test_scale_change_drops_book_and_next_update_resubscribes() -> None:
     assert isinstance(gap, BookGap) and gap.reason is GapReason.NO_SNAPSHOT and len(sent(s)) == 2
     (snap,) = s.receive(snapshot_frame(20), T0)
     assert isinstance(snap, BookSnapshot) and snap.bids[0][0] == 8476970 and snap.price_decimals == 3
+
+
+def test_malformed_update_for_a_dropped_book_is_discarded_not_a_second_gap() -> None:
+    s = V5Session(UrlKind.PUBLIC, scales=SCALES)
+    s.receive(snapshot_frame(10), T0)
+    (gap,) = s.receive(book_frame("update", [], [], 11, 12), T0)
+    assert isinstance(gap, BookGap)
+    assert len(s.data_to_send()) == 2
+    assert s.receive(book_frame("update", [["bad", "1"]], [], 12, 13), T0) == []
+    assert s.data_to_send() == [] and s.take_deferred() == [] and s.dropped_updates == 1
