@@ -51,7 +51,7 @@ CHECKSUM_LEVELS = 25
 """Levels per side that feed the checksum (§3.2 step 2)."""
 
 def decimals_of(increment: str) -> int:
-    """Decimal places of a ``tickSz``/``lotSz`` string: ``"0.1"`` → 1, ``"1"`` → 0, ``"1e-8"`` → 8.
+    """Decimal places of a ``tickSz``/``lotSz`` string (§4.5): ``"0.1"`` → 1, ``"1"`` → 0, ``"1e-8"`` → 8.
 
     Raises :class:`~recorder.errors.DecodeError` for a non-positive or malformed value.
     """
@@ -66,7 +66,8 @@ def decimals_of(increment: str) -> int:
 
 
 def to_fixed(text: str, decimals: int, field: str = "value") -> int:
-    """``text`` (a v5 number string) as an integer scaled by ``10**decimals``, exactly.
+    """``text`` (a v5 number string, §0) as an integer scaled by ``10**decimals``, exactly (§3.2:
+    prices compare as decimals).
 
     Plain unsigned notation takes a fast path; signs and exponent notation (``"1e-07"``) go
     through :class:`~decimal.Decimal`. Raises :class:`~recorder.errors.DecodeError` naming
@@ -94,7 +95,7 @@ MAX_DECIMALS = 30
 
 @dataclass(frozen=True, slots=True)
 class Scale:
-    """Fixed-point scale of one instrument: decimals of ``tickSz`` (prices) and ``lotSz`` (sizes)."""
+    """Fixed-point scale of one instrument (§4.5): decimals of ``tickSz`` (prices) and ``lotSz`` (sizes)."""
 
     price_decimals: int
     size_decimals: int
@@ -238,7 +239,7 @@ class OrderBook:
         self.ts_event = None
 
     def parse_levels(self, levels: Sequence[Sequence[str]], side: str) -> tuple[BookLevel, ...]:
-        """Wire levels ``[px, sz, "0", count]`` as ``(price_ticks, size_units, count)``.
+        """Wire levels ``[px, sz, "0", count]`` (§3.2) as ``(price_ticks, size_units, count)``.
 
         Raises :class:`~recorder.errors.DecodeError` naming ``side`` for a short or bad level.
         """
@@ -266,7 +267,7 @@ class OrderBook:
         seq_id: int | None = None,
         checksum_value: int | None = None,
     ) -> tuple[tuple[BookLevel, ...], tuple[BookLevel, ...]]:
-        """Replace the book with a snapshot (``action: snapshot``, or any ``books5``/``bbo-tbt`` push).
+        """Replace the book with a snapshot (§3.2: ``action: snapshot``, or any ``books5``/``bbo-tbt`` push).
 
         Returns the parsed ``(bids, asks)``. Raises DecodeError (book unchanged) or
         ChecksumMismatchError (book dropped).
@@ -357,7 +358,7 @@ class OrderBook:
         return tuple((t, *side.levels[t][:2]) for t in ticks)
 
     def snapshot(self, ts_recv: datetime, depth: int | None = None) -> BookSnapshot:
-        """The current book as a :class:`BookSnapshot` (top ``depth`` levels, default all).
+        """The current book as a :class:`BookSnapshot` (top ``depth`` levels, default all; §3.2).
 
         Raises :class:`~recorder.errors.BookError` when the book is not valid.
         """

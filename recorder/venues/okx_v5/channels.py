@@ -101,7 +101,7 @@ def candle_channel(bar: str) -> str:
 
 
 def parse_channel(name: str) -> Channel | str:
-    """The :class:`Channel` for ``name``, or the bar (``"1m"``) for a candle channel.
+    """The :class:`Channel` for ``name``, or the bar (``"1m"``) for a candle channel (§3, §3.4).
 
     Raises :class:`~recorder.errors.ChannelError` for any other name.
     """
@@ -150,7 +150,7 @@ DEFAULT_MAX_ARGS_PER_CONNECTION = 100
 
 @dataclass(frozen=True, slots=True)
 class ConnectionPlan:
-    """The args one WebSocket connection subscribes, and the URL it connects to."""
+    """The args one WebSocket connection subscribes, and the URL it connects to (§1, §2.4)."""
 
     url_kind: UrlKind
     args: tuple[ChannelArg, ...]

@@ -18,7 +18,7 @@ __all__ = ["CODES", "V5ErrorCode", "classify", "exchange_error", "likely_cause",
 
 @dataclass(frozen=True, slots=True)
 class V5ErrorCode:
-    """One documented code: its HTTP status (None for WebSocket codes), text and class."""
+    """One documented code (§7.3): its HTTP status (None for WebSocket codes), text and class."""
 
     code: int
     http_status: int | None
@@ -96,7 +96,7 @@ _CAUSES = {
 
 
 def lookup(code: int) -> V5ErrorCode | None:
-    """The documented entry for ``code``, or None."""
+    """The documented entry for ``code`` (§7.3), or None."""
     return CODES.get(code)
 
 
@@ -114,7 +114,7 @@ def classify(code: int, http_status: int | None = None) -> ErrorClass:
 
 
 def likely_cause(code: int) -> str | None:
-    """One sentence naming the likely cause of an auth failure (50105, 50111, 50113, ...), or None.
+    """One sentence naming the likely cause of an auth failure (§7.3: 50105, 50111, 50113, ...), or None.
 
     Never contains a secret: it names the setting, not its value.
     """
@@ -124,7 +124,7 @@ def likely_cause(code: int) -> str | None:
 def exchange_error(
     code: int | str, transport: Transport, *, msg: str = "", http_status: int | None = None, context: str = ""
 ) -> ExchangeError:
-    """The typed, classified error for ``code`` (a string such as ``"50113"`` or an int).
+    """The typed, classified error for ``code`` (§7.3; a string such as ``"50113"`` or an int, §4.0).
 
     ``msg`` (the server's text) and ``context`` (endpoint or channel) are carried in
     ``context``; an undocumented code names itself. A non-numeric code becomes -1.

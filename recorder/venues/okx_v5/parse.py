@@ -89,7 +89,7 @@ def decode_ws_message(frame: str | bytes) -> WsMessage | str:
 
 
 def decode_data(raw: msgspec.Raw | bytes, type_: type[T], what: str) -> list[T]:
-    """Decode a raw ``data`` array (of a push or REST answer) into ``list[type_]``.
+    """Decode a raw ``data`` array (of a push §2.3 or REST answer §4.0) into ``list[type_]``.
 
     Raises :class:`~recorder.errors.DecodeError` naming ``what`` and the field
     (msgspec's path, e.g. ``$[0].px``).
@@ -138,7 +138,7 @@ def _required_decimal(value: str, field: str) -> Decimal:
 
 
 def parse_ms(value: str, field: str) -> datetime | None:
-    """A v5 ms-epoch string (``"1597026383085"``) as an aware UTC datetime, exactly; ``""`` → None.
+    """A v5 ms-epoch string (§0, ``"1597026383085"``) as an aware UTC datetime, exactly; ``""`` → None.
 
     Raises :class:`~recorder.errors.DecodeError` naming ``field`` for anything but digits.
     """

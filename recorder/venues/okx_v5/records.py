@@ -170,7 +170,8 @@ class BookUpdate:
 
 @dataclass(frozen=True, slots=True)
 class BookGap:
-    """The local book of ``(channel, instrument)`` was dropped; nothing is valid until a new snapshot.
+    """The local book of ``(channel, instrument)`` was dropped (§3.2 rule 6, checksum step 6); nothing
+    is valid until a new snapshot.
 
     The session queues an unsubscribe + subscribe of that arg when ``resubscribe`` is True.
     """

@@ -111,7 +111,10 @@ MAX_PAGE_LIMIT = 100
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """What to send: always GET; ``path`` includes ``?query`` exactly as signed. ``repr`` hides headers."""
+    """What to send (§6): always GET; ``path`` includes ``?query`` exactly as signed.
+
+    ``repr`` hides the headers (they hold the key, passphrase and signature).
+    """
 
     method: str
     path: str

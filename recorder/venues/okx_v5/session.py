@@ -89,7 +89,7 @@ _ENCODER = msgspec.json.Encoder()
 
 
 class V5Session:
-    """One v5 WebSocket connection's protocol state, without I/O.
+    """One v5 WebSocket connection's protocol state, without I/O (§2, §3).
 
     ``scales`` maps instId → :class:`~.book.Scale` (from the instrument's ``tickSz``/``lotSz``);
     book pushes of an instrument without a scale raise :class:`~recorder.errors.DecodeError`.
@@ -208,7 +208,8 @@ class V5Session:
     # -- incoming ---------------------------------------------------------------------------------
 
     def receive(self, frame: str | bytes, ts_recv: datetime) -> list[object]:
-        """Decode one text frame and return the records/events it carries.
+        """Decode one text frame (§2.3: ``event`` first, then ``arg.channel``, and the bare ``pong``)
+        and return the records/events it carries; ``ts_recv`` is the local receive time (aware UTC).
 
         Any frame counts as "received" for the keep-alive. Raises
         :class:`~recorder.errors.DecodeError` for a malformed frame (quarantine it). When

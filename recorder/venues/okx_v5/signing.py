@@ -32,7 +32,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class V5Credentials:
-    """API key, secret and passphrase. ``repr`` shows a masked key only, never secret or passphrase."""
+    """API key, secret and passphrase (§6). ``repr`` shows a masked key only, never secret or passphrase."""
 
     api_key: str
     secret: str = field(repr=False)

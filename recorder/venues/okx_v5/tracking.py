@@ -28,7 +28,7 @@ class FinalCandle:
 
 
 class CandleFinaliser:
-    """Per ``(instrument, bar)``: hands out each candle once, when it is final.
+    """Per ``(instrument, bar)``: hands out each candle once, when it is final (§3.4, §8.7).
 
     ``finalise_on_successor`` (default True) closes the forming candle when a later
     open time appears (for feeds that never send ``confirm == "1"``).
@@ -97,7 +97,7 @@ _COMPARED = (
 
 
 class InstrumentTracker:
-    """The known instruments, and what changed at each update."""
+    """The known instruments, and what changed at each update (§4.5, §3.5, §8.8)."""
 
     def __init__(self) -> None:
         self.known: dict[str, Instrument] = {}
