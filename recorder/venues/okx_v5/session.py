@@ -120,6 +120,9 @@ class V5Session:
         self.notice_received: datetime | None = None
         self.dropped_updates = 0
         self._deferred: list[object] = []
+        self.requests_queued = 0
+        """subscribe + unsubscribe + login ops queued on this connection; §2.4 allows 480 per hour
+        per connection (error 60014 beyond): the shell reconnects or waits before that."""
 
     # -- outgoing ---------------------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class V5Session:
         for group in groups:
             rid = str(next(self._ids))
             self._pending[rid] = (op, tuple(group))
+            self.requests_queued += 1
             self._outbox.append(_ENCODER.encode({"id": rid, "op": op, "args": group}).decode())
 
     def subscribe(self, args: Iterable[ChannelArg]) -> None:
@@ -164,8 +168,13 @@ class V5Session:
         self._request("subscribe", [arg])
 
     def login(self, credentials: V5Credentials, now: datetime) -> None:
-        """Queue the ``login`` op (§2.5) signed for ``now`` (Unix seconds, integer)."""
+        """Queue the ``login`` op (§2.5) signed for ``now`` (Unix seconds, integer).
+
+        Pass local time plus the measured server clock offset: the login expires 30 s after
+        its timestamp (60006).
+        """
         args = ws_login_args(credentials, str(int(now.timestamp())))
+        self.requests_queued += 1
         self._outbox.append(_ENCODER.encode({"op": "login", "args": [args]}).decode())
 
     def set_scale(self, instrument: str, scale: Scale) -> None:

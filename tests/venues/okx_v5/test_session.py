@@ -400,3 +400,12 @@ def test_malformed_update_for_a_dropped_book_is_discarded_not_a_second_gap() -> 
     assert len(s.data_to_send()) == 2
     assert s.receive(book_frame("update", [["bad", "1"]], [], 12, 13), T0) == []
     assert s.data_to_send() == [] and s.take_deferred() == [] and s.dropped_updates == 1
+
+
+def test_requests_are_counted_for_the_hourly_limit() -> None:
+    s = V5Session(UrlKind.PUBLIC, scales=SCALES)
+    s.subscribe([BOOKS, ChannelArg("tickers", "BTC-USDT")])
+    s.receive(snapshot_frame(10), T0)
+    s.receive(book_frame("update", [], [], 11, 12), T0)  # gap: unsubscribe + subscribe
+    s.login(V5Credentials("k" * 16, SECRET_A, "p"), T0)
+    assert s.requests_queued == 5
