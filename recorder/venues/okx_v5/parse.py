@@ -301,6 +301,7 @@ def parse_order(d: OrderData, ts_recv: datetime) -> Order:
         fee=parse_decimal(d.fee, "order.fee"),
         fee_ccy=_opt_str(d.feeCcy),
         category=_opt_str(d.category),
+        target_ccy=_opt_str(d.tgtCcy),
         ts_created=_required_ms(d.cTime, "order.cTime"),
         ts_updated=_required_ms(d.uTime, "order.uTime"),
         ts_recv=ts_recv,

@@ -264,7 +264,9 @@ class Balance:
 @dataclass(frozen=True, slots=True)
 class Order:
     """One order (§5.2). ``price`` None for market orders; ``avg_price`` None if nothing filled.
-    ``fee`` negative = charged. ``order_type`` and ``category`` are v5's raw values."""
+    ``fee`` negative = charged. ``order_type`` and ``category`` are v5's raw values. ``size`` is in
+    base currency except for SPOT market buys, where ``target_ccy`` (``tgtCcy``: ``quote_ccy``,
+    the default for buys, or ``base_ccy``) says the unit; None when v5 sends ``""``."""
 
     instrument: str
     order_id: str
@@ -279,6 +281,7 @@ class Order:
     fee: Decimal | None
     fee_ccy: str | None
     category: str | None
+    target_ccy: str | None
     ts_created: datetime
     ts_updated: datetime
     ts_recv: datetime

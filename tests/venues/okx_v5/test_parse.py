@@ -299,6 +299,7 @@ def test_market_order_empty_price_and_avg_are_none() -> None:
         Decimal("0"),
     )
     assert (o.ts_created, o.ts_updated) == (ms(1708587373361), ms(1708587373362))
+    assert o.target_ccy == "quote_ccy"  # a market buy's size of 100 is in USDT
     assert not o.state.is_terminal
 
 
