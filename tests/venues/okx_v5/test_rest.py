@@ -250,3 +250,17 @@ def test_candles_and_trades_rest() -> None:
     )
     (t,) = rest.parse_trades(200, tbody, RECV)
     assert (t.trade_id, t.count) == ("9", None)
+
+
+def test_no_secret_in_any_text_the_core_produces() -> None:
+    key, secret, passphrase = "KEY-0123456789abcdef", "SECRET-fedcba9876543210", "PASS-phrase-42"
+    creds = V5Credentials(key, secret, passphrase)
+    req = rest.build_request("/api/v5/trade/fills", {"instType": "SPOT"}, credentials=creds, epoch_ms=R1_MS)
+    texts = [repr(creds), str(creds), repr(req), str(req)]
+    for body, status in ((REST_INVALID_SIGN, 401), ('{"code":"50105","msg":"x"}', 401), (REST_TOO_MANY, 429)):
+        with pytest.raises(ExchangeError) as info:
+            rest.parse_fills(status, body, RECV)
+        texts += [str(info.value), repr(info.value), str(info.value.context)]
+    for text in texts:
+        for value in (key, secret, passphrase):
+            assert value not in text
