@@ -9,7 +9,9 @@ Every error the project raises on purpose is a :class:`RecorderError`::
     │   └── ChannelError            malformed/unknown channel name
     │       └── SymbolError         malformed/unknown symbol
     ├── BookError                   order-book invariant broken
-    │   └── CrossedBookError        best bid >= best ask
+    │   ├── CrossedBookError        best bid >= best ask
+    │   ├── SequenceGapError        OKX v5: prevSeqId does not link to the last seqId
+    │   └── ChecksumMismatchError   OKX v5: a non-zero book checksum does not match
     ├── ExchangeError               the exchange answered with a documented error code
     ├── TransportError              network failure, timeout, HTTP 5xx, closed socket
     │   └── IpBannedError           HTTP 403: the IP is banned for a while
@@ -73,6 +75,33 @@ class CrossedBookError(BookError):
         self.symbol = symbol
         self.best_bid = best_bid
         self.best_ask = best_ask
+
+
+class SequenceGapError(BookError):
+    """OKX v5 book: an update's ``prevSeqId`` is not the last ``seqId`` (or no snapshot yet)."""
+
+    def __init__(self, inst_id: str, expected: int | None, prev_seq_id: int, seq_id: int) -> None:
+        super().__init__(
+            f"sequence gap for {inst_id}: prevSeqId {prev_seq_id} (seqId {seq_id}), "
+            f"expected prevSeqId {expected if expected is not None else 'none (no snapshot yet)'}"
+        )
+        self.inst_id = inst_id
+        self.expected = expected
+        self.prev_seq_id = prev_seq_id
+        self.seq_id = seq_id
+
+
+class ChecksumMismatchError(BookError):
+    """OKX v5 book: the exchange's non-zero CRC32 checksum differs from the local book's."""
+
+    def __init__(self, inst_id: str, expected: int, computed: int, seq_id: int | None) -> None:
+        super().__init__(
+            f"checksum mismatch for {inst_id} at seqId {seq_id}: exchange {expected}, local {computed}"
+        )
+        self.inst_id = inst_id
+        self.expected = expected
+        self.computed = computed
+        self.seq_id = seq_id
 
 
 class ErrorClass(enum.Enum):
