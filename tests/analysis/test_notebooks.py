@@ -4,11 +4,21 @@ and every cell that plots shows its figure as an image (not the text ``<Figure s
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import os
 import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import matplotlib.colors as mcolors
 import matplotlib.image as mimage
 import nbformat
@@ -123,3 +133,59 @@ def test_notebook_runs_top_to_bottom_and_every_plot_is_an_image(
         expected = f"{len(top)} snapshots, {len(deals)} deals, {len(klines)} klines; symbols: {list(SYMBOLS)}"
         assert expected in printed
 
+
+
+REPO = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.notebooks
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_notebooks_serves_the_notebooks_against_data(tmp_path: Path) -> None:
+    """The documented command, run as written but headless: JupyterLab on loopback, rooted at notebooks/,
+    with OKEX_RECORDING_DIR naming ./data of the checkout; asked once for its file list, then stopped."""
+    venv = Path(sys.prefix)
+    make = ["make", "-s", "--no-print-directory", "-C", str(REPO), f"VENV={venv}",
+            "-o", f"{venv}/.installed", "-o", f"{venv}/.notebooks-installed"]  # installed (we run in it)
+    dry = subprocess.run([*make, "-n", "notebooks"], capture_output=True, text=True, check=True).stdout
+    assert f'OKEX_RECORDING_DIR="{REPO}/data" {venv}/bin/jupyter lab' in dry
+
+    port, token = free_port(), secrets.token_hex(16)
+    args = (f"JUPYTER_ARGS=--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} "
+            f"--ServerApp.port_retries=0 --IdentityProvider.token={token}"
+            + (" --allow-root" if os.geteuid() == 0 else ""))  # CI containers run as root; JupyterLab refuses
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
+    server = subprocess.Popen([*make, "notebooks", args], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        listing = None
+        deadline = time.monotonic() + 90
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            while listing is None and time.monotonic() < deadline and server.poll() is None:
+                try:
+                    answer = client.get(f"http://127.0.0.1:{port}/api/contents", params={"token": token})
+                except httpx.TransportError:
+                    time.sleep(0.2)  # not listening yet: poll again
+                    continue
+                assert answer.status_code == 200, answer.text
+                listing = answer.json()
+        assert listing is not None, f"JupyterLab did not answer (exit {server.poll()})"
+        names = {entry["name"] for entry in listing["content"]}
+        assert names >= {p.name for p in NOTEBOOKS}
+        assert listing["content"] and all(entry["path"] == entry["name"] for entry in listing["content"])
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the group this test started: make, shell, jupyter
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
