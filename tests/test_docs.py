@@ -61,6 +61,12 @@ class Snippet:
         return f"{self.path.relative_to(REPO)}:{self.line}"
 
 
+def closes(line: str, fence: str) -> bool:
+    """``line`` closes a block opened by ``fence``: the same character, at least as many, nothing else."""
+    text = line.strip()
+    return text.startswith(fence) and not text.strip(fence[0])
+
+
 def parse(path: Path) -> tuple[list[Snippet], list[str]]:
     """The fenced blocks of one Markdown file, and the problems found (bad or misplaced markers,
     untagged or unclosed fences)."""
@@ -75,9 +81,7 @@ def parse(path: Path) -> tuple[list[Snippet], list[str]]:
             i += 1
             continue
         fence, lang = opening["fence"], opening["info"].strip().split(" ")[0].lower()
-        end = next((j for j in range(i + 1, len(lines))
-                    if lines[j].strip().startswith(fence[0] * len(fence)) and not lines[j].strip().strip(fence[0])),
-                   None)
+        end = next((j for j in range(i + 1, len(lines)) if closes(lines[j], fence)), None)
         where = f"{path.relative_to(REPO)}:{i + 1}"
         if end is None:
             problems.append(f"{where}: fence never closed")
@@ -92,17 +96,18 @@ def parse(path: Path) -> tuple[list[Snippet], list[str]]:
             else:
                 marker, reason = found["kind"], (found["reason"] or "").strip()
                 if marker == "skip" and not reason:
-                    problems.append(f"{where}: a skipped snippet needs a reason: <!-- snippet: skip — why -->")
+                    problems.append(f"{where}: a skipped snippet needs a reason (snippet: skip — why)")
                 if lang not in RUNNABLE:
-                    problems.append(f"{where}: a snippet marker on a {lang or 'untagged'} block, which never runs")
+                    problems.append(f"{where}: a snippet marker on a {lang or 'untagged'} block (never runs)")
         if not lang:
-            problems.append(f"{where}: untagged fence; tag it (bash/sh/shell/python run; text, sql, toml ... don't)")
+            problems.append(f"{where}: untagged fence: tag it (bash, sh, shell, python run; text, sql not)")
         code = "\n".join(line[len(opening["indent"]):] for line in lines[i + 1:end]) + "\n"
         snippets.append(Snippet(path, i + 1, lang, code, marker, reason or ""))
         i = end + 1
     for n, line in enumerate(lines):
         if MARKER_START.match(line) and n not in used_markers:
-            problems.append(f"{path.relative_to(REPO)}:{n + 1}: snippet marker not on the line right before a fence")
+            where = f"{path.relative_to(REPO)}:{n + 1}"
+            problems.append(f"{where}: snippet marker not on the line right before a fence")
     return snippets, problems
 
 
@@ -121,7 +126,9 @@ def test_the_convention_is_followed_in_every_doc() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_the_parser_reads_markers_fences_and_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_parser_reads_markers_fences_and_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
     doc = tmp_path / "x.md"
     doc.write_text(
@@ -212,7 +219,9 @@ def postgres_recording(checkout: tuple[Path, str]) -> Iterator[dict[str, str]]:
         admin.dispose()
 
 
-def run_snippet(snippet: Snippet, directory: Path, env: dict[str, str], scratch: Path) -> subprocess.CompletedProcess[str]:
+def run_snippet(
+    snippet: Snippet, directory: Path, env: dict[str, str], scratch: Path
+) -> subprocess.CompletedProcess[str]:
     if snippet.lang == "python":
         script = scratch / "snippet.py"
         script.write_text(snippet.code, encoding="utf-8")
@@ -241,11 +250,11 @@ def test_snippet_runs_as_written(
             if re.search(rf"(^|[\s;|&(]){tool}\s", snippet.code) and shutil.which(tool) is None:
                 pytest.skip(f"{snippet.id}: the {tool} command-line client is not installed")
     done = run_snippet(snippet, directory, env, tmp_path)
-    report = f"{snippet.id} ({snippet.lang}) exit {done.returncode}\n{snippet.code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+    report = (f"{snippet.id} ({snippet.lang}) exit {done.returncode}\n{snippet.code}"
+              f"\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
     assert done.returncode == 0, report
     assert done.stdout.strip(), f"prints nothing: {report}"
     assert "Traceback" not in done.stderr, report
-    print(report)
 
 
 def test_the_demo_hints_run_outside_the_venv(checkout: tuple[Path, str], tmp_path: Path) -> None:
@@ -255,12 +264,140 @@ def test_the_demo_hints_run_outside_the_venv(checkout: tuple[Path, str], tmp_pat
     assert len(hints) >= 3
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if p and not Path(p, "pyvenv.cfg").exists() and not Path(p).parent.joinpath("pyvenv.cfg").exists())
+                                  if p and not (Path(p).parent / "pyvenv.cfg").exists())  # no venv's bin/
     for hint in hints:
         command = hint.strip()
         if command.startswith("sqlite3") and shutil.which("sqlite3") is None:
             continue
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=directory, env=env,
-                              capture_output=True, text=True, timeout=SNIPPET_TIMEOUT, stdin=subprocess.DEVNULL)
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=directory, env=env, text=True,
+                              capture_output=True, timeout=SNIPPET_TIMEOUT, stdin=subprocess.DEVNULL)
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
         assert done.stdout.strip(), command
+
+
+# ---------------------------------------------------------------------------------------------- SQL examples
+
+
+def example(text: str, postgres: bool) -> Snippet:
+    """The docs/analysis.md shell snippet containing ``text`` for SQLite or for PostgreSQL."""
+    (found,) = [s for s in SNIPPETS if s.path.name == "analysis.md" and text in s.code
+                and (s.marker == "postgres") == postgres]
+    return found
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The data rows of ``sqlite3 -header -column`` or ``psql`` output (header, rules and counts dropped)."""
+    rows: list[list[str]] = []
+    for line in output.splitlines():
+        if not line.strip() or set(line.strip()) <= set("-+ ") or line.startswith("("):
+            continue
+        cells = [c.strip() for c in line.split("|")] if "|" in line else line.split()
+        rows.append(cells)
+    return rows
+
+
+def run_example(snippet: Snippet, directory: Path, env: dict[str, str], tmp_path: Path) -> list[list[str]]:
+    done = run_snippet(snippet, directory, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    return table_rows(done.stdout)
+
+
+GAP_ROWS = [  # (id, kind, start, end, symbols) relative to today's UTC midnight, in seconds
+    ("g1", "disconnected", 10, 100, "btc_usdt,eth_usdt"),  # 90 s
+    ("g2", "stall", -60, 30, ""),  # connection-wide, from yesterday: 30 s of today
+    ("g3", "stall", 200, 260, "eth_usdt"),  # another symbol
+    ("g4", "connected", 300, 300, "btc_usdt"),  # not a gap
+    ("g5", "disconnected", -7200, -3600, "btc_usdt"),  # yesterday
+]
+
+
+def insert_gaps(url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    table = schema.metadata.tables["feed_events"]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [
+            {"event_id": f"{event_id:0>32}", "kind": kind, "ts_start": midnight + timedelta(seconds=start),
+             "ts_end": midnight + timedelta(seconds=end), "connection": "ws-9", "symbols": symbols,
+             "channel": "", "detail": "docs-test"}
+            for event_id, kind, start, end, symbols in GAP_ROWS
+        ])
+    engine.dispose()
+
+
+def delete_gaps(url: str) -> None:
+    table = schema.metadata.tables["feed_events"]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(table.delete().where(table.c.detail == "docs-test"))
+    engine.dispose()
+
+
+def check_gap_answer(rows: list[list[str]]) -> None:
+    listed = [(r[0], float(r[-2])) for r in rows[1:] if r[-1] == "docs-test"]  # kind ... seconds, detail
+    assert sorted(listed) == [("disconnected", 90.0), ("stall", 30.0)]
+    total = rows[rows.index(["gaps", "seconds_not_watched"]) + 1]
+    assert [int(total[0]), float(total[1])] == [2, 120.0]
+
+
+def check_levels_answer(rows: list[list[str]], sql_url: str) -> None:
+    from analysis import load
+
+    levels = load.load_book_levels(sql_url, "btc_usdt", depth=3)
+    last = levels[levels["ts_recv"] == levels["ts_recv"].max()]
+    expected = sorted((r.side, int(r.level), float(r.price), float(r.amount)) for r in last.itertuples())
+    got = sorted((r[-4], int(r[-3]), float(r[-2]), float(r[-1])) for r in rows[1:])
+    assert len(expected) == 6 and got == expected
+
+
+def check_spread_answer(rows: list[list[str]], sql_url: str) -> None:
+    import pandas as pd
+
+    from analysis import load, market
+
+    top = load.load_book_top(sql_url).dropna(subset=["bid_price", "ask_price"])
+    spreads = market.spread(top).assign(symbol=top["symbol"].to_numpy(), minute=top.index.floor("min"))
+    expected = spreads.groupby(["symbol", "minute"]).agg(
+        snapshots=("spread", "size"), spread=("spread", "mean"), spread_bps=("spread_bps", "mean"))
+    got = {}
+    for r in rows[1:]:  # symbol, minute (one or two cells), snapshots, spread, spread_bps
+        minute = pd.Timestamp(" ".join(r[1:-3]))
+        got[(r[0], minute if minute.tzinfo else minute.tz_localize("UTC"))] = r[-3:]
+    assert set(got) == set(expected.index)
+    for key, (snapshots, spread, bps) in got.items():
+        want = expected.loc[key]
+        assert int(snapshots) == want["snapshots"]
+        assert abs(float(spread) - want["spread"]) <= 5e-9 + 1e-12 * abs(want["spread"]), key  # round(.., 8)
+        assert abs(float(bps) - want["spread_bps"]) <= 0.005 + 1e-9, key  # round(.., 2)
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 command-line client is missing")
+def test_sqlite_examples_answer_from_the_recording(checkout: tuple[Path, str], tmp_path: Path) -> None:
+    """Levels, gaps and spread from the SQL examples equal what the loaders and measures compute."""
+    directory = tmp_path / "copy"
+    (directory / "data").mkdir(parents=True)
+    shutil.copy(checkout[0] / "data" / "recording.sqlite", directory / "data")
+    sql_url = f"sqlite:///{directory / 'data' / 'recording.sqlite'}"
+    insert_gaps(sql_url)
+    env = venv_env(checkout[0])
+    check_gap_answer(run_example(example("CREATE TEMP VIEW gaps", False), directory, env, tmp_path))
+    check_levels_answer(run_example(example("json_each", False), directory, env, tmp_path), sql_url)
+    check_spread_answer(run_example(example("spread_bps", False), directory, env, tmp_path), sql_url)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(shutil.which("psql") is None, reason="the psql command-line client is not installed")
+def test_postgres_examples_answer_from_the_recording(
+    checkout: tuple[Path, str], postgres_recording: dict[str, str], tmp_path: Path
+) -> None:
+    env = venv_env(checkout[0], **postgres_recording)
+    url = postgres_recording["OKEX_SQL_URL"]
+    insert_gaps(url)
+    try:
+        check_gap_answer(run_example(example("CREATE TEMP VIEW gaps", True), checkout[0], env, tmp_path))
+    finally:
+        delete_gaps(url)
+    check_levels_answer(run_example(example("jsonb_array_elements", True), checkout[0], env, tmp_path), url)
+    check_spread_answer(run_example(example("spread_bps", True), checkout[0], env, tmp_path), url)
