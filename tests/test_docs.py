@@ -401,3 +401,18 @@ def test_postgres_examples_answer_from_the_recording(
         delete_gaps(url)
     check_levels_answer(run_example(example("jsonb_array_elements", True), checkout[0], env, tmp_path), url)
     check_spread_answer(run_example(example("spread_bps", True), checkout[0], env, tmp_path), url)
+
+
+def test_the_demo_hint_names_the_venv_python_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the checkout (``make demo``): ``.venv/bin/python``; elsewhere the interpreter's absolute path."""
+    from recorder.collector import demo
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "my dir" / ".venv" / "bin" / "python"))
+    (tmp_path / "my dir").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "my dir")
+    assert demo._python() == ".venv/bin/python"
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert demo._python() == f"'{tmp_path}/my dir/.venv/bin/python'"  # quoted for the shell
