@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak clean
+.PHONY: demo test lint bench soak clean notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,16 @@ $(STAMP): pyproject.toml
 ## Set up and run the demo: simulator + SQLite + Parquet under ./data
 demo: $(STAMP)
 	$(BIN)/okex-recorder demo
+
+## Open the notebooks in JupyterLab (the `notebooks` extra) against ./data; the first notebook run makes
+## the demo recording if ./data has none. JUPYTER_ARGS="--no-browser --port 8899" passes options on.
+NB_STAMP := $(VENV)/.notebooks-installed
+$(NB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[notebooks]'
+	touch $(NB_STAMP)
+
+notebooks: $(NB_STAMP)
+	OKEX_RECORDING_DIR="$(CURDIR)/data" $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)/notebooks" $(JUPYTER_ARGS)
 
 ## Set up and run the whole test suite: ruff, mypy, pytest
 test: $(STAMP)

@@ -22,9 +22,15 @@ ENV_VAR = "OKEX_RECORDING_DIR"
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """The two stores of one recording directory: pass either to the loaders."""
+    """The two stores of one recording directory: pass either to the loaders.
+
+    ``directory`` may be given as a ``str`` (``Recording("data")``); it is kept as a :class:`Path`.
+    """
 
     directory: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "directory", Path(self.directory))
 
     @property
     def sqlite_path(self) -> Path:

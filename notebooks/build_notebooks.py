@@ -1,6 +1,9 @@
 """Write the notebooks of this directory from the cells below (outputs empty).
 
 Run ``.venv/bin/python notebooks/build_notebooks.py`` after editing; commit the .ipynb files.
+Every notebook starts with ``%matplotlib inline``: without it a figure made by
+``analysis.plots`` (not through pyplot) is shown as the text ``<Figure size ...>`` until the
+first pyplot figure loads the inline backend, in Jupyter and headless alike.
 The notebooks stay thin: they load with ``analysis.load``, measure with ``analysis.market``,
 ``analysis.account`` and ``analysis.quality``, and plot with matplotlib.
 """
@@ -15,6 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).parent
 
 SETUP = """\
+%matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
 

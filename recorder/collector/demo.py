@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,16 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _python() -> str:
+    """This interpreter as a user can type it: ``.venv/bin/python`` below the current directory, else
+    its absolute path (a bare ``python`` outside the venv has neither pandas nor duckdb)."""
+    executable = Path(sys.executable).absolute()
+    try:
+        return shlex.quote(str(executable.relative_to(Path.cwd().absolute())))
+    except ValueError:
+        return shlex.quote(str(executable))
+
+
 def summarise(config: Config, status: dict[str, Any], data_dir: Path) -> str:
     """The demo's closing report: rows per table and symbol, gaps, rate, where the data is."""
     import sqlalchemy as sa
@@ -127,9 +139,9 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path) -> str:
         "",
         "== query it ==",
         f"  sqlite3 {data_dir / 'recording.sqlite'} \"{_SQLITE_EXAMPLE}\"",
-        "  python -c \"import pandas as pd; "
+        f"  {_python()} -c \"import pandas as pd; "
         f"print(pd.read_parquet('{data_dir / 'parquet' / 'book_snapshots'}').head())\"",
-        "  python -c \"import duckdb; print(duckdb.sql(\\\""
+        f"  {_python()} -c \"import duckdb; print(duckdb.sql(\\\""
         + _DUCKDB_EXAMPLE.format(root=data_dir / "parquet") + "\\\"))\"",
     ]
     return "\n".join(lines)

@@ -32,6 +32,15 @@ def test_existing_recording_is_used_as_is(tmp_path: Path) -> None:
     assert recording.parquet_root == tmp_path / "parquet"
 
 
+def test_a_recording_named_by_a_string_is_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Recording("data")`` as docs/analysis.md writes it."""
+    monkeypatch.chdir(tmp_path)
+    recording = Recording("data")
+    assert recording == Recording(Path("data"))
+    assert recording.parquet_root == Path("data/parquet")
+    assert recording.sql_url == f"sqlite:///{tmp_path.resolve() / 'data' / 'recording.sqlite'}"
+
+
 def test_mid_spread_figure_draws_the_values() -> None:
     times = pd.to_datetime(["2024-05-01T00:00:00Z", "2024-05-01T00:00:01Z"])
     index = pd.DatetimeIndex(times, name="ts_event")
