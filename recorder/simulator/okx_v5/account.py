@@ -326,7 +326,7 @@ class Account:
                 self.cancel(order.ord_id, done)
             else:  # canceled without a fill
                 self.cancel(order.ord_id, done)
-        self.cash = start_cash
+        self.cash = dict(start_cash)
         self.ccy_utime.clear()
         # Open orders: two live, one partially filled (priced away from the market).
         for inst, side, k, fill in ((insts[0], "buy", "0.97", False), (insts[-1], "sell", "1.04", True),
@@ -338,7 +338,7 @@ class Account:
             order = self.place(inst, side, px, sz, t)
             if fill:
                 self.fill(order.ord_id, pair.min_size * 2, t + 30_000, maker=True)
-        self.cash = start_cash  # balances are the configured ones
+        self.cash = dict(start_cash)  # balances are the configured ones
         self.ccy_utime.clear()
 
 
