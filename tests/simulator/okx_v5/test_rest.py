@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
+from recorder.simulator.market import period_start
 from recorder.simulator.okx_v5 import DEMO_API_KEY, DEMO_PASSPHRASE, DEMO_SECRET, Simulator
 from recorder.simulator.okx_v5.account import DAY_MS, HOUR_MS
 from recorder.simulator.okx_v5.feed import BARS
-from recorder.simulator.market import period_start
 
 from .helpers import iso_now, okx_sign, signed_get, signed_headers
 
@@ -40,7 +40,13 @@ async def test_time_and_instruments(v5sim: Simulator, client: httpx.AsyncClient)
     assert [i["instId"] for i in items] == ["BTC-USDT", "ETH-USDT", "ETH-BTC"]
     btc = items[0]
     assert (btc["baseCcy"], btc["quoteCcy"], btc["tickSz"], btc["lotSz"], btc["minSz"], btc["state"]) == (
-        "BTC", "USDT", "0.0001", "0.00000001", "0.001", "live")
+        "BTC",
+        "USDT",
+        "0.0001",
+        "0.00000001",
+        "0.001",
+        "live",
+    )
     assert btc["ctVal"] == "" and btc["expTime"] == "" and isinstance(btc["instIdCode"], int)
     assert await ok(await client.get("/api/v5/public/instruments?instType=SWAP")) == []
     missing = await client.get("/api/v5/public/instruments")
@@ -55,11 +61,17 @@ async def test_ticker_books_trades_equal_the_model(v5sim: Simulator, client: htt
     bids, asks = m.book(400)
     assert t["instType"] == "SPOT" and t["instId"] == "BTC-USDT"
     assert (t["bidPx"], t["bidSz"], t["askPx"], t["askSz"]) == (
-        _plain(bids[0][0]), _plain(bids[0][1]), _plain(asks[0][0]), _plain(asks[0][1]))
+        _plain(bids[0][0]),
+        _plain(bids[0][1]),
+        _plain(asks[0][0]),
+        _plain(asks[0][1]),
+    )
     assert t["last"] == _plain(m.last) and t["lastSz"] == _plain(m.trades[-1].amount)
     assert all(isinstance(v, str) for v in t.values())
     tickers = await ok(await client.get("/api/v5/market/tickers?instType=SPOT"))
-    assert [x["instId"] for x in tickers] == ["BTC-USDT", "ETH-USDT", "ETH-BTC"] and tickers[0]["last"] == t["last"]
+    assert [x["instId"] for x in tickers] == ["BTC-USDT", "ETH-USDT", "ETH-BTC"] and tickers[0]["last"] == t[
+        "last"
+    ]
 
     (book,) = await ok(await client.get("/api/v5/market/books?instId=BTC-USDT&sz=400"))
     assert [(b[0], b[1]) for b in book["bids"]] == [(_plain(p), _plain(a)) for p, a in bids]
@@ -74,7 +86,8 @@ async def test_ticker_books_trades_equal_the_model(v5sim: Simulator, client: htt
     trades = await ok(await client.get("/api/v5/market/trades?instId=BTC-USDT&limit=500"))
     model = list(reversed(m.trades))[:500]
     assert [(x["tradeId"], x["px"], x["sz"], x["side"], x["ts"]) for x in trades] == [
-        (str(tr.tid), _plain(tr.price), _plain(tr.amount), tr.side.value, str(tr.ts_ms)) for tr in model]
+        (str(tr.tid), _plain(tr.price), _plain(tr.amount), tr.side.value, str(tr.ts_ms)) for tr in model
+    ]
     assert len(await ok(await client.get("/api/v5/market/trades?instId=BTC-USDT"))) == 100
 
 
@@ -88,7 +101,9 @@ async def test_candles_pages(v5sim: Simulator, client: httpx.AsyncClient) -> Non
     o, h, lo, c, vol = rows[expected[5]]
     assert first[5][1:6] == [_plain(o), _plain(h), _plain(lo), _plain(c), _plain(vol)]
     assert first[5][8] == "1" and first[0][8] == "0" and len(first[0]) == 9
-    older = await ok(await client.get(f"/api/v5/market/candles?instId=ETH-USDT&bar=1H&after={expected[9]}&limit=5"))
+    older = await ok(
+        await client.get(f"/api/v5/market/candles?instId=ETH-USDT&bar=1H&after={expected[9]}&limit=5")
+    )
     assert [int(r[0]) for r in older] == expected[10:15]
     newer = await ok(await client.get(f"/api/v5/market/candles?instId=ETH-USDT&bar=1H&before={expected[9]}"))
     assert [int(r[0]) for r in newer] == expected[:9]
@@ -110,7 +125,11 @@ async def test_signed_balance_and_auth_errors(v5sim: Simulator, client: httpx.As
         cash = account.cash[ccy]
         fz = frozen.get(ccy, Decimal(0))
         assert (d["cashBal"], d["eq"], d["frozenBal"], d["availBal"]) == (
-            _plain(cash), _plain(cash), _plain(fz), _plain(cash - fz))
+            _plain(cash),
+            _plain(cash),
+            _plain(fz),
+            _plain(cash - fz),
+        )
         assert Decimal(d["cashBal"]) == Decimal(d["availBal"]) + Decimal(d["frozenBal"])
         assert d["liab"] == "" and d["upl"] == "0"
     assert bal["imr"] == "" and Decimal(bal["totalEq"]) > 0
@@ -120,15 +139,22 @@ async def test_signed_balance_and_auth_errors(v5sim: Simulator, client: httpx.As
         return r.status_code, r.json()
 
     good = signed_headers(path)
-    for missing, expected in (("OK-ACCESS-KEY", "50103"), ("OK-ACCESS-PASSPHRASE", "50104"),
-                              ("OK-ACCESS-SIGN", "50106"), ("OK-ACCESS-TIMESTAMP", "50107")):
+    for missing, expected in (
+        ("OK-ACCESS-KEY", "50103"),
+        ("OK-ACCESS-PASSPHRASE", "50104"),
+        ("OK-ACCESS-SIGN", "50106"),
+        ("OK-ACCESS-TIMESTAMP", "50107"),
+    ):
         status, body = await code({k: v for k, v in good.items() if k != missing})
         assert (status, body["code"]) == (401, expected) and "data" not in body
     assert (await code(signed_headers(path, ts="1607418537715")))[1]["code"] == "50112"
     assert (await code(signed_headers(path, ts=iso_now(-31_000))))[1]["code"] == "50102"
     assert (await code(signed_headers(path, ts=iso_now(+31_000))))[1]["code"] == "50102"
     assert (await code(signed_headers(path, ts=iso_now(-20_000))))[0] == 200
-    assert (await code(signed_headers(path, key="nope")))[1] == {"msg": 'Invalid "OK-ACCESS-KEY".', "code": "50111"}
+    assert (await code(signed_headers(path, key="nope")))[1] == {
+        "msg": 'Invalid "OK-ACCESS-KEY".',
+        "code": "50111",
+    }
     assert (await code(signed_headers(path, passphrase="wrong")))[1]["code"] == "50105"
     assert (await code(signed_headers(path, secret="not-the-secret")))[1]["code"] == "50113"
     # The signature covers the query string exactly as sent: a reordered query fails.
@@ -201,16 +227,26 @@ async def test_order_history_windows_and_cursor_pages(v5sim: Simulator, client: 
     week = await _walk(client, "/api/v5/trade/orders-history?instType=SPOT", "ordId")
     ids = [int(o["ordId"]) for o in week]
     assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids)) and len(ids) > 100
-    expected = [o for o in sorted(account.orders.values(), key=lambda o: -o.ord_id)
-                if not o.is_open and o.u_time >= now - 7 * DAY_MS
-                and not (o.state == "canceled" and not o.acc_fill_sz and o.u_time < now - 2 * HOUR_MS)]
+    expected = [
+        o
+        for o in sorted(account.orders.values(), key=lambda o: -o.ord_id)
+        if not o.is_open
+        and o.u_time >= now - 7 * DAY_MS
+        and not (o.state == "canceled" and not o.acc_fill_sz and o.u_time < now - 2 * HOUR_MS)
+    ]
     assert ids == [o.ord_id for o in expected]
     by_id = {o.ord_id: o for o in expected}
     for o in week:
         model = by_id[int(o["ordId"])]
         assert (o["state"], o["accFillSz"], o["sz"], o["px"], o["side"], o["cTime"], o["uTime"]) == (
-            model.state, _plain(model.acc_fill_sz), _plain(model.sz), _plain(model.px), model.side,
-            str(model.c_time), str(model.u_time))
+            model.state,
+            _plain(model.acc_fill_sz),
+            _plain(model.sz),
+            _plain(model.px),
+            model.side,
+            str(model.c_time),
+            str(model.u_time),
+        )
         assert o["avgPx"] == ("" if not model.acc_fill_sz else _plain(model.avg_px))
         assert o["tdMode"] == "cash" and o["instType"] == "SPOT" and o["clOrdId"] == ""
     # Unfilled cancels within 2 h are there, older ones are not (§5.2).
@@ -219,7 +255,11 @@ async def test_order_history_windows_and_cursor_pages(v5sim: Simulator, client: 
     unfilled = [o for o in account.orders.values() if o.state == "canceled" and not o.acc_fill_sz]
     assert any(o.u_time >= now - 2 * HOUR_MS for o in unfilled)
     assert any(o.u_time < now - 2 * HOUR_MS for o in unfilled)
-    assert all(int(o["uTime"]) >= now - 2 * HOUR_MS for o in week if o["state"] == "canceled" and o["accFillSz"] == "0")
+    assert all(
+        int(o["uTime"]) >= now - 2 * HOUR_MS
+        for o in week
+        if o["state"] == "canceled" and o["accFillSz"] == "0"
+    )
 
     archive = await _walk(client, "/api/v5/trade/orders-history-archive?instType=SPOT", "ordId")
     assert len(archive) > len(week) and set(ids) <= {int(o["ordId"]) for o in archive}
@@ -227,14 +267,20 @@ async def test_order_history_windows_and_cursor_pages(v5sim: Simulator, client: 
 
     # before = newer than the cursor; nearest records first taken, still newest first.
     cursor = ids[50]
-    newer = await ok(await signed_get(client, f"/api/v5/trade/orders-history?instType=SPOT&before={cursor}&limit=10"))
+    newer = await ok(
+        await signed_get(client, f"/api/v5/trade/orders-history?instType=SPOT&before={cursor}&limit=10")
+    )
     assert [int(o["ordId"]) for o in newer] == ids[40:50]
-    filtered = await ok(await signed_get(client, "/api/v5/trade/orders-history?instType=SPOT&instId=ETH-BTC&state=filled"))
+    filtered = await ok(
+        await signed_get(client, "/api/v5/trade/orders-history?instType=SPOT&instId=ETH-BTC&state=filled")
+    )
     assert filtered and all(o["instId"] == "ETH-BTC" and o["state"] == "filled" for o in filtered)
 
     missing = await signed_get(client, "/api/v5/trade/orders-history")
     assert (missing.status_code, missing.json()["code"]) == (400, "50014")
-    assert (await signed_get(client, "/api/v5/trade/orders-history?instType=SPOT&limit=101")).json()["code"] == "51000"
+    assert (await signed_get(client, "/api/v5/trade/orders-history?instType=SPOT&limit=101")).json()[
+        "code"
+    ] == "51000"
 
 
 async def test_pending_orders_and_fills(v5sim: Simulator, client: httpx.AsyncClient) -> None:
@@ -249,12 +295,20 @@ async def test_pending_orders_and_fills(v5sim: Simulator, client: httpx.AsyncCli
     v5sim.fill_order(placed["ordId"], "0.3", "0.0299")
     (one,) = await ok(await signed_get(client, f"/api/v5/trade/order?instId=ETH-BTC&ordId={placed['ordId']}"))
     assert (one["state"], one["accFillSz"], one["avgPx"], one["fillPx"], one["fillSz"]) == (
-        "filled", "0.5", "0.02994", "0.0299", "0.3")
+        "filled",
+        "0.5",
+        "0.02994",
+        "0.0299",
+        "0.3",
+    )
     now = v5sim.now_ms()
     fills = await ok(await signed_get(client, "/api/v5/trade/fills?limit=100"))
     expected = [f for f in sorted(account.fills, key=lambda f: -f.bill_id) if f.ts >= now - 3 * DAY_MS][:100]
     assert [f["billId"] for f in fills] == [str(f.bill_id) for f in expected]
-    assert fills[0]["ordId"] == placed["ordId"] and (fills[0]["fillPx"], fills[0]["fillSz"]) == ("0.0299", "0.3")
+    assert fills[0]["ordId"] == placed["ordId"] and (fills[0]["fillPx"], fills[0]["fillSz"]) == (
+        "0.0299",
+        "0.3",
+    )
     assert fills[0]["fee"] == "-0.00024" and fills[0]["feeCcy"] == "ETH" and fills[0]["subType"] == "1"
     hist = await _walk(client, "/api/v5/trade/fills-history?instType=SPOT", "billId")
     assert len(hist) == len([f for f in account.fills if f.ts >= now - 90 * DAY_MS]) > len(fills)

@@ -14,12 +14,21 @@ TS = "2020-12-08T09:08:57.715Z"
     ("secret", "prehash", "expected"),
     [
         (SECRET, f"{TS}GET/api/v5/account/balance?ccy=BTC", "HiZhvSfMtWJA3uUIVXV3a/bSXNPCWvYFXoGCVS8V4zY="),
-        (SECRET, f"{TS}GET/api/v5/trade/orders-history?instType=SPOT&instId=BTC-USDT&limit=100",
-         "JmohICXF2D245f/mWWxzsUEnwZrzHV0l48yR9QOjeKI="),
-        (SECRET, f'{TS}POST/api/v5/account/set-leverage{{"instId":"BTC-USDT","lever":"5","mgnMode":"isolated"}}',
-         "eCnnCgWLjlQ9XnpUkrcny3qNq3WW/81KNrDr/XR6Xv8="),
-        ("chNOOS4KvNXR_Xq4k4c9qsfoKWvnDecLATCRlcBwyKDYnWgO", f"{TS}GET/api/v5/account/balance",
-         "PJ61e1nb2F2Qd7D8SPiaIcx2gjdELc+o0ygzre9z33k="),
+        (
+            SECRET,
+            f"{TS}GET/api/v5/trade/orders-history?instType=SPOT&instId=BTC-USDT&limit=100",
+            "JmohICXF2D245f/mWWxzsUEnwZrzHV0l48yR9QOjeKI=",
+        ),
+        (
+            SECRET,
+            f'{TS}POST/api/v5/account/set-leverage{{"instId":"BTC-USDT","lever":"5","mgnMode":"isolated"}}',
+            "eCnnCgWLjlQ9XnpUkrcny3qNq3WW/81KNrDr/XR6Xv8=",
+        ),
+        (
+            "chNOOS4KvNXR_Xq4k4c9qsfoKWvnDecLATCRlcBwyKDYnWgO",
+            f"{TS}GET/api/v5/account/balance",
+            "PJ61e1nb2F2Qd7D8SPiaIcx2gjdELc+o0ygzre9z33k=",
+        ),
         (SECRET, "1538054050GET/users/self/verify", "+LdIr8lkkvhr5hoA3g9TMC0+uQJ849ftAcocA/ouu4M="),
     ],
     ids=["R1", "R2", "R3", "R4", "WS"],

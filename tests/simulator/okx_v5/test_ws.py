@@ -1,4 +1,4 @@
-"""The v5 WebSocket URLs with plain websockets and raw JSON: books by seqId, checksum, faults, errors, login."""
+"""The v5 WebSocket URLs with plain websockets and raw JSON: books by seqId, checksum, faults, login."""
 
 from __future__ import annotations
 
@@ -113,12 +113,14 @@ async def test_book_heartbeat(v5sim: Simulator) -> None:
     async with connect(v5sim.public_url) as ws:
         await subscribe(ws, BOOKS, {"channel": "books5", "instId": "BTC-USDT"})
         snap = (await recv_until(ws, lambda m: is_push(m, "books")))["data"][0]
-        hb = (await recv_until(ws, lambda m: is_push(m, "books"), timeout=10))
+        hb = await recv_until(ws, lambda m: is_push(m, "books"), timeout=10)
         data = hb["data"][0]
         assert hb["action"] == "update" and data["asks"] == [] and data["bids"] == []
         assert data["seqId"] == data["prevSeqId"] == snap["seqId"]
         b5 = await recv_until(ws, lambda m: is_push(m, "books5"))
-        assert "action" not in b5 and len(b5["data"][0]["bids"]) == 5 and b5["data"][0]["instId"] == "BTC-USDT"
+        assert (
+            "action" not in b5 and len(b5["data"][0]["bids"]) == 5 and b5["data"][0]["instId"] == "BTC-USDT"
+        )
 
 
 async def test_books5_bbo_tickers_trades_equal_the_truth(v5sim: Simulator) -> None:
@@ -138,8 +140,11 @@ async def test_books5_bbo_tickers_trades_equal_the_truth(v5sim: Simulator) -> No
         while (msg := await recv(ws)) != "pong":
             if "data" in msg:
                 got.extend({"channel": msg["arg"]["channel"], **d} for d in msg["data"])
-        truth = [{"channel": p.channel.split(":")[0], **p.data} for p in v5sim.truth.pushes()
-                 if p.channel.endswith(f":{inst}")]
+        truth = [
+            {"channel": p.channel.split(":")[0], **p.data}
+            for p in v5sim.truth.pushes()
+            if p.channel.endswith(f":{inst}")
+        ]
         assert got == truth
         kinds = {g["channel"] for g in got}
         assert kinds == {"books5", "bbo-tbt", "tickers", "trades"}
@@ -147,8 +152,10 @@ async def test_books5_bbo_tickers_trades_equal_the_truth(v5sim: Simulator) -> No
         assert all(int(t["count"]) >= 1 and isinstance(t["seqId"], int) for t in trades)
         bbo = [g for g in got if g["channel"] == "bbo-tbt"][-1]
         bids, asks = v5sim.market["eth_usdt"].book(1)
-        assert (bbo["bids"][0][0], bbo["asks"][0][0]) == (format(bids[0][0].normalize(), "f"),
-                                                           format(asks[0][0].normalize(), "f"))
+        assert (bbo["bids"][0][0], bbo["asks"][0][0]) == (
+            format(bids[0][0].normalize(), "f"),
+            format(asks[0][0].normalize(), "f"),
+        )
         ticker = [g for g in got if g["channel"] == "tickers"][-1]
         assert ticker["bidPx"] == bbo["bids"][0][0] and ticker["askPx"] == bbo["asks"][0][0]
 
@@ -156,8 +163,9 @@ async def test_books5_bbo_tickers_trades_equal_the_truth(v5sim: Simulator) -> No
 @pytest.mark.parametrize("v5_sim_settings", [{"candle_interval": 0.1}], indirect=True)
 async def test_candles_and_trades_all_on_business(v5sim: Simulator) -> None:
     async with connect(v5sim.business_url) as ws:
-        await subscribe(ws, {"channel": "candle1m", "instId": "BTC-USDT"},
-                        {"channel": "trades-all", "instId": "BTC-USDT"})
+        await subscribe(
+            ws, {"channel": "candle1m", "instId": "BTC-USDT"}, {"channel": "trades-all", "instId": "BTC-USDT"}
+        )
         await recv_until(ws, lambda m: m.get("event") == "subscribe" and m["arg"]["channel"] == "trades-all")
         await v5sim.advance(40, "BTC-USDT")
         candle = await recv_until(ws, lambda m: is_push(m, "candle1m"))
@@ -167,7 +175,9 @@ async def test_candles_and_trades_all_on_business(v5sim: Simulator) -> None:
         assert row in truth_rows
         m = v5sim.market["btc_usdt"]
         o, h, lo, c, vol = m.klines[v5sim.kline_period("1m")][int(row[0])]
-        latest = (await recv_until(ws, lambda x: is_push(x, "candle1m") and x["data"][0][0] == row[0]))["data"][0]
+        latest = (await recv_until(ws, lambda x: is_push(x, "candle1m") and x["data"][0][0] == row[0]))[
+            "data"
+        ][0]
         assert latest[1:6] == [format(v.normalize(), "f") for v in (o, h, lo, c, vol)]
         trades_all = [p.data for p in v5sim.truth.pushes("trades-all:BTC-USDT")]
         assert trades_all and all("count" not in t for t in trades_all)
@@ -182,7 +192,9 @@ async def test_subscribe_errors(v5sim: Simulator) -> None:
     async with connect(v5sim.public_url) as ws:
         await ws.send('{"op": "subscribe", "argss": [}')
         assert (await recv(ws))["code"] == "60012"
-        await ws.send(json.dumps({"id": "77", "op": "subscribe", "args": [{"channel": "ticker", "instId": "BTC-USDT"}]}))
+        await ws.send(
+            json.dumps({"id": "77", "op": "subscribe", "args": [{"channel": "ticker", "instId": "BTC-USDT"}]})
+        )
         err = await recv(ws)
         assert (err["event"], err["code"], err["id"]) == ("error", "60018", "77") and "arg" not in err
         assert "channel:ticker,instId:BTC-USDT" in err["msg"]
@@ -216,17 +228,32 @@ async def test_request_limit_60014(v5sim: Simulator) -> None:
 def _login_args(ts: str | None = None, secret: str = DEMO_SECRET, passphrase: str = DEMO_PASSPHRASE,
                 key: str = DEMO_API_KEY) -> str:  # fmt: skip
     ts = ts or str(int(time.time()))
-    return json.dumps({"op": "login", "args": [{"apiKey": key, "passphrase": passphrase, "timestamp": ts,
-                                                "sign": okx_sign(secret, ts + "GET/users/self/verify")}]})
+    return json.dumps(
+        {
+            "op": "login",
+            "args": [
+                {
+                    "apiKey": key,
+                    "passphrase": passphrase,
+                    "timestamp": ts,
+                    "sign": okx_sign(secret, ts + "GET/users/self/verify"),
+                }
+            ],
+        }
+    )
 
 
 async def test_login_private_channels(v5sim: Simulator) -> None:
     async with connect(v5sim.private_url) as ws:
         await subscribe(ws, {"channel": "account"})
         assert (await recv(ws))["code"] == "60011"
-        for args, code in ((_login_args(secret="x"), "60007"), (_login_args(passphrase="x"), "60024"),
-                           (_login_args(key="x"), "60005"), (_login_args(ts=str(int(time.time()) - 60)), "60006"),
-                           (_login_args(ts="soon"), "60004")):
+        for args, code in (
+            (_login_args(secret="x"), "60007"),
+            (_login_args(passphrase="x"), "60024"),
+            (_login_args(key="x"), "60005"),
+            (_login_args(ts=str(int(time.time()) - 60)), "60006"),
+            (_login_args(ts="soon"), "60004"),
+        ):
             await ws.send(args)
             assert (await recv(ws))["code"] == code
         await ws.send(_login_args(ts=f"{time.time():.3f}"))  # decimal seconds are accepted too
