@@ -32,11 +32,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def settings_from_args(args: argparse.Namespace) -> V5Settings:
     """Settings from the options. Raises ConfigError for a bad value."""
-    extra = {}
+    settings = V5Settings(
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        updates_per_second=args.rate,
+        checksum=args.checksum,
+    )
     if args.instruments:
-        extra["instruments"] = tuple(i.strip() for i in args.instruments.split(",") if i.strip())
-    return V5Settings(seed=args.seed, host=args.host, port=args.port, updates_per_second=args.rate,
-                      checksum=args.checksum, **extra)  # fmt: skip
+        settings = settings.replace(
+            instruments=tuple(i.strip() for i in args.instruments.split(",") if i.strip())
+        )
+    return settings
 
 
 async def serve(settings: V5Settings) -> None:

@@ -159,8 +159,9 @@ class Account:
                 out[base] = out.get(base, Decimal(0)) + remaining
         return out
 
-    def balance(self, now_ms: int, usd_price: Callable[[str], Decimal | None], ccys: set[str] | None = None
-                ) -> dict[str, object]:
+    def balance(
+        self, now_ms: int, usd_price: Callable[[str], Decimal | None], ccys: set[str] | None = None
+    ) -> dict[str, object]:
         """The ``/account/balance`` data item (§5.1); currencies with zero cash are omitted."""
         frozen = self.frozen()
         details: list[dict[str, Any]] = []
@@ -195,8 +196,9 @@ class Account:
         }  # fmt: skip
 
     # ---- operations ----------------------------------------------------------------------------
-    def place(self, inst_id: str, side: str, px: Decimal, sz: Decimal, now_ms: int,
-              ord_type: str = "limit") -> Order:
+    def place(
+        self, inst_id: str, side: str, px: Decimal, sz: Decimal, now_ms: int, ord_type: str = "limit"
+    ) -> Order:
         """Place a limit order (``live``). Raises AccountError 51008 when funds are short."""
         if side not in ("buy", "sell"):
             raise AccountError("51000", "Parameter side error")
@@ -216,8 +218,9 @@ class Account:
         except KeyError:
             raise AccountError("51603", "Order does not exist") from None
 
-    def fill(self, ord_id: int, sz: Decimal, now_ms: int, px: Decimal | None = None, *,
-             maker: bool = True) -> Order:
+    def fill(
+        self, ord_id: int, sz: Decimal, now_ms: int, px: Decimal | None = None, *, maker: bool = True
+    ) -> Order:
         """Fill ``sz`` of an open order at ``px`` (default: its price): a new fill, balances move."""
         order = self.get(ord_id)
         if not order.is_open:
@@ -239,8 +242,21 @@ class Account:
             self.cash[quote] = self.cash.get(quote, Decimal(0)) + value + fee
         self.ccy_utime[base] = self.ccy_utime[quote] = now_ms
         self._next_trade += 1
-        f = Fill(self._new_bill_id(now_ms), self._next_trade, ord_id, order.inst_id, order.side, price, sz,
-                 "M" if maker else "T", fee, order.fee_ccy, rate, now_ms, now_ms)
+        f = Fill(
+            self._new_bill_id(now_ms),
+            self._next_trade,
+            ord_id,
+            order.inst_id,
+            order.side,
+            price,
+            sz,
+            "M" if maker else "T",
+            fee,
+            order.fee_ccy,
+            rate,
+            now_ms,
+            now_ms,
+        )
         self.fills.append(f)
         order.fills.append(f)
         order.last_fill = f
@@ -303,10 +319,15 @@ class Account:
             mid = prices[inst]
             side = rng.choice(("buy", "sell"))
             px = (mid * Decimal(str(round(1 + rng.uniform(-0.02, 0.02), 5)))).quantize(tick)
-            sz = max(pair.min_size, (Decimal(str(round(rng.uniform(0.5, 20), 4))) * pair.min_size * 10)
-                     .quantize(lot, rounding=ROUND_DOWN))
-            order = Order(self._new_ord_id(t), inst, side, rng.choice(("limit", "limit", "post_only")),
-                          px, sz, t, t)
+            sz = max(
+                pair.min_size,
+                (Decimal(str(round(rng.uniform(0.5, 20), 4))) * pair.min_size * 10).quantize(
+                    lot, rounding=ROUND_DOWN
+                ),
+            )
+            order = Order(
+                self._new_ord_id(t), inst, side, rng.choice(("limit", "limit", "post_only")), px, sz, t, t
+            )
             self.cash = {k: Decimal(10**9) for k in self.cash}  # history does not need the funds
             self.orders[order.ord_id] = order
             roll = rng.random()
@@ -321,16 +342,23 @@ class Account:
                         at = t + (done - t) * (i + 1) // parts
                         self.fill(order.ord_id, part, at, maker=rng.random() < 0.7)
             elif roll < 0.75:  # partly filled, then canceled
-                self.fill(order.ord_id, (order.sz / 3).quantize(lot, rounding=ROUND_DOWN) or lot,
-                          t + (done - t) // 2, maker=True)
+                self.fill(
+                    order.ord_id,
+                    (order.sz / 3).quantize(lot, rounding=ROUND_DOWN) or lot,
+                    t + (done - t) // 2,
+                    maker=True,
+                )
                 self.cancel(order.ord_id, done)
             else:  # canceled without a fill
                 self.cancel(order.ord_id, done)
         self.cash = dict(start_cash)
         self.ccy_utime.clear()
         # Open orders: two live, one partially filled (priced away from the market).
-        for inst, side, k, fill in ((insts[0], "buy", "0.97", False), (insts[-1], "sell", "1.04", True),
-                                    (insts[0], "sell", "1.05", False)):
+        for inst, side, k, fill in (
+            (insts[0], "buy", "0.97", False),
+            (insts[-1], "sell", "1.04", True),
+            (insts[0], "sell", "1.05", False),
+        ):
             pair = pairs()[inst_to_symbol(inst)]
             px = (prices[inst] * Decimal(k)).quantize(pair.quote_increment.normalize())
             sz = pair.min_size * 5

@@ -361,4 +361,3 @@ class RestApi:
         ]  # fmt: skip
         limit = _limit(params, 100, 100)
         return [f.wire() for f in page(fills, lambda f: f.bill_id, params, limit=limit)]
-

@@ -121,8 +121,15 @@ class V5Settings:
             raise ConfigError("instruments: duplicates")
         if self.checksum not in CHECKSUM_MODES:
             raise ConfigError(f"checksum must be one of {CHECKSUM_MODES}, got {self.checksum!r}")
-        for name in ("idle_timeout", "book_heartbeat", "candle_interval", "login_window", "clock_window",
-                     "rate_window", "notice_close_after"):
+        for name in (
+            "idle_timeout",
+            "book_heartbeat",
+            "candle_interval",
+            "login_window",
+            "clock_window",
+            "rate_window",
+            "notice_close_after",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
         if self.updates_per_second < 0:

@@ -230,8 +230,12 @@ class WsHub:
         req_id = str(req_id) if req_id is not None else None
         op = req.get("op")
         if op not in ("subscribe", "unsubscribe", "login"):
-            self._error(conn, req_id, "60019" if isinstance(op, str) else "60012",
-                        f"Invalid op: op:{op}" if isinstance(op, str) else f"Invalid request: {text[:200]}")
+            self._error(
+                conn,
+                req_id,
+                "60019" if isinstance(op, str) else "60012",
+                f"Invalid op: op:{op}" if isinstance(op, str) else f"Invalid request: {text[:200]}",
+            )
             return
         now = time.monotonic()
         while conn.requests and conn.requests[0] <= now - 3600:
@@ -297,9 +301,16 @@ class WsHub:
         if refused is not None:
             return refused, wrong if refused == "60018" else f"Refused: {what}"
         if conn.kind == "public" and channel in BUSINESS_CHANNELS:
-            return "64001", f"This channel has been migrated to the '/business' URL. Please subscribe using the new URL. More details can refer to: {what}"  # noqa: E501
+            return (
+                "64001",
+                "This channel has been migrated to the '/business' URL. Please subscribe using the new "
+                f"URL. More details can refer to: {what}",
+            )
         if conn.kind == "business" and channel in PUBLIC_CHANNELS:
-            return "64002", f"This channel is not supported by \"business\" URL. Please use \"/public\" URL. {what}"  # noqa: E501
+            return (
+                "64002",
+                f'This channel is not supported by "business" URL. Please use "/public" URL. {what}',
+            )
         if channel in PRIVATE_CHANNELS:
             if conn.kind != "private":
                 return "60018", wrong
