@@ -7,7 +7,7 @@ account that has three months of history, faults on demand and the ground truth
 of everything sent. Run it with ``python -m recorder.simulator.okx_v5``.
 """
 
-from recorder.simulator.okx_v5.server import Simulator
+from recorder.simulator.okx_v5.server import Simulator, SimulatorThread
 from recorder.simulator.okx_v5.settings import (
     DEMO_API_KEY,
     DEMO_PASSPHRASE,
@@ -16,4 +16,12 @@ from recorder.simulator.okx_v5.settings import (
     V5Settings,
 )
 
-__all__ = ["DEMO_API_KEY", "DEMO_PASSPHRASE", "DEMO_SECRET", "Simulator", "V5Account", "V5Settings"]
+__all__ = [
+    "DEMO_API_KEY",
+    "DEMO_PASSPHRASE",
+    "DEMO_SECRET",
+    "Simulator",
+    "SimulatorThread",
+    "V5Account",
+    "V5Settings",
+]

@@ -100,7 +100,7 @@ class WsHub:
     # ---- lifecycle ------------------------------------------------------------------------------
     async def handle(self, request: web.Request, *, kind: str) -> web.WebSocketResponse:
         """aiohttp handler for one of the three URLs: serve one client until either side closes."""
-        ws = web.WebSocketResponse(autoping=True, max_msg_size=64 * 1024, compress=True)
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=64 * 1024, compress=True, timeout=2.0)
         await ws.prepare(request)
         self._next_id += 1
         conn = Connection(self._next_id, kind, ws, request, self.sim.settings.seed)
