@@ -53,6 +53,7 @@ class InstFeed:
         self.top5: tuple[Any, ...] = ()
         self.top1: tuple[Any, ...] = ()
         self.trade_seq = rng.randint(1_000, 100_000)
+        self.state = "live"  # instrument state (§4.5), see Simulator.set_instrument_state
 
     @property
     def pair(self) -> Pair:
@@ -199,7 +200,7 @@ class InstFeed:
             "stk": "", "listTime": "1548133413000", "auctionEndTime": "", "contTdSwTime": "",
             "preMktSwTime": "", "openType": "", "expTime": "", "lever": "", "tickSz": s(p.quote_increment),
             "lotSz": s(p.base_increment), "minSz": s(p.min_size), "ctType": "", "alias": "",
-            "state": "live", "ruleType": "normal", "maxLmtSz": "9999999999", "maxMktSz": "1000000",
+            "state": self.state, "ruleType": "normal", "maxLmtSz": "9999999999", "maxMktSz": "1000000",
             "maxLmtAmt": "20000000", "maxMktAmt": "1000000", "maxTwapSz": "9999999999",
             "maxIcebergSz": "9999999999", "maxTriggerSz": "9999999999", "maxStopSz": "1000000",
             "futureSettlement": False, "instIdCode": p.product_id, "tradeQuoteCcyList": [quote],

@@ -145,8 +145,12 @@ class RestApi:
 
     async def _answer(self, request: web.Request, path: str) -> dict[str, Any]:
         sim = self.sim
-        if sim.take_storm():
+        storm = sim.take_storm()
+        if storm == 429:
             raise V5Error("50011", "Too Many Requests", 429, data=False)
+        if storm is not None:
+            msg = "Rate limit reached. Please refer to API documentation and throttle requests accordingly."
+            raise V5Error("50011", msg, storm)
         latency = sim.faults.settings.rest_latency
         if latency:
             await asyncio.sleep(latency)

@@ -82,6 +82,7 @@ class Simulator:
         self._refusals: dict[tuple[str, str], list[Any]] = {}
         self._storm_requests = 0
         self._storm_until = 0.0
+        self._storm_status = 429
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
@@ -157,6 +158,8 @@ class Simulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for timer in self.ws.timers:
+            timer.cancel()
         conns = list(self.ws.connections.values())
         await asyncio.gather(*(self.ws.close(c, 1001, "simulator stopping") for c in conns))
         if self._runner is not None:
@@ -351,19 +354,32 @@ class Simulator:
         entry[1] -= 1
         return str(entry[0])
 
-    def rate_limit_storm(self, *, requests: int = 0, seconds: float = 0.0) -> None:
-        """Fault: answer the next ``requests`` REST requests (or all for ``seconds``) with 429/50011."""
+    def rate_limit_storm(self, *, requests: int = 0, seconds: float = 0.0, http_status: int = 429) -> None:
+        """Fault: answer the next ``requests`` REST requests (or all for ``seconds``) with code 50011:
+        HTTP 429 ``{"msg":"Too Many Requests","code":"50011"}``, or with ``http_status=200`` the
+        HTTP 200 form ``{"code":"50011","msg":"Rate limit reached...","data":[]}`` (§7.2)."""
         self._storm_requests += requests
+        self._storm_status = http_status
         if seconds:
             self._storm_until = max(self._storm_until, time.monotonic() + seconds)
 
-    def take_storm(self) -> bool:
+    def take_storm(self) -> int | None:
+        """The HTTP status of a storm answer for this request, or None."""
         if time.monotonic() < self._storm_until:
-            return True
+            return self._storm_status
         if self._storm_requests > 0:
             self._storm_requests -= 1
-            return True
-        return False
+            return self._storm_status
+        return None
+
+    def set_instrument_state(self, inst_id: str, state: str) -> None:
+        """Change an instrument's ``state`` (``live``, ``suspend``, ``preopen``, ``test``, §4.5): REST
+        shows it and ``instruments`` subscribers get the changed instrument. Books keep running."""
+        feed = self.feeds[inst_id]
+        feed.state = state
+        now = self.now_ms()
+        for conn in self.ws.subscribers("instruments"):
+            self.ws.push(conn, conn.subs[("instruments", "")], [feed.instrument()], ts_ms=now)
 
     def notice(self, close_after: float | None = None) -> int:
         """Planned maintenance: send the 64008 notice (§2.6) now, list the upgrade as ``ongoing`` in
@@ -376,6 +392,8 @@ class Simulator:
             "end": str(now + int(after * 1000) + 60_000), "preOpenBegin": "", "href": "", "serviceType": "0",
             "system": "unified", "scheDesc": "", "maintType": "1", "env": "1",
         })  # fmt: skip
+        for conn in self.ws.subscribers("status"):
+            self.ws.push(conn, conn.subs[("status", "")], [dict(self.status_items[-1])], ts_ms=now)
         return len(self.ws.notice(close_after=after, code=self.settings.notice_close_code))
 
     def stall(self, seconds: float | None = None) -> None:

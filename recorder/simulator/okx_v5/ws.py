@@ -96,6 +96,7 @@ class WsHub:
         self.connections: dict[int, Connection] = {}
         self._next_id = 0
         self._background: set[asyncio.Future[None]] = set()
+        self.timers: list[asyncio.TimerHandle] = []  # notice closes, cancelled on stop
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def handle(self, request: web.Request, *, kind: str) -> web.WebSocketResponse:
@@ -367,7 +368,7 @@ class WsHub:
             self.event(conn, {"event": "notice", "code": "64008", "msg": msg})
         loop = asyncio.get_running_loop()
         for conn in targets:
-            loop.call_later(close_after, self._close_later, conn, code)
+            self.timers.append(loop.call_later(close_after, self._close_later, conn, code))
         return targets
 
     def _close_later(self, conn: Connection, code: int) -> None:

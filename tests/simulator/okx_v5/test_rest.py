@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -325,3 +326,19 @@ async def test_unknown_endpoint_and_method(client: httpx.AsyncClient) -> None:
 
 def test_demo_credentials_documented() -> None:
     assert okx_sign(DEMO_SECRET, "x") and DEMO_API_KEY and DEMO_PASSPHRASE
+
+
+async def test_429_storm_http_200_form(v5sim: Simulator, client: httpx.AsyncClient) -> None:
+    v5sim.rate_limit_storm(requests=1, http_status=200)
+    r = await client.get("/api/v5/public/time")
+    assert r.status_code == 200 and r.json()["code"] == "50011" and r.json()["data"] == []
+    assert (await client.get("/api/v5/public/time")).json()["code"] == "0"
+
+
+async def test_storm_for_seconds_then_recovers(v5sim: Simulator, client: httpx.AsyncClient) -> None:
+    v5sim.rate_limit_storm(seconds=0.5)
+    assert (await client.get("/api/v5/public/time")).status_code == 429
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await client.get("/api/v5/public/time")).status_code == 429:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.1)

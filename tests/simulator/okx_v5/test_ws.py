@@ -354,3 +354,24 @@ async def test_drop_and_stall(v5sim: Simulator) -> None:
         assert msg["prevSeqId"] != snap["seqId"]  # what was not sent during the stall is a gap
         await ws.send("ping")
         await recv_until(ws, lambda m: m == "pong")
+
+
+async def test_instrument_state_change_and_status_channel(v5sim: Simulator) -> None:
+    import httpx
+
+    async with connect(v5sim.public_url) as ws:
+        await subscribe(ws, {"channel": "instruments", "instType": "SPOT"}, {"channel": "status"})
+        first = await recv_until(ws, lambda m: is_push(m, "instruments"))
+        assert {i["state"] for i in first["data"]} == {"live"}
+        await recv_until(ws, lambda m: m.get("event") == "subscribe" and m["arg"]["channel"] == "status")
+        v5sim.set_instrument_state("ETH-BTC", "suspend")
+        change = await recv_until(ws, lambda m: is_push(m, "instruments"))
+        assert [(i["instId"], i["state"]) for i in change["data"]] == [("ETH-BTC", "suspend")]
+        v5sim.notice(close_after=30)
+        status = await recv_until(ws, lambda m: is_push(m, "status"))
+        assert status["data"][0]["state"] == "ongoing" and status["data"][0]["serviceType"] == "0"
+        notice = await recv_until(ws, lambda m: m.get("event") == "notice")
+        assert notice["code"] == "64008"
+    async with httpx.AsyncClient(base_url=v5sim.rest_url) as client:
+        data = (await client.get("/api/v5/public/instruments?instType=SPOT&instId=ETH-BTC")).json()["data"]
+        assert data[0]["state"] == "suspend"
