@@ -4,7 +4,8 @@ Order of checks for every request: a 429 storm (fault), the REST faults shared
 with v1 (latency, 5xx -> 50001, errors -> 50026), the endpoint, then for private
 endpoints the signature checks in the order of §10 (50103/50104/50106/50107
 missing header, 50112 malformed timestamp, 50102 expired, 50111 unknown key,
-50105 passphrase, 50113 signature) with HTTP 401 and no ``data`` key, then the
+50101 live key with ``x-simulated-trading: 1`` or the reverse, 50105 passphrase,
+50113 signature) with HTTP 401 and no ``data`` key, then the
 endpoint's rate limit (§7.1; HTTP 429 ``{"msg":"Too Many Requests","code":"50011"}``),
 then the endpoint. Success: ``{"code":"0","msg":"","data":[...]}``.
 """
@@ -198,6 +199,8 @@ class RestApi:
         account = self.sim.accounts.get(key)
         if account is None:
             raise _auth("50111", 'Invalid "OK-ACCESS-KEY".')
+        if (h.get("x-simulated-trading", "0") == "1") != self.sim.settings.demo_trading:
+            raise _auth("50101", "APIKey does not match current environment.")
         if pp != account.settings.passphrase:
             raise _auth("50105", 'Invalid "OK-ACCESS-PASSPHRASE".')
         prehash = ts + request.method.upper() + request.raw_path

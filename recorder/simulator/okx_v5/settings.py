@@ -98,6 +98,7 @@ class V5Settings:
     ws_requests_per_hour: int = 480  # subscribe+unsubscribe+login per connection (60014 beyond)
     login_window: float = 30.0  # WS login timestamp age limit, s (60006)
     clock_window: float = 30.0  # REST OK-ACCESS-TIMESTAMP max distance from server time, s (50102)
+    demo_trading: bool = False  # keys are demo-trading keys: signed requests need x-simulated-trading: 1
     clock_skew_ms: int = 0  # the server's clock minus real time (a skewed exchange clock)
     rate_window: float = 2.0  # REST limit window, s
     rate_limits: Mapping[str, int] = field(default_factory=lambda: DEFAULT_RATE_LIMITS)

@@ -342,3 +342,12 @@ async def test_storm_for_seconds_then_recovers(v5sim: Simulator, client: httpx.A
     while (await client.get("/api/v5/public/time")).status_code == 429:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.1)
+
+
+async def test_environment_header_50101(v5sim: Simulator, client: httpx.AsyncClient) -> None:
+    path = "/api/v5/account/balance"
+    demo = {**signed_headers(path), "x-simulated-trading": "1"}
+    r = await client.get(path, headers=demo)
+    assert (r.status_code, r.json()["code"]) == (401, "50101")
+    live = {**signed_headers(path), "x-simulated-trading": "0"}  # what python-okx sends with flag "0"
+    assert (await client.get(path, headers=live)).json()["code"] == "0"
