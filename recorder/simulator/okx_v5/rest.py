@@ -75,15 +75,18 @@ def _int_param(params: Params, name: str) -> int | None:
         raise V5Error("51000", f"Parameter {name} error", 400) from None
 
 
-def page(items: Sequence[Any], key: Callable[[Any], int], params: Params, *, limit: int) -> list[Any]:
+def page(
+    items: Sequence[Any], key: Callable[[Any], int], params: Params, *, limit: int, nearest: bool = True
+) -> list[Any]:
     """Cursor pagination of newest-first ``items`` (§5.4): ``after`` = older than, ``before`` = newer than.
 
-    With ``before`` the page holds the ``limit`` records nearest to the cursor (so that polling
-    forwards with ``before = newest stored`` never skips any), still newest first.
+    With ``before`` alone and ``nearest`` the page holds the ``limit`` records nearest to the cursor
+    (polling forwards with ``before = newest stored`` never skips any); otherwise the latest ones
+    (§4.3/§4.4: "before alone returns the latest"). Pages are newest first either way.
     """
     after, before = _int_param(params, "after"), _int_param(params, "before")
     out = [i for i in items if (after is None or key(i) < after) and (before is None or key(i) > before)]
-    if before is not None and after is None:
+    if before is not None and after is None and nearest:
         return out[-limit:]
     return out[:limit]
 
@@ -281,7 +284,8 @@ class RestApi:
         if params.get("type", "1") != "1":
             raise V5Error("51000", "Parameter type error", 400)
         trades = list(reversed(feed.market.trades))
-        return [feed.trade_all_item(t) for t in page(trades, lambda t: t.tid, params, limit=limit)]
+        chosen = page(trades, lambda t: t.tid, params, limit=limit, nearest=False)
+        return [feed.trade_all_item(t) for t in chosen]
 
     def _candles(self, params: Params, *, history: bool = False) -> list[Any]:
         feed = self._feed(params)
@@ -292,7 +296,7 @@ class RestApi:
         rows = feed.candle_rows(bar, self.sim.now_ms())
         if not history:
             rows = rows[:1440]
-        return page(rows, lambda r: int(r[0]), params, limit=limit)
+        return page(rows, lambda r: int(r[0]), params, limit=limit, nearest=False)
 
     def _history_candles(self, params: Params) -> list[Any]:
         return self._candles(params, history=True)
@@ -328,16 +332,24 @@ class RestApi:
                 and (not ord_types or o.ord_type in ord_types)
                 and (begin is None or o.c_time >= begin) and (end is None or o.c_time <= end)]  # fmt: skip
 
+    @property
+    def _nearest(self) -> bool:
+        return self.sim.settings.before_page == "nearest"
+
     def _orders_pending(self, account: Account, params: Params) -> list[Any]:
         orders = self._filter_orders(account.open_orders(), params)
         limit = _limit(params, 100, 100)
-        return [o.wire() for o in page(orders, lambda o: o.ord_id, params, limit=limit)]
+        return [
+            o.wire() for o in page(orders, lambda o: o.ord_id, params, limit=limit, nearest=self._nearest)
+        ]
 
     def _orders_finished(self, account: Account, params: Params, window_ms: int) -> list[Any]:
         _required(params, "instType")
         orders = self._filter_orders(account.finished_orders(self.sim.now_ms(), window_ms), params)
         limit = _limit(params, 100, 100)
-        return [o.wire() for o in page(orders, lambda o: o.ord_id, params, limit=limit)]
+        return [
+            o.wire() for o in page(orders, lambda o: o.ord_id, params, limit=limit, nearest=self._nearest)
+        ]
 
     def _order(self, account: Account, params: Params) -> list[Any]:
         _required(params, "instId")
@@ -367,4 +379,6 @@ class RestApi:
             and (begin is None or f.ts >= begin) and (end is None or f.ts <= end)
         ]  # fmt: skip
         limit = _limit(params, 100, 100)
-        return [f.wire() for f in page(fills, lambda f: f.bill_id, params, limit=limit)]
+        return [
+            f.wire() for f in page(fills, lambda f: f.bill_id, params, limit=limit, nearest=self._nearest)
+        ]

@@ -98,6 +98,7 @@ class V5Settings:
     ws_requests_per_hour: int = 480  # subscribe+unsubscribe+login per connection (60014 beyond)
     login_window: float = 30.0  # WS login timestamp age limit, s (60006)
     clock_window: float = 30.0  # REST OK-ACCESS-TIMESTAMP max distance from server time, s (50102)
+    before_page: Literal["nearest", "latest"] = "nearest"  # orders/fills page for `before` alone
     demo_trading: bool = False  # keys are demo-trading keys: signed requests need x-simulated-trading: 1
     clock_skew_ms: int = 0  # the server's clock minus real time (a skewed exchange clock)
     rate_window: float = 2.0  # REST limit window, s
@@ -120,6 +121,8 @@ class V5Settings:
                 raise ConfigError(f"instruments: unknown SPOT instrument {inst!r} (use e.g. BTC-USDT)")
         if len(set(self.instruments)) != len(self.instruments):
             raise ConfigError("instruments: duplicates")
+        if self.before_page not in ("nearest", "latest"):
+            raise ConfigError(f"before_page must be 'nearest' or 'latest', got {self.before_page!r}")
         if self.checksum not in CHECKSUM_MODES:
             raise ConfigError(f"checksum must be one of {CHECKSUM_MODES}, got {self.checksum!r}")
         for name in (

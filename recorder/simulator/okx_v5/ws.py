@@ -222,7 +222,9 @@ class WsHub:
         try:
             req = json.loads(text)
         except ValueError:
-            self._error(conn, None, "60012", f"Invalid request: {text[:200]}")
+            # The real service echoes the request; a broken login would echo its passphrase and sign.
+            echo = "<login request not echoed>" if "login" in text else text[:200]
+            self._error(conn, None, "60012", f"Invalid request: {echo}")
             return
         if not isinstance(req, dict):
             self._error(conn, None, "60012", f"Invalid request: {text[:200]}")

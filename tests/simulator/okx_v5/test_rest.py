@@ -351,3 +351,27 @@ async def test_environment_header_50101(v5sim: Simulator, client: httpx.AsyncCli
     assert (r.status_code, r.json()["code"]) == (401, "50101")
     live = {**signed_headers(path), "x-simulated-trading": "0"}  # what python-okx sends with flag "0"
     assert (await client.get(path, headers=live)).json()["code"] == "0"
+
+
+@pytest.mark.parametrize("v5_sim_settings", [{"before_page": "latest"}], indirect=True)
+async def test_before_page_modes(v5sim: Simulator, client: httpx.AsyncClient) -> None:
+    ids = [o.ord_id for o in v5sim.demo_account.finished_orders(v5sim.now_ms(), 7 * DAY_MS)]
+    path = f"/api/v5/trade/orders-history?instType=SPOT&before={ids[50]}&limit=10"
+    latest = await ok(await signed_get(client, path))
+    assert [int(o["ordId"]) for o in latest] == ids[:10]  # the latest, not the nearest
+    starts = [
+        int(r[0]) for r in await ok(await client.get("/api/v5/market/candles?instId=BTC-USDT&limit=300"))
+    ]
+    rows = await ok(await client.get(f"/api/v5/market/candles?instId=BTC-USDT&before={starts[20]}&limit=5"))
+    assert [int(r[0]) for r in rows] == starts[:5]  # candles: before alone returns the latest
+
+
+async def test_malformed_login_is_not_echoed(v5sim: Simulator) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    async with connect(v5sim.private_url) as ws:
+        await ws.send('{"op": "login", "args": [{"passphrase": "' + DEMO_PASSPHRASE + '", }')
+        err = json.loads(await ws.recv())
+        assert err["code"] == "60012" and DEMO_PASSPHRASE not in err["msg"]
