@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from typing import Any
 
 from recorder.errors import ConfigError
 from recorder.simulator.okx_v5.server import Simulator
@@ -31,19 +32,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> V5Settings:
-    """Settings from the options. Raises ConfigError for a bad value."""
-    settings = V5Settings(
-        seed=args.seed,
-        host=args.host,
-        port=args.port,
-        updates_per_second=args.rate,
-        checksum=args.checksum,
-    )
-    if args.instruments:
-        settings = settings.replace(
-            instruments=tuple(i.strip() for i in args.instruments.split(",") if i.strip())
-        )
-    return settings
+    """Settings from the options; also accepts ``okex-recorder simulate``'s namespace (``symbols`` as
+    instrument ids, None for unset options). Raises ConfigError for a bad value."""
+    changes: dict[str, Any] = {}
+    for attr, key in (("seed", "seed"), ("host", "host"), ("port", "port"), ("rate", "updates_per_second"),
+                      ("checksum", "checksum")):  # fmt: skip
+        value = getattr(args, attr, None)
+        if value is not None:
+            changes[key] = value
+    ids = getattr(args, "instruments", None) or getattr(args, "symbols", None)
+    if ids:
+        changes["instruments"] = tuple(i.strip() for i in ids.split(",") if i.strip())
+    return V5Settings(**changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM (for ``okex-recorder simulate --venue okx_v5``); 0 on a clean stop.
+    Raises ConfigError for bad options."""
+    asyncio.run(serve(settings_from_args(args)))
+    return 0
 
 
 async def serve(settings: V5Settings) -> None:

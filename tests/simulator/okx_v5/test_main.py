@@ -56,3 +56,20 @@ def test_module_entry_point_rejects_bad_settings() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert out.returncode == 2 and "unknown SPOT instrument 'btc_usdt'" in out.stderr
+
+
+def test_settings_from_the_v1_simulate_namespace() -> None:
+    import argparse
+
+    from recorder.simulator.okx_v5.__main__ import settings_from_args
+
+    ns = argparse.Namespace(host=None, port=None, rest_port=None, config=None, seed=9, rate=None,
+                            symbols="BTC-USDT,ETH-BTC", compress=False)  # fmt: skip
+    s = settings_from_args(ns)
+    assert (s.seed, s.instruments, s.host, s.port, s.updates_per_second) == (
+        9,
+        ("BTC-USDT", "ETH-BTC"),
+        "127.0.0.1",
+        0,
+        10.0,
+    )
