@@ -117,3 +117,18 @@ def test_thread_variant_serves_and_runs_hooks() -> None:
         assert after > before and len(steps) == 10
         placed = sim.call(sim.sim.place_order, "BTC-USDT", "buy", "100", "0.01")
         assert placed["state"] == "live"
+
+
+async def test_truth_file(tmp_path: Any) -> None:
+    path = tmp_path / "truth.jsonl"
+    sim = Simulator(v5_settings(truth_path=path))
+    async with sim, connect(sim.public_url) as ws, httpx.AsyncClient(base_url=sim.rest_url) as client:
+        await subscribe(ws, {"channel": "books", "instId": "BTC-USDT"})
+        snap = (await recv_until(ws, lambda m: is_push(m, "books")))["data"][0]
+        await client.get("/api/v5/public/time")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    books = [r for r in rows if r["channel"] == "books:BTC-USDT"]
+    assert books[0]["seq"] == snap["seqId"] and books[0]["data"] == snap
+    assert [tuple(b) for b in books[0]["book"]["bids"]] == [(lv[0], lv[1]) for lv in snap["bids"]]
+    assert any(r["channel"] == "rest:public/time" for r in rows)
+    assert any(r["channel"] == "event:subscribe" for r in rows)
