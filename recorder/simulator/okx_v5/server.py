@@ -186,7 +186,7 @@ class Simulator:
         """Book heartbeats (§3.2 rule 4) and candle pushes every ``candle_interval`` s."""
         s = self.settings
         interval = min(s.candle_interval, 1.0)
-        last_candles = 0.0
+        last_candles = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             now = self.now_ms()
@@ -283,13 +283,13 @@ class Simulator:
         key = (arg["channel"], inst_id)
         previous = conn.candle_last.get(key)
         if previous is not None and previous != start:
-            row = feed.candle_row(bar, previous, now)
+            row = feed.candle_row(bar, previous, now)  # closed: pushed once more, confirm "1"
             if row is not None:
                 self.ws.push(conn, arg, [row], ts_ms=previous)
-        row = feed.candle_row(bar, start, now)
+        conn.candle_last[key] = start
+        row = feed.candle_row(bar, start, now)  # None while the new bucket has no trade
         if row is not None:
             self.ws.push(conn, arg, [row], ts_ms=start)
-            conn.candle_last[key] = start
 
     def initial_push(self, conn: Connection, arg: dict[str, str]) -> None:
         """What a new subscription gets first: book snapshots, the ticker, instruments, the balance."""

@@ -375,3 +375,35 @@ async def test_instrument_state_change_and_status_channel(v5sim: Simulator) -> N
     async with httpx.AsyncClient(base_url=v5sim.rest_url) as client:
         data = (await client.get("/api/v5/public/instruments?instType=SPOT&instId=ETH-BTC")).json()["data"]
         assert data[0]["state"] == "suspend"
+
+
+async def test_candle_close_pushed_once_with_confirm(v5sim: Simulator) -> None:
+    """A fake clock crosses a minute: the closed candle comes once more with confirm "1", then not again."""
+    from datetime import timedelta
+
+    from recorder.simulator.okx_v5.server import Simulator as Sim
+
+    base = v5sim.clock()
+    start = base.replace(second=50, microsecond=0)
+    now = [start]
+    sim = Sim(v5sim.settings.replace(candle_interval=3600.0), clock=lambda: now[0])  # pushes by hand
+    async with sim, connect(sim.business_url) as ws:
+        await subscribe(ws, {"channel": "candle1m", "instId": "BTC-USDT"})
+        first = await recv_until(ws, lambda m: is_push(m, "candle1m"))
+        ts0 = first["data"][0][0]
+        assert first["data"][0][8] == "0"
+        now[0] = start + timedelta(seconds=15)  # into the next minute, no trade there yet
+        sim.push_candles()
+        closed = await recv_until(ws, lambda m: is_push(m, "candle1m"))
+        assert closed["data"][0][0] == ts0 and closed["data"][0][8] == "1"
+        sim.push_candles()
+        sim.push_candles()
+        await ws.send("ping")
+        rest = []
+        while (msg := await recv(ws)) != "pong":
+            rest.append(msg)
+        assert rest == []  # nothing more until the new minute has a trade
+        await sim.advance(30, "BTC-USDT")
+        sim.push_candles()
+        forming = await recv_until(ws, lambda m: is_push(m, "candle1m"))
+        assert int(forming["data"][0][0]) == int(ts0) + 60_000 and forming["data"][0][8] == "0"
