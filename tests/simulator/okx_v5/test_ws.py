@@ -285,14 +285,14 @@ async def test_ping_pong_and_connid(v5sim: Simulator) -> None:
         assert await asyncio.wait_for(ws.recv(), 5) == "pong"
 
 
-@pytest.mark.parametrize("v5_sim_settings", [{"idle_timeout": 0.6}], indirect=True)
+@pytest.mark.parametrize("v5_sim_settings", [{"idle_timeout": 1.5}], indirect=True)
 async def test_idle_close_4004_and_pings_keep_alive(v5sim: Simulator) -> None:
     async with connect(v5sim.public_url) as ws:
         with pytest.raises(websockets.ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 10)
         assert info.value.rcvd is not None and info.value.rcvd.code == 4004
     async with connect(v5sim.public_url) as ws:
-        for _ in range(8):  # 8 x 0.2 s > 0.6 s: the pings keep it open
+        for _ in range(15):  # 15 x 0.2 s > 1.5 s: the pings keep it open
             await ws.send("ping")
             assert await asyncio.wait_for(ws.recv(), 5) == "pong"
             await asyncio.sleep(0.2)
