@@ -328,6 +328,8 @@ class WsHub:
             return "60018", wrong
         if channel in TBT_CHANNELS and not self.sim.settings.tbt_allowed:
             return "64003", "Your trading fee tier doesn't meet the requirement to access this channel"
+        if channel == "books50-l2-tbt":
+            return "60018", wrong  # not modelled (books-l2-tbt is, as a mirror of books)
         return None
 
     def _subscribe(self, conn: Connection, req_id: str | None, arg: dict[str, Any]) -> None:

@@ -407,3 +407,16 @@ async def test_candle_close_pushed_once_with_confirm(v5sim: Simulator) -> None:
         sim.push_candles()
         forming = await recv_until(ws, lambda m: is_push(m, "candle1m"))
         assert int(forming["data"][0][0]) == int(ts0) + 60_000 and forming["data"][0][8] == "0"
+
+
+@pytest.mark.parametrize("v5_sim_settings", [{"tbt_allowed": True}], indirect=True)
+async def test_tbt_books_when_the_tier_allows(v5sim: Simulator) -> None:
+    async with connect(v5sim.public_url) as ws:
+        await subscribe(ws, {"channel": "books-l2-tbt", "instId": "BTC-USDT"})
+        snap = await recv_until(ws, lambda m: is_push(m, "books-l2-tbt"))
+        assert snap["action"] == "snapshot" and snap["data"][0]["prevSeqId"] == -1
+        await v5sim.advance(10, "BTC-USDT")
+        upd = await recv_until(ws, lambda m: is_push(m, "books-l2-tbt"))
+        assert upd["action"] == "update" and upd["data"][0]["prevSeqId"] == snap["data"][0]["seqId"]
+        await subscribe(ws, {"channel": "books50-l2-tbt", "instId": "BTC-USDT"})
+        assert (await recv_until(ws, lambda m: m.get("event") == "error"))["code"] == "60018"
