@@ -306,6 +306,8 @@ class Account:
         """
         rng = random.Random(f"okx-v5-sim:{seed}:{self.settings.api_key}:history")
         start_cash = dict(self.cash)
+        ccys = {c for inst in prices for c in inst.split("-")} | set(self.cash)
+        self.cash = {c: Decimal(10**9) for c in ccys}  # the seeded history does not need the funds
         insts = sorted(prices)
         times = sorted(
             [now_ms - rng.randint(8 * DAY_MS, 90 * DAY_MS) for _ in range(120)]
@@ -328,7 +330,6 @@ class Account:
             order = Order(
                 self._new_ord_id(t), inst, side, rng.choice(("limit", "limit", "post_only")), px, sz, t, t
             )
-            self.cash = {k: Decimal(10**9) for k in self.cash}  # history does not need the funds
             self.orders[order.ord_id] = order
             roll = rng.random()
             done = t + rng.randint(1_000, 3_600_000 if now_ms - t > 2 * HOUR_MS else 60_000)
@@ -351,8 +352,7 @@ class Account:
                 self.cancel(order.ord_id, done)
             else:  # canceled without a fill
                 self.cancel(order.ord_id, done)
-        self.cash = dict(start_cash)
-        self.ccy_utime.clear()
+        self.cash = {c: Decimal(10**9) for c in ccys}
         # Open orders: two live, one partially filled (priced away from the market).
         for inst, side, k, fill in (
             (insts[0], "buy", "0.97", False),
