@@ -119,27 +119,34 @@ def storage_paths(config: Config) -> dict[str, Path]:
     return paths
 
 
-def prepare_directories(config: Config) -> list[Path]:
+def _make_dir(directory: Path, label: str, path: Path) -> list[Path]:
+    """Create ``directory`` (and parents); return those created, outermost first. Raises ConfigError."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the directory {directory} for {label} ({path}): "
+                          f"{exc.strerror or exc}") from None
+    return list(reversed(missing))
+
+
+def prepare_directories(config: Config, *, created_before: Sequence[Path] = ()) -> list[Path]:
     """Create the directories the SQLite file, Parquet root, journal, spill dir and status file need.
 
-    Logs one INFO line saying where each goes and which directories were created;
-    returns the directories created (in order). Raises :class:`ConfigError` naming the
-    path when one cannot be created (e.g. permission denied, or a file in the way).
+    Logs one INFO line saying where each goes and which directories were created
+    (``created_before``: directories the caller created already, named in that line);
+    returns the directories created here, outermost first. Raises :class:`ConfigError`
+    naming the path when one cannot be created (permission denied, a file in the way).
     """
     created: list[Path] = []
     where = []
     for label, path in storage_paths(config).items():
         directory = path.parent if label in ("sqlite", "status") else path
         where.append(f"{label} {path}")
-        missing = [d for d in (directory, *directory.parents) if not d.exists()]
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create the directory {directory} for {label} ({path}): "
-                              f"{exc.strerror or exc}") from None
-        created.extend(d for d in reversed(missing) if d not in created)
+        created.extend(d for d in _make_dir(directory, label, path) if d not in created)
+    named = [*created_before, *(d for d in created if d not in created_before)]
     log.info("files: %s (working directory %s)%s", ", ".join(where), Path.cwd(),
-             f"; created {', '.join(str(d) for d in created)}" if created else "")
+             f"; created {', '.join(str(d) for d in named)}" if named else "")
     return created
 
 
@@ -405,8 +412,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--duration must be > 0 seconds")
     setup_logging(config)
     credentials = load_credentials(config.poller.credentials_file)
-    prepare_directories(config)
-    prepare_database(config)
+    # The SQLite file's directory first: the schema check opens the file. The others once the
+    # database is usable, so that a refused start leaves nothing behind.
+    sqlite_file = storage_paths(config).get("sqlite")
+    made = [] if sqlite_file is None else _make_dir(sqlite_file.parent, "sqlite", sqlite_file)
+    try:
+        prepare_database(config)
+    except BaseException:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when still empty
+        raise
+    prepare_directories(config, created_before=made)
     if credentials is None:
         log.info("no API credentials configured: the poller is off (see docs/collector.md)")
     else:
