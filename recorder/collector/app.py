@@ -45,7 +45,7 @@ from recorder.errors import ConfigError, SchemaNotAtHeadError
 from recorder.records import Record, utc_now
 
 __all__ = ["Recorder", "RunResult", "add_arguments", "open_storage", "prepare_database",
-           "prepare_directories", "run"]
+           "prepare_directories", "prepare_storage", "run"]
 
 log = logging.getLogger("recorder.collector")
 
@@ -148,6 +148,25 @@ def prepare_directories(config: Config, *, created_before: Sequence[Path] = ()) 
     log.info("files: %s (working directory %s)%s", ", ".join(where), Path.cwd(),
              f"; created {', '.join(str(d) for d in named)}" if named else "")
     return created
+
+
+def prepare_storage(config: Config) -> None:
+    """Before recording: the directories (:func:`prepare_directories`), the schema (:func:`prepare_database`).
+
+    The SQLite file's directory is made first (the schema check opens the file), the
+    others once the database is usable, so that a refused start leaves nothing behind.
+    Raises :class:`ConfigError` / :class:`~recorder.errors.StorageError` as those do.
+    """
+    sqlite_file = storage_paths(config).get("sqlite")
+    made = [] if sqlite_file is None else _make_dir(sqlite_file.parent, "sqlite", sqlite_file)
+    try:
+        prepare_database(config)
+    except BaseException:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when still empty
+        raise
+    prepare_directories(config, created_before=made)
 
 
 def prepare_database(config: Config) -> None:
@@ -412,18 +431,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--duration must be > 0 seconds")
     setup_logging(config)
     credentials = load_credentials(config.poller.credentials_file)
-    # The SQLite file's directory first: the schema check opens the file. The others once the
-    # database is usable, so that a refused start leaves nothing behind.
-    sqlite_file = storage_paths(config).get("sqlite")
-    made = [] if sqlite_file is None else _make_dir(sqlite_file.parent, "sqlite", sqlite_file)
-    try:
-        prepare_database(config)
-    except BaseException:
-        for directory in reversed(made):
-            with contextlib.suppress(OSError):
-                directory.rmdir()  # only when still empty
-        raise
-    prepare_directories(config, created_before=made)
+    prepare_storage(config)
     if credentials is None:
         log.info("no API credentials configured: the poller is off (see docs/collector.md)")
     else:

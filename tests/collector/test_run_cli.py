@@ -134,3 +134,19 @@ def test_no_duration_run_that_is_stopped_exits_0(tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 0, err
     assert "recorded NOTHING" in err
+
+
+def test_poll_on_a_fresh_checkout_creates_its_directories(
+    tmp_path: Path, simulator_thread: SimulatorThread
+) -> None:
+    """`okex-recorder poll` with the default storage in a directory without ./data records the balances."""
+    from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET
+
+    sim = simulator_thread
+    env = clean_env(OKEX_RECORDER__EXCHANGE__REST_URL=sim.rest_url, OKEX_API_KEY=DEMO_API_KEY,
+                    OKEX_SECRET_KEY=DEMO_SECRET, OKEX_RECORDER__POLLER__BALANCE_INTERVAL="0.5",
+                    OKEX_RECORDER__COLLECTOR__SYMBOLS="ltc_btc")
+    proc = okex_recorder("poll", "--duration", "2", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    balances = stored(f"sqlite:///{tmp_path / 'data' / 'recording.sqlite'}", "balances")
+    assert {b.currency for b in balances if b.account == "spot"} == set(sim.demo_account.currencies())
