@@ -150,3 +150,70 @@ def test_poll_on_a_fresh_checkout_creates_its_directories(
     assert proc.returncode == 0, proc.stderr
     balances = stored(f"sqlite:///{tmp_path / 'data' / 'recording.sqlite'}", "balances")
     assert {b.currency for b in balances if b.account == "spot"} == set(sim.demo_account.currencies())
+
+
+def test_wrong_path_on_a_live_server_is_unreachable_too(
+    tmp_path: Path, simulator_thread: SimulatorThread
+) -> None:
+    """HTTP 404 on the upgrade (a wrong ws_url path): said once, and the summary names the error."""
+    url = simulator_thread.ws_url.replace("/ws/v1", "/ws/v2")
+    env = clean_env(OKEX_RECORDER__EXCHANGE__WS_URL=url, OKEX_RECORDER__COLLECTOR__RECONNECT_INITIAL="0.05",
+                    OKEX_RECORDER__COLLECTOR__RECONNECT_CAP="0.2")
+    proc = okex_recorder("run", "--duration", "2", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    plain = [line for line in proc.stderr.splitlines() if "cannot reach the exchange at " + url in line]
+    assert len(plain) == 1 and "404" in plain[0], proc.stderr
+
+
+async def _refusing_exchange(ws: object) -> None:
+    """Accepts the connection, answers pings, refuses every subscription with 10015 (no data ever)."""
+    import json
+
+    async for message in ws:  # type: ignore[attr-defined]
+        text = message if isinstance(message, str) else message.decode()
+        requests = json.loads(text.replace("'", '"'))
+        for req in requests if isinstance(requests, list) else [requests]:
+            if req.get("event") == "ping":
+                await ws.send('{"event":"pong"}')  # type: ignore[attr-defined]
+            elif req.get("event") == "addChannel":
+                ack = [{"binary": 0, "channel": req["channel"], "success": False, "errorcode": 10015}]
+                await ws.send(json.dumps(ack))  # type: ignore[attr-defined]
+
+
+def test_connected_but_every_subscription_refused_is_a_failed_run(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from websockets.asyncio.server import serve
+
+    ready = threading.Event()
+    stop: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+    port: list[int] = []
+
+    async def main() -> None:
+        stop.append((asyncio.get_running_loop(), asyncio.Event()))
+        async with serve(_refusing_exchange, "127.0.0.1", 0) as server:
+            port.append(server.sockets[0].getsockname()[1])
+            ready.set()
+            await stop[0][1].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        url = f"ws://127.0.0.1:{port[0]}/ws/v1"
+        env = clean_env(OKEX_RECORDER__EXCHANGE__WS_URL=url, OKEX_RECORDER__COLLECTOR__SYMBOLS="btc_usdt")
+        proc = okex_recorder("run", "--duration", "2", cwd=tmp_path, env=env)
+    finally:
+        loop, event = stop[0]
+        loop.call_soon_threadsafe(event.set)
+        thread.join(30)
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot reach the exchange" not in proc.stderr
+    summary = [line for line in proc.stderr.splitlines() if "recorded NOTHING" in line]
+    assert len(summary) == 1, proc.stderr
+    import re
+
+    # (A refused subscription may be asked for again, so the frame count is not fixed.)
+    assert re.search(r"connected 1 time\(s\) and received \d+ frames, but no market data or account rows",
+                     summary[0]), summary[0]
