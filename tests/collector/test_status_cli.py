@@ -99,13 +99,17 @@ def test_rows_flag_what_is_not_written_yet() -> None:
         ({"frames": {"received": 0}}, CHECK_DEGRADED, "DEGRADED: nothing received from the exchange yet"),
         ({"state": "finished"}, CHECK_DOWN, "CRITICAL: not running: the recording finished at "),
         ({"pid": 2 ** 22 + 12345}, CHECK_DOWN, f"CRITICAL: not running: process {2 ** 22 + 12345} is gone"),
-        ({"updated_at": (datetime.now(UTC) - timedelta(seconds=95)).isoformat()},
+        ({"updated_at": -95},  # seconds before now (the parameters are built at collection time)
          CHECK_DOWN, "CRITICAL: stale: the status file was last updated 95 s ago (limit 30 s, the status "
                      "interval is 10 s)"),
     ],
 )
 def test_check_verdicts(changes: dict[str, Any], code: int, line: str) -> None:
-    got_code, got_line = check(_status(**changes))
+    now = time.time()
+    if isinstance(changes.get("updated_at"), int):
+        updated = datetime.fromtimestamp(now + changes["updated_at"], UTC)
+        changes = {**changes, "updated_at": updated.isoformat()}
+    got_code, got_line = check(_status(**changes), now=now)
     assert (got_code, got_line[:len(line)]) == (code, line)
     assert "\n" not in got_line
 
