@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("recorder.collector.status", "show the state of a running or finished recording"),
     "poll": ("recorder.poller.app", "run only the signed REST poller (balances, orders)"),
     "simulate": ("recorder.simulator.cli", "run the local OKEx v1 exchange simulator"),
-    "db": ("recorder.storage.cli", "database schema migrations (upgrade, downgrade, current)"),
+    "db": ("recorder.storage.cli", "database schema migrations (upgrade, downgrade, current, check)"),
     "compact": ("recorder.storage.compact", "merge a day's small Parquet files"),
 }
 

@@ -43,3 +43,29 @@ def test_recorder_errors_become_one_line_and_exit_2(
     assert err.count("\n") == 1
     assert err.startswith("okex-recorder run: error: ")
     assert "/nonexistent/okex.toml" in err
+
+
+def test_top_level_help_names_every_db_action(capsys: pytest.CaptureFixture[str]) -> None:
+    """The one-line help of `db` lists the actions `db` really takes (it once left out `check`)."""
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    db = sub.choices["db"]
+    action = next(a for a in db._actions if a.dest == "action")
+    assert action.choices is not None
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    db_line = " ".join(out.split("    db ", 1)[1].split("\n    ")[0].split())
+    assert db_line == "database schema migrations (" + ", ".join(action.choices) + ")"
+
+
+def test_help_describes_run_status_and_simulate_options(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, expected in ((["status", "--help"], ["--check", "--max-lag", "--stale-after"]),
+                           (["simulate", "--help"], ["--port", "--rest-port", "--port + 1"]),
+                           (["demo", "--help"], ["--seed"])):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(e in out for e in expected), (argv, out)

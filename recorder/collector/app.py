@@ -44,11 +44,25 @@ from recorder.credentials import Credentials, load_credentials
 from recorder.errors import ConfigError, SchemaNotAtHeadError
 from recorder.records import Record, utc_now
 
-__all__ = ["Recorder", "RunResult", "add_arguments", "open_storage", "prepare_database", "run"]
+__all__ = ["Recorder", "RunResult", "add_arguments", "open_storage", "prepare_database",
+           "prepare_directories", "prepare_storage", "run"]
 
 log = logging.getLogger("recorder.collector")
 
 HANDOVER_INTERVAL = 0.05  # s: records produced are handed to the writer at least this often
+BOOKKEEPING_TABLES = frozenset({"feed_events", "quarantine"})  # rows about the recording, not recorded data
+
+
+def unreachable_message(ws_url: str, reason: str, cap: float) -> str:
+    """The one ERROR line said when no connection to the exchange has ever succeeded."""
+    prefix = f"cannot connect to {ws_url}: "
+    reason = reason[len(prefix):] if reason.startswith(prefix) else reason
+    return (f"cannot reach the exchange at {ws_url} ({reason}); nothing is being recorded. "
+            "Still retrying with backoff (up to "
+            f"{cap:g} s between attempts; further failures are logged at DEBUG). The OKEx v1 service "
+            "(the default exchange.ws_url) was switched off in 2019: to record from the local simulator, "
+            "start `okex-recorder simulate` and set exchange.ws_url and exchange.rest_url to the URLs it "
+            "prints; otherwise check exchange.ws_url, the network, DNS and any proxy.")
 
 
 def queue_max_age(flush_interval: float) -> float:
@@ -76,6 +90,83 @@ def setup_logging(config: Config) -> None:
     quiet = logging.DEBUG if config.log.level.number <= logging.DEBUG else logging.WARNING
     for name in ("httpx", "httpcore", "websockets", "alembic", "aiohttp.access"):
         logging.getLogger(name).setLevel(quiet)
+
+
+def storage_paths(config: Config) -> dict[str, Path]:
+    """Where a recording with ``config`` keeps its files: label -> path (relative to the working directory).
+
+    ``sqlite`` (the database file, only for an SQLite ``sql_url`` with a file), ``parquet``
+    (the dataset root), ``journal`` (the Parquet journal), ``spill`` (the SQL spill
+    directory), ``status`` (the status file).
+    """
+    import sqlalchemy as sa
+
+    s = config.storage
+    paths: dict[str, Path] = {}
+    if s.is_default_sqlite:
+        try:
+            url = sa.make_url(s.sql_url)
+        except sa.exc.ArgumentError:
+            url = None
+        database = None if url is None else url.database
+        if database and database != ":memory:" and not database.startswith("file:") \
+                and url is not None and not url.query.get("uri"):
+            paths["sqlite"] = Path(database)
+    paths["parquet"] = Path(s.parquet_root)
+    paths["journal"] = Path(s.parquet_journal_dir)
+    paths["spill"] = Path(s.spill_dir)
+    paths["status"] = Path(config.collector.status_file)
+    return paths
+
+
+def _make_dir(directory: Path, label: str, path: Path) -> list[Path]:
+    """Create ``directory`` (and parents); return those created, outermost first. Raises ConfigError."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the directory {directory} for {label} ({path}): "
+                          f"{exc.strerror or exc}") from None
+    return list(reversed(missing))
+
+
+def prepare_directories(config: Config, *, created_before: Sequence[Path] = ()) -> list[Path]:
+    """Create the directories the SQLite file, Parquet root, journal, spill dir and status file need.
+
+    Logs one INFO line saying where each goes and which directories were created
+    (``created_before``: directories the caller created already, named in that line);
+    returns the directories created here, outermost first. Raises :class:`ConfigError`
+    naming the path when one cannot be created (permission denied, a file in the way).
+    """
+    created: list[Path] = []
+    where = []
+    for label, path in storage_paths(config).items():
+        directory = path.parent if label in ("sqlite", "status") else path
+        where.append(f"{label} {path}")
+        created.extend(d for d in _make_dir(directory, label, path) if d not in created)
+    named = [*created_before, *(d for d in created if d not in created_before)]
+    log.info("files: %s (working directory %s)%s", ", ".join(where), Path.cwd(),
+             f"; created {', '.join(str(d) for d in named)}" if named else "")
+    return created
+
+
+def prepare_storage(config: Config) -> None:
+    """Before recording: the directories (:func:`prepare_directories`), the schema (:func:`prepare_database`).
+
+    The SQLite file's directory is made first (the schema check opens the file), the
+    others once the database is usable, so that a refused start leaves nothing behind.
+    Raises :class:`ConfigError` / :class:`~recorder.errors.StorageError` as those do.
+    """
+    sqlite_file = storage_paths(config).get("sqlite")
+    made = [] if sqlite_file is None else _make_dir(sqlite_file.parent, "sqlite", sqlite_file)
+    try:
+        prepare_database(config)
+    except BaseException:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when still empty
+        raise
+    prepare_directories(config, created_before=made)
 
 
 def prepare_database(config: Config) -> None:
@@ -163,6 +254,7 @@ class Recorder:
         self.status = StatusReporter(self)
         self.stop_event: asyncio.Event | None = None
         self.started = utc_now()
+        self.unreachable_reported = False
 
     def sink(self, records: Sequence[Record]) -> None:
         """Where the poller hands its records (in the loop's thread): through the intake, never refused."""
@@ -207,6 +299,7 @@ class Recorder:
                 done, _ = await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
+                self._check_reachable()
                 if self.intake.error is not None or not self.writer_thread.is_alive():
                     log.error("a pipeline thread stopped unexpectedly; stopping")
                     exit_code = 1
@@ -236,7 +329,48 @@ class Recorder:
                         self.writer_thread.counters.last_error)
         final = self.status.write(state="finished")
         self.status.log_line(final)
+        if not self._summarise(final) and duration is not None and exit_code == 0:
+            exit_code = 1
         return RunResult(final, exit_code)
+
+    def _check_reachable(self) -> None:
+        """Say once, plainly, when every connection has failed and none has ever connected."""
+        conns = self.connections
+        if self.unreachable_reported or not conns:
+            return
+        if all(c.counters.connects == 0 and c.counters.reconnects > 0 for c in conns):
+            self.unreachable_reported = True
+            log.error(unreachable_message(self.config.exchange.ws_url, conns[0].counters.last_error,
+                                          self.config.collector.reconnect_cap))
+
+    def recorded_rows(self) -> dict[str, int]:
+        """Rows of recorded data (not feed events or quarantine) this run wrote, per table."""
+        return {t: n for t, n in sorted(self.writer_thread.counters.rows_written.items())
+                if n and t not in BOOKKEEPING_TABLES}
+
+    def _summarise(self, final: dict[str, Any]) -> bool:
+        """Log what this run recorded (one line); return False when it recorded nothing."""
+        elapsed = final.get("elapsed_seconds", 0.0)
+        rows = self.recorded_rows()
+        gaps = self.writer_thread.counters.rows_written.get("feed_events", 0)
+        if rows:
+            log.info("run finished after %.0f s: %d frames received; rows written this run: %s; "
+                     "%d feed event rows (gaps and instants)", elapsed, final["frames"]["received"],
+                     ", ".join(f"{t} {n}" for t, n in rows.items()), gaps)
+            return True
+        conns = self.connections
+        attempts = sum(c.counters.connects + c.counters.reconnects for c in conns)
+        if conns and all(c.counters.connects == 0 for c in conns):
+            last = conns[0].counters.last_error or "no attempt finished"
+            why = (f"no connection to {self.config.exchange.ws_url} ever succeeded "
+                   f"({attempts} failed attempts; last: {last}). Point exchange.ws_url at "
+                   "`okex-recorder simulate` or check the network")
+        else:
+            why = (f"connected {sum(c.counters.connects for c in conns)} time(s) and received "
+                   f"{final['frames']['received']} frames, but no market data or account rows "
+                   "(subscriptions refused? see the warnings above and `okex-recorder status`)")
+        log.error("run finished after %.0f s and recorded NOTHING: %s", elapsed, why)
+        return False
 
     async def _pump(self, stop: asyncio.Event) -> None:
         """Hand the records produced to the writer every HANDOVER_INTERVAL s (frames do it in between)."""
@@ -287,13 +421,17 @@ async def record(config: Config, *, duration: float | None = None, writer: Recor
 
 
 def run(args: argparse.Namespace) -> int:
-    """``okex-recorder run``: exit 0 after a clean stop, 2 for bad configuration (one line)."""
+    """``okex-recorder run``: exit 0 after a clean stop, 2 for bad configuration (one line).
+
+    Exit 1 when a pipeline thread failed, or when a ``--duration`` run recorded nothing
+    (no market-data or account rows: e.g. the exchange could not be reached).
+    """
     config = load_config(args.config)
     if args.duration is not None and args.duration <= 0:
         raise ConfigError("--duration must be > 0 seconds")
     setup_logging(config)
     credentials = load_credentials(config.poller.credentials_file)
-    prepare_database(config)
+    prepare_storage(config)
     if credentials is None:
         log.info("no API credentials configured: the poller is off (see docs/collector.md)")
     else:

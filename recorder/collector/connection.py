@@ -135,6 +135,7 @@ class Connection:
         self._last_data_mono = time.monotonic()
         self._last_ts = datetime.fromtimestamp(0, UTC)
         self._last_data_ts: datetime | None = None  # receive time of the last data frame
+        self.failed_connects = 0  # consecutive attempts that could not connect (repeats are logged at DEBUG)
 
     @property
     def last_data(self) -> float | None:
@@ -194,7 +195,8 @@ class Connection:
                     delays = backoff(self.settings.backoff)  # it worked for a while: start small again
                 delay = next(delays)
                 self.state = ConnectionState.WAITING
-                log.warning("%s: %s; reconnecting in %.1f s", self.name, reason, delay)
+                log.log(logging.WARNING if self.failed_connects <= 1 else logging.DEBUG,
+                        "%s: %s; reconnecting in %.1f s", self.name, reason, delay)
                 await self._wait(stop, delay)
         finally:
             self.state = ConnectionState.STOPPED
@@ -220,7 +222,12 @@ class Connection:
             ws = await connect(s.url, open_timeout=s.connect_timeout, ping_interval=None, proxy=None,
                                max_size=MAX_FRAME_BYTES, max_queue=256, close_timeout=2)
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            self.failed_connects += 1
             raise TransportError(f"cannot connect to {s.url}: {exc or type(exc).__name__}") from exc
+        if self.failed_connects > 1:
+            log.warning("%s: connected to %s after %d failed attempts", self.name, s.url,
+                        self.failed_connects)
+        self.failed_connects = 0
         self._overflow = False
         self._ws = ws
         self.counters.connects += 1

@@ -4,8 +4,12 @@ Starts the local exchange simulator in this process (its own thread and loop),
 upgrades the SQLite schema under the data directory, records several symbols
 (ticker, incremental depth -> top-20 snapshots, deals, 1-minute klines) over
 WebSocket and polls the simulator's demo account over signed REST, then prints
-rows per table and symbol, the gaps, the message rate, and how to query the data.
-Ctrl-C stops early and still prints the summary.
+what this run recorded (rows per table: produced, written to each store, in SQL) and
+what the recording in the data directory now holds (every run into it), the gaps of
+this run, the message rate, and how to query the data. Each run gets a new market
+seed (printed; ``--seed`` repeats one), so a second run into the same directory adds
+new trades and orders instead of repeating the first run's ids. Ctrl-C stops early
+and still prints the summary.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import shlex
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +39,16 @@ _SYMBOL_TABLES = ("tickers", "book_snapshots", "deals", "klines", "orders")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``demo [--duration 60] [--data-dir ./data] [--rate 20]``."""
+    """``demo [--duration 60] [--data-dir ./data] [--rate 20] [--seed N]``."""
     parser.add_argument("--duration", type=float, default=60.0, metavar="S",
                         help="seconds to record (default 60)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
                         help="where the SQLite file, Parquet datasets and status.json go (default ./data)")
     parser.add_argument("--rate", type=float, default=20.0,
                         help="market updates per second per symbol in the simulator (default 20)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the simulator's market seed (default: a new one per run, printed, so a "
+                             "second run into the same directory records new trades and orders)")
 
 
 def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, ...]) -> Config:
@@ -56,7 +65,9 @@ def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; exit 0 with a summary."""
+    """Run the demo; exit 0 with a summary (1 if it recorded nothing)."""
+    from recorder.collector.app import prepare_directories
+    from recorder.collector.status import row_counts
     from recorder.credentials import Credentials
     from recorder.simulator import SimulatorThread
     from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET, SimulatorSettings
@@ -66,19 +77,26 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--duration must be > 0 seconds")
     if args.rate <= 0:
         raise ConfigError("--rate must be > 0")
+    seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000_000)
     data_dir: Path = args.data_dir
-    settings = SimulatorSettings(updates_per_second=args.rate, account_activity_interval=2.0, truth_memory=0)
+    settings = SimulatorSettings(seed=seed, updates_per_second=args.rate, account_activity_interval=2.0,
+                                 truth_memory=0)
     with SimulatorThread(settings) as sim:
         config = demo_config(data_dir, sim.ws_url, sim.rest_url, settings.symbols)
         setup_logging(config)
-        print(f"okex-recorder demo: simulator at {sim.ws_url} and {sim.rest_url}; "
+        print(f"okex-recorder demo: simulator at {sim.ws_url} and {sim.rest_url} (seed {seed}); "
               f"recording {len(settings.symbols)} symbols for {args.duration:g} s into {data_dir}/")
+        prepare_directories(config)
         migrate.upgrade(config.storage.sql_url)
+        before = row_counts(config.storage.sql_url)
+        if any(before.values()):
+            print(f"okex-recorder demo: {data_dir}/ already holds {sum(before.values())} rows from earlier "
+                  "runs; this run adds to them (delete the directory to start afresh)")
         writer = open_storage(config)
         creds = Credentials(DEMO_API_KEY, DEMO_SECRET)
         result = asyncio.run(record(config, duration=args.duration, writer=writer, credentials=creds,
                                     rest_url=sim.rest_url))
-    print(summarise(config, result.status, data_dir))
+    print(summarise(config, result.status, data_dir, seed=seed, before=before))
     return result.exit_code
 
 
@@ -92,18 +110,36 @@ def _python() -> str:
         return shlex.quote(str(executable))
 
 
-def summarise(config: Config, status: dict[str, Any], data_dir: Path) -> str:
-    """The demo's closing report: rows per table and symbol, gaps, rate, where the data is."""
+def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: int | None = None,
+              before: dict[str, int] | None = None) -> str:
+    """The demo's closing report: this run (rows per table: produced, written, added to SQL, in SQL), what the
+    recording in ``data_dir`` now holds (SQL rows per table and symbol, every run into it), gaps, rate,
+    where the data is and how to query it. ``before``: SQL rows per table before this run."""
     import sqlalchemy as sa
 
+    from recorder.collector.status import row_counts, rows_table
     from recorder.storage import schema
 
+    after = row_counts(config.storage.sql_url)
+    before = before or {}
+    earlier = sum(before.values())
+    elapsed = status["elapsed_seconds"]
+    lines = ["", f"== this run: {elapsed:.0f} s"
+             + ("" if seed is None else f", simulator seed {seed} (--seed {seed} repeats its market)")
+             + " =="]
+    lines += rows_table(status, after, {t: after.get(t, 0) - before.get(t, 0) for t in after})
+    lines.append("")
+    if earlier:
+        lines.append(f"== the recording in {data_dir}/ now holds: this run plus {earlier} rows from earlier "
+                     "runs (SQL rows per table and symbol) ==")
+    else:
+        lines.append(f"== the recording in {data_dir}/ now holds: this run only "
+                     "(SQL rows per table and symbol) ==")
     engine = sa.create_engine(config.storage.sql_url, poolclass=sa.pool.NullPool)
-    lines = ["", "== recorded =="]
     try:
         with engine.connect() as conn:
             for table in schema.metadata.sorted_tables:
-                total = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                total = after.get(table.name, 0)
                 lines.append(f"{table.name:22} {total:8d} rows")
                 if table.name in _SYMBOL_TABLES and "symbol" in table.c and total:
                     sym = table.c.symbol
@@ -112,21 +148,22 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path) -> str:
                         lines.append(f"    {symbol:18} {n:8d}")
             fe = schema.metadata.tables["feed_events"]
             gap_kinds = ("disconnected", "stall", "book_reset", "resubscribed", "ban", "store_outage")
+            started = datetime.fromisoformat(status["started_at"])
             gaps = conn.execute(
                 sa.select(fe.c.kind, fe.c.ts_start, fe.c.ts_end, fe.c.connection, fe.c.detail)
-                .where(fe.c.kind.in_(gap_kinds)).order_by(fe.c.ts_start)
+                .where(fe.c.kind.in_(gap_kinds), fe.c.ts_start >= started).order_by(fe.c.ts_start)
             ).all()
     finally:
         engine.dispose()
     lines.append("")
-    lines.append(f"== gaps: {len(gaps)} ==")
+    lines.append(f"== gaps in this run: {len(gaps)} ==")
     for kind, start, end, connection, detail in gaps[:20]:
         lines.append(f"  {kind} on {connection} from {start} to {end or 'still open'}: {detail}")
     frames = status["frames"]
-    elapsed = status["elapsed_seconds"]
+    status_file = data_dir / "status.json"
     lines += [
         "",
-        "== rate ==",
+        "== rate (this run) ==",
         f"  {frames['received']} frames in {elapsed:.0f} s = {status['rates']['frames_per_second_avg']} "
         f"messages/s; {frames['malformed']} malformed, {frames['dropped_backpressure']} dropped; "
         f"receive->durable lag p99 {status['lag_seconds']['p99'] or 0:.3f} s",
@@ -134,8 +171,7 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path) -> str:
         "== where the data is ==",
         f"  SQLite:  {data_dir / 'recording.sqlite'}",
         f"  Parquet: {data_dir / 'parquet'}/<table>/date=YYYY-MM-DD/symbol=<symbol>/*.parquet",
-        f"  status:  {data_dir / 'status.json'}  (okex-recorder status --status-file "
-        f"{data_dir / 'status.json'} --no-sql)",
+        f"  status:  {status_file}  (okex-recorder status --status-file {status_file})",
         "",
         "== query it ==",
         f"  sqlite3 {data_dir / 'recording.sqlite'} \"{_SQLITE_EXAMPLE}\"",

@@ -27,7 +27,7 @@ from recorder.records import utc_now
 if TYPE_CHECKING:
     from recorder.collector.app import Recorder
 
-__all__ = ["StatusReporter", "add_arguments", "read_status", "row_counts", "run"]
+__all__ = ["StatusReporter", "add_arguments", "check", "read_status", "row_counts", "rows_table", "run"]
 
 log = logging.getLogger("recorder.collector")
 
@@ -105,6 +105,7 @@ class StatusReporter:
                 "ws_url": cfg.exchange.ws_url, "symbols": list(cfg.collector.symbols),
                 "sql_url": mask_url(cfg.storage.sql_url), "parquet_root": str(cfg.storage.parquet_root),
                 "connections": len(r.connections),
+                "status_interval": cfg.collector.status_interval,
             },
             "frames": {
                 "received": received, "pongs": pongs, "dropped_backpressure": dropped,
@@ -227,14 +228,185 @@ def _alive(pid: object) -> bool:
     return True
 
 
+# Exit codes of ``status --check`` (the Nagios plugin convention; docs/operations.md "Monitoring").
+CHECK_OK, CHECK_DEGRADED, CHECK_DOWN, CHECK_UNKNOWN = 0, 1, 2, 3
+DEFAULT_MAX_LAG = 10.0  # s: receive -> durable lag (or writer queue age) above this is degraded
+STALE_INTERVALS = 3  # a status file older than this many status intervals: the recorder is not running
+
+# Why the SQL count of a table may be lower than the rows written, by design (the table's key, schema.py).
+BY_DESIGN: dict[str, str] = {
+    "klines": "by design: SQL keeps the latest state of each candle (symbol, period, open time); "
+              "Parquet keeps every update",
+    "orders": "by design: SQL keeps the latest state of each order; Parquet keeps every state seen, "
+              "order_status_changes each change",
+    "order_status_changes": "by design: SQL keeps one row per order and status; Parquet every one seen",
+    "feed_events": "by design: a gap is written when it opens and again when it closes; SQL keeps one "
+                   "row per event, Parquet both",
+    "deals": "by design: SQL keeps one row per trade id (a deal received again is stored once); "
+             "Parquet keeps every one received",
+}
+LEGEND = ("produced = records this run made from what it received",
+          "written  = rows each store confirmed written, this run",
+          "in SQL   = rows in the database now: every run into it, one row per key")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``status [--config F] [--status-file P] [--json] [--no-sql]``."""
+    """``status [--config F] [--status-file P] [--json] [--no-sql] [--check --max-lag S --stale-after S]``."""
     parser.add_argument("--config", "-c", type=Path, default=None,
                         help="the configuration the recording uses")
     parser.add_argument("--status-file", type=Path, default=None,
                         help="status file to read (default: collector.status_file of the configuration)")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.add_argument("--no-sql", action="store_true", help="do not count rows in the SQL database")
+    parser.add_argument("--check", action="store_true",
+                        help="for monitors: print one line and exit 0 healthy, 1 degraded (open gap, store "
+                             "down, lag over --max-lag, poller stopped, nothing received), 2 not running "
+                             "(finished, killed, status file missing or stale), 3 unknown (unreadable)")
+    parser.add_argument("--max-lag", type=float, default=DEFAULT_MAX_LAG, metavar="S",
+                        help=f"--check: lag above S seconds is degraded (default {DEFAULT_MAX_LAG:g})")
+    parser.add_argument("--stale-after", type=float, default=None, metavar="S",
+                        help=f"--check: a status file not updated for S seconds means not running "
+                             f"(default {STALE_INTERVALS} x the recorder's status_interval)")
+
+
+def _age(status: dict[str, Any], now: float) -> float | None:
+    from datetime import datetime
+
+    try:
+        return now - datetime.fromisoformat(str(status["updated_at"])).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def check(status: dict[str, Any], *, now: float | None = None, max_lag: float = DEFAULT_MAX_LAG,
+          stale_after: float | None = None, default_interval: float = 10.0) -> tuple[int, str]:
+    """The monitor's verdict on a status dict: (exit code, one line saying why).
+
+    Codes: :data:`CHECK_OK` 0; :data:`CHECK_DEGRADED` 1 (an open gap, a store not healthy,
+    lag or writer-queue age above ``max_lag`` s, the poller stopped, nothing received
+    after one status interval, or stopping); :data:`CHECK_DOWN` 2 (state finished,
+    process gone, or the file not updated for ``stale_after`` s, default
+    :data:`STALE_INTERVALS` x the recorder's status interval). ``now``: epoch seconds.
+    """
+    now = time.time() if now is None else now
+    cfg = status.get("config") or {}
+    interval = cfg.get("status_interval")
+    interval = interval if isinstance(interval, int | float) and interval > 0 else default_interval
+    stale = stale_after if stale_after is not None else STALE_INTERVALS * interval
+    age = _age(status, now)
+    state = status.get("state", "?")
+    pid = status.get("pid")
+    aged = "?" if age is None else f"{age:.0f} s"
+    if state == "finished":
+        return CHECK_DOWN, f"CRITICAL: not running: the recording finished at {status.get('updated_at')}"
+    if not _alive(pid):
+        return CHECK_DOWN, (f"CRITICAL: not running: process {pid} is gone (killed?); status {state}, "
+                            f"last updated {aged} ago")
+    if age is None or age > stale:
+        return CHECK_DOWN, (f"CRITICAL: stale: the status file was last updated {aged} ago "
+                            f"(limit {stale:g} s, the status interval is {interval:g} s): "
+                            f"process {pid} is hung")
+    problems: list[str] = []
+    if state != "running":
+        problems.append(f"state {state}")
+    gaps = status.get("open_gaps") or []
+    if gaps:
+        g = gaps[0]
+        first = f"{g.get('kind')} since {g.get('since')} on {g.get('connection')}"
+        symbols = g.get("symbols") or []
+        if symbols:
+            first += f" ({','.join(symbols[:5])}{',...' if len(symbols) > 5 else ''})"
+        problems.append(f"{len(gaps)} open gap(s), first: {first}")
+    writer = ((status.get("storage") or {}).get("writer")) or {}
+    if isinstance(writer, dict):
+        for name, store in sorted(writer.items()):
+            if isinstance(store, dict) and store.get("healthy") is False:
+                problems.append(f"{name} store down: {store.get('last_error') or 'unhealthy'}")
+    lag = status.get("lag_seconds") or {}
+    queues = status.get("queues") or {}
+    current_lag = max(float(lag.get("last") or 0.0), float(queues.get("writer_age_seconds") or 0.0))
+    if current_lag > max_lag:
+        problems.append(f"lag {current_lag:.1f} s > {max_lag:g} s")
+    poller = status.get("poller") or {}
+    if poller.get("outcome") not in (None, "running"):
+        problems.append(f"poller stopped ({poller.get('outcome')})")
+    frames = status.get("frames") or {}
+    if not frames.get("received") and float(status.get("elapsed_seconds") or 0) >= interval:
+        problems.append("nothing received from the exchange yet")
+    if problems:
+        return CHECK_DEGRADED, "DEGRADED: " + "; ".join(problems)
+    rates = status.get("rates") or {}
+    return CHECK_OK, (f"OK: running, {len(cfg.get('symbols') or [])} symbols, "
+                      f"{rates.get('frames_per_second')} frames/s, lag {current_lag:.2f} s, no open gap, "
+                      f"stores healthy; status updated {aged} ago")
+
+
+def _written_by_store(status: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """store -> table -> rows confirmed written, from ``storage.writer`` (empty when not reported)."""
+    writer = ((status.get("storage") or {}).get("writer")) or {}
+    out: dict[str, dict[str, int]] = {}
+    if isinstance(writer, dict):
+        for name, store in writer.items():
+            datasets = store.get("datasets") if isinstance(store, dict) else None
+            if isinstance(datasets, dict):
+                out[name] = {t: int(d.get("written", 0)) for t, d in datasets.items() if isinstance(d, dict)}
+    return out
+
+
+def rows_table(status: dict[str, Any], counts: dict[str, int] | None,
+               sql_added: dict[str, int] | None = None) -> list[str]:
+    """The per-table rows report: produced / written per store / (added to SQL) / in SQL, and why
+    figures differ. ``counts``: rows per table in SQL now; ``sql_added``: rows SQL gained this run."""
+    rows = status.get("rows", {})
+    produced: dict[str, int] = rows.get("produced", {})
+    by_store = _written_by_store(status)
+    stores = [s for s in ("sql", "parquet") if s in by_store]
+    tables = sorted(set(produced) | set(rows.get("written", {})) | set(counts or {})
+                    | {t for st in by_store.values() for t in st})
+    head = f"  {'table':22} {'produced':>9}"
+    if stores:
+        head += "".join(f" {'written ' + ('SQL' if s == 'sql' else 'Parquet'):>15}" for s in stores)
+    else:
+        head += f" {'written':>9}"
+    legend = list(LEGEND)
+    if sql_added is not None:
+        head += f" {'added to SQL':>12}"
+        legend.insert(2, "added to SQL = rows the database gained this run")
+    if counts is not None:
+        head += f" {'in SQL':>9}"
+    lines = ["rows:        " + legend[0], *("             " + text for text in legend[1:]), head]
+    for t in tables:
+        line = f"  {t:22} {produced.get(t, 0):9d}"
+        if stores:
+            written = [by_store[s].get(t, 0) for s in stores]
+            line += "".join(f" {n:15d}" for n in written)
+        else:
+            written = [int(rows.get("written", {}).get(t, 0))]
+            line += f" {written[0]:9d}"
+        notes = []
+        if len(set(written)) > 1 or produced.get(t, 0) > max(written):
+            notes.append("not all written yet (pending or spilled: see the storage section)")
+        sql_written = by_store["sql"].get(t, 0) if "sql" in by_store else written[0]
+        if sql_added is not None:
+            line += f" {sql_added.get(t, 0):12d}"
+        if counts is not None:
+            in_sql = counts.get(t, 0)
+            line += f" {in_sql:9d}"
+            design = BY_DESIGN.get(t, "rows with the same key are stored once in SQL")
+            if sql_added is not None:
+                gained = sql_added.get(t, 0)
+                if gained < sql_written:
+                    notes.append(design)
+                if in_sql > gained:
+                    notes.append(f"{in_sql - gained} from earlier runs")
+            elif in_sql < sql_written:
+                notes.append(design)
+            elif in_sql > sql_written:
+                notes.append("the database also holds earlier runs")
+        if notes:
+            line += "  <- " + "; ".join(notes)
+        lines.append(line)
+    return lines
 
 
 def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
@@ -243,8 +415,9 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     state = status.get("state", "?")
     if state in ("running", "stopping") and not _alive(status.get("pid")):
         state = f"{state} (but process {status.get('pid')} is gone: it was killed)"
+    age = _age(status, time.time())
     lines.append(f"state:       {state}, started {status.get('started_at')}, "
-                 f"updated {status.get('updated_at')}")
+                 f"updated {status.get('updated_at')}" + ("" if age is None else f" ({age:.0f} s ago)"))
     cfg = status.get("config", {})
     lines.append(f"source:      {cfg.get('ws_url')} ({len(cfg.get('symbols', []))} symbols, "
                  f"{cfg.get('connections')} connections)")
@@ -267,13 +440,7 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     lines.append(f"open gaps:   {len(gaps)}")
     for g in gaps[:10]:
         lines.append(f"  {g['kind']} since {g['since']} on {g['connection']} {','.join(g['symbols'])}")
-    rows = status.get("rows", {})
-    lines.append("rows:        table: produced / written" + (" / in SQL" if counts is not None else ""))
-    tables = sorted(set(rows.get("produced", {})) | set(rows.get("written", {})) | set(counts or {}))
-    for t in tables:
-        extra = f" / {counts.get(t, 0)}" if counts is not None else ""
-        produced = rows.get("produced", {}).get(t, 0)
-        lines.append(f"  {t}: {produced} / {rows.get('written', {}).get(t, 0)}{extra}")
+    lines.extend(rows_table(status, counts))
     rejected = {name: ch["rejected"] for name, ch in status.get("channels", {}).items() if ch.get("rejected")}
     if rejected:
         lines.append("rejected:")
@@ -284,14 +451,20 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``okex-recorder status``: print the status of a running or finished recording."""
+    """``okex-recorder status``: print the status of a running or finished recording.
+
+    With ``--check``: one line and the exit code of :func:`check` (3 when the
+    configuration or the status file cannot be read; a missing status file is 2).
+    """
+    if args.check:
+        return _run_check(args)
     config: Config = load_config(args.config)
     path = args.status_file or config.collector.status_file
     status = read_status(path)
     counts = None
     if not args.no_sql:
         try:
-            counts = row_counts(config.storage.sql_url)
+            counts = row_counts(_sql_url(args, config, status))
         except StorageError as exc:
             print(f"(row counts unavailable: {exc})")
     if args.json:
@@ -299,6 +472,40 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(describe(status, counts))
     return 0
+
+
+def _sql_url(args: argparse.Namespace, config: Config, status: dict[str, Any]) -> str:
+    """The database to count: the configuration's; without ``--config``, the one the status file names
+    (unless its password was masked there)."""
+    recorded = (status.get("config") or {}).get("sql_url")
+    if args.config is None and isinstance(recorded, str) and "***" not in recorded:
+        return recorded
+    return config.storage.sql_url
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    if args.max_lag <= 0 or (args.stale_after is not None and args.stale_after <= 0):
+        print("UNKNOWN: --max-lag and --stale-after must be > 0 seconds")
+        return CHECK_UNKNOWN
+    try:
+        config: Config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"UNKNOWN: {exc}")
+        return CHECK_UNKNOWN
+    path = args.status_file or config.collector.status_file
+    if not path.exists():
+        print(f"CRITICAL: not running: no status file at {path} (has `okex-recorder run` been started "
+              "with this configuration?)")
+        return CHECK_DOWN
+    try:
+        status = read_status(path)
+    except ConfigError as exc:
+        print(f"UNKNOWN: {exc}")
+        return CHECK_UNKNOWN
+    code, line = check(status, max_lag=args.max_lag, stale_after=args.stale_after,
+                       default_interval=config.collector.status_interval)
+    print(line)
+    return code
 
 
 def _secs(value: object) -> str:

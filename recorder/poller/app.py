@@ -82,7 +82,7 @@ async def poll(config: Config, credentials: Credentials, *, duration: float | No
 
 def run(args: argparse.Namespace) -> int:
     """``okex-recorder poll``: 0 after a clean stop, 3 when the exchange rejected the credentials."""
-    from recorder.collector.app import prepare_database, setup_logging
+    from recorder.collector.app import prepare_storage, setup_logging
 
     config = load_config(args.config)
     if args.duration is not None and args.duration <= 0:
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     credentials = require_credentials(config.poller.credentials_file)
     if not config.poller.symbols:
         log.warning("poller.symbols is empty: only balances are polled")
-    prepare_database(config)
+    prepare_storage(config)
     log.info("polling %s with %r", config.exchange.rest_url, credentials)
     outcome = asyncio.run(poll(config, credentials, duration=args.duration))
     return EXIT_AUTH_FAILED if outcome is PollerOutcome.AUTH_FAILED else 0

@@ -1,8 +1,11 @@
 """``okex-recorder simulate``: run the local exchange in the foreground (docs/simulator.md).
 
-Prints the WebSocket and REST URLs and the demo account's api_key (the demo
-secret is documented in docs/simulator.md and never printed; no other secret is),
-listens on loopback by default, and stops cleanly on SIGINT/SIGTERM (exit 0).
+Prints the WebSocket and REST URLs and, when the simulator runs its demo account,
+that account's api_key and secret (the simulator's public demo secret, documented in
+docs/simulator.md: it opens nothing but this simulator; no other account's secret is
+printed). ``--port N`` puts the WebSocket server on N and REST on N + 1 unless
+``--rest-port`` says otherwise. Listens on loopback by default, and stops cleanly on
+SIGINT/SIGTERM (exit 0).
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import sys
 from typing import Any
 
 from recorder.simulator.server import Simulator
-from recorder.simulator.settings import DEMO_API_KEY, SimulatorSettings, load_settings
+from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET, SimulatorSettings, load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``simulate`` options."""
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="WebSocket port (default: a free port)")
-    parser.add_argument("--rest-port", type=int, help="REST port (default: a free port)")
+    parser.add_argument("--rest-port", type=int,
+                        help="REST port (default: --port + 1 when --port is given, else a free port)")
     parser.add_argument("--config", help="TOML file with simulator settings (keys as in docs/simulator.md)")
     parser.add_argument("--seed", type=int, help="market seed (same seed -> same stream)")
     parser.add_argument("--rate", type=float, help="market updates per second per symbol")
@@ -67,8 +71,13 @@ async def _serve(settings: SimulatorSettings) -> None:
         print(f"  WebSocket  {sim.ws_url}")
         print(f"  REST       {sim.rest_url}")
         keys = [a.api_key for a in settings.accounts]
-        if DEMO_API_KEY in keys:
-            print(f"  demo api_key {DEMO_API_KEY} (its secret is in docs/simulator.md)")
+        demo = settings.account(DEMO_API_KEY)
+        if demo is not None and demo.secret == DEMO_SECRET:
+            print(f"  demo account  api_key {DEMO_API_KEY}")
+            print(f"                secret  {DEMO_SECRET}  (the simulator's public demo secret: "
+                  "not a real one, it opens only this simulator)")
+        elif demo is not None:
+            print(f"  demo api_key {DEMO_API_KEY} (with the secret from the configuration, not printed)")
         others = [k for k in keys if k != DEMO_API_KEY]
         if others:
             print(f"  accounts from the configuration: {len(others)} (keys and secrets not printed)")

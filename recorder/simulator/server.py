@@ -1,7 +1,8 @@
 """The simulator process: WebSocket + REST servers on loopback around one market.
 
 ``async with Simulator(settings) as sim`` starts both servers (free ports by
-default) and the market clock; ``sim.ws_url`` / ``sim.rest_url`` say where they
+default; with ``ws_port`` set and ``rest_port`` not, REST listens on ``ws_port + 1``)
+and the market clock; ``sim.ws_url`` / ``sim.rest_url`` say where they
 listen. :class:`SimulatorThread` runs the same in a background thread with its
 own event loop, for synchronous code (tests, the demo). docs/simulator.md.
 """
@@ -33,6 +34,21 @@ from recorder.simulator.ws import WsHub
 
 T = TypeVar("T")
 WS_PATHS = ("/ws/v1", "/websocket")
+
+
+def rest_port_for(settings: SimulatorSettings) -> int:
+    """The REST port: ``rest_port`` if set, else the WebSocket port + 1 if set, else 0 (a free port).
+
+    Raises :class:`ConfigError` when ``ws_port`` + 1 is beyond 65535.
+    """
+    if settings.rest_port:
+        return settings.rest_port
+    if settings.ws_port:
+        if settings.ws_port >= 65535:
+            raise ConfigError("simulator: the REST port defaults to the WebSocket port + 1; "
+                              "set rest_port (--rest-port) when ws_port is 65535")
+        return settings.ws_port + 1
+    return 0
 
 
 def _utc_now() -> datetime:
@@ -98,6 +114,7 @@ class Simulator:
     async def start(self) -> None:
         """Start both servers and the market clock. Raises ConfigError if a port is taken."""
         s = self.settings
+        rest_port = rest_port_for(s)
         try:
             self._ws_server = await serve(
                 self.ws.handler,
@@ -112,11 +129,12 @@ class Simulator:
             self.ws_port = self._ws_server.sockets[0].getsockname()[1]
             self._runner = web.AppRunner(self.rest.app(), access_log=None, handle_signals=False)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, s.host, s.rest_port)
+            site = web.TCPSite(self._runner, s.host, rest_port)
             await site.start()
         except OSError as exc:
             await self.stop()
-            raise ConfigError(f"simulator cannot listen on {s.host}: {exc.strerror or exc}") from None
+            raise ConfigError(f"simulator cannot listen on {s.host} (WebSocket port {s.ws_port or 'any'}, "
+                              f"REST port {rest_port or 'any'}): {exc.strerror or exc}") from None
         self.rest_port = self._runner.addresses[0][1]
         if s.updates_per_second > 0:
             for symbol in self.market.symbols:

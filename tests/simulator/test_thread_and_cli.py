@@ -75,7 +75,7 @@ def test_simulate_command_prints_urls_and_stops_on_sigterm() -> None:
         text = "".join(lines)
         ws_url = re.search(r"ws://127\.0\.0\.1:\d+/ws/v1", text)
         rest_url = re.search(r"http://127\.0\.0\.1:\d+/api/v1", text)
-        assert ws_url and rest_url and DEMO_API_KEY in text and DEMO_SECRET not in text
+        assert ws_url and rest_url and DEMO_API_KEY in text
         r = httpx.get(f"{rest_url.group(0)}/ticker.do", params={"symbol": "ltc_btc"}, timeout=10)
         assert "ticker" in r.json()
         proc.send_signal(signal.SIGTERM)
@@ -87,3 +87,78 @@ def test_simulate_command_prints_urls_and_stops_on_sigterm() -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def _free_port_pair() -> int:
+    """A port P with P and P + 1 both free on loopback (bound, then released)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port: int = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no free pair of loopback ports")
+
+
+@pytest.mark.parametrize("rest_option", [False, True])
+def test_simulate_port_sets_both_urls_and_prints_the_demo_secret(rest_option: bool) -> None:
+    """--port N: WebSocket on N, REST on N + 1 (or --rest-port); the demo key and its secret are printed."""
+    port = _free_port_pair()
+    rest_port = port + 1
+    argv = [sys.executable, "-m", "recorder.cli", "simulate", "--symbols", "ltc_btc", "--rate", "2",
+            "--port", str(port)]
+    if rest_option:
+        rest_port = _free_port_pair()
+        argv += ["--rest-port", str(rest_port)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"  WebSocket  ws://127.0.0.1:{port}/ws/v1\n" in text, text
+        assert f"  REST       http://127.0.0.1:{rest_port}/api/v1\n" in text, text
+        key_line = next(x for x in lines if DEMO_API_KEY in x)
+        secret_line = lines[lines.index(key_line) + 1]
+        assert secret_line.split()[:2] == ["secret", DEMO_SECRET]
+        assert "the simulator's public demo secret" in secret_line and "not a real one" in secret_line
+        # The printed REST root answers, signed with the printed secret.
+        body = {"api_key": DEMO_API_KEY}
+        body["sign"] = md5_sign(body, secret_line.split()[1])
+        r = httpx.post(f"http://127.0.0.1:{rest_port}/api/v1/userinfo.do", data=body, timeout=10)
+        assert r.json()["result"] is True
+        with connect(f"ws://127.0.0.1:{port}/ws/v1") as ws:
+            ws.send(json.dumps({"event": "ping"}))
+            assert decode(ws.recv(timeout=10)) == {"event": "pong"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_port_65535_without_rest_port_is_one_line() -> None:
+    from recorder.errors import ConfigError
+    from recorder.simulator.server import rest_port_for
+    from recorder.simulator.settings import SimulatorSettings
+
+    with pytest.raises(ConfigError, match="set rest_port"):
+        rest_port_for(SimulatorSettings(ws_port=65535))
+    assert rest_port_for(SimulatorSettings(ws_port=65535, rest_port=8000)) == 8000
+    assert rest_port_for(SimulatorSettings()) == 0

@@ -1,0 +1,192 @@
+"""``okex-recorder status``: what each row figure counts, and ``status --check`` for monitors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder import cli
+from recorder.collector.status import (
+    CHECK_DEGRADED,
+    CHECK_DOWN,
+    CHECK_OK,
+    CHECK_UNKNOWN,
+    check,
+    describe,
+)
+from recorder.simulator import SimulatorThread
+
+
+def _status(**changes: Any) -> dict[str, Any]:
+    """A status of a healthy running recorder (this process), as StatusReporter writes it."""
+    now = datetime.now(UTC)
+    status: dict[str, Any] = {
+        "state": "running", "pid": os.getpid(),
+        "started_at": (now - timedelta(seconds=120)).isoformat(), "updated_at": now.isoformat(),
+        "elapsed_seconds": 120.0,
+        "config": {"ws_url": "ws://127.0.0.1:1/ws/v1", "symbols": ["btc_usdt", "eth_usdt"],
+                   "sql_url": "sqlite:///data/recording.sqlite", "parquet_root": "data/parquet",
+                   "connections": 1, "status_interval": 10.0},
+        "frames": {"received": 5000, "pongs": 4, "dropped_backpressure": 0, "decoded": 4996, "malformed": 0,
+                   "queued": 0},
+        "rates": {"frames_per_second": 41.5, "frames_per_second_avg": 41.6},
+        "queues": {"frames": 0, "writer_rows": 3, "writer_age_seconds": 0.2},
+        "lag_seconds": {"last": 0.6, "max": 1.4, "p50": 0.5, "p99": 1.1},
+        "reconnects": 0, "connections": [], "channels": {},
+        "rows": {"produced": {"klines": 2336, "orders": 51, "tickers": 900},
+                 "written": {"klines": 2336, "orders": 51, "tickers": 900}},
+        "storage": {"flushes": 100, "errors": 0, "last_error": "", "writer": {
+            name: {"name": name, "healthy": True, "last_error": None,
+                   "datasets": {t: {"written": n, "pending": 0, "spilled": 0}
+                                for t, n in (("klines", 2336), ("orders", 51), ("tickers", 900))}}
+            for name in ("sql", "parquet")}},
+        "open_gaps": [],
+        "poller": {"outcome": "running", "balance_polls": 10, "order_rounds": 20},
+    }
+    status.update(changes)
+    return status
+
+
+def test_rows_say_what_each_figure_counts_and_where_sql_differs_by_design() -> None:
+    text = describe(_status(), {"klines": 10, "orders": 41, "tickers": 1900})
+    lines = text.splitlines()
+    assert "produced = records this run made from what it received" in text
+    assert "written  = rows each store confirmed written, this run" in text
+    assert "in SQL   = rows in the database now: every run into it, one row per key" in text
+    header = next(line for line in lines if line.lstrip().startswith("table"))
+    assert header.split() == ["table", "produced", "written", "SQL", "written", "Parquet", "in", "SQL"]
+    klines = next(line for line in lines if line.startswith("  klines "))
+    assert klines.split()[:5] == ["klines", "2336", "2336", "2336", "10"]
+    assert "SQL keeps the latest state of each candle (symbol, period, open time); Parquet keeps every " \
+           "update" in klines
+    orders = next(line for line in lines if line.startswith("  orders "))
+    assert orders.split()[:5] == ["orders", "51", "51", "51", "41"]
+    assert "SQL keeps the latest state of each order" in orders
+    tickers = next(line for line in lines if line.startswith("  tickers "))
+    assert tickers.endswith("<- the database also holds earlier runs")
+
+
+def test_rows_flag_what_is_not_written_yet() -> None:
+    status = _status()
+    status["storage"]["writer"]["sql"]["datasets"]["tickers"]["written"] = 700
+    line = next(x for x in describe(status, None).splitlines() if x.startswith("  tickers "))
+    assert line.split()[:4] == ["tickers", "900", "700", "900"]
+    assert "not all written yet" in line
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "line"),
+    [
+        ({}, CHECK_OK, "OK: running, 2 symbols, 41.5 frames/s, lag 0.60 s, no open gap, stores healthy"),
+        ({"open_gaps": [{"kind": "disconnected", "since": "2026-11-30T10:00:00+00:00", "connection": "ws-0",
+                         "symbols": ["btc_usdt", "eth_usdt"], "channel": None}]},
+         CHECK_DEGRADED, "DEGRADED: 1 open gap(s), first: disconnected since 2026-11-30T10:00:00+00:00 "
+                         "on ws-0 (btc_usdt,eth_usdt)"),
+        ({"lag_seconds": {"last": 12.5, "max": 12.5, "p50": 1.0, "p99": 12.0}},
+         CHECK_DEGRADED, "DEGRADED: lag 12.5 s > 10 s"),
+        ({"queues": {"frames": 0, "writer_rows": 90000, "writer_age_seconds": 31.0}},
+         CHECK_DEGRADED, "DEGRADED: lag 31.0 s > 10 s"),
+        ({"poller": {"outcome": "auth_failed"}}, CHECK_DEGRADED, "DEGRADED: poller stopped (auth_failed)"),
+        ({"frames": {"received": 0}}, CHECK_DEGRADED, "DEGRADED: nothing received from the exchange yet"),
+        ({"state": "finished"}, CHECK_DOWN, "CRITICAL: not running: the recording finished at "),
+        ({"pid": 2 ** 22 + 12345}, CHECK_DOWN, f"CRITICAL: not running: process {2 ** 22 + 12345} is gone"),
+        ({"updated_at": -95},  # seconds before now (the parameters are built at collection time)
+         CHECK_DOWN, "CRITICAL: stale: the status file was last updated 95 s ago (limit 30 s, the status "
+                     "interval is 10 s)"),
+    ],
+)
+def test_check_verdicts(changes: dict[str, Any], code: int, line: str) -> None:
+    now = time.time()
+    if isinstance(changes.get("updated_at"), int):
+        updated = datetime.fromtimestamp(now + changes["updated_at"], UTC)
+        changes = {**changes, "updated_at": updated.isoformat()}
+    got_code, got_line = check(_status(**changes), now=now)
+    assert (got_code, got_line[:len(line)]) == (code, line)
+    assert "\n" not in got_line
+
+
+def test_check_store_down_and_thresholds() -> None:
+    status = _status()
+    status["storage"]["writer"]["sql"].update(healthy=False, last_error="connection refused")
+    assert check(status) == (CHECK_DEGRADED, "DEGRADED: sql store down: connection refused")
+    lagging = _status(lag_seconds={"last": 12.5, "max": 12.5, "p50": 1.0, "p99": 12.0})
+    assert check(lagging, max_lag=15)[0] == CHECK_OK
+    old = _status(updated_at=(datetime.now(UTC) - timedelta(seconds=40)).isoformat())
+    assert check(old)[0] == CHECK_DOWN
+    assert check(old, stale_after=60)[0] == CHECK_OK
+
+
+def _check_cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(["status", "--check", *args])
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out
+    return code, out.strip()
+
+
+def test_check_cli_missing_unreadable_and_bad_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "status.json"
+    code, line = _check_cli("--status-file", str(missing), capsys=capsys)
+    assert code == CHECK_DOWN and line.startswith(f"CRITICAL: not running: no status file at {missing}")
+    missing.write_text("{not json")
+    code, line = _check_cli("--status-file", str(missing), capsys=capsys)
+    assert code == CHECK_UNKNOWN and line.startswith("UNKNOWN: cannot read the status file")
+    missing.write_text(json.dumps(_status()))
+    assert _check_cli("--status-file", str(missing), capsys=capsys)[0] == CHECK_OK
+    code, line = _check_cli("--status-file", str(missing), "--max-lag", "0", capsys=capsys)
+    assert code == CHECK_UNKNOWN
+    code, line = _check_cli("--config", str(tmp_path / "nope.toml"), capsys=capsys)
+    assert code == CHECK_UNKNOWN and "nope.toml" in line
+
+
+def test_check_follows_a_real_recorder(tmp_path: Path, simulator_thread: SimulatorThread) -> None:
+    """OK while recording; DEGRADED once the exchange is gone (an open gap); CRITICAL after it stopped."""
+    sim = simulator_thread
+    status_file = tmp_path / "data" / "status.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKEX_")}
+    env.update(OKEX_RECORDER__EXCHANGE__WS_URL=sim.ws_url, OKEX_RECORDER__COLLECTOR__SYMBOLS="btc_usdt",
+               OKEX_RECORDER__COLLECTOR__STATUS_INTERVAL="0.3", OKEX_RECORDER__COLLECTOR__RECONNECT_CAP="0.5",
+               OKEX_RECORDER__STORAGE__FLUSH_INTERVAL="0.2")
+    proc = subprocess.Popen([sys.executable, "-m", "recorder.cli", "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def check_now() -> tuple[int, str]:
+        r = subprocess.run([sys.executable, "-m", "recorder.cli", "status", "--check", "--stale-after", "60"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert r.stdout.count("\n") == 1, r
+        return r.returncode, r.stdout.strip()
+
+    def wait_for(code: int) -> str:
+        deadline = time.monotonic() + 60
+        while True:
+            got, line = check_now()
+            if got == code:
+                return line
+            assert time.monotonic() < deadline, f"expected {code}, still {got}: {line}"
+            time.sleep(0.2)
+
+    try:
+        deadline = time.monotonic() + 60
+        while not status_file.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        assert wait_for(CHECK_OK).startswith("OK: running, 1 symbols")
+        sim.stop()  # the exchange goes away: the connection is lost and cannot come back
+        assert "open gap(s), first: disconnected since" in wait_for(CHECK_DEGRADED)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert wait_for(CHECK_DOWN).startswith("CRITICAL: not running: the recording finished at")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
