@@ -153,7 +153,8 @@ class ReplayProtocol(asyncio.Protocol):
             if r.get("event") == "ping":
                 t.write(ws_frame(b'{"event":"pong"}'))
             elif r.get("event") == "addChannel":
-                ack = [{"binary": 0, "channel": "addChannel", "data": {"result": True, "channel": r.get("channel")}}]
+                data = {"result": True, "channel": r.get("channel")}
+                ack = [{"binary": 0, "channel": "addChannel", "data": data}]
                 t.write(ws_frame(json.dumps(ack).encode()))
                 if not self.started:
                     self.started = True

@@ -93,7 +93,8 @@ async def _read(port: int, channels: list[str], n_frames: int, decode: bool) -> 
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[int, float]] = loop.create_future()
     total = n_frames + len(channels)  # the acks come too
-    transport, _ = await loop.create_connection(lambda: _Reader(total, len(channels), decode, done), "127.0.0.1", port)
+    transport, _ = await loop.create_connection(lambda: _Reader(total, len(channels), decode, done),
+                                                "127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     transport.write((f"GET /ws/v1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
