@@ -1,7 +1,8 @@
 """A pre-generated, realistic OKEx v1 WebSocket stream for the in-process benchmarks.
 
-Deterministic for a seed: many symbols; incremental depth (a full first push, then
-changes of one to four levels, deletes included), full ``depth_20`` books,
+Deterministic for a seed: many symbols (documented pairs, each priced and sized at its
+own increments from the pair table, so scales are mixed as on the exchange); incremental
+depth (a full first push, then changes of one to four levels, deletes included), full ``depth_20`` books,
 tickers and deals, in the proportions a busy feed shows. Frames are the bytes the
 exchange would send (text JSON lists), ready to feed to a decoder.
 """
@@ -11,6 +12,9 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from decimal import Decimal
+
+from recorder.okex.pairs import pairs
 
 BASE_TS_MS = 1_795_000_000_000  # 2026-11-18, an ordinary day
 
@@ -26,12 +30,37 @@ def _fmt(value: float, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
+def _scale(increment: Decimal) -> int:
+    return max(0, -int(increment.normalize().as_tuple().exponent))
+
+
+_MID_BY_QUOTE = {"usdt": 100.0, "btc": 0.001, "eth": 0.01, "okb": 1.0}
+
+
+def symbols_for(n_symbols: int) -> list[str]:
+    """``n_symbols`` documented pairs, spread over the table (a stable choice)."""
+    names = sorted(pairs())
+    step = max(1, len(names) // n_symbols)
+    chosen = names[::step][:n_symbols]
+    if len(chosen) < n_symbols:
+        chosen += [s for s in names if s not in chosen][: n_symbols - len(chosen)]
+    return chosen
+
+
 def generate(n_frames: int, n_symbols: int = 50, seed: int = 7, levels: int = 200) -> Stream:
     """Return ``n_frames`` frames over ``n_symbols`` symbols (first frame per symbol = full book)."""
     rng = random.Random(seed)
-    symbols = [f"c{i:03d}_usdt" for i in range(n_symbols)]
-    tick = 0.01
-    mids = {s: 100.0 + 10 * i for i, s in enumerate(symbols)}
+    symbols = symbols_for(n_symbols)
+    table = pairs()
+    pdec = {s: _scale(table[s].quote_increment) for s in symbols}  # price decimals
+    adec = {s: _scale(table[s].base_increment) for s in symbols}  # amount decimals
+    ticks = {s: float(table[s].quote_increment) for s in symbols}
+    mids = {s: round(_MID_BY_QUOTE.get(table[s].quote, 1.0) * (1 + i % 37), pdec[s])
+            for i, s in enumerate(symbols)}
+
+    def amount(sym: str) -> str:
+        inc = float(table[sym].base_increment)
+        return _fmt(inc * rng.randint(1, 50_000) if inc < 0.01 else inc * rng.randint(1, 500), adec[sym])
     books: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
     frames: list[bytes] = []
     counts = {"depth": 0, "depth_20": 0, "ticker": 0, "deals": 0}
@@ -39,9 +68,9 @@ def generate(n_frames: int, n_symbols: int = 50, seed: int = 7, levels: int = 20
     tid = 1_000_000
 
     def full_book(sym: str) -> tuple[dict[str, str], dict[str, str]]:
-        mid = mids[sym]
-        bids = {_fmt(mid - tick * (k + 1), 2): _fmt(rng.uniform(0.01, 5), 4) for k in range(levels)}
-        asks = {_fmt(mid + tick * (k + 1), 2): _fmt(rng.uniform(0.01, 5), 4) for k in range(levels)}
+        mid, tick, d = mids[sym], ticks[sym], pdec[sym]
+        bids = {_fmt(mid - tick * (k + 1), d): amount(sym) for k in range(levels)}
+        asks = {_fmt(mid + tick * (k + 1), d): amount(sym) for k in range(levels)}
         return bids, asks
 
     for sym in symbols:
@@ -63,14 +92,14 @@ def generate(n_frames: int, n_symbols: int = 50, seed: int = 7, levels: int = 20
             for _ in range(rng.randint(1, 4)):
                 side, upd = (bids, upd_b) if rng.random() < 0.5 else (asks, upd_a)
                 sign = -1 if side is bids else 1
-                price = _fmt(mids[sym] + sign * tick * rng.randint(1, 30), 2)
+                price = _fmt(mids[sym] + sign * ticks[sym] * rng.randint(1, 30), pdec[sym])
                 if price in side and rng.random() < 0.3:
                     del side[price]
                     upd.append([price, "0"])
                 else:
-                    amount = _fmt(rng.uniform(0.01, 5), 4)
-                    side[price] = amount
-                    upd.append([price, amount])
+                    size = amount(sym)
+                    side[price] = size
+                    upd.append([price, size])
             data = {"asks": upd_a, "bids": upd_b, "timestamp": ts}
             frames.append(json.dumps([{"channel": f"ok_sub_spot_{sym}_depth", "data": data}]).encode())
             counts["depth"] += 1
@@ -82,12 +111,12 @@ def generate(n_frames: int, n_symbols: int = 50, seed: int = 7, levels: int = 20
             frames.append(json.dumps([{"channel": f"ok_sub_spot_{sym}_depth_20", "data": data}]).encode())
             counts["depth_20"] += 1
         elif r < 0.85:
-            mid = mids[sym]
-            data = {"buy": _fmt(mid - tick, 2), "sell": _fmt(mid + tick, 2), "last": _fmt(mid, 2),
-                    "high": _fmt(mid * 1.05, 2), "low": _fmt(mid * 0.95, 2),
-                    "vol": _fmt(rng.uniform(1e3, 1e6), 4),
-                    "change": _fmt(rng.uniform(-5, 5), 2), "dayHigh": _fmt(mid * 1.05, 2),
-                    "dayLow": _fmt(mid * 0.95, 2), "timestamp": ts}
+            mid, tick, d = mids[sym], ticks[sym], pdec[sym]
+            data = {"buy": _fmt(mid - tick, d), "sell": _fmt(mid + tick, d), "last": _fmt(mid, d),
+                    "high": _fmt(mid * 1.05, d), "low": _fmt(mid * 0.95, d),
+                    "vol": _fmt(rng.uniform(1e3, 1e6), adec[sym]),
+                    "change": _fmt(rng.uniform(-5, 5), 2), "dayHigh": _fmt(mid * 1.05, d),
+                    "dayLow": _fmt(mid * 0.95, d), "timestamp": ts}
             frames.append(json.dumps([{"channel": f"ok_sub_spot_{sym}_ticker", "data": data}]).encode())
             counts["ticker"] += 1
         else:
@@ -96,7 +125,7 @@ def generate(n_frames: int, n_symbols: int = 50, seed: int = 7, levels: int = 20
                 tid += 1
                 secs = (ts // 1000 + 8 * 3600) % 86400
                 hhmmss = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
-                deals.append([str(tid), _fmt(mids[sym], 2), _fmt(rng.uniform(0.001, 2), 4), hhmmss,
+                deals.append([str(tid), _fmt(mids[sym], pdec[sym]), amount(sym), hhmmss,
                               rng.choice(["bid", "ask"])])
             frames.append(json.dumps([{"channel": f"ok_sub_spot_{sym}_deals", "data": deals}]).encode())
             counts["deals"] += 1

@@ -1,7 +1,8 @@
 """Over the wire: a firehose over loopback into ``okex-recorder run`` (a subprocess), all persisted.
 
-Source: :mod:`bench.replay` (a subprocess) sends a pre-generated stream
-(:mod:`bench.streams`) as fast as the receiver takes it; the simulator's own market
+Source: :mod:`bench.replay` (a subprocess: raw asyncio, pre-encoded frames, flow control
+on the transport's high-water mark) sends a pre-generated stream (:mod:`bench.streams`) as
+fast as the receiver takes it; the simulator's own market
 model tops out near 4,500 frames/s for 200 symbols here, too slow to load the recorder.
 
 Figures (a message = one WebSocket frame):
@@ -14,14 +15,18 @@ Figures (a message = one WebSocket frame):
   ``StorageWriter.flush()`` returned minus the receive time of the *oldest* frame of the
   batch (so each figure is the worst frame of its batch), p50/p99 as the recorder's
   status reports them.
-* baseline: a bare websockets client receiving the same stream from the same server,
-  in the same run, without processing.
+* baselines, same server, same frames, same run (:mod:`bench.wire_clients`): a raw client
+  that only counts frames (what the server and loopback can deliver: the server must not
+  be the limit), and one that inflates (DEFLATE frames, ``OKEX_BENCH_WIRE_DEFLATE=1``) and
+  msgspec-decodes every frame and stores nothing; the recorder's persisted rate is
+  reported as a ratio to the latter.
 * persisted rows are counted back from SQLite and Parquet: every frame's rows must be there.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,16 +39,20 @@ import sqlalchemy as sa
 
 from bench import procs, streams
 from bench.harness import BenchResult
+from bench.wire_clients import read_rate
 
 SIZES = {"tiny": (4_000, 20), "small": (100_000, 100), "full": (600_000, 200)}  # frames, symbols
 FLUSH_INTERVAL = 1.0
 TARGET_RATE = 40_000.0
+TARGET_RATIO = 0.35  # persisted / decoding client (issue 16)
+DEFLATE = os.environ.get("OKEX_BENCH_WIRE_DEFLATE", "") not in ("", "0")  # binary DEFLATE frames
 CHANNELS = ("ticker", "depth", "depth_20", "deals")
 
 
 def _start_replay(workdir: Path, frames_file: Path) -> tuple[subprocess.Popen[str], int]:
     port = procs.free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.replay", str(port), str(frames_file)],
+    extra = ["--deflate"] if DEFLATE else []
+    proc = subprocess.Popen([sys.executable, "-m", "bench.replay", str(port), str(frames_file), *extra],
                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
@@ -81,10 +90,15 @@ def run(size: str) -> BenchResult:
         frames_file.write_bytes(b"\n".join(stream.frames) + b"\n")
         channels = [f"ok_sub_spot_{s}_{k}" for s in stream.symbols for k in CHANNELS]
 
-        # Baseline: the bare client, same server program, same frames.
+        # Baselines: raw clients (count; inflate + decode), same server program, same frames.
         replay, port = _start_replay(work, frames_file)
         try:
-            bare = _bare(port, channels, n_frames)
+            bare = read_rate(port, channels, n_frames, decode=False)
+        finally:
+            _stop(replay)
+        replay, port = _start_replay(work, frames_file)
+        try:
+            decoding = read_rate(port, channels, n_frames, decode=True)
         finally:
             _stop(replay)
 
@@ -139,10 +153,12 @@ def run(size: str) -> BenchResult:
     pers_rate = decoded / max(persisted_at - first_data, 1e-9)
     lag = final.get("lag_seconds", {})
     p50, p99 = lag.get("p50") or 0.0, lag.get("p99") or 0.0
-    result.add("bare websockets client msg/s (baseline)", bare, "msg/s")
+    result.add("frame-counting client msg/s (server ceiling)", bare, "msg/s")
+    result.add("decoding client msg/s (inflate + msgspec, stores nothing)", decoding, "msg/s")
     result.add("recorder received msg/s", recv_rate, "msg/s", ">= 40,000", recv_rate >= TARGET_RATE)
     result.add("recorder persisted msg/s", pers_rate, "msg/s", ">= 40,000", pers_rate >= TARGET_RATE)
-    result.add("ratio persisted / bare client", pers_rate / bare if bare else 0.0, "")
+    ratio = pers_rate / decoding if decoding else 0.0
+    result.add("ratio persisted / decoding client", ratio, "", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
     result.add("latency receive -> durable p50", p50 * 1000, "ms")
     budget = (FLUSH_INTERVAL + 0.25) * 1000
     result.add("latency receive -> durable p99", p99 * 1000, "ms", f"<= {budget:.0f}", p99 * 1000 <= budget)
@@ -161,30 +177,6 @@ def run(size: str) -> BenchResult:
         f"{n_frames:,} frames, {n_symbols} symbols over one connection; flush_interval {FLUSH_INTERVAL} s, "
         f"batch_size 5000; rows produced {produced}; SQL {sql_counts}; Parquet {pq_counts}")
     return result
-
-
-def _bare(port: int, channels: list[str], n_frames: int) -> float:
-    import asyncio
-
-    from websockets.asyncio.client import connect
-
-    async def go() -> float:
-        async with connect(f"ws://127.0.0.1:{port}/ws/v1", ping_interval=None, max_size=None,
-                           compression=None) as ws:
-            for ch in channels:
-                await ws.send(json.dumps({"event": "addChannel", "channel": ch}))
-            n = 0
-            start = None
-            while n < n_frames:
-                msg = await asyncio.wait_for(ws.recv(), 30)
-                if isinstance(msg, str) and msg.startswith('[{"binary": 0, "channel": "addChannel"'):
-                    continue
-                if start is None:
-                    start = time.perf_counter()
-                n += 1
-            return (n - 1) / (time.perf_counter() - (start or 0.0))
-
-    return asyncio.run(go())
 
 
 def _stop_recorder(proc: subprocess.Popen[bytes]) -> None:

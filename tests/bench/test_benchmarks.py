@@ -21,15 +21,17 @@ def _run(name: str) -> tuple[BenchResult, dict[str, float]]:
 
 def test_ingest_persists_every_row_and_reports_a_ratio_to_the_floor() -> None:
     result, v = _run("ingest")
-    assert v["project msg/s (SQLite + Parquet)"] > 0 and v["floor msg/s (msgspec, float book, Parquet)"] > 0
-    assert v["ratio project / floor"] > 0
-    rows = next(f for f in result.figures if f.metric == "rows persisted (each store)")
+    assert v["recorder msg/s (SQLite + Parquet)"] > 0 and v["honest floor msg/s (SQLite + Parquet)"] > 0
+    assert v["old floor msg/s (msgspec, float book, Parquet only)"] > 0
+    assert v["ratio recorder / honest floor (SQLite)"] > 0
+    rows = next(f for f in result.figures if f.metric == "rows persisted (each run, each store)")
     assert rows.ok is True and rows.value > 0, result.notes
 
 
 def test_wire_receives_and_persists_every_frame() -> None:
     result, v = _run("wire")
-    assert v["bare websockets client msg/s (baseline)"] > 0
+    assert v["frame-counting client msg/s (server ceiling)"] > 0
+    assert v["decoding client msg/s (inflate + msgspec, stores nothing)"] > 0
     assert v["recorder received msg/s"] > 0 and v["recorder persisted msg/s"] > 0
     assert v["frames dropped (backpressure)"] == 0
     rows = next(f for f in result.figures if f.metric == "rows persisted (SQL)")
