@@ -159,8 +159,9 @@ def _compact_directory(fs: pafs.FileSystem, name: str, directory: str) -> Compac
     for info in infos:  # a compaction of ours that died before its rename
         if info.base_name.startswith(f"{TMP_PREFIX}part-compact-") and info.base_name.endswith(TMP_SUFFIX):
             fs.delete_file(info.path)
-    files = sorted(i.path for i in infos if i.type == pafs.FileType.File
-                   and i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
+    files = sorted((i.path for i in infos if i.type == pafs.FileType.File
+                    and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")),
+                   key=lambda path: _written_order(path.rsplit("/", 1)[1]))
     files = _finish_fallback_leftovers(fs, directory, files)
     if len(files) < 2:
         return None
@@ -287,7 +288,19 @@ def _parquet_names(directory: str) -> list[str]:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if n.startswith("part-") and n.endswith(".parquet"))
+    return sorted((n for n in names if n.startswith("part-") and n.endswith(".parquet")), key=_written_order)
+
+
+def _written_order(name: str) -> tuple[int, str]:
+    """Sort key putting a partition's files in the order their rows were written.
+
+    Roll files are ``part-<ns>-<uuid>.parquet`` (``ns``: when their journal segment opened);
+    a compacted file is ``part-compact-<ns>-<uuid>.parquet`` with the ``ns`` of its first
+    input; older compacted files (``part-compact-<uuid>``) come first.
+    """
+    stem = name.removeprefix("part-").removeprefix("compact-")
+    head = stem.split("-", 1)[0]
+    return (int(head), name) if head.isdigit() and len(head) > 12 else (-1, name)
 
 
 # --------------------------------------------------------------------------- one partition, in steps
@@ -316,7 +329,8 @@ class PartitionJob:
         self.id = uuid.uuid4().hex
         self.work = f"{root}/{COMPACT_DIR}/{self.id}"
         self.staged = f"{self.work}/p"
-        self.name = f"part-compact-{self.id}.parquet"
+        first = _written_order(files[0])[0] if files else -1
+        self.name = f"part-compact-{max(first, 0):020d}-{self.id}.parquet"
         self.rows = 0
         # As in the fallback: the merged file names what it replaced (old files back beside it are dropped).
         replaces = {_REPLACES_KEY: json.dumps(files).encode()}
