@@ -71,6 +71,7 @@ __all__ = [
     "compact",
     "exchange_paths",
     "exchange_supported",
+    "merged_into_compacted",
     "recover_compactions",
     "run",
 ]
@@ -178,6 +179,13 @@ def _compact_directory(fs: pafs.FileSystem, name: str, directory: str) -> Compac
     for f in files:
         fs.delete_file(f)
     return CompactionResult(directory, len(files), merged.num_rows)
+
+
+def merged_into_compacted(directory: str, name: str) -> bool:
+    """True if a ``part-compact-*`` file in ``directory`` records that it holds the rows of ``name``."""
+    fs = pafs.LocalFileSystem()
+    return any(name in _replaces(fs, f"{directory}/{c}")
+               for c in _parquet_names(directory) if c.startswith("part-compact-"))
 
 
 def _compact_directory_atomically(root: str, name: str, directory: str) -> CompactionResult | None:
@@ -332,8 +340,13 @@ class PartitionJob:
         first = _written_order(files[0])[0] if files else -1
         self.name = f"part-compact-{max(first, 0):020d}-{self.id}.parquet"
         self.rows = 0
-        # As in the fallback: the merged file names what it replaced (old files back beside it are dropped).
-        replaces = {_REPLACES_KEY: json.dumps(files).encode()}
+        # As in the fallback, the merged file names every roll file it holds, through earlier merges too:
+        # old files back beside it are dropped, and a crashed writer's recovery does not write them twice.
+        held = list(files)
+        for name in files:
+            if name.startswith("part-compact-"):
+                held.extend(sorted(_replaces(pafs.LocalFileSystem(), f"{directory}/{name}")))
+        replaces = {_REPLACES_KEY: json.dumps(held).encode()}
         self._schema = file_schema(DATASETS[dataset]).with_metadata(replaces)
         self._row_group_rows = row_group_rows
         self._fsync = fsync
@@ -536,6 +549,8 @@ class AutoCompactor:
         self._job: PartitionJob | None = None
         self._retired: list[tuple[float, str]] = []
         self._lock_fd: int | None = None
+        self._dirty = True  # something changed since the last look for work
+        self._next_look = 0.0  # clock(): look anyway (a day may have closed) at least once a minute
         os.makedirs(f"{root}/{COMPACT_DIR}", exist_ok=True)
         recover_compactions(root)
         self._seed()
@@ -553,6 +568,7 @@ class AutoCompactor:
             return
         part.rolls += 1
         part.files += 1
+        self._dirty = True
 
     def step(self) -> None:
         """Do one bounded piece of compaction work (see the class docstring)."""
@@ -570,6 +586,7 @@ class AutoCompactor:
                 raise
             self._job = None
             self._unlock()
+            self._dirty = True
             self._retired.append((self.clock(), job.work))
             self.results.append(result)
             part = self._parts[job.directory]
@@ -588,8 +605,12 @@ class AutoCompactor:
                 part.files = len(names)
                 part.rolls = sum(not n.startswith("part-compact-") for n in names)
             del self._unlisted[:64]
+            self._dirty = True
             return
-        self._start_next()
+        if self._dirty or now >= self._next_look:
+            self._dirty = False
+            self._next_look = now + 60.0
+            self._start_next()
 
     def close(self) -> None:
         """Abandon the job in progress and delete the retired directories."""
@@ -627,6 +648,7 @@ class AutoCompactor:
 
     def _start(self, part: _Partition, directory: str, files: list[str]) -> None:
         if not self._lock():
+            self._dirty = True
             return  # another process is compacting this root: try again on a later step
         try:
             self._job = PartitionJob(self.root, part.dataset, directory, files,

@@ -386,6 +386,7 @@ class ParquetStore:
         self._journal = Journal(journal_dir, fsync=fsync)
         self.compactor: AutoCompactor | None = None
         self._compact_at = 0.0
+        self._recovering = False
         self._recover()
         self.compactor = self._start_compaction(compaction)
 
@@ -548,8 +549,9 @@ class ParquetStore:
             value = partition_value(dataset, key)
             directory = f"{self.root}/{dataset.name}/date={date_text}/{dataset.key_column}={value}"
             final = f"{directory}/{part_name}"
-            if self._fs.get_file_info(final).type == pafs.FileType.NotFound:
-                todo[label] = final  # else: written before a crash
+            if (self._fs.get_file_info(final).type == pafs.FileType.NotFound
+                    and not (self._recovering and self._merged_by_compaction(directory, part_name))):
+                todo[label] = final  # else: written before a crash (and maybe compacted since)
         groups: list[list[str]] = []
         budget = 0
         for label in todo:
@@ -640,6 +642,13 @@ class ParquetStore:
             log.warning("automatic compaction failed (the partition is unchanged; retried in 60 s): %s", exc)
             self._compact_at = now + 60.0
 
+    def _merged_by_compaction(self, directory: str, part_name: str) -> bool:
+        """True if a compacted file in ``directory`` holds ``part_name``'s rows (start-up only: a file
+        this store wrote before a crash that another process's compaction merged since)."""
+        from recorder.storage.compact import merged_into_compacted
+
+        return _is_local(self._fs) and merged_into_compacted(directory, part_name)
+
     def _recover(self) -> None:
         """Turn segments left by an earlier run into Parquet files; delete leftover temporaries."""
         for name in DATASETS:
@@ -655,7 +664,11 @@ class ParquetStore:
         for seg in self._journal.segments():
             if seg.stream in self._state:
                 self._state[seg.stream].sealed.append(seg)
-        self._roll_sealed()
+        self._recovering = True
+        try:
+            self._roll_sealed()
+        finally:
+            self._recovering = False
 
 
 class PartialWriteError(StoreUnavailableError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -231,3 +232,25 @@ def test_start_up_cleans_what_a_crash_left_in_the_staging_area(tmp_path: Path) -
 
     assert staging_left(tmp_path) == []
     assert tids_in_files(btc) == before == list(range(1, 13))
+
+
+def test_a_crashed_writers_recovery_does_not_write_again_rows_a_compaction_merged(tmp_path: Path) -> None:
+    """Several processes may share a root: one's compaction may merge a file another wrote just
+    before it crashed mid-roll. The crashed one's start-up must not write that file again."""
+    store = ParquetStore(tmp_path, roll_rows=1000, fsync=False)
+    store.write_batch([sample_deal(1), sample_deal(2), sample_deal(1, symbol="eth_btc")])
+    store.roll_all()
+    store.write_batch([sample_deal(3), sample_deal(4), sample_deal(4, symbol="eth_btc")])
+    shutil.copytree(tmp_path / "_journal", tmp_path / "saved-journal")  # the segment, not yet rolled
+    store.close()  # rolls it: one more file in each partition
+    newest_eth = compact_mod._parquet_names(str(tmp_path / ETH))[-1]
+    (tmp_path / ETH / newest_eth).unlink()  # the crash came before the eth file was written
+    compact_mod.compact(str(tmp_path), dataset="deals")  # another process merges btc's two files
+    assert len(parquet_files(tmp_path / BTC)) == 1
+    shutil.rmtree(tmp_path / "_journal")
+    shutil.move(tmp_path / "saved-journal", tmp_path / "_journal")
+
+    ParquetStore(tmp_path, fsync=False).close()  # start-up recovers the segment
+
+    assert tids_in_files(tmp_path / BTC) == [1, 2, 3, 4]  # not 1, 2, 3, 4, 3, 4
+    assert tids_in_files(tmp_path / ETH) == [1, 4]
