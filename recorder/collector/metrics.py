@@ -14,8 +14,9 @@ name                                           type       labels
 =============================================  =========  ==================================
 ``frames_received_total``                      counter    ``channel``: data messages received
 ``frames_stored_total``                        counter    ``channel``: accepted, handed to storage
-``frames_rejected_total``                      counter    ``channel``, ``reason``: quarantined
-``quarantined_total``                          counter    ``reason`` (all channels)
+``frames_rejected_total``                      counter    ``channel``, ``reason``: not stored
+``frames_malformed_total``                     counter    whole frames that could not be decoded
+``quarantined_rows_total``                     counter    ``reason``: rows of the quarantine dataset
 ``connection_frames_total``                    counter    ``connection``: WebSocket frames
 ``connection_reconnects_total``                counter    ``connection``
 ``connection_up``                              gauge      ``connection``: 1 while receiving
@@ -76,17 +77,18 @@ class RecorderCollector(Collector):
                                      "handed to storage", labels=["channel"])
         rejected = CounterMetricFamily(f"{PREFIX}frames_rejected", "Data messages rejected (quarantined) "
                                        "per channel and reason", labels=["channel", "reason"])
-        quarantined: dict[str, int] = {}
         for channel, entry in r.pipeline.accounting().items():
             received.add_metric([channel], entry["received"])
             stored.add_metric([channel], entry["accepted"])
             for reason, n in entry["rejected"].items():
                 rejected.add_metric([channel, reason], n)
-                quarantined[reason] = quarantined.get(reason, 0) + n
         yield from (received, stored, rejected)
-        q = CounterMetricFamily(f"{PREFIX}quarantined", "Rejected messages kept in quarantine, by reason",
-                                labels=["reason"])
-        for reason, n in sorted(quarantined.items()):
+        counters = r.pipeline.counters
+        yield CounterMetricFamily(f"{PREFIX}frames_malformed", "Whole frames that could not be decoded "
+                                  "(quarantined)", value=counters.frames_malformed)
+        q = CounterMetricFamily(f"{PREFIX}quarantined_rows", "Rows put in the quarantine dataset, by reason "
+                                "(the text before its first colon)", labels=["reason"])
+        for reason, n in sorted(dict(counters.quarantined).items()):
             q.add_metric([reason], n)
         yield q
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,10 @@ async def test_metrics_equal_the_recorders_own_accounting_and_the_stored_rows(
         e["accepted"] for e in recorder.pipeline.accounting().values()) > 200, what="data flowing")
     assert recorder.metrics is not None
     url = recorder.metrics.url
+    simulator.faults.inject_frames("malformed_json", 3)  # quarantined, by reason
+    await wait_until(lambda: recorder.pipeline.counters.frames_malformed >= 3, what="bad frames quarantined")
+    simulator.faults.inject_frames("truncated", 2)
+    await wait_until(lambda: recorder.pipeline.counters.frames_malformed >= 5, what="bad frames quarantined")
     assert url.startswith("http://127.0.0.1:")
 
     # During the run: every counter lies between the accounting read just before and just after.
@@ -95,6 +100,15 @@ async def test_metrics_equal_the_recorders_own_accounting_and_the_stored_rows(
         assert in_files > 0
         assert written[(dataset, "parquet")] == in_files  # every row acknowledged is in a Parquet file
         assert written[(dataset, "sql")] == recorder.writer_thread.counters.rows_written[dataset]
+    quarantined = by_label(samples, "okex_recorder_quarantined_rows_total")
+    assert quarantined == {(k,): n for k, n in recorder.pipeline.counters.quarantined.items()}
+    assert quarantined[("not valid JSON",)] >= 5  # the malformed and the truncated frames injected
+    assert by_label(samples, "okex_recorder_frames_malformed_total") == {
+        (): recorder.pipeline.counters.frames_malformed}
+    rows = open_dataset(root, "quarantine").to_table(columns=["reason"]).column("reason").to_pylist()
+    assert sorted(quarantined.items()) == sorted(  # each one is a stored row with that reason
+        ((head,), float(n)) for head, n in Counter(r.split(":", 1)[0] for r in rows).items())
+    assert written[("quarantine", "parquet")] == len(rows)
     assert by_label(samples, "okex_recorder_writer_queue_rows") == {(): 0.0}
     assert by_label(samples, "okex_recorder_lag_seconds") == {
         (): pytest.approx(recorder.writer_thread.counters.lag_last)}
