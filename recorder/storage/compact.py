@@ -527,8 +527,9 @@ class AutoCompactor:
     The owner (:class:`~recorder.storage.parquet.ParquetStore`) calls :meth:`note_file` for
     every file it publishes and :meth:`step` between rolls (never while a roll is pending,
     so a journal segment's files are never merged before the segment is gone). One step
-    does one bounded piece of work: advance the current job by ``policy.step_bytes``,
-    publish it, purge one retired directory, list a few partitions, or start a job.
+    does a bounded amount of work: when no job is running, purge at most one retired
+    directory, list at most 64 partitions and pick the next partition due; then read about
+    ``policy.step_bytes`` of the job's row groups and, once all are read, publish it.
     Partitions of the last ``lookback_days`` UTC days found at start are considered too.
     Not thread-safe: one owner calls it. Raises OSError from :meth:`step` (the job in
     progress is abandoned; the caller logs and carries on).
@@ -572,45 +573,46 @@ class AutoCompactor:
 
     def step(self) -> None:
         """Do one bounded piece of compaction work (see the class docstring)."""
+        if self._job is None:
+            now = self.clock()
+            if self._retired and now - self._retired[0][0] >= self.policy.grace:
+                shutil.rmtree(self._retired.pop(0)[1], ignore_errors=True)
+            if self._unlisted:
+                for directory in self._unlisted[:64]:
+                    names = _parquet_names(directory)
+                    part = self._parts[directory]
+                    part.files = len(names)
+                    part.rolls = sum(not n.startswith("part-compact-") for n in names)
+                del self._unlisted[:64]
+                self._dirty = True
+            if self._dirty or now >= self._next_look:
+                self._dirty = False
+                self._next_look = now + 60.0
+                self._start_next()
         job = self._job
-        if job is not None:
-            try:
-                if not job.done_reading:
-                    job.advance(self.policy.step_bytes)
-                    return
-                result = job.publish()
-            except BaseException:
-                self._job = None
-                job.abort()
-                self._unlock()
-                raise
+        if job is None:
+            return
+        try:
+            if not job.done_reading:
+                job.advance(self.policy.step_bytes)
+            if not job.done_reading:
+                return
+            result = job.publish()
+        except BaseException:
             self._job = None
+            job.abort()
             self._unlock()
-            self._dirty = True
-            self._retired.append((self.clock(), job.work))
-            self.results.append(result)
-            part = self._parts[job.directory]
-            part.files = len(_parquet_names(job.directory))
-            part.rolls = sum(not n.startswith("part-compact-") for n in _parquet_names(job.directory))
-            log.info("compacted %s: %d files -> 1 (%d rows)", job.directory, result.files_before, result.rows)
-            return
-        now = self.clock()
-        if self._retired and now - self._retired[0][0] >= self.policy.grace:
-            shutil.rmtree(self._retired.pop(0)[1], ignore_errors=True)
-            return
-        if self._unlisted:
-            for directory in self._unlisted[:64]:
-                names = _parquet_names(directory)
-                part = self._parts[directory]
-                part.files = len(names)
-                part.rolls = sum(not n.startswith("part-compact-") for n in names)
-            del self._unlisted[:64]
-            self._dirty = True
-            return
-        if self._dirty or now >= self._next_look:
-            self._dirty = False
-            self._next_look = now + 60.0
-            self._start_next()
+            raise
+        self._job = None
+        self._unlock()
+        self._dirty = True
+        self._retired.append((self.clock(), job.work))
+        self.results.append(result)
+        names = _parquet_names(job.directory)
+        part = self._parts[job.directory]
+        part.files = len(names)
+        part.rolls = sum(not n.startswith("part-compact-") for n in names)
+        log.info("compacted %s: %d files -> 1 (%d rows)", job.directory, result.files_before, result.rows)
 
     def close(self) -> None:
         """Abandon the job in progress and delete the retired directories."""

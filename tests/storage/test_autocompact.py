@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import shutil
 import threading
@@ -14,10 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.load import load_deals
+from recorder.collector.app import Recorder, open_storage, prepare_database
 from recorder.records import Deal
 from recorder.storage import compact as compact_mod
 from recorder.storage.compact import COMPACT_DIR, CompactionPolicy, PartitionJob, exchange_supported
+from recorder.simulator import Simulator
 from recorder.storage.parquet import ParquetStore, open_dataset
+from tests.collector.conftest import sim_config
+from tests.collector.helpers import stored, stored_parquet, wait_until
 from tests.fixtures.storage import sample_deal
 
 pytestmark = pytest.mark.skipif(not exchange_supported("/tmp"),
@@ -254,3 +260,50 @@ def test_a_crashed_writers_recovery_does_not_write_again_rows_a_compaction_merge
 
     assert tids_in_files(tmp_path / BTC) == [1, 2, 3, 4]  # not 1, 2, 3, 4, 3, 4
     assert tids_in_files(tmp_path / ETH) == [1, 4]
+
+
+def parquet_store_of(writer: object) -> ParquetStore:
+    (store,) = [s.store for s in writer._states if isinstance(s.store, ParquetStore)]  # type: ignore[attr-defined]
+    return store
+
+
+async def test_the_running_recorder_compacts_as_configured_and_keeps_every_row(
+        simulator: Simulator, tmp_path: Path) -> None:
+    """``[storage] compact_*`` reach the store through ``open_storage``; a real run against the
+    simulator with a roll every 0.2 s ends with few files per partition and exactly the rows stored
+    in SQL (deals: one row per trade id, in both stores)."""
+    config = sim_config(tmp_path, simulator.ws_url, channels=["ticker", "deals"])
+    config = dataclasses.replace(config, storage=dataclasses.replace(
+        config.storage, parquet_roll_seconds=0.2, compact_max_files=3, compact_grace=0.0))
+    await asyncio.to_thread(prepare_database, config)
+    writer = await asyncio.to_thread(open_storage, config)
+    recorder = Recorder(config, writer)
+    parquet = parquet_store_of(writer)
+    assert parquet.compactor is not None and parquet.compactor.policy.max_files == 3
+    task = asyncio.create_task(recorder.run())
+    compactor = parquet.compactor
+    await wait_until(lambda: len(compactor.results) >= 6, timeout=60, what="compactions")
+    recorder.request_stop()
+    assert (await asyncio.wait_for(task, 60)).exit_code == 0
+
+    root = tmp_path / "parquet"
+    for table in ("deals", "tickers"):
+        in_parquet = stored_parquet(root, table)
+        assert sorted(in_parquet, key=repr) == sorted(stored(config.storage.sql_url, table), key=repr)
+        assert len(in_parquet) == recorder.writer_thread.counters.rows_written[table]
+    deals = stored_parquet(root, "deals")
+    assert len({(d.symbol, d.tid) for d in deals}) == len(deals)  # nothing doubled by a merge
+    for directory in root.glob("*/date=*/*=*"):
+        rolls = [p for p in directory.glob("part-*.parquet") if not p.name.startswith("part-compact-")]
+        assert len(rolls) <= 3 + 2, directory  # merged past 3 (the last rolls may not be merged yet)
+
+
+def test_open_storage_without_compaction(tmp_path: Path) -> None:
+    config = sim_config(tmp_path, "ws://127.0.0.1:9/ws/v1")
+    config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, compact=False))
+    prepare_database(config)
+    writer = open_storage(config)
+    try:
+        assert parquet_store_of(writer).compactor is None
+    finally:
+        writer.close()
