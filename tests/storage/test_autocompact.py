@@ -18,9 +18,9 @@ import pytest
 from analysis.load import load_deals
 from recorder.collector.app import Recorder, open_storage, prepare_database
 from recorder.records import Deal
+from recorder.simulator import Simulator
 from recorder.storage import compact as compact_mod
 from recorder.storage.compact import COMPACT_DIR, CompactionPolicy, PartitionJob, exchange_supported
-from recorder.simulator import Simulator
 from recorder.storage.parquet import ParquetStore, open_dataset
 from tests.collector.conftest import sim_config
 from tests.collector.helpers import stored, stored_parquet, wait_until
