@@ -191,7 +191,11 @@ class Recorder:
         if self.config.metrics.enabled:  # opt-in Prometheus endpoint (docs/operations.md "Metrics")
             from recorder.collector.metrics import serve_metrics
 
-            self.metrics = serve_metrics(self, self.config.metrics.host, self.config.metrics.port)
+            try:
+                self.metrics = serve_metrics(self, self.config.metrics.host, self.config.metrics.port)
+            except BaseException:
+                self.writer_thread.writer.close()  # the writer thread that would close it never starts
+                raise
         self.writer_thread.start()
         pump = asyncio.create_task(self._pump(stop), name="handover")
         tasks = [asyncio.create_task(conn.run(stop), name=conn.name) for conn in self.connections]

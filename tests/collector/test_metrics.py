@@ -13,10 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from recorder.collector.app import Recorder, open_storage, prepare_database
 from recorder.collector.metrics import serve_metrics
-from recorder.config import MetricsConfig
+from recorder.config import MetricsConfig, load_config
+from recorder.errors import ConfigError
 from recorder.simulator import Simulator
 from recorder.storage.parquet import open_dataset
-from tests.collector.conftest import sim_config
+from tests.collector.conftest import MemoryWriter, sim_config
 from tests.collector.helpers import wait_until
 
 
@@ -116,5 +117,25 @@ async def test_metrics_equal_the_recorders_own_accounting_and_the_stored_rows(
     assert by_label(samples, "okex_recorder_storage_errors_total") == {(): 0.0}
 
 
-def test_metrics_are_off_by_default_and_bind_loopback() -> None:
-    assert MetricsConfig() == MetricsConfig(enabled=False, host="127.0.0.1", port=9464)
+def test_metrics_are_off_by_default_and_bind_loopback(tmp_path: Path) -> None:
+    assert load_config(env={}).metrics == MetricsConfig(enabled=False, host="127.0.0.1", port=9464)
+    example = load_config(Path(__file__).parents[2] / "config.example.toml", env={})
+    assert example.metrics == MetricsConfig()
+    on = load_config(env={"OKEX_RECORDER__METRICS__ENABLED": "true", "OKEX_RECORDER__METRICS__PORT": "9999"})
+    assert on.metrics == MetricsConfig(enabled=True, host="127.0.0.1", port=9999)
+    with pytest.raises(ConfigError, match=r"metrics\.port"):
+        load_config(env={}, overrides={"metrics": {"port": 70000}})
+    with pytest.raises(ConfigError, match="metrics"):
+        load_config(env={}, overrides={"metrics": {"enable": True}})
+
+
+def test_a_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
+    config = sim_config(tmp_path, "ws://127.0.0.1:9/ws/v1")
+    recorder = Recorder(config, MemoryWriter())
+    first = serve_metrics(recorder, "127.0.0.1", 0)
+    try:
+        port = int(first.url.rsplit(":", 1)[1].split("/")[0])
+        with pytest.raises(ConfigError, match=f"metrics: cannot listen on 127.0.0.1:{port}"):
+            serve_metrics(recorder, "127.0.0.1", port)
+    finally:
+        first.close()

@@ -17,6 +17,8 @@ import pytest
 
 from analysis.load import load_deals
 from recorder.collector.app import Recorder, open_storage, prepare_database
+from recorder.config import load_config
+from recorder.errors import ConfigError
 from recorder.records import Deal
 from recorder.simulator import Simulator
 from recorder.storage import compact as compact_mod
@@ -307,3 +309,17 @@ def test_open_storage_without_compaction(tmp_path: Path) -> None:
         assert parquet_store_of(writer).compactor is None
     finally:
         writer.close()
+
+
+def test_compaction_keys_of_the_config(tmp_path: Path) -> None:
+    s = load_config(env={}).storage
+    assert (s.compact, s.compact_max_files, s.compact_closed_after, s.compact_grace) == (
+        True, 48, 600.0, 60.0)
+    example = load_config(Path(__file__).parents[2] / "config.example.toml", env={}).storage
+    assert example == s
+    env = load_config(env={"OKEX_RECORDER__STORAGE__COMPACT": "false",
+                           "OKEX_RECORDER__STORAGE__COMPACT_MAX_FILES": "7"}).storage
+    assert (env.compact, env.compact_max_files) == (False, 7)
+    for bad in ({"compact_max_files": 1}, {"compact_step_bytes": 0}, {"compact_grace": -1}):
+        with pytest.raises(ConfigError, match=rf"storage\.{next(iter(bad))} must be"):
+            load_config(env={}, overrides={"storage": bad})
