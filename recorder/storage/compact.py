@@ -5,8 +5,8 @@ Two users: ``okex-recorder compact`` (by hand, :func:`compact`) and the running 
 writer thread in bounded steps). docs/storage.md "Compaction" states the guarantees.
 
 How a partition ``<root>/<dataset>/date=D/<key>=V/`` is compacted (local file systems
-on Linux): the rows of its files (file-name order, i.e. the order they were written)
-are streamed into ``part-compact-<uuid>.parquet`` inside a staging directory
+on Linux): the rows of its files (in the order they were written) are streamed into
+``part-compact-<ns>-<uuid>.parquet`` inside a staging directory
 ``<root>/_compact/<id>/p/`` (outside every dataset); files that arrived meanwhile are
 hard-linked beside it; then one ``renameat2(RENAME_EXCHANGE)`` swaps the staging
 directory and the partition directory. Any lookup of the partition's path resolves to
@@ -318,13 +318,14 @@ class PartitionJob:
     """The compaction of one partition directory, done in bounded steps (local file systems).
 
     ``<root>/<dataset>/date=D/<key>=V/`` holding ``files`` becomes a directory holding one
-    file, ``part-compact-<uuid>.parquet``, with the rows of ``files`` in file-name order
-    (the order they were written). The merged file is built under
-    ``<root>/_compact/<id>/p/`` (outside every dataset: no reader's path or glob reaches
-    it), :meth:`advance` reading about ``budget`` bytes of row groups per call. Then
-    :meth:`publish` links files that arrived meanwhile into the new directory and swaps the
-    two directories with one ``renameat2(RENAME_EXCHANGE)``: a reader resolving the
-    partition's path gets the old directory or the new one, never a mix. The old directory
+    file, ``part-compact-<ns>-<uuid>.parquet``, with the rows of ``files`` in the order they
+    were written (see :func:`_written_order`), plus any file that arrived meanwhile. The
+    merged file is built under ``<root>/_compact/<id>/p/`` (outside every dataset: no
+    reader's path or glob reaches it), :meth:`advance` reading about ``budget`` bytes of
+    row groups per call. Then :meth:`publish` hard-links the files that arrived meanwhile
+    into the new directory and swaps the two directories with one
+    ``renameat2(RENAME_EXCHANGE)``: a reader resolving the partition's path gets the old
+    directory or the new one, never a mix. The old directory
     is left at ``_compact/<id>/p`` (the *retired* directory) until it is purged.
     """
 
@@ -351,6 +352,7 @@ class PartitionJob:
         self._row_group_rows = row_group_rows
         self._fsync = fsync
         self._next = (0, 0)  # (file index, row group index)
+        self._swapped = False
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._sink: Any = None
@@ -402,6 +404,7 @@ class PartitionJob:
         if self._fsync:
             _fsync_dir(self.staged)
         exchange_paths(self.staged, self.directory)
+        self._swapped = True
         if self._fsync:
             _fsync_dir(os.path.dirname(self.directory))
             _fsync_dir(self.work)
@@ -411,12 +414,15 @@ class PartitionJob:
         return PublishResult(self.directory, len(self.files), self.rows, arrived, rescued)
 
     def abort(self) -> None:
-        """Forget the job: close and delete the staging directory (the partition is untouched)."""
+        """Forget the job: close and delete its staging (or, after the swap, retired) directory."""
         for closer in (self._writer, self._sink):
             if closer is not None:
                 with contextlib.suppress(Exception):
                     closer.close()
         self._writer = self._sink = None
+        if self._swapped:  # failed after the swap: keep every file that is not part of the merge
+            with contextlib.suppress(OSError):
+                _rescue(self.staged, self.directory, set(self.files))
         shutil.rmtree(self.work, ignore_errors=True)
 
     def _add(self, table: pa.Table) -> None:
