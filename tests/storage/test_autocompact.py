@@ -159,8 +159,9 @@ def test_a_reader_loop_during_compaction_never_sees_missing_or_doubled_rows(tmp_
                               + [sample_deal(first, symbol="eth_btc")])
         store.roll_all()
         settle(store)
-        done = len(reads)
-        while len(reads) < done + 3 and all(t.is_alive() for t in threads):  # reads of the final state
+        wanted = max(len(reads) + 3, 20)  # a few reads of the final state, and enough in all
+        deadline = time.monotonic() + 60
+        while len(reads) < wanted and all(t.is_alive() for t in threads) and time.monotonic() < deadline:
             threading.Event().wait(0.01)
     finally:
         stop.set()
