@@ -169,7 +169,12 @@ def test_a_reader_loop_during_compaction_never_sees_missing_or_doubled_rows(tmp_
             t.join(60)
     assert not problems
     assert len(store.compactor.results) >= 5 and len(reads) >= 20
-    for seen in reads:
+    last = {"btc_usdt": 0, "eth_btc": 0}
+    for seen in reads:  # in the order they were made: rows are only ever added
+        for symbol in last:
+            n = len(seen.get(symbol, []))
+            assert n >= last[symbol], f"{symbol}: {last[symbol]} rows seen, then only {n}"
+            last[symbol] = n
         for symbol, tids in seen.items():
             counts = Counter(tids)
             doubled = [t for t, n in counts.items() if n > 1]
