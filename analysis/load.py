@@ -170,8 +170,14 @@ class ParquetSource:
         schema = query.arrow_schema
         if not (self.root / query.dataset.name).is_dir():
             return schema.empty_table()
-        dataset = open_dataset(str(self.root), query.dataset.name)
-        table = dataset.to_table(columns=list(query.columns), filter=self._filter(query))
+        for attempt in range(20):
+            dataset = open_dataset(str(self.root), query.dataset.name)
+            try:
+                table = dataset.to_table(columns=list(query.columns), filter=self._filter(query))
+                break
+            except FileNotFoundError:  # listed before a compaction's swap, opened after: list again
+                if attempt == 19:
+                    raise
         return table.cast(schema)
 
     @staticmethod

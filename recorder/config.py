@@ -209,14 +209,26 @@ class StorageConfig:
     parquet_roll_rows: int = 1_000_000
     parquet_roll_seconds: float = 300.0
     auto_upgrade_sqlite: bool = True
+    # automatic compaction of Parquet partitions (docs/storage.md "Compaction")
+    compact: bool = True
+    compact_max_files: int = 48
+    compact_closed_after: float = 600.0
+    compact_step_bytes: int = 8 * 1024 * 1024
+    compact_grace: float = 60.0
 
     def __post_init__(self) -> None:
         if "://" not in self.sql_url:
             raise ConfigError(f"config: storage.sql_url is not a database URL: {mask_url(self.sql_url)!r}")
         for name in ("flush_interval", "batch_size", "max_pending_rows", "writer_queue_rows",
-                     "parquet_roll_rows", "parquet_roll_seconds"):
+                     "parquet_roll_rows", "parquet_roll_seconds", "compact_step_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config: storage.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.compact_max_files < 2:
+            raise ConfigError(
+                f"config: storage.compact_max_files must be >= 2, got {self.compact_max_files!r}")
+        for name in ("compact_closed_after", "compact_grace"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config: storage.{name} must be >= 0, got {getattr(self, name)!r}")
 
     def __repr__(self) -> str:
         return (f"StorageConfig(sql_url={mask_url(self.sql_url)!r}, parquet_root={str(self.parquet_root)!r}, "
@@ -226,6 +238,21 @@ class StorageConfig:
     def is_default_sqlite(self) -> bool:
         """True for an embedded SQLite file (may be upgraded automatically when allowed)."""
         return self.sql_url.startswith("sqlite:")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The opt-in Prometheus endpoint (docs/operations.md "Metrics"): off unless ``enabled``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"config: metrics.port must be 0..65535, got {self.port!r}")
+        if not self.host:
+            raise ConfigError("config: metrics.host must not be empty")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +269,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     poller: PollerSettings = field(default_factory=PollerSettings)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def _check_symbol(key: str, symbol: object) -> None:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recorder.backoff import BackoffPolicy
 from recorder.collector.connection import Connection, ConnectionSettings
@@ -43,6 +43,9 @@ from recorder.config import Config, load_config, mask_url
 from recorder.credentials import Credentials, load_credentials
 from recorder.errors import ConfigError, SchemaNotAtHeadError
 from recorder.records import Record, utc_now
+
+if TYPE_CHECKING:
+    from recorder.collector.metrics import MetricsServer
 
 __all__ = ["Recorder", "RunResult", "add_arguments", "open_storage", "prepare_database",
            "prepare_directories", "prepare_storage", "run"]
@@ -191,15 +194,21 @@ def open_storage(config: Config) -> RecordWriter:
 
     Raises :class:`~recorder.errors.StorageError` (e.g. SchemaNotAtHeadError) from the stores.
     """
+    from recorder.storage.compact import CompactionPolicy
     from recorder.storage.parquet import ParquetStore
     from recorder.storage.sql import SqlStore
     from recorder.storage.writer import StorageWriter
 
     s = config.storage
+    compaction = None
+    if s.compact:
+        compaction = CompactionPolicy(max_files=s.compact_max_files, closed_after=s.compact_closed_after,
+                                      step_bytes=s.compact_step_bytes, grace=s.compact_grace)
     sql = SqlStore(s.sql_url)
     try:
         parquet = ParquetStore(s.parquet_root, roll_rows=s.parquet_roll_rows,
-                               roll_seconds=s.parquet_roll_seconds, journal_dir=s.parquet_journal_dir)
+                               roll_seconds=s.parquet_roll_seconds, journal_dir=s.parquet_journal_dir,
+                               compaction=compaction)
     except BaseException:
         sql.close()
         raise
@@ -255,6 +264,7 @@ class Recorder:
         self.stop_event: asyncio.Event | None = None
         self.started = utc_now()
         self.unreachable_reported = False
+        self.metrics: MetricsServer | None = None  # while run() serves [metrics]
 
     def sink(self, records: Sequence[Record]) -> None:
         """Where the poller hands its records (in the loop's thread): through the intake, never refused."""
@@ -270,6 +280,14 @@ class Recorder:
                   on_started: Callable[[Recorder], None] | None = None) -> RunResult:
         """Record until :meth:`request_stop` (or ``duration`` s), then drain, flush and close."""
         stop = self.stop_event = asyncio.Event()
+        if self.config.metrics.enabled:  # opt-in Prometheus endpoint (docs/operations.md "Metrics")
+            from recorder.collector.metrics import serve_metrics
+
+            try:
+                self.metrics = serve_metrics(self, self.config.metrics.host, self.config.metrics.port)
+            except BaseException:
+                self.writer_thread.writer.close()  # the writer thread that would close it never starts
+                raise
         self.writer_thread.start()
         pump = asyncio.create_task(self._pump(stop), name="handover")
         tasks = [asyncio.create_task(conn.run(stop), name=conn.name) for conn in self.connections]
@@ -329,6 +347,8 @@ class Recorder:
                         self.writer_thread.counters.last_error)
         final = self.status.write(state="finished")
         self.status.log_line(final)
+        if self.metrics is not None:
+            self.metrics.close()
         if not self._summarise(final) and duration is not None and exit_code == 0:
             exit_code = 1
         return RunResult(final, exit_code)

@@ -218,9 +218,17 @@ class PipelineCounters:
     accepted: dict[tuple[type, str, object], int] = field(default_factory=dict)
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)
     rows_out: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)  # quarantine rows by reason (head)
     crossed_books: int = 0
     error_acks: int = 0
     last_ts_recv: datetime | None = None
+
+    def quarantine(self, reason: str) -> None:
+        """Count one quarantined row (a bad frame or message) by the head of its reason."""
+        head = reason.split(":", 1)[0][:60] or "(none)"
+        if head not in self.quarantined and len(self.quarantined) >= _MAX_REASONS:
+            head = "other"
+        self.quarantined[head] = self.quarantined.get(head, 0) + 1
 
     def reject(self, channel: str, reason: str, n: int = 1) -> None:
         reasons = self.rejected.setdefault(channel or "(no channel)", {})
@@ -451,12 +459,14 @@ class FramePipeline:
 
     def _rejected(self, conn: str, ts_recv: datetime, r: Rejected) -> None:
         self.counters.reject(r.channel, r.reason[:80])
+        self.counters.quarantine(r.reason)
         self._out.append(QuarantinedFrame(ts_recv=ts_recv, connection=conn, reason=r.reason[:500],
                                           payload=r.sample[:QUARANTINE_MAX_BYTES], channel=r.channel))
         self._log_bad(conn, r.reason, r.sample)
 
     def _malformed(self, conn: str, ts_recv: datetime, frame: Frame, reason: str) -> None:
         self.counters.frames_malformed += 1
+        self.counters.quarantine(reason)
         payload = frame.encode("utf-8", "replace") if isinstance(frame, str) else bytes(frame)
         self._out.append(QuarantinedFrame(ts_recv=ts_recv, connection=conn, reason=reason[:500],
                                           payload=payload[:QUARANTINE_MAX_BYTES]))

@@ -35,7 +35,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,6 +49,9 @@ from recorder.okex.channels import validate_symbol
 from recorder.records import Record
 from recorder.storage.journal import Journal, Segment, iter_segment
 from recorder.storage.schema import DATASETS, Batch, Dataset
+
+if TYPE_CHECKING:
+    from recorder.storage.compact import AutoCompactor, CompactionPolicy
 
 __all__ = [
     "JOURNAL_DIR",
@@ -329,6 +332,10 @@ class ParquetStore:
     ``filesystem`` overrides the file system (tests inject faults through it). The journal
     is always local. Not thread-safe: one owner calls it.
 
+    ``compaction`` (a :class:`~recorder.storage.compact.CompactionPolicy`) turns on automatic
+    compaction: after each roll check, while no roll is pending, one bounded step of
+    :class:`~recorder.storage.compact.AutoCompactor` runs in the caller's thread.
+
     Raises :class:`StoreUnavailableError` from the constructor if the root or the journal
     cannot be created, and from :meth:`write_batch` if the journal cannot be written.
     """
@@ -349,6 +356,7 @@ class ParquetStore:
         journal_dir: str | os.PathLike[str] | None = None,
         fsync: bool = True,
         retry_policy: BackoffPolicy = BackoffPolicy(initial=1.0, cap=60.0),
+        compaction: CompactionPolicy | None = None,
     ) -> None:
         if roll_rows < 1 or roll_bytes < 1 or roll_seconds <= 0:
             raise ValueError("roll_rows, roll_bytes and roll_seconds must be positive")
@@ -376,7 +384,11 @@ class ParquetStore:
         except OSError as exc:
             raise StoreUnavailableError(f"parquet root {self.root} not writable: {exc}") from exc
         self._journal = Journal(journal_dir, fsync=fsync)
+        self.compactor: AutoCompactor | None = None
+        self._compact_at = 0.0
+        self._recovering = False
         self._recover()
+        self.compactor = self._start_compaction(compaction)
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -425,6 +437,7 @@ class ParquetStore:
                 self._seal(name)
         if any(s.sealed for s in self._state.values()) and now >= self._retry_at:
             self._roll_sealed()
+        self._compaction_step()
 
     def roll_all(self) -> None:
         """Seal every open segment and turn all journaled rows into Parquet files now.
@@ -447,6 +460,8 @@ class ParquetStore:
             self.roll_all()
         finally:
             self._journal.close()
+            if self.compactor is not None:
+                self.compactor.close()
 
     @property
     def healthy(self) -> bool:
@@ -534,8 +549,9 @@ class ParquetStore:
             value = partition_value(dataset, key)
             directory = f"{self.root}/{dataset.name}/date={date_text}/{dataset.key_column}={value}"
             final = f"{directory}/{part_name}"
-            if self._fs.get_file_info(final).type == pafs.FileType.NotFound:
-                todo[label] = final  # else: written before a crash
+            if (self._fs.get_file_info(final).type == pafs.FileType.NotFound
+                    and not (self._recovering and self._merged_by_compaction(directory, part_name))):
+                todo[label] = final  # else: written before a crash (and maybe compacted since)
         groups: list[list[str]] = []
         budget = 0
         for label in todo:
@@ -550,6 +566,9 @@ class ParquetStore:
                                        every=len(group) == len(sizes), size=sum(sizes[g][1] for g in group))
             rows += n
             files += len(group)
+            if self.compactor is not None:
+                for label in group:
+                    self.compactor.note_file(dataset.name, todo[label])
         return rows, files
 
     def _write_partitions(self, dataset: Dataset, segment: Segment, finals: dict[str, str], *,
@@ -596,6 +615,40 @@ class ParquetStore:
             rows += out.rows
         return rows
 
+    # -- automatic compaction (recorder/storage/compact.py; docs/storage.md "Compaction") ------------
+
+    def _start_compaction(self, policy: CompactionPolicy | None) -> AutoCompactor | None:
+        if policy is None:
+            return None
+        from recorder.storage.compact import AutoCompactor, exchange_supported  # compact imports us
+
+        if not (_is_local(self._fs) and exchange_supported(self.root)):
+            log.warning("parquet root %s: no atomic directory exchange here (needs Linux and a local "
+                        "file system): automatic compaction is off; use okex-recorder compact", self.root)
+            return None
+        return AutoCompactor(self.root, policy, fsync=self._fsync, row_group_rows=self._row_group_rows)
+
+    def _compaction_step(self) -> None:
+        """One bounded compaction step, only while no roll is pending (its files must not be merged
+        before its journal segment is gone: a retried roll would write them again)."""
+        if self.compactor is None or any(s.sealed for s in self._state.values()):
+            return
+        now = self._clock()
+        if now < self._compact_at:
+            return
+        try:
+            self.compactor.step()
+        except (OSError, StorageError, pa.ArrowException) as exc:
+            log.warning("automatic compaction failed (the partition is unchanged; retried in 60 s): %s", exc)
+            self._compact_at = now + 60.0
+
+    def _merged_by_compaction(self, directory: str, part_name: str) -> bool:
+        """True if a compacted file in ``directory`` holds ``part_name``'s rows (start-up only: a file
+        this store wrote before a crash that another process's compaction merged since)."""
+        from recorder.storage.compact import merged_into_compacted
+
+        return _is_local(self._fs) and merged_into_compacted(directory, part_name)
+
     def _recover(self) -> None:
         """Turn segments left by an earlier run into Parquet files; delete leftover temporaries."""
         for name in DATASETS:
@@ -611,7 +664,11 @@ class ParquetStore:
         for seg in self._journal.segments():
             if seg.stream in self._state:
                 self._state[seg.stream].sealed.append(seg)
-        self._roll_sealed()
+        self._recovering = True
+        try:
+            self._roll_sealed()
+        finally:
+            self._recovering = False
 
 
 class PartialWriteError(StoreUnavailableError):
