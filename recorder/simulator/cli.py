@@ -17,12 +17,16 @@ import signal
 import sys
 from typing import Any
 
+from recorder.errors import ConfigError
 from recorder.simulator.server import Simulator
 from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET, SimulatorSettings, load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``simulate`` options."""
+    parser.add_argument("--venue", choices=("okex_v1", "okx_v5"), default="okex_v1",
+                        help="which exchange to simulate (default okex_v1; okx_v5: one port for REST and "
+                        "the public, business and private WebSocket URLs)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="WebSocket port (default: a free port)")
     parser.add_argument("--rest-port", type=int,
@@ -53,8 +57,20 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
     return load_settings(getattr(args, "config", None), **overrides)
 
 
+_V1_ONLY = (("rest_port", "--rest-port"), ("config", "--config"), ("compress", "--compress"))
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the simulator until SIGINT/SIGTERM; exit code 0 on a clean stop."""
+    """Run the simulator until SIGINT/SIGTERM; exit code 0 on a clean stop. Raises ConfigError for an
+    option the chosen venue does not take."""
+    if getattr(args, "venue", "okex_v1") == "okx_v5":
+        for attr, flag in _V1_ONLY:
+            if getattr(args, attr, None):
+                raise ConfigError(f"simulate --venue okx_v5 does not take {flag} (one port serves REST and "
+                                  "WebSocket; see docs/simulator.md, 'OKX v5 mode')")
+        from recorder.simulator.okx_v5.__main__ import run as run_v5
+
+        return run_v5(args)
     settings = settings_from_args(args)
     asyncio.run(_serve(settings))
     return 0

@@ -162,3 +162,45 @@ def test_port_65535_without_rest_port_is_one_line() -> None:
         rest_port_for(SimulatorSettings(ws_port=65535))
     assert rest_port_for(SimulatorSettings(ws_port=65535, rest_port=8000)) == 8000
     assert rest_port_for(SimulatorSettings()) == 0
+
+
+def test_simulate_venue_okx_v5_serves_v5_on_one_port() -> None:
+    """``simulate --venue okx_v5 --port N``: REST and the three WebSocket paths on N; v5 answers there."""
+    port = _free_port_pair()
+    argv = [sys.executable, "-m", "recorder.cli", "simulate", "--venue", "okx_v5", "--symbols", "BTC-USDT",
+            "--rate", "2", "--seed", "5", "--port", str(port)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in text and f"ws://127.0.0.1:{port}/ws/v5/public" in text, text
+        r = httpx.get(f"http://127.0.0.1:{port}/api/v5/market/ticker", params={"instId": "BTC-USDT"},
+                      timeout=10)
+        body = r.json()
+        assert body["code"] == "0" and body["data"][0]["instId"] == "BTC-USDT"
+        with connect(f"ws://127.0.0.1:{port}/ws/v5/public") as ws:
+            ws.send("ping")
+            assert ws.recv(timeout=10) == "pong"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_simulate_venue_okx_v5_refuses_a_v1_only_option() -> None:
+    argv = [sys.executable, "-m", "recorder.cli", "simulate", "--venue", "okx_v5", "--compress"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "does not take --compress" in err[0], proc.stderr
