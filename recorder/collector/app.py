@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.backoff import BackoffPolicy
-from recorder.collector.connection import Connection, ConnectionSettings
+from recorder.collector.connection import Connection, ConnectionSettings, ConnectionSubscriptions
 from recorder.collector.pipeline import (
     Control,
     ControlKind,
@@ -149,7 +149,7 @@ class Recorder:
             PipelineSettings(snapshot_depth=c.snapshot_depth, snapshot_on_change=c.snapshot_on_change,
                              snapshot_interval_ms=c.snapshot_interval_ms),
             shares,
-            resubscribe=lambda conn, channel: by_name[conn].resubscribe(channel),
+            subscriptions=ConnectionSubscriptions(by_name),
         )
         self.intake = Intake(self.pipeline, self.records, soft_rows=config.storage.batch_size)
         self.connections = [Connection(name, channels, conn_settings, self.intake)

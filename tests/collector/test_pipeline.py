@@ -100,10 +100,13 @@ def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> Non
     p.process_frame("ws-0", ts(1), depth([["100", "1"]], [["101", "1"]], 1))
     p.take()
     p.process_frame("ws-0", ts(2), depth([["102", "1"]], [], 2))  # bid above the ask: crossed
+    p.control(Control(ControlKind.RESUBSCRIBE_SENT, "ws-0", ts(2), "sent", channel=DEPTH))
     p.process_frame("ws-0", ts(3), depth([["100", "9"]], [], 3))  # in flight before removeChannel: discarded
-    ack = json.dumps([{"channel": "addChannel", "data": {"result": True, "channel": DEPTH}}])
-    p.process_frame("ws-0", ts(4), ack)
-    p.process_frame("ws-0", ts(5), depth([["99", "1"]], [["100", "1"]], 5))  # the fresh full book
+    removed = json.dumps([{"channel": "removeChannel", "data": {"result": True, "channel": DEPTH}}])
+    ack = json.dumps({"channel": "addChannel", "data": {"result": True, "channel": DEPTH}})
+    p.process_frame("ws-0", ts(4), removed)  # the boundary: the next push is the whole book
+    # the fresh full book and its ack in one frame, the book first
+    p.process_frame("ws-0", ts(5), depth([["99", "1"]], [["100", "1"]], 5)[:-1] + "," + ack + "]")
     out = p.take()
     assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
     crossed, opened, closed, snap = out
@@ -127,7 +130,7 @@ def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> Non
         "accepted": 2,
         "rejected": {
             "crossed book (never stored)": 1,
-            "discarded: waiting for the addChannel ack before the full book": 1,
+            "discarded: pushed before the removeChannel ack of a resubscription": 1,
         },
     }
 
@@ -150,11 +153,11 @@ def test_disconnect_opens_gap_and_book_reset_closed_by_first_data_after_reconnec
         ("FeedEvent", FeedEventKind.DISCONNECTED, None),
         ("FeedEvent", FeedEventKind.BOOK_RESET, None),
         ("FeedEvent", FeedEventKind.CONNECTED, ts(3)),
-        ("FeedEvent", FeedEventKind.BOOK_RESET, ts(4)),
         ("FeedEvent", FeedEventKind.DISCONNECTED, ts(4)),
+        ("FeedEvent", FeedEventKind.BOOK_RESET, ts(4)),
         ("BookSnapshot", None, None),
     ]
-    assert out[0].event_id == out[4].event_id and out[1].event_id == out[3].event_id  # type: ignore[union-attr]
+    assert out[0].event_id == out[3].event_id and out[1].event_id == out[4].event_id  # type: ignore[union-attr]
     assert out[0].ts_start == ts(2) and out[0].symbols == ("btc_usdt",)  # type: ignore[union-attr]
 
 
@@ -199,12 +202,14 @@ def test_increments_without_an_ack_are_discarded_then_the_channel_is_asked_again
     calls: list[tuple[str, Channel]] = []
     p = pipeline(calls, snapshot_depth=1)
     p.control(Control(ControlKind.CONNECTED, "ws-0", ts(0), "subscribed"))
-    for i in range(20):  # the ack and the full book were lost: these are increments
-        p.process_frame("ws-0", ts(i + 1), depth([["100", str(i + 1)]], [], i + 1))
+    for i in range(22):  # the ack and the full book were lost: these are increments (both sides)
+        p.process_frame("ws-0", ts(i + 1), depth([["100", str(i + 1)]], [["101", "1"]], i + 1))
     assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
     out = p.take()
     assert [r.kind for r in out] == [FeedEventKind.CONNECTED, FeedEventKind.RESUBSCRIBED]  # type: ignore[union-attr]
-    assert p.accounting()[DEPTH]["accepted"] == 0
+    assert p.accounting()[DEPTH] == {"received": 22, "accepted": 0, "rejected": {
+        "discarded: no addChannel ack for the first push": 21,
+        "discarded: pushed before the removeChannel ack of a resubscription": 1}}
 
 
 def test_shutdown_closes_open_spans() -> None:
