@@ -151,7 +151,7 @@ class CollectorConfig:
     snapshot_on_change: bool = True
     snapshot_interval_ms: int = 0
     snapshot_depth: int = 20
-    book_audit_interval: float = 60.0
+    book_audit_interval: float = 0.0
     book_audit_slack_ms: int = 1000
     book_audit_history: int = 512
     status_interval: float = 10.0

@@ -99,7 +99,8 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path) -> str:
                     for symbol, n in conn.execute(q):
                         lines.append(f"    {symbol:18} {n:8d}")
             fe = schema.metadata.tables["feed_events"]
-            gap_kinds = ("disconnected", "stall", "book_reset", "resubscribed", "ban", "store_outage")
+            gap_kinds = ("disconnected", "stall", "book_reset", "resubscribed", "subscribe_refused", "ban",
+                         "store_outage")
             gaps = conn.execute(
                 sa.select(fe.c.kind, fe.c.ts_start, fe.c.ts_end, fe.c.connection, fe.c.detail)
                 .where(fe.c.kind.in_(gap_kinds)).order_by(fe.c.ts_start)
