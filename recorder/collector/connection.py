@@ -344,9 +344,9 @@ class Connection:
                     raise _Dead(f"backpressure: the writer is behind ({records.rows} rows queued, "
                                 f"oldest received {records.age():.1f} s ago), frame dropped")
                 if flags & FRAME_PONG:
-                    counters.pongs += 1
                     self._last_pong = mono()
                 if not flags & FRAME_DATA:
+                    counters.pongs += 1  # frames holding only pongs (a pong inside a data frame is data)
                     continue
                 self._last_data_mono = mono()
                 self._last_data_ts = ts

@@ -426,6 +426,10 @@ class FramePipeline:
         spans.extend(r.span for r in self._refused.values())
         return spans
 
+    def refused_subscriptions(self) -> dict[str, int]:
+        """Channels refused and not delivering yet -> refusals so far (for the status)."""
+        return {name: r.refusals for name, r in sorted(self._refused.items())}
+
     # -- frames ------------------------------------------------------------------------------------
 
     def process_frame(self, conn: str, ts_recv: datetime, frame: Frame) -> int:

@@ -4,6 +4,8 @@ full push and acks in any order, the book audit, pongs in every shape the decode
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from websockets.asyncio.server import ServerConnection
 
+from analysis.load import load_feed_events
 from analysis.quality import coverage, gap_intervals
 from recorder.collector.app import Recorder, open_storage, prepare_database
 from recorder.config import load_config
@@ -127,26 +131,11 @@ def events(tmp_path: Path, kind: FeedEventKind | None = None) -> list[Any]:
     ]
 
 
-def frame_of(e: list[Any]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "ts_start": [pd.Timestamp(x.ts_start) for x in e],
-            "kind": [x.kind.value for x in e],
-            "ts_end": [pd.Timestamp(x.ts_end) if x.ts_end else pd.NaT for x in e],
-            "connection": [x.connection for x in e],
-            "symbols": [tuple(x.symbols) for x in e],
-            "channel": [x.channel for x in e],
-            "detail": [x.detail for x in e],
-            "event_id": [x.event_id for x in e],
-        }
-    ).set_index("ts_start")
-
-
 # --- 2. refused subscriptions ---------------------------------------------------------------------
 
 
 async def test_a_subscription_refused_once_is_asked_again_and_its_gap_is_on_the_record(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     refused: list[str] = []
 
@@ -169,11 +158,28 @@ async def test_a_subscription_refused_once_is_asked_again_and_its_gap_is_on_the_
                 await asyncio.sleep(0.05)
                 assert n < 400, "eth_usdt was never asked for again"
             await until(
-                lambda: rec.pipeline.counters.accepted.get((type(rec.pipeline).__mro__[0], "", None), 0) == 0
-            )  # nothing pending in the decode stage
+                lambda: all(
+                    rec.pipeline.accounting().get(ch, {}).get("received")
+                    == len([c for c, _ in ex.sent if c == ch])
+                    for ch in (BTC_T, ETH_T)
+                ),
+                what="every push decoded",
+            )
 
-        await record(tmp_path, ex, ["btc_usdt", "eth_usdt"], ["ticker"], during)
+        with caplog.at_level(logging.INFO, "recorder.collector"):
+            rec = await record(tmp_path, ex, ["btc_usdt", "eth_usdt"], ["ticker"], during)
     ended = datetime.now(UTC)
+    refusal_logs = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and ETH_T in r.getMessage()
+    ]
+    assert refusal_logs == [
+        f"ws-0: subscription to {ETH_T} refused: OKEx websocket error 10015: Channel subscription temporally "
+        f"not available ({ETH_T}); asking again with backoff"
+    ]
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["subscriptions_refused"] == {} and status["open_gaps"] == [] and status["error_acks"] == 1
+    assert status["channels"][ETH_T]["accepted"] == len([c for c, _ in ex.sent if c == ETH_T])
+    assert rec.connections[0].counters.reconnects == 0
     eth_adds = [r for r in ex.requests if r.get("event") == "addChannel" and r["channel"] == ETH_T]
     assert len(eth_adds) == 2  # the refused one and one retry, accepted
     eth = stored(url(tmp_path), "tickers", symbol="eth_usdt")
@@ -185,14 +191,17 @@ async def test_a_subscription_refused_once_is_asked_again_and_its_gap_is_on_the_
     assert span.ts_end == eth[0].ts_recv  # open from the refusal to the first data
     [instant] = events(tmp_path, FeedEventKind.SUBSCRIBE_ERROR)
     assert instant.ts_start == span.ts_start
-    frame = frame_of(events(tmp_path))
-    cov = coverage(frame, ["btc_usdt", "eth_usdt"], started, ended)
-    assert cov.loc["btc_usdt", "coverage"] == 1.0 and cov.loc["btc_usdt", "gaps"] == 0
-    assert cov.loc["eth_usdt", "gaps"] == 1 and cov.loc["eth_usdt", "coverage"] < 1.0
-    gaps = gap_intervals(frame, ["eth_usdt"], started, ended)
-    assert gaps["start"].iloc[0] == pd.Timestamp(span.ts_start) and gaps["end"].iloc[0] == pd.Timestamp(
-        eth[0].ts_recv
-    )
+    for source in (url(tmp_path), tmp_path / "pq"):  # both stores tell the same
+        frame = load_feed_events(source)
+        cov = coverage(frame, ["btc_usdt", "eth_usdt"], started, ended)
+        assert cov.loc["btc_usdt", "coverage"] == 1.0 and cov.loc["btc_usdt", "gaps"] == 0
+        unwatched = pd.Timestamp(eth[0].ts_recv) - pd.Timestamp(span.ts_start)
+        assert cov.loc["eth_usdt", "gaps"] == 1 and cov.loc["eth_usdt", "unwatched"] == unwatched
+        assert cov.loc["eth_usdt", "coverage"] < 1.0
+        gaps = gap_intervals(frame, ["eth_usdt"], started, ended)
+        assert list(zip(gaps["start"], gaps["end"], strict=True)) == [
+            (pd.Timestamp(span.ts_start), pd.Timestamp(eth[0].ts_recv))
+        ]
 
 
 async def test_a_subscription_always_refused_is_retried_with_backoff_and_stays_an_open_gap(
@@ -219,6 +228,9 @@ async def test_a_subscription_always_refused_is_retried_with_backoff_and_stays_a
                 lambda: len([r for r in ex.requests if r.get("channel") == ETH_T]) >= 4, what="three retries"
             )
             assert [s.kind for s in rec.pipeline.open_spans()] == [FeedEventKind.SUBSCRIBE_REFUSED]
+            status = rec.status.snapshot()
+            assert status["subscriptions_refused"][ETH_T] >= 3
+            assert [(g["kind"], g["channel"]) for g in status["open_gaps"]] == [("subscribe_refused", ETH_T)]
 
         await record(tmp_path, ex, ["btc_usdt", "eth_usdt"], ["ticker"], during)
     [span] = events(tmp_path, FeedEventKind.SUBSCRIBE_REFUSED)
@@ -348,7 +360,7 @@ async def test_a_full_push_sent_twice_is_caught_by_the_book_audit_and_resynced(t
         ex.rest_depth = {"asks": [[101, 5]], "bids": [[100, 5]]}  # REST knows the book is that second one
 
         async def during(rec: Recorder) -> None:
-            await until(lambda: bool(events_now(rec, FeedEventKind.BOOK_AUDIT_FAILED)), what="audit failure")
+            await until(lambda: rec.pipeline.counters.audits.get("fail", 0) >= 1, what="audit failure")
             ex.rest_depth = {"asks": [[103, 3], [102, 2], [101, 1]], "bids": [[100, 1], [99, 2], [98, 3]]}
             await until(lambda: rec.pipeline.counters.audits.get("pass", 0) >= 1, what="audit pass")
 
@@ -356,19 +368,13 @@ async def test_a_full_push_sent_twice_is_caught_by_the_book_audit_and_resynced(t
             tmp_path, ex, ["btc_usdt"], ["depth"], during, book_audit_interval=0.3, book_audit_slack_ms=100
         )
     [failed] = events(tmp_path, FeedEventKind.BOOK_AUDIT_FAILED)
-    assert "bids[1] book 99x2 vs REST none" in failed.detail or "REST" in failed.detail
+    assert failed.detail.endswith("nearest state: bids[1] book 99x2 vs REST none")
     [resub] = events(tmp_path, FeedEventKind.RESUBSCRIBED)
     assert resub.ts_start == failed.ts_end and resub.ts_end is not None
     assert [r["event"] for r in ex.requests if r.get("channel") == DEPTH][:3] == [
         "addChannel",
         "removeChannel",
         "addChannel",
-    ]
-
-
-def events_now(rec: Recorder, kind: FeedEventKind) -> list[Any]:
-    return [r for r in rec.records._batches for r in r[0] if getattr(r, "kind", None) is kind] or [
-        1 for _ in range(rec.pipeline.counters.audits.get("fail", 0))
     ]
 
 
