@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -31,7 +31,7 @@ from recorder.collector.pipeline import FramePipeline
 from recorder.errors import RecorderError
 from recorder.okex.frames import decode_json
 from recorder.okex.rest import parse_depth
-from recorder.records import FeedEvent, FeedEventKind, utc_now
+from recorder.records import BookSnapshot, FeedEvent, FeedEventKind, utc_now
 
 __all__ = ["BookAuditor"]
 
@@ -57,6 +57,7 @@ class BookAuditor:
         self.poll = poll
         self.outcomes: dict[str, int] = {}
         self._unavailable: FeedEvent | None = None
+        self._checks: set[asyncio.TimerHandle] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Audit until ``stop``; never raises (a bug is logged and the auditor ends)."""
@@ -67,6 +68,8 @@ class BookAuditor:
         except Exception:  # pragma: no cover - a bug must not take the collector with it
             log.exception("book audit stopped")
         finally:
+            for handle in self._checks:  # the pipeline is about to shut down: no audit after that
+                handle.cancel()
             if self._unavailable is not None:
                 self.pipeline.emit(self._close_unavailable("still unreachable at shutdown"))
 
@@ -74,19 +77,22 @@ class BookAuditor:
         loop = asyncio.get_running_loop()
         next_periodic = loop.time() + self.interval
         delays = None
+        due: dict[str, int] = {}  # symbol -> epoch of the book to audit (kept while REST is down)
         while not stop.is_set():
             periodic = loop.time() >= next_periodic
             if periodic:
                 next_periodic = loop.time() + self.interval
-            for symbol, epoch in self.pipeline.audit_candidates(periodic=periodic):
+            due.update(self.pipeline.audit_candidates(periodic=periodic))
+            for symbol, epoch in list(due.items()):
                 if stop.is_set():
                     return
-                ok = await self._audit(client, symbol, epoch)
-                if not ok:  # unreachable: wait (backoff), audit again from the next rebuild or period
-                    delays = delays or backoff(self.policy)
+                if not await self._audit(client, symbol, epoch):
+                    delays = delays or backoff(self.policy)  # unreachable: wait, then audit what is due
                     await _sleep(stop, next(delays))
                     break
                 delays = None
+                if due.get(symbol) == epoch:
+                    del due[symbol]
             await _sleep(stop, self.poll)
 
     async def _audit(self, client: httpx.AsyncClient, symbol: str, epoch: int) -> bool:
@@ -102,11 +108,17 @@ class BookAuditor:
         if self._unavailable is not None:
             log.info("book audit: %s answers again", self.rest_url)
             self.pipeline.emit(self._close_unavailable("answers again"))
-        await asyncio.sleep(self.slack)  # book states the WebSocket delivers a little later count too
+        # Checked ``slack`` s later, so book states the WebSocket delivers a little later count too;
+        # meanwhile the next book's REST call goes out.
+        loop = asyncio.get_running_loop()
+        self._checks = {h for h in self._checks if not h.cancelled() and h.when() > loop.time()}
+        self._checks.add(loop.call_later(self.slack, self._check, symbol, epoch, sent, answered, rest))
+        return True
+
+    def _check(self, symbol: str, epoch: int, sent: datetime, answered: datetime, rest: BookSnapshot) -> None:
         slack = timedelta(seconds=self.slack)
         outcome = self.pipeline.audit_book(symbol, epoch, sent, answered, slack, rest, utc_now())
         self.outcomes[outcome.result] = self.outcomes.get(outcome.result, 0) + 1
-        return True
 
     def _unreachable(self, reason: str) -> None:
         if self._unavailable is not None:

@@ -183,8 +183,8 @@ class Connection:
     def _request(self, channel: Channel, *, remove_first: bool) -> None:
         name = channel.name
         pending = self._pending.get(name)
-        if pending is not None:  # one request per channel at a time; the stronger one wins
-            self._pending[name] = (pending[0], pending[1] or remove_first)
+        if pending is not None:  # one request per channel at a time; the stronger one wins, on this socket
+            self._pending[name] = (self._ws or pending[0], pending[1] or remove_first)
             return
         ws = self._ws
         if ws is None:

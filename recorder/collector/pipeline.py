@@ -878,6 +878,7 @@ class FramePipeline:
         self._refused.clear()
         for st in self._books.values():
             st.gap = None
+            self._drop_pending(st)
         self._out.append(FeedEvent(kind=FeedEventKind.SHUTDOWN, ts_start=c.ts, ts_end=c.ts, connection=c.conn,
                                    detail=c.detail))
 
