@@ -519,7 +519,7 @@ class FramePipeline:
             return
         except BookError as exc:
             if incremental and rebuilt:
-                counters.reject(st.channel, "not a whole book (never stored)")
+                counters.reject(st.channel, "discarded: not a whole book (never stored)")
                 self._not_whole(st, u, str(exc))
             else:
                 counters.reject(st.channel, "book error")
