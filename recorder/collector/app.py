@@ -43,6 +43,7 @@ from recorder.collector.status import StatusReporter
 from recorder.config import Config, load_config, mask_url
 from recorder.credentials import Credentials, load_credentials
 from recorder.errors import ConfigError, SchemaNotAtHeadError
+from recorder.poller.ratelimit import process_limiter
 from recorder.records import Record, utc_now
 
 __all__ = ["Recorder", "RunResult", "add_arguments", "open_storage", "prepare_database", "run"]
@@ -163,7 +164,7 @@ class Recorder:
         self.rest_url = rest_url or config.exchange.rest_url
         self.auditor = (BookAuditor(self.pipeline, self.rest_url, interval=c.book_audit_interval,
                                     slack=c.book_audit_slack_ms / 1000, depth=c.snapshot_depth,
-                                    policy=conn_settings.backoff)
+                                    policy=conn_settings.backoff, limiter=process_limiter(config.poller))
                         if c.book_audit_interval > 0 else None)
         self.poller: Any = None
         self.status = StatusReporter(self)

@@ -31,6 +31,7 @@ from recorder.collector.pipeline import FramePipeline
 from recorder.errors import RecorderError
 from recorder.okex.frames import decode_json
 from recorder.okex.rest import parse_depth
+from recorder.poller.ratelimit import RateLimiter
 from recorder.records import BookSnapshot, FeedEvent, FeedEventKind, utc_now
 
 __all__ = ["BookAuditor"]
@@ -42,11 +43,14 @@ class BookAuditor:
     """Audits the pipeline's incremental books against REST ``depth.do`` (see the module doc).
 
     ``interval`` s between periodic audits (> 0), ``slack`` s of tolerance around the REST
-    call, ``depth`` levels compared, ``policy`` the backoff while REST is unreachable.
+    call, ``depth`` levels compared, ``policy`` the backoff while REST is unreachable,
+    ``limiter`` the process-wide REST rate limiter (``depth.do``: 20 calls / 2 s) that
+    paces the calls (audits then run late rather than being refused).
     """
 
     def __init__(self, pipeline: FramePipeline, rest_url: str, *, interval: float, slack: float, depth: int,
-                 policy: BackoffPolicy, timeout: float = 10.0, poll: float = 0.2) -> None:
+                 policy: BackoffPolicy, limiter: RateLimiter | None = None, timeout: float = 10.0,
+                 poll: float = 0.2) -> None:
         self.pipeline = pipeline
         self.rest_url = rest_url.rstrip("/") + "/"
         self.interval = interval
@@ -55,6 +59,7 @@ class BookAuditor:
         self.policy = policy
         self.timeout = timeout
         self.poll = poll
+        self.limiter = limiter
         self.outcomes: dict[str, int] = {}
         self._unavailable: FeedEvent | None = None
         self._checks: set[asyncio.TimerHandle] = set()
@@ -96,6 +101,8 @@ class BookAuditor:
             await _sleep(stop, self.poll)
 
     async def _audit(self, client: httpx.AsyncClient, symbol: str, epoch: int) -> bool:
+        if self.limiter is not None:  # the documented REST limits hold for the process (with the poller)
+            await self.limiter.acquire("depth.do")
         sent = utc_now()
         try:
             response = await client.get("depth.do", params={"symbol": symbol, "size": str(self.depth)})

@@ -346,7 +346,7 @@ def _first_difference(held: tuple[Any, Any] | None, rest: tuple[Any, Any]) -> st
             a = mine[i] if i < len(mine) else None
             b = theirs[i] if i < len(theirs) else None
             if a != b:
-                return f"nearest state: {side}[{i}] book {_level(a)} vs REST {_level(b)}"
+                return f"latest state in the window: {side}[{i}] book {_level(a)} vs REST {_level(b)}"
     return "equal"  # pragma: no cover - only called after a mismatch
 
 

@@ -368,7 +368,7 @@ async def test_a_full_push_sent_twice_is_caught_by_the_book_audit_and_resynced(t
             tmp_path, ex, ["btc_usdt"], ["depth"], during, book_audit_interval=0.3, book_audit_slack_ms=100
         )
     [failed] = events(tmp_path, FeedEventKind.BOOK_AUDIT_FAILED)
-    assert failed.detail.endswith("nearest state: bids[1] book 99x2 vs REST none")
+    assert failed.detail.endswith("latest state in the window: bids[1] book 99x2 vs REST none")
     [resub] = events(tmp_path, FeedEventKind.RESUBSCRIBED)
     assert resub.ts_start == failed.ts_end and resub.ts_end is not None
     assert [r["event"] for r in ex.requests if r.get("channel") == DEPTH][:3] == [
