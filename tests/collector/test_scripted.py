@@ -460,3 +460,38 @@ async def test_a_connection_dropped_mid_subscribe_comes_back_whole(tmp_path: Pat
         e for i, e in enumerate(expected) if i == 0 or e != expected[i - 1]
     ]
     assert len(events(tmp_path, FeedEventKind.DISCONNECTED)) == 1
+
+
+async def test_a_server_that_never_acks_removechannel_gets_a_new_connection_as_the_boundary(
+    tmp_path: Path,
+) -> None:
+    async def script(ex: Exchange, ws: ServerConnection, req: dict[str, Any]) -> None:
+        if req.get("event") == "removeChannel":
+            return  # no ack, and the old subscription keeps pushing
+        resubscribing = any(r.get("event") == "removeChannel" for r in ex.requests)
+        if req.get("event") == "addChannel" and len(ex.connections) == 1 and resubscribing:
+            return  # the resubscription's addChannel on the old socket: ignored too
+        await depth_script("ack-first")(ex, ws, req)
+
+    async with Exchange(script) as ex:
+
+        async def during(rec: Recorder) -> None:
+            await until(lambda: any(c == DEPTH for c, _ in ex.sent), what="full push")
+            await ex.push(DEPTH, book([("102", "1")], []))  # crosses the book: resubscribe
+            await until(lambda: any(r.get("event") == "removeChannel" for r in ex.requests), what="remove")
+            i = 0
+            while len(ex.connections) < 2:
+                i += 1
+                await ex.push(DEPTH, increment(i))
+                await asyncio.sleep(0.01)
+                assert i < 500, "the connection was never replaced"
+            await until(lambda: rec.pipeline.open_spans() == [], what="whole again")
+
+        await record(tmp_path, ex, ["btc_usdt"], ["depth"], during)
+    snaps = stored(url(tmp_path), "book_snapshots", symbol="btc_usdt")
+    full = replay([FULL])[0]
+    assert [(s.bids, s.asks) for s in snaps] == [full, full]  # before the cross, and after the new connection
+    [disc] = events(tmp_path, FeedEventKind.DISCONNECTED)
+    assert disc.detail == f"no removeChannel ack for {DEPTH} after 20 pushes"
+    [crossed] = events(tmp_path, FeedEventKind.CROSSED_BOOK)
+    assert crossed.ts_start < disc.ts_start
