@@ -354,15 +354,18 @@ async def test_a_full_push_sent_twice_is_caught_by_the_book_audit_and_resynced(t
             if n == 1:
                 await ex.send(ws, [{"channel": DEPTH, "data": second}])  # the "full push" again
             return
+        if req.get("event") == "removeChannel":  # the resync: from now on the book is FULL again
+            ex.rest_depth = {"asks": [[103, 3], [102, 2], [101, 1]], "bids": [[100, 1], [99, 2], [98, 3]]}
         await standard(ex, ws, req)
 
     async with Exchange(script) as ex:
         ex.rest_depth = {"asks": [[101, 5]], "bids": [[100, 5]]}  # REST knows the book is that second one
 
         async def during(rec: Recorder) -> None:
-            await until(lambda: rec.pipeline.counters.audits.get("fail", 0) >= 1, what="audit failure")
-            ex.rest_depth = {"asks": [[103, 3], [102, 2], [101, 1]], "bids": [[100, 1], [99, 2], [98, 3]]}
-            await until(lambda: rec.pipeline.counters.audits.get("pass", 0) >= 1, what="audit pass")
+            await until(
+                lambda: rec.pipeline.counters.audits.get("pass", 0) >= 2, what="audits pass after the resync"
+            )
+            assert rec.pipeline.counters.audits["fail"] == 1
 
         await record(
             tmp_path, ex, ["btc_usdt"], ["depth"], during, book_audit_interval=0.3, book_audit_slack_ms=100
@@ -432,16 +435,23 @@ async def test_pongs_with_a_newline_spaces_or_compressed_keep_the_connection(tmp
 
         async def during(rec: Recorder) -> None:
             n = 0
-            while len(count) < 8:
+            while len(count) < 16:
                 n += 1
                 await ex.push(BTC_T, ticker(n))
                 await asyncio.sleep(0.1)
+            await until(
+                lambda: (
+                    rec.pipeline.accounting().get(BTC_T, {}).get("received")
+                    == len([c for c, _ in ex.sent if c == BTC_T])
+                ),
+                what="every push decoded",
+            )
 
         rec = await record(
-            tmp_path, ex, ["btc_usdt"], ["ticker"], during, ping_interval=0.2, pong_timeout=0.3
+            tmp_path, ex, ["btc_usdt"], ["ticker"], during, ping_interval=0.2, pong_timeout=1.0
         )
     assert len(ex.connections) == 1 and not events(tmp_path, FeedEventKind.DISCONNECTED)
-    assert rec.connections[0].counters.pongs >= 7
+    assert rec.connections[0].counters.pongs >= 15
     assert len(stored(url(tmp_path), "tickers")) == len([c for c, _ in ex.sent if c == BTC_T])
     assert not stored(url(tmp_path), "quarantine")
 
