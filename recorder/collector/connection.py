@@ -208,6 +208,9 @@ class Connection:
             return  # that connection is gone: its successor subscribed everything
         s = self.settings
         events = ("removeChannel", "addChannel") if remove_first else ("addChannel",)
+        if remove_first:  # before the send: the server's removeChannel ack can only come after it
+            self.intake.control(Control(ControlKind.RESUBSCRIBE_SENT, self.name, utc_now(),
+                                        f"removeChannel + addChannel {name}", channel=name))
         try:
             for event in events:
                 for text in subscribe_messages([channel], 1, compress=s.compress, event=event):
@@ -215,10 +218,8 @@ class Connection:
         except websockets.ConnectionClosed:
             return
         if remove_first:
-            self.intake.control(Control(ControlKind.RESUBSCRIBE_SENT, self.name, utc_now(),
-                                        f"removeChannel + addChannel {name}", channel=name))
             log.info("%s: resubscribed %s", self.name, name)
-        else:
+        else:  # a refused channel: the pipeline logs the refusals, rate-limited
             log.debug("%s: asked again for %s", self.name, name)
 
     # -- the loop ------------------------------------------------------------------------------

@@ -283,7 +283,6 @@ class _Refusal:
     channel: Channel
     refusals: int = 1
     logged: float = 0.0  # time.monotonic() of the last log line
-    unlogged: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,8 +372,10 @@ class FramePipeline:
     incremental channel's whole book is the first push of that channel after a clean
     subscription boundary (on a new connection: its first push, wherever the addChannel
     ack lies; after a resubscription on a live connection: the first push after the
-    server's removeChannel ack) *and* it looks whole (both sides, no amount 0, not
-    crossed). Anything else is never stored, keeps the gap open and is resubscribed.
+    server's removeChannel ack), the channel's addChannel ack of that subscription arrives
+    (before or after it; its snapshots are held back until then), and it looks whole
+    (both sides hold a level, not crossed). Anything else is never stored, keeps the gap
+    open and is resubscribed.
     """
 
     def __init__(
