@@ -32,9 +32,15 @@ GAP_KINDS: frozenset[str] = frozenset(
         FeedEventKind.RESUBSCRIBED,
         FeedEventKind.BOOK_RESET,
         FeedEventKind.STALL,
+        FeedEventKind.SUBSCRIBE_REFUSED,
     )
 )
-"""Feed-event kinds during which a symbol's market data was not watched."""
+"""Feed-event kinds during which a symbol's market data was not watched.
+
+A ``subscribe_refused`` span (an ``addChannel`` the exchange refused, from the refusal
+until the channel's first data) counts for the symbol it lists, like a gap of the
+whole symbol: coverage is per symbol, and one of its channels was not recorded.
+"""
 
 
 def _utc(value: object) -> pd.Timestamp:

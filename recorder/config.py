@@ -151,6 +151,9 @@ class CollectorConfig:
     snapshot_on_change: bool = True
     snapshot_interval_ms: int = 0
     snapshot_depth: int = 20
+    book_audit_interval: float = 0.0
+    book_audit_slack_ms: int = 1000
+    book_audit_history: int = 512
     status_interval: float = 10.0
     status_file: Path = Path("data/status.json")
 
@@ -178,6 +181,12 @@ class CollectorConfig:
                 raise ConfigError(f"config: collector.{name} must be > 0, got {getattr(self, name)!r}")
         if self.snapshot_interval_ms < 0:
             raise ConfigError("config: collector.snapshot_interval_ms must be >= 0 (0 = off)")
+        if self.book_audit_interval < 0:
+            raise ConfigError("config: collector.book_audit_interval must be >= 0 (0 = off)")
+        if self.book_audit_slack_ms < 0:
+            raise ConfigError("config: collector.book_audit_slack_ms must be >= 0")
+        if self.book_audit_history < 2:
+            raise ConfigError("config: collector.book_audit_history must be >= 2")
         if self.snapshot_depth > 200:
             raise ConfigError("config: collector.snapshot_depth must be <= 200")
         if not self.snapshot_on_change and self.snapshot_interval_ms == 0:

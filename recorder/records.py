@@ -160,6 +160,9 @@ class FeedEventKind(enum.Enum):
     CROSSED_BOOK = "crossed_book"  # instant: a crossed book was detected (never stored)
     STALL = "stall"  # gap: no data / no pong within the window
     SUBSCRIBE_ERROR = "subscribe_error"  # instant: an error ack for a subscription
+    SUBSCRIBE_REFUSED = "subscribe_refused"  # gap: a refused subscription -> its first data (retried)
+    BOOK_AUDIT_FAILED = "book_audit_failed"  # span: last good book -> failed REST audit
+    AUDIT_UNAVAILABLE = "audit_unavailable"  # span: the book audit's REST endpoint could not be reached
     MALFORMED_FRAME = "malformed_frame"  # instant: a frame that could not be decoded
     BAN = "ban"  # gap: REST calls stopped because of HTTP 403
     AUTH_FAILURE = "auth_failure"  # instant: credentials rejected, polling stopped

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recorder.backoff import BackoffPolicy
-from recorder.collector.connection import Connection, ConnectionSettings
+from recorder.collector.audit import BookAuditor
+from recorder.collector.connection import Connection, ConnectionSettings, ConnectionSubscriptions
 from recorder.collector.pipeline import (
     Control,
     ControlKind,
@@ -42,6 +43,7 @@ from recorder.collector.status import StatusReporter
 from recorder.config import Config, load_config, mask_url
 from recorder.credentials import Credentials, load_credentials
 from recorder.errors import ConfigError, SchemaNotAtHeadError
+from recorder.poller.ratelimit import process_limiter
 from recorder.records import Record, utc_now
 
 if TYPE_CHECKING:
@@ -247,9 +249,10 @@ class Recorder:
         by_name: dict[str, Connection] = {}
         self.pipeline = FramePipeline(
             PipelineSettings(snapshot_depth=c.snapshot_depth, snapshot_on_change=c.snapshot_on_change,
-                             snapshot_interval_ms=c.snapshot_interval_ms),
+                             snapshot_interval_ms=c.snapshot_interval_ms,
+                             audit_history=c.book_audit_history if c.book_audit_interval > 0 else 0),
             shares,
-            resubscribe=lambda conn, channel: by_name[conn].resubscribe(channel),
+            subscriptions=ConnectionSubscriptions(by_name),
         )
         self.intake = Intake(self.pipeline, self.records, soft_rows=config.storage.batch_size)
         self.connections = [Connection(name, channels, conn_settings, self.intake)
@@ -259,6 +262,10 @@ class Recorder:
                                           flush_interval=config.storage.flush_interval)
         self.credentials = credentials
         self.rest_url = rest_url or config.exchange.rest_url
+        self.auditor = (BookAuditor(self.pipeline, self.rest_url, interval=c.book_audit_interval,
+                                    slack=c.book_audit_slack_ms / 1000, depth=c.snapshot_depth,
+                                    policy=conn_settings.backoff, limiter=process_limiter(config.poller))
+                        if c.book_audit_interval > 0 else None)
         self.poller: Any = None
         self.status = StatusReporter(self)
         self.stop_event: asyncio.Event | None = None
@@ -300,6 +307,8 @@ class Recorder:
                                  state_url=self.config.storage.sql_url)
             poller_task = asyncio.create_task(self.poller.run(stop), name="poller")
         status_task = asyncio.create_task(self.status.run(stop), name="status")
+        audit_task = (asyncio.create_task(self.auditor.run(stop), name="book-audit")
+                      if self.auditor is not None else None)
         log.info("recording %d symbols over %d connection(s) from %s into %s and %s",
                  len(self.config.collector.symbols), len(self.connections), self.config.exchange.ws_url,
                  mask_url(self.config.storage.sql_url), self.config.storage.parquet_root)
@@ -337,6 +346,8 @@ class Recorder:
             await asyncio.gather(*tasks, return_exceptions=True)
             if poller_task is not None:
                 await asyncio.gather(poller_task, return_exceptions=True)
+            if audit_task is not None:
+                await asyncio.gather(audit_task, return_exceptions=True)
             await asyncio.gather(pump, return_exceptions=True)
             self.intake.control(Control(ControlKind.SHUTDOWN, "collector", utc_now(), "clean stop"))
             self.records.close()

@@ -4,8 +4,15 @@ A thin I/O shell (PROTOCOL.md "WebSocket"): connect, subscribe in batches (a JSO
 list of ``addChannel`` objects, ``"binary": "1"`` when compression is asked for),
 send ``{"event": "ping"}`` every ``ping_interval`` s, and hand every frame, stamped
 with its UTC receive time, to the :class:`~recorder.collector.pipeline.Intake`, which
-decodes it in this (the event loop's) thread; here a frame is only looked at to
-recognise a pong.
+decodes it in this (the event loop's) thread. The shell never looks at a frame's
+text: whether a frame was a pong (or data) is what the decoder found
+(``FRAME_PONG`` / ``FRAME_DATA``), so the liveness watch and the decoder share one
+definition of a pong, and a binary frame is inflated once, by the decoder.
+
+Subscriptions the pipeline asks for again (a refused ``addChannel``, a book to rebuild
+with ``removeChannel`` + ``addChannel``) are paced per channel with the one backoff
+(:func:`recorder.backoff.backoff`, the reconnect policy) and coalesced while one is
+pending; a channel that delivers again starts from the backoff's first delay.
 
 The connection is dead when no pong arrives within ``pong_timeout`` after a ping,
 when no data arrives for ``stall_timeout``, when the server closes it, or when the
@@ -23,8 +30,7 @@ import enum
 import json
 import logging
 import time
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,19 +38,19 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from recorder.backoff import BackoffPolicy, backoff
-from recorder.collector.pipeline import Control, ControlKind, Intake
+from recorder.collector.pipeline import FRAME_DATA, FRAME_PONG, Control, ControlKind, Intake
 from recorder.errors import TransportError
 from recorder.okex.channels import Channel
 from recorder.records import utc_now
 
-__all__ = ["Connection", "ConnectionSettings", "ConnectionState", "subscribe_messages"]
+__all__ = [
+    "Connection", "ConnectionSettings", "ConnectionState", "ConnectionSubscriptions", "subscribe_messages",
+]
 
 log = logging.getLogger("recorder.collector")
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
-_PONG_TEXT = '{"event":"pong"}'
 _ONE_US = timedelta(microseconds=1)
-_SMALL_FRAME = 160  # frames at most this long are checked for being a pong
 
 
 class ConnectionState(enum.Enum):
@@ -93,16 +99,6 @@ def subscribe_messages(channels: Sequence[Channel], batch: int, *, compress: boo
         yield json.dumps(objs, separators=(",", ":"))
 
 
-def _is_pong(frame: bytes | str) -> bool:
-    if isinstance(frame, str):
-        return "pong" in frame and frame.replace(" ", "") == _PONG_TEXT
-    try:
-        text = zlib.decompressobj(-zlib.MAX_WBITS).decompress(frame, 256)
-    except zlib.error:
-        return False
-    return text.replace(b" ", b"") == _PONG_TEXT.encode()
-
-
 class _Dead(Exception):
     """Internal: the watchdog found the connection dead (reason in args[0])."""
 
@@ -136,6 +132,10 @@ class Connection:
         self._last_ts = datetime.fromtimestamp(0, UTC)
         self._last_data_ts: datetime | None = None  # receive time of the last data frame
         self.failed_connects = 0  # consecutive attempts that could not connect (repeats are logged at DEBUG)
+        self._delays: dict[str, Iterator[float]] = {}  # channel -> its backoff (requests again)
+        self._pending: dict[str, tuple[ClientConnection, bool]] = {}  # channel -> (ws, remove first)
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._replace_reason: str | None = None
 
     @property
     def last_data(self) -> float | None:
@@ -146,23 +146,82 @@ class Connection:
     # -- called from the pipeline (the loop's thread) ----------------------------------------------
 
     def resubscribe(self, channel: Channel) -> None:
-        """Send ``removeChannel`` then ``addChannel`` for ``channel`` (thread-safe)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._resubscribe(channel)))
+        """Send ``removeChannel`` then ``addChannel`` for ``channel``, paced by the backoff (thread-safe).
 
-    async def _resubscribe(self, channel: Channel) -> None:
+        Once sent, ``Control(RESUBSCRIBE_SENT, channel=…)`` tells the pipeline, in order
+        with the frames, that the server's removeChannel ack is now the boundary.
+        """
+        self._threadsafe(lambda: self._request(channel, remove_first=True))
+
+    def subscribe(self, channel: Channel) -> None:
+        """Send ``addChannel`` for ``channel`` again (it was refused), paced by the backoff (thread-safe)."""
+        self._threadsafe(lambda: self._request(channel, remove_first=False))
+
+    def healthy(self, channel: Channel) -> None:
+        """``channel`` delivers: its next request starts from the backoff's first delay (thread-safe)."""
+        self._threadsafe(lambda: self._delays.pop(channel.name, None))
+
+    def replace(self, reason: str) -> None:
+        """Close this connection and open a new one (a clean subscription boundary; thread-safe)."""
+        def mark() -> None:
+            if self._ws is not None and self._replace_reason is None:
+                self._replace_reason = reason
+        self._threadsafe(mark)
+
+    def _threadsafe(self, fn: Callable[[], object]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
+    def _request(self, channel: Channel, *, remove_first: bool) -> None:
+        name = channel.name
+        pending = self._pending.get(name)
+        if pending is not None:  # one request per channel at a time; the stronger one wins, on this socket
+            self._pending[name] = (self._ws or pending[0], pending[1] or remove_first)
+            return
         ws = self._ws
         if ws is None:
             return  # the next connection subscribes everything anyway
-        s = self.settings
+        delays = self._delays.get(name)
+        if delays is None:
+            delays = self._delays[name] = backoff(self.settings.backoff)
+        delay = next(delays)
+        self._pending[name] = (ws, remove_first)
+        task = asyncio.ensure_future(self._send_request(channel, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_request(self, channel: Channel, delay: float) -> None:
+        name = channel.name
         try:
-            for event in ("removeChannel", "addChannel"):
+            await asyncio.sleep(delay)
+        finally:
+            ws, remove_first = self._pending.pop(name, (None, False))
+        if ws is None or ws is not self._ws:
+            return  # that connection is gone: its successor subscribed everything
+        s = self.settings
+        events = ("removeChannel", "addChannel") if remove_first else ("addChannel",)
+        if remove_first:  # before the send: the server's removeChannel ack can only come after it
+            self.intake.control(Control(ControlKind.RESUBSCRIBE_SENT, self.name, utc_now(),
+                                        f"removeChannel + addChannel {name}", channel=name))
+        try:
+            for event in events:
                 for text in subscribe_messages([channel], 1, compress=s.compress, event=event):
                     await ws.send(text)
         except websockets.ConnectionClosed:
             return
-        log.info("%s: resubscribed %s", self.name, channel.name)
+        if remove_first:
+            log.info("%s: resubscribed %s", self.name, name)
+        else:  # a refused channel: the pipeline logs the refusals, rate-limited
+            log.debug("%s: asked again for %s", self.name, name)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -200,6 +259,8 @@ class Connection:
                 await self._wait(stop, delay)
         finally:
             self.state = ConnectionState.STOPPED
+            for task in list(self._tasks):
+                task.cancel()
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> None:
         deadline = time.monotonic() + delay
@@ -229,6 +290,7 @@ class Connection:
                         self.failed_connects)
         self.failed_connects = 0
         self._overflow = False
+        self._replace_reason = None
         self._ws = ws
         self.counters.connects += 1
         got_data = False
@@ -281,19 +343,20 @@ class Connection:
                     ts = last_ts + _ONE_US
                 self._last_ts = last_ts = ts
                 counters.frames += 1
-                n = len(frame)
-                counters.bytes += n
-                if n <= _SMALL_FRAME and _is_pong(frame):
-                    counters.pongs += 1
-                    self._last_pong = mono()
-                    continue
-                self._last_data_mono = mono()
-                if not take(name, ts, frame):
+                counters.bytes += len(frame)
+                flags = take(name, ts, frame)
+                if not flags:
                     counters.dropped += 1
                     self._overflow = True
                     records = self.intake.records
                     raise _Dead(f"backpressure: the writer is behind ({records.rows} rows queued, "
                                 f"oldest received {records.age():.1f} s ago), frame dropped")
+                if flags & FRAME_PONG:
+                    self._last_pong = mono()
+                if not flags & FRAME_DATA:
+                    counters.pongs += 1  # frames holding only pongs (a pong inside a data frame is data)
+                    continue
+                self._last_data_mono = mono()
                 self._last_data_ts = ts
                 self._session_data = True
                 if intake.behind:
@@ -308,6 +371,8 @@ class Connection:
         ping_pending_since: float | None = None
         while True:
             await asyncio.sleep(tick)
+            if self._replace_reason is not None:
+                raise _Dead(self._replace_reason)
             now = time.monotonic()
             if ping_pending_since is not None and self._last_pong >= ping_pending_since:
                 ping_pending_since = None
@@ -328,3 +393,22 @@ class Connection:
 
 def _to_dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+class ConnectionSubscriptions:
+    """The pipeline's :class:`~recorder.collector.pipeline.Subscriptions`, routed to connections by name."""
+
+    def __init__(self, connections: Mapping[str, Connection]) -> None:
+        self._connections = connections
+
+    def resubscribe(self, conn: str, channel: Channel) -> None:
+        self._connections[conn].resubscribe(channel)
+
+    def subscribe(self, conn: str, channel: Channel) -> None:
+        self._connections[conn].subscribe(channel)
+
+    def healthy(self, conn: str, channel: Channel) -> None:
+        self._connections[conn].healthy(channel)
+
+    def reconnect(self, conn: str, reason: str) -> None:
+        self._connections[conn].replace(reason)

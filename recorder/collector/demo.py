@@ -56,7 +56,8 @@ def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, 
     return load_config(env={}, overrides={
         "exchange": {"ws_url": ws_url, "rest_url": rest_url},
         "collector": {"symbols": list(symbols), "channels": ["ticker", "depth", "deals", "kline_1min"],
-                      "status_file": str(data_dir / "status.json"), "status_interval": 10.0},
+                      "status_file": str(data_dir / "status.json"), "status_interval": 10.0,
+                      "book_audit_interval": 30.0},  # the simulator serves depth.do: audit the books
         "storage": {"sql_url": f"sqlite:///{data_dir / 'recording.sqlite'}",
                     "parquet_root": str(data_dir / "parquet"), "spill_dir": str(data_dir / "spill"),
                     "parquet_journal_dir": str(data_dir / "parquet-journal")},
@@ -147,7 +148,8 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: i
                     for symbol, n in conn.execute(q):
                         lines.append(f"    {symbol:18} {n:8d}")
             fe = schema.metadata.tables["feed_events"]
-            gap_kinds = ("disconnected", "stall", "book_reset", "resubscribed", "ban", "store_outage")
+            gap_kinds = ("disconnected", "stall", "book_reset", "resubscribed", "subscribe_refused", "ban",
+                         "store_outage")
             started = datetime.fromisoformat(status["started_at"])
             gaps = conn.execute(
                 sa.select(fe.c.kind, fe.c.ts_start, fe.c.ts_end, fe.c.connection, fe.c.detail)

@@ -34,13 +34,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from recorder.errors import BookError, CrossedBookError, DecodeError, RecorderError
 from recorder.okex.book import OrderBook
 from recorder.okex.channels import Channel
-from recorder.okex.frames import ErrorAck, Rejected, SubscribeAck, decode_frame
+from recorder.okex.frames import ErrorAck, Pong, Rejected, SubscribeAck, decode_frame
 from recorder.records import (
     Balance,
     BookSnapshot,
@@ -59,6 +59,10 @@ from recorder.records import (
 )
 
 __all__ = [
+    "FRAME_DATA",
+    "FRAME_PONG",
+    "FRAME_TAKEN",
+    "AuditOutcome",
     "Control",
     "ControlKind",
     "FramePipeline",
@@ -66,6 +70,7 @@ __all__ = [
     "PipelineSettings",
     "RecordQueue",
     "RecordWriter",
+    "Subscriptions",
     "WriterThread",
     "run_in_process",
 ]
@@ -73,16 +78,25 @@ __all__ = [
 log = logging.getLogger("recorder.collector")
 
 QUARANTINE_MAX_BYTES = 64 * 1024
-ACK_PATIENCE = 20  # depth updates discarded without an addChannel ack before asking again
+ACK_PATIENCE = 20  # depth pushes discarded waiting for a removeChannel ack before the connection is replaced
+REFUSAL_LOG_INTERVAL = 60.0  # seconds between two log lines about one still-refused subscription
 _MAX_REASONS = 50  # distinct reject reasons kept per channel; the rest count as "other"
 
 Frame = bytes | str
+
+FRAME_TAKEN = 1
+"""Bit of :meth:`FramePipeline.process_frame` / :meth:`Intake.frame`: the frame was taken (0: dropped)."""
+FRAME_PONG = 2
+"""Bit: the frame held a pong (as the decoder defines it: :class:`recorder.okex.frames.Pong`)."""
+FRAME_DATA = 4
+"""Bit: the frame held anything other than a pong (data, acks, or it was malformed)."""
 
 
 class ControlKind(enum.Enum):
     """What a :class:`Control` event (handed to :meth:`FramePipeline.control`) says."""
 
     CONNECTED = "connected"  # a connection opened and (re)subscribed
+    RESUBSCRIBE_SENT = "resubscribe_sent"  # removeChannel + addChannel for ``channel`` went out
     DISCONNECTED = "disconnected"  # a connection was lost (or found dead)
     RECORDS = "records"  # records from another producer (the poller), passed through
     SHUTDOWN = "shutdown"  # stop: close every open span
@@ -98,6 +112,47 @@ class Control:
     detail: str = ""
     stall_since: datetime | None = None  # DISCONNECTED because no data arrived since then
     records: tuple[Record, ...] = ()
+    channel: str = ""  # RESUBSCRIBE_SENT: the channel's name
+
+
+class Subscriptions(Protocol):
+    """What the pipeline asks of the connections (:class:`recorder.collector.connection.Connection`).
+
+    Every call returns at once; the connection paces repeated requests for one channel
+    with :func:`recorder.backoff.backoff` and coalesces requests while one is pending.
+    """
+
+    def resubscribe(self, conn: str, channel: Channel) -> None:
+        """Send ``removeChannel`` + ``addChannel`` for ``channel``, then announce RESUBSCRIBE_SENT."""
+
+    def subscribe(self, conn: str, channel: Channel) -> None:
+        """Send ``addChannel`` for ``channel`` again (it was refused)."""
+
+    def healthy(self, conn: str, channel: Channel) -> None:
+        """``channel`` delivers again: its next retry starts from the backoff's first delay."""
+
+    def reconnect(self, conn: str, reason: str) -> None:
+        """Replace the connection (a clean subscription boundary)."""
+
+
+class _Callbacks:
+    """:class:`Subscriptions` from a plain ``resubscribe(conn, channel)`` callback (tests, benchmarks)."""
+
+    def __init__(self, resubscribe: Callable[[str, Channel], None] | None) -> None:
+        self._resubscribe = resubscribe
+
+    def resubscribe(self, conn: str, channel: Channel) -> None:
+        if self._resubscribe is not None:
+            self._resubscribe(conn, channel)
+
+    def subscribe(self, conn: str, channel: Channel) -> None:
+        pass
+
+    def healthy(self, conn: str, channel: Channel) -> None:
+        pass
+
+    def reconnect(self, conn: str, reason: str) -> None:
+        pass
 
 
 class RecordWriter(Protocol):
@@ -195,6 +250,7 @@ class PipelineSettings:
     snapshot_on_change: bool = True
     snapshot_interval_ms: int = 0
     quarantine_log_interval: float = 10.0  # seconds between two log lines about bad frames
+    audit_history: int = 0  # book states kept per incremental book for the book audit (0: no audit)
 
 
 @dataclass(slots=True)
@@ -202,11 +258,39 @@ class _BookState:
     book: OrderBook
     conn: str
     channel: str
-    awaiting_ack: bool = False  # (re)subscribed: discard updates until the addChannel ack
-    discarded: int = 0  # updates discarded while awaiting the ack
+    await_remove: bool = False  # resubscribing on a live connection: discard pushes until removeChannel ack
+    remove_sent: bool = False  # ... and the removeChannel has gone out (RESUBSCRIBE_SENT)
+    discarded: int = 0  # pushes discarded since the removeChannel went out
     gap: FeedEvent | None = None  # open BOOK_RESET / RESUBSCRIBED span
     last_top: tuple[Any, Any] | None = None
     last_bucket: int = -1
+    epoch: int = 0  # +1 on every reset and rebuild: an audit spanning a change is void
+    good_since: datetime | None = None  # the book was rebuilt (or last passed an audit) at this receive time
+    acked: bool = True  # the addChannel ack of the current subscription was seen (no CONNECTED seen: trusted)
+    candidate_at: datetime | None = None  # receive time of the push taken as the whole book
+    pending: list[BookSnapshot] = field(default_factory=list)  # snapshots held until the ack confirms
+    pending_pushes: int = 0
+    audit_due: bool = False  # rebuilt and not audited since
+    history: deque[tuple[datetime, tuple[Any, ...], tuple[Any, ...]]] | None = None  # (from, bids, asks)
+
+
+@dataclass(slots=True)
+class _Refusal:
+    """A subscription the exchange refused: its open SUBSCRIBE_REFUSED span and its retries."""
+
+    span: FeedEvent
+    conn: str
+    channel: Channel
+    refusals: int = 1
+    logged: float = 0.0  # time.monotonic() of the last log line
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOutcome:
+    """What :meth:`FramePipeline.audit_book` concluded: ``result`` is "pass", "fail" or "void"."""
+
+    result: str
+    detail: str = ""
 
 
 @dataclass(slots=True)
@@ -221,6 +305,9 @@ class PipelineCounters:
     quarantined: dict[str, int] = field(default_factory=dict)  # quarantine rows by reason (head)
     crossed_books: int = 0
     error_acks: int = 0
+    pong_frames: int = 0  # frames that held only pongs (not in ``frames``)
+    not_whole_books: int = 0  # first pushes refused as the whole book
+    audits: dict[str, int] = field(default_factory=dict)  # pass / fail / void
     last_ts_recv: datetime | None = None
 
     def quarantine(self, reason: str) -> None:
@@ -258,6 +345,22 @@ _TABLE_OF: dict[type, str] = {
 }
 
 
+def _first_difference(held: tuple[Any, Any] | None, rest: tuple[Any, Any]) -> str:
+    if held is None:
+        return "no book state in the window"
+    for side, mine, theirs in (("bids", held[0], rest[0]), ("asks", held[1], rest[1])):
+        for i in range(max(len(mine), len(theirs))):
+            a = mine[i] if i < len(mine) else None
+            b = theirs[i] if i < len(theirs) else None
+            if a != b:
+                return f"latest state in the window: {side}[{i}] book {_level(a)} vs REST {_level(b)}"
+    return "equal"  # pragma: no cover - only called after a mismatch
+
+
+def _level(level: Any) -> str:
+    return "none" if level is None else f"{level[0]}x{level[1]}"
+
+
 def table_of(record: Record) -> str:
     """The storage table a record goes to (for accounting)."""
     return _TABLE_OF.get(type(record), type(record).__name__.lower())
@@ -266,10 +369,21 @@ def table_of(record: Record) -> str:
 class FramePipeline:
     """Frames and control events in, records out: decode, books, snapshots, feed events, accounting.
 
-    ``shares`` maps each connection name to the channels it subscribes.
-    ``resubscribe(conn, channel)`` is called (from the thread that processes frames) when a crossed
-    incremental book must be rebuilt from a fresh subscription. Not thread-safe:
-    one thread calls :meth:`process_frame`, :meth:`control` and :meth:`take`.
+    ``shares`` maps each connection name to the channels it subscribes. ``subscriptions``
+    (a :class:`Subscriptions`) is asked, from the thread that processes frames, to
+    resubscribe a channel whose book must be rebuilt, to subscribe again a refused
+    channel, or to replace a connection; ``resubscribe(conn, channel)`` alone is
+    accepted instead (tests, benchmarks). Not thread-safe: one thread calls
+    :meth:`process_frame`, :meth:`control`, :meth:`take` and the audit methods.
+
+    The book evidence rule (docs/collector.md "Order books"): the push taken as an
+    incremental channel's whole book is the first push of that channel after a clean
+    subscription boundary (on a new connection: its first push, wherever the addChannel
+    ack lies; after a resubscription on a live connection: the first push after the
+    server's removeChannel ack), the channel's addChannel ack of that subscription arrives
+    (before or after it; its snapshots are held back until then), and it looks whole
+    (both sides hold a level, not crossed). Anything else is never stored, keeps the gap
+    open and is resubscribed.
     """
 
     def __init__(
@@ -277,21 +391,25 @@ class FramePipeline:
         settings: PipelineSettings,
         shares: Mapping[str, Sequence[Channel]],
         resubscribe: Callable[[str, Channel], None] | None = None,
+        *,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         self.settings = settings
         self.counters = PipelineCounters()
-        self._resubscribe = resubscribe
+        self._subs: Subscriptions = subscriptions if subscriptions is not None else _Callbacks(resubscribe)
         self._out: list[Record] = []
         self._books: dict[tuple[str, ChannelKind], _BookState] = {}
         self._conn_symbols: dict[str, tuple[str, ...]] = {}
         self._gaps: dict[str, FeedEvent] = {}  # conn -> open DISCONNECTED / STALL span
         self._channels: dict[str, tuple[str, Channel]] = {}
+        self._refused: dict[str, _Refusal] = {}  # channel name -> open SUBSCRIBE_REFUSED span
         for conn, channels in shares.items():
             self._conn_symbols[conn] = tuple(dict.fromkeys(c.symbol for c in channels))
             for ch in channels:
                 self._channels[ch.name] = (conn, ch)
         self._quarantine_logged = 0.0
         self._quarantine_unlogged = 0
+        self._foreign_logged = 0.0
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -306,24 +424,45 @@ class FramePipeline:
             self._out = []
         return out
 
+    def emit(self, record: Record) -> None:
+        """Add a record produced beside the frames (the book auditor's feed events)."""
+        self._out.append(record)
+
     def open_spans(self) -> list[FeedEvent]:
-        """Feed-event spans open right now (connection gaps and book resets)."""
+        """Feed-event spans open right now (connection gaps, book resets, refused subscriptions)."""
         spans = list(self._gaps.values())
         spans.extend(st.gap for st in self._books.values() if st.gap is not None)
+        spans.extend(r.span for r in self._refused.values())
         return spans
+
+    def refused_subscriptions(self) -> dict[str, int]:
+        """Channels refused and not delivering yet -> refusals so far (for the status)."""
+        return {name: r.refusals for name, r in sorted(self._refused.items())}
 
     # -- frames ------------------------------------------------------------------------------------
 
-    def process_frame(self, conn: str, ts_recv: datetime, frame: Frame) -> None:
-        """Decode one frame received on ``conn`` at ``ts_recv`` and handle every message in it."""
+    def process_frame(self, conn: str, ts_recv: datetime, frame: Frame) -> int:
+        """Decode one frame received on ``conn`` at ``ts_recv`` and handle every message in it.
+
+        Returns :data:`FRAME_TAKEN` or'ed with :data:`FRAME_PONG` when the frame held a
+        pong and :data:`FRAME_DATA` when it held anything else (or was malformed): the
+        connection's liveness watch uses this, so a pong is what the decoder says it is.
+        A frame holding only pongs is counted in ``pong_frames``, not in ``frames``.
+        """
         counters = self.counters
-        counters.frames += 1
-        counters.last_ts_recv = ts_recv
         try:
             messages = decode_frame(frame, ts_recv)
         except DecodeError as exc:
+            counters.frames += 1
+            counters.last_ts_recv = ts_recv
             self._malformed(conn, ts_recv, frame, str(exc))
-            return
+            return FRAME_TAKEN | FRAME_DATA
+        if len(messages) == 1 and type(messages[0]) is Pong:
+            counters.pong_frames += 1
+            return FRAME_TAKEN | FRAME_PONG
+        counters.frames += 1
+        counters.last_ts_recv = ts_recv
+        flags = FRAME_TAKEN | FRAME_DATA
         out = self._out
         accepted = counters.accepted
         gaps = self._gaps
@@ -347,12 +486,18 @@ class FramePipeline:
                 continue
             elif t is Order or t is Balance:
                 key = (t, getattr(m, "symbol", getattr(m, "currency", "")), None)
-            else:  # Pong, LoginResult: nothing to store
+            elif t is Pong:
+                flags |= FRAME_PONG
+                continue
+            else:  # LoginResult: nothing to store
                 continue
             accepted[key] = accepted.get(key, 0) + 1
             out.append(m)  # type: ignore[arg-type]
             if gaps and conn in gaps:
                 self._close_gap(conn, ts_recv)
+            if self._refused:
+                self._delivered(_channel_of(key), ts_recv)
+        return flags
 
     def _depth(self, conn: str, u: DepthUpdate) -> None:
         key = (u.symbol, u.kind)
@@ -360,33 +505,62 @@ class FramePipeline:
         if st is None:
             st = self._books[key] = _BookState(OrderBook(u.symbol), conn, Channel(u.symbol, u.kind).name)
         counters = self.counters
-        if st.awaiting_ack:
-            counters.reject(st.channel, "discarded: waiting for the addChannel ack before the full book")
-            st.discarded += 1
-            if st.discarded >= ACK_PATIENCE:  # the ack (and the full book with it) was lost: ask again
-                st.discarded = 0
-                self._request_resubscribe(st, u.ts_recv, "no addChannel ack before increments")
+        if self._refused and st.channel in self._refused:
+            self._delivered(st.channel, u.ts_recv)
+        if st.await_remove:
+            counters.reject(st.channel, "discarded: pushed before the removeChannel ack of a resubscription")
+            if st.remove_sent:
+                st.discarded += 1
+                if st.discarded >= ACK_PATIENCE:  # no removeChannel ack: a new connection is a clean boundary
+                    st.discarded = 0
+                    self._subs.reconnect(st.conn, f"no removeChannel ack for {st.channel} after "
+                                                  f"{ACK_PATIENCE} pushes")
             return
         book = st.book
+        incremental = u.kind is ChannelKind.DEPTH
+        rebuilt = not book.is_ready
         try:
             book.apply(u)
         except CrossedBookError as exc:
             counters.reject(st.channel, "crossed book (never stored)")
+            self._drop_pending(st)
             self._crossed(st, u, exc)
             return
-        except BookError:
-            counters.reject(st.channel, "book error")
+        except BookError as exc:
+            if incremental and rebuilt:
+                counters.reject(st.channel, "discarded: not a whole book (never stored)")
+                self._not_whole(st, u, str(exc))
+            else:
+                counters.reject(st.channel, "book error")
             return
-        akey = (DepthUpdate, u.symbol, u.kind)
-        counters.accepted[akey] = counters.accepted.get(akey, 0) + 1
-        if st.gap is not None:
-            self._out.append(replace(st.gap, ts_end=u.ts_recv))
-            st.gap = None
-            st.last_top = None
         gaps = self._gaps
         if gaps and conn in gaps:
             self._close_gap(conn, u.ts_recv)
+        if rebuilt:
+            st.epoch += 1
+            st.candidate_at = u.ts_recv
+            if st.history is not None:
+                st.history.clear()
+        snapshot = self._maybe_snapshot(st, u, incremental)
+        if not incremental or st.acked:
+            akey = (DepthUpdate, u.symbol, u.kind)
+            counters.accepted[akey] = counters.accepted.get(akey, 0) + 1
+            if rebuilt:
+                self._confirmed(st, u.ts_recv)
+            if snapshot is not None:
+                self._out.append(snapshot)
+            return
+        # A candidate whole book without its addChannel ack yet: held back until the ack comes.
+        st.pending_pushes += 1
+        if snapshot is not None:
+            st.pending.append(snapshot)
+        if st.pending_pushes > ACK_PATIENCE:
+            self._drop_pending(st)
+            self._not_whole(st, u, f"no addChannel ack within {ACK_PATIENCE} pushes of the first one")
+
+    def _maybe_snapshot(self, st: _BookState, u: DepthUpdate, incremental: bool) -> BookSnapshot | None:
         settings = self.settings
+        book = st.book
         take = False
         if settings.snapshot_interval_ms:
             bucket = int(u.ts_event.timestamp() * 1000) // settings.snapshot_interval_ms
@@ -399,13 +573,52 @@ class FramePipeline:
             if top != st.last_top:
                 st.last_top = top
                 take = True
-        if take:
-            self._out.append(BookSnapshot(symbol=u.symbol, ts_event=u.ts_event, ts_recv=u.ts_recv,
-                                          bids=bids, asks=asks, source=u.kind))
+        if incremental and settings.audit_history:
+            history = st.history
+            if history is None:
+                history = st.history = deque(maxlen=settings.audit_history)
+            if not history or history[-1][1] != bids or history[-1][2] != asks:
+                history.append((u.ts_recv, bids, asks))
+        if not take:
+            return None
+        return BookSnapshot(symbol=u.symbol, ts_event=u.ts_event, ts_recv=u.ts_recv, bids=bids, asks=asks,
+                            source=u.kind)
+
+    def _confirmed(self, st: _BookState, ts: datetime) -> None:
+        """The book is whole on the evidence (first push after the boundary + its ack + shape)."""
+        since = st.candidate_at or ts
+        st.good_since = since
+        if st.book.source is ChannelKind.DEPTH:
+            st.audit_due = True
+            self._subs.healthy(st.conn, Channel(st.book.symbol, ChannelKind.DEPTH))
+        if st.gap is not None:
+            self._out.append(replace(st.gap, ts_end=since))
+            st.gap = None
+        if st.pending_pushes:
+            akey = (DepthUpdate, st.book.symbol, ChannelKind.DEPTH)
+            accepted = self.counters.accepted
+            accepted[akey] = accepted.get(akey, 0) + st.pending_pushes
+            self._out.extend(st.pending)
+        st.pending = []
+        st.pending_pushes = 0
+
+    def _drop_pending(self, st: _BookState) -> None:
+        if st.pending_pushes:
+            self.counters.reject(st.channel, "discarded: no addChannel ack for the first push",
+                                 st.pending_pushes)
+        st.pending = []
+        st.pending_pushes = 0
+
+    def _not_whole(self, st: _BookState, u: DepthUpdate, why: str) -> None:
+        self.counters.not_whole_books += 1
+        log.warning("%s: %s: the push taken as the whole book is not whole (%s); resubscribing",
+                    st.conn, st.channel, why)
+        self._request_resubscribe(st, u.ts_recv, f"first push is not a whole book ({why[:200]})")
 
     def _crossed(self, st: _BookState, u: DepthUpdate, exc: CrossedBookError) -> None:
         self.counters.crossed_books += 1
         st.book.reset()
+        st.epoch += 1
         st.last_top = None
         now = u.ts_recv
         symbols = (u.symbol,)
@@ -423,39 +636,92 @@ class FramePipeline:
         log.warning("%s: %s; book reset, waiting for a fresh full push", st.conn, exc)
 
     def _request_resubscribe(self, st: _BookState, now: datetime, why: str) -> None:
-        st.awaiting_ack = True
+        self._drop_pending(st)
+        st.await_remove = True
+        st.remove_sent = False
+        st.acked = False
         st.discarded = 0
         st.book.reset()
+        st.epoch += 1
+        st.audit_due = False
         st.last_top = None
         if st.gap is None:
             st.gap = FeedEvent(kind=FeedEventKind.RESUBSCRIBED, ts_start=now, ts_end=None, connection=st.conn,
                                symbols=(st.book.symbol,), channel=st.channel,
-                               detail=f"{why}: removeChannel + addChannel, waiting for a full push")
+                               detail=f"{why}: removeChannel + addChannel, waiting for a whole book")
             self._out.append(st.gap)
-        if self._resubscribe is not None:
-            self._resubscribe(st.conn, Channel(st.book.symbol, ChannelKind.DEPTH))
+        self._subs.resubscribe(st.conn, Channel(st.book.symbol, ChannelKind.DEPTH))
 
     def _ack(self, ack: SubscribeAck) -> None:
-        if not ack.subscribed:
-            return
+        # The addChannel ack may come before or after the full push, in its frame or not: it
+        # confirms the first push after the boundary (held back until then). A removeChannel
+        # ack of a pending resubscription is the boundary after which the first push is the book.
         entry = self._channels.get(ack.channel)
         if entry is None:
-            return
+            return  # a channel never asked for
         ch = entry[1]
         st = self._books.get((ch.symbol, ch.kind))
-        if st is not None and st.awaiting_ack:
-            st.awaiting_ack = False
-            st.book.reset()  # the next push on this channel is the full book
+        if st is None or ch.kind is not ChannelKind.DEPTH:
+            return
+        if not ack.subscribed:
+            if st.await_remove and st.remove_sent:
+                st.await_remove = st.remove_sent = False
+                st.acked = False
+                st.discarded = 0
+                st.book.reset()
+                st.epoch += 1
+            return
+        if st.await_remove or st.acked:
+            return  # an ack of the old subscription, or a duplicate
+        st.acked = True
+        if st.book.is_ready:
+            self._confirmed(st, st.candidate_at or st.book.ts_recv or utc_now())
 
     def _error_ack(self, conn: str, ts_recv: datetime, ack: ErrorAck) -> None:
         self.counters.error_acks += 1
         err = ack.error
         entry = self._channels.get(ack.channel)
-        symbols = (entry[1].symbol,) if entry else ()
-        self._out.append(FeedEvent(
-            kind=FeedEventKind.SUBSCRIBE_ERROR, ts_start=ts_recv, ts_end=ts_recv, connection=conn,
-            symbols=symbols, channel=ack.channel, detail=f"{err.code}: {err.message_en}"))
-        log.error("%s: subscription refused: %s", conn, err)
+        detail = f"{err.code}: {err.message_en}"
+        if entry is None:  # not a channel of this recorder (login, a bad request, ...): an instant
+            self._out.append(FeedEvent(
+                kind=FeedEventKind.SUBSCRIBE_ERROR, ts_start=ts_recv, ts_end=ts_recv, connection=conn,
+                symbols=(), channel=ack.channel, detail=detail))
+            now = time.monotonic()
+            if now - self._foreign_logged >= REFUSAL_LOG_INTERVAL:
+                self._foreign_logged = now
+                log.error("%s: error ack about %r, not a channel of this recorder: %s", conn, ack.channel,
+                          err)
+            return
+        owner, ch = entry
+        refusal = self._refused.get(ch.name)
+        if refusal is None:
+            span = FeedEvent(kind=FeedEventKind.SUBSCRIBE_REFUSED, ts_start=ts_recv, ts_end=None,
+                             connection=owner, symbols=(ch.symbol,), channel=ch.name,
+                             detail=f"{detail}; retried with backoff")
+            self._refused[ch.name] = _Refusal(span, owner, ch, logged=time.monotonic())
+            self._out.append(FeedEvent(
+                kind=FeedEventKind.SUBSCRIBE_ERROR, ts_start=ts_recv, ts_end=ts_recv, connection=conn,
+                symbols=(ch.symbol,), channel=ch.name, detail=detail))
+            self._out.append(span)
+            log.error("%s: subscription to %s refused: %s; asking again with backoff", conn, ch.name, err)
+        else:
+            refusal.refusals += 1
+            now = time.monotonic()
+            if now - refusal.logged >= REFUSAL_LOG_INTERVAL:
+                log.error("%s: subscription to %s still refused (%d refusals since %s): %s", conn, ch.name,
+                          refusal.refusals, refusal.span.ts_start.isoformat(), err)
+                refusal.logged = now
+        self._subs.subscribe(owner, ch)
+
+    def _delivered(self, channel: str, ts_recv: datetime) -> None:
+        """First data of a refused channel: its SUBSCRIBE_REFUSED span closes."""
+        refusal = self._refused.pop(channel, None)
+        if refusal is None:
+            return
+        detail = f"{refusal.span.detail}; first data after {refusal.refusals} refusal(s)"[:500]
+        self._out.append(replace(refusal.span, ts_end=ts_recv, detail=detail))
+        log.info("%s: %s delivers after %d refusal(s)", refusal.conn, channel, refusal.refusals)
+        self._subs.healthy(refusal.conn, refusal.channel)
 
     def _rejected(self, conn: str, ts_recv: datetime, r: Rejected) -> None:
         self.counters.reject(r.channel, r.reason[:80])
@@ -486,6 +752,68 @@ class FramePipeline:
         self._quarantine_unlogged = 0
         log.warning("%s: bad frame quarantined: %s; sample %r%s", conn, reason[:200], sample[:120], more)
 
+    # -- the book audit (driven by recorder.collector.audit.BookAuditor) ------------------------------
+
+    def audit_candidates(self, *, periodic: bool) -> list[tuple[str, int]]:
+        """``(symbol, epoch)`` of the incremental books to audit now.
+
+        The books rebuilt and not audited since; with ``periodic`` every whole one.
+        Taking a rebuilt book clears its "due" mark.
+        """
+        out = []
+        for (symbol, kind), st in self._books.items():
+            if kind is not ChannelKind.DEPTH or not st.book.is_ready or not st.acked or st.await_remove:
+                continue
+            if st.audit_due or periodic:
+                st.audit_due = False
+                out.append((symbol, st.epoch))
+        return out
+
+    def audit_book(self, symbol: str, epoch: int, sent: datetime, answered: datetime, slack: timedelta,
+                   rest: BookSnapshot, now: datetime) -> AuditOutcome:
+        """Compare the REST ``depth.do`` answer ``rest`` with the book states held around it.
+
+        The rule (docs/collector.md "Book audit"): the top ``snapshot_depth`` levels of the
+        answer (asked at ``sent``, received at ``answered``, UTC) must equal, price and
+        amount, those of one of the book states the recorder held at some moment of
+        ``[sent - slack, answered + slack]``. "void" when the book was reset or rebuilt
+        since (``epoch`` changed) or its history does not reach back to the window;
+        "fail" emits a BOOK_AUDIT_FAILED span (from the book's last good moment to
+        ``now``) and resubscribes the channel.
+        """
+        st = self._books.get((symbol, ChannelKind.DEPTH))
+        counters = self.counters.audits
+        if st is None or st.epoch != epoch or not st.book.is_ready or not st.acked or not st.history:
+            counters["void"] = counters.get("void", 0) + 1
+            return AuditOutcome("void", "book reset or rebuilt meanwhile")
+        depth = self.settings.snapshot_depth
+        want_bids, want_asks = tuple(rest.bids[:depth]), tuple(rest.asks[:depth])
+        lo, hi = sent - slack, answered + slack
+        history = list(st.history)
+        if history[0][0] > lo and len(history) == st.history.maxlen:
+            counters["void"] = counters.get("void", 0) + 1
+            return AuditOutcome("void", "book history does not reach back to the REST call")
+        nearest = None
+        for i, (since, bids, asks) in enumerate(history):
+            until = history[i + 1][0] if i + 1 < len(history) else hi
+            if until < lo or since > hi:
+                continue
+            if bids == want_bids and asks == want_asks:
+                counters["pass"] = counters.get("pass", 0) + 1
+                st.good_since = answered
+                return AuditOutcome("pass")
+            nearest = (bids, asks)
+        counters["fail"] = counters.get("fail", 0) + 1
+        detail = (f"REST depth.do top {depth} matches no book state held from {lo.isoformat()} to "
+                  f"{hi.isoformat()}: {_first_difference(nearest, (want_bids, want_asks))}")
+        start = st.good_since or now
+        self._out.append(FeedEvent(kind=FeedEventKind.BOOK_AUDIT_FAILED, ts_start=min(start, now), ts_end=now,
+                                   connection=st.conn, symbols=(symbol,), channel=st.channel,
+                                   detail=detail[:500]))
+        log.warning("%s: %s: book audit failed (%s); resubscribing", st.conn, st.channel, detail[:300])
+        self._request_resubscribe(st, now, "book audit failed")
+        return AuditOutcome("fail", detail)
+
     # -- control -----------------------------------------------------------------------------------
 
     def control(self, c: Control) -> None:
@@ -497,14 +825,20 @@ class FramePipeline:
             self._out.append(FeedEvent(kind=FeedEventKind.CONNECTED, ts_start=c.ts, ts_end=c.ts,
                                        connection=c.conn, symbols=self._conn_symbols.get(c.conn, ()),
                                        detail=c.detail))
+        elif c.kind is ControlKind.RESUBSCRIBE_SENT:
+            entry = self._channels.get(c.channel)
+            st = self._books.get((entry[1].symbol, entry[1].kind)) if entry is not None else None
+            if st is not None and st.await_remove:
+                st.remove_sent = True
+                st.discarded = 0
         elif c.kind is ControlKind.RECORDS:
             self._out.extend(c.records)
         elif c.kind is ControlKind.SHUTDOWN:
             self._shutdown(c)
 
     def _connected(self, c: Control) -> None:
-        # Every incremental book of the connection waits for its addChannel ack: the push
-        # after it is the full book (a lost ack is asked again after ACK_PATIENCE updates).
+        # A new connection is a clean subscription boundary: the first push of each
+        # incremental depth channel on it is the whole book, wherever its ack lies.
         for name, (conn, ch) in self._channels.items():
             if conn != c.conn or ch.kind is not ChannelKind.DEPTH:
                 continue
@@ -512,7 +846,10 @@ class FramePipeline:
             if st is None:
                 st = self._books[(ch.symbol, ch.kind)] = _BookState(OrderBook(ch.symbol), conn, name)
             st.book.reset()
-            st.awaiting_ack = True
+            st.epoch += 1
+            st.await_remove = st.remove_sent = False
+            st.acked = False
+            self._drop_pending(st)
             st.discarded = 0
             st.last_top = None
 
@@ -528,7 +865,11 @@ class FramePipeline:
             if st.conn != c.conn:
                 continue
             st.book.reset()
-            st.awaiting_ack = False
+            st.epoch += 1
+            st.await_remove = st.remove_sent = False
+            st.acked = False
+            self._drop_pending(st)
+            st.audit_due = False
             st.last_top = None
             if st.gap is None:
                 st.gap = FeedEvent(kind=FeedEventKind.BOOK_RESET, ts_start=c.stall_since or c.ts, ts_end=None,
@@ -545,8 +886,10 @@ class FramePipeline:
             detail = f"{span.detail} (still open at shutdown)"[:500]
             self._out.append(replace(span, ts_end=c.ts, detail=detail))
         self._gaps.clear()
+        self._refused.clear()
         for st in self._books.values():
             st.gap = None
+            self._drop_pending(st)
         self._out.append(FeedEvent(kind=FeedEventKind.SHUTDOWN, ts_start=c.ts, ts_end=c.ts, connection=c.conn,
                                    detail=c.detail))
 
@@ -601,14 +944,25 @@ class Intake:
         self._oldest: datetime | None = None
         self._process = pipeline.process_frame
 
-    def frame(self, conn: str, ts_recv: datetime, frame: Frame) -> bool:
-        """Decode one frame; False (frame not taken) when the writer is behind."""
+    def frame(self, conn: str, ts_recv: datetime, frame: Frame) -> int:
+        """Decode one frame; returns the :data:`FRAME_TAKEN` / ``_PONG`` / ``_DATA`` bits.
+
+        0 (frame not taken) when the writer is behind, unless the frame holds only
+        pongs (decided by the decoder, as always): a pong has nothing to store.
+        """
         if self.records.full():
-            return False
+            try:
+                messages = decode_frame(frame, ts_recv)
+            except DecodeError:
+                return 0
+            if messages and all(type(m) is Pong for m in messages):
+                self.pipeline.counters.pong_frames += 1
+                return FRAME_TAKEN | FRAME_PONG
+            return 0
         if self._oldest is None:
             self._oldest = ts_recv
         try:
-            self._process(conn, ts_recv, frame)
+            flags = self._process(conn, ts_recv, frame)
         except BaseException as exc:  # pragma: no cover - a bug: report it, let the app stop
             self.error = exc
             log.exception("decode stage failed")
@@ -616,7 +970,7 @@ class Intake:
         self.pending_frames += 1
         if self.pending_frames >= self.handover_frames:
             self.handover()
-        return True
+        return flags
 
     def control(self, c: Control) -> None:
         """A control event, in order with the frames around it; its records are handed over at once."""

@@ -125,6 +125,9 @@ class StatusReporter:
             "channels": r.pipeline.accounting(),
             "crossed_books": p.crossed_books,
             "error_acks": p.error_acks,
+            "subscriptions_refused": r.pipeline.refused_subscriptions(),  # channel -> refusals, still open
+            "books": {"not_whole": p.not_whole_books, "audits": dict(sorted(p.audits.items())),
+                      "audit_interval": cfg.collector.book_audit_interval},
             "rows": {"produced": dict(sorted(p.rows_out.items())),
                      "written": dict(sorted(w.rows_written.items()))},
             "storage": {"flushes": w.flushes, "errors": w.errors, "last_error": w.last_error,

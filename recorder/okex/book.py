@@ -3,6 +3,9 @@
 * ``ok_sub_spot_X_depth`` (incremental): the first push after construction or
   :meth:`OrderBook.reset` is the full book; later pushes are changes: amount 0
   deletes the level, a known price replaces its amount, an unknown price adds it.
+  A first push that cannot be a whole book (:func:`whole_book_problem`: a side
+  without levels) is refused with BookError and the book stays
+  empty.
 * ``ok_sub_spot_X_depth_Y`` (Y in 5, 10, 20): every push is the full top-Y book
   and replaces the book wholesale.
 
@@ -23,12 +26,28 @@ from decimal import Decimal
 from recorder.errors import BookError, CrossedBookError
 from recorder.records import BookSnapshot, ChannelKind, DepthUpdate, Level
 
-__all__ = ["DEFAULT_MAX_DEPTH", "OrderBook"]
+__all__ = ["DEFAULT_MAX_DEPTH", "OrderBook", "whole_book_problem"]
 
 DEFAULT_MAX_DEPTH = 200
 """The incremental depth channel carries up to 200 levels per side."""
 
 _DEPTH_KINDS = frozenset({ChannelKind.DEPTH, ChannelKind.DEPTH_5, ChannelKind.DEPTH_10, ChannelKind.DEPTH_20})
+
+
+def whole_book_problem(update: DepthUpdate) -> str | None:
+    """Why ``update`` cannot be an incremental channel's full push (None: it can).
+
+    The shape part of the book evidence rule (docs/collector.md "Order books"): a
+    whole book has at least one bid and one ask level with an amount other than 0.
+    (Levels of amount 0 in a full push are tolerated and dropped, and a repeated
+    price keeps its last amount, as ever; an increment of one level is what this
+    rule refuses.)
+    """
+    bids = sum(1 for level in update.bids if level[1])
+    asks = sum(1 for level in update.asks if level[1])
+    if not bids or not asks:
+        return f"{bids} bid and {asks} ask levels (a whole book has both sides)"
+    return None
 
 
 class _Side:
@@ -130,8 +149,9 @@ class OrderBook:
         Raises :class:`~recorder.errors.CrossedBookError` when the result is crossed
         (best bid >= best ask): the book is then invalid and must be :meth:`reset`.
         Raises :class:`~recorder.errors.BookError` for another symbol, a non-depth
-        kind, an increment to an invalid book, or an increment to a book kept
-        from a full-depth channel. PROTOCOL.md "WebSocket", depth channels.
+        kind, an increment to an invalid book, an increment to a book kept
+        from a full-depth channel, or a first DEPTH push that is not a whole book
+        (:func:`whole_book_problem`; the book stays not ready). PROTOCOL.md "WebSocket", depth channels.
         """
         if update.symbol != self.symbol:
             raise BookError(f"depth update for {update.symbol} applied to the book of {self.symbol}")
@@ -151,6 +171,9 @@ class OrderBook:
                 for level in update.asks:
                     ask_change(level)
             else:
+                problem = whole_book_problem(update)
+                if problem is not None:
+                    raise BookError(f"first push for {self.symbol} is not a whole book: {problem}")
                 self._load(update)
         elif kind in _DEPTH_KINDS:
             self._load(update)

@@ -54,6 +54,24 @@ def test_coverage_per_symbol_and_overall(events: pd.DataFrame) -> None:
     assert result["coverage"].tolist() == pytest.approx([49 / 60, 44 / 60, 39 / 60])
 
 
+def test_a_refused_subscription_is_a_gap_of_its_symbol_open_or_closed() -> None:
+    rows = [
+        ("subscribe_error", at(5), at(5), ("eth_usdt",)),  # the instant: not a gap by itself
+        ("subscribe_refused", at(5), at(8), ("eth_usdt",)),  # refused at 5, first data at 8
+        ("subscribe_refused", at(40), pd.NaT, ("xrp_usdt",)),  # still refused: runs to the end
+        ("book_audit_failed", at(20), at(21), ("eth_usdt",)),  # suspect snapshots, not unwatched time
+        ("audit_unavailable", at(0), at(60), ()),  # REST down: not a gap of the market data
+    ]
+    frame = pd.DataFrame(rows, columns=["kind", "ts_start", "ts_end", "symbols"])
+    frame["ts_end"] = pd.to_datetime(frame["ts_end"], utc=True)
+    result = quality.coverage(frame.set_index("ts_start"), ["btc_usdt", "eth_usdt", "xrp_usdt"], T0, END)
+    assert result["gaps"].to_dict() == {"btc_usdt": 0, "eth_usdt": 1, "xrp_usdt": 1, "*": 2}
+    assert result.loc["btc_usdt", "coverage"] == 1.0
+    assert result.loc["eth_usdt", "coverage"] == pytest.approx(57 / 60)
+    assert result.loc["xrp_usdt", "coverage"] == pytest.approx(40 / 60)
+    assert "subscribe_refused" in quality.GAP_KINDS
+
+
 def test_coverage_rejects_naive_bounds(events: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="no timezone"):
         quality.coverage(events, ["btc_usdt"], "2024-05-01", END)

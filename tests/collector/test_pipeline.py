@@ -6,6 +6,7 @@ import json
 import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from typing import Any
 
 from recorder.collector.pipeline import (
     Control,
@@ -47,7 +48,7 @@ def depth(bids: list[list[str]], asks: list[list[str]], ms: int) -> str:
     )
 
 
-def pipeline(resubscribed: list[tuple[str, Channel]] | None = None, **settings: object) -> FramePipeline:
+def pipeline(resubscribed: list[tuple[str, Channel]] | None = None, **settings: Any) -> FramePipeline:
     calls = resubscribed if resubscribed is not None else []
     return FramePipeline(
         PipelineSettings(**settings),
@@ -100,10 +101,13 @@ def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> Non
     p.process_frame("ws-0", ts(1), depth([["100", "1"]], [["101", "1"]], 1))
     p.take()
     p.process_frame("ws-0", ts(2), depth([["102", "1"]], [], 2))  # bid above the ask: crossed
+    p.control(Control(ControlKind.RESUBSCRIBE_SENT, "ws-0", ts(2), "sent", channel=DEPTH))
     p.process_frame("ws-0", ts(3), depth([["100", "9"]], [], 3))  # in flight before removeChannel: discarded
-    ack = json.dumps([{"channel": "addChannel", "data": {"result": True, "channel": DEPTH}}])
-    p.process_frame("ws-0", ts(4), ack)
-    p.process_frame("ws-0", ts(5), depth([["99", "1"]], [["100", "1"]], 5))  # the fresh full book
+    removed = json.dumps([{"channel": "removeChannel", "data": {"result": True, "channel": DEPTH}}])
+    ack = json.dumps({"channel": "addChannel", "data": {"result": True, "channel": DEPTH}})
+    p.process_frame("ws-0", ts(4), removed)  # the boundary: the next push is the whole book
+    # the fresh full book and its ack in one frame, the book first
+    p.process_frame("ws-0", ts(5), depth([["99", "1"]], [["100", "1"]], 5)[:-1] + "," + ack + "]")
     out = p.take()
     assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
     crossed, opened, closed, snap = out
@@ -127,7 +131,7 @@ def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> Non
         "accepted": 2,
         "rejected": {
             "crossed book (never stored)": 1,
-            "discarded: waiting for the addChannel ack before the full book": 1,
+            "discarded: pushed before the removeChannel ack of a resubscription": 1,
         },
     }
 
@@ -150,11 +154,11 @@ def test_disconnect_opens_gap_and_book_reset_closed_by_first_data_after_reconnec
         ("FeedEvent", FeedEventKind.DISCONNECTED, None),
         ("FeedEvent", FeedEventKind.BOOK_RESET, None),
         ("FeedEvent", FeedEventKind.CONNECTED, ts(3)),
-        ("FeedEvent", FeedEventKind.BOOK_RESET, ts(4)),
         ("FeedEvent", FeedEventKind.DISCONNECTED, ts(4)),
+        ("FeedEvent", FeedEventKind.BOOK_RESET, ts(4)),
         ("BookSnapshot", None, None),
     ]
-    assert out[0].event_id == out[4].event_id and out[1].event_id == out[3].event_id  # type: ignore[union-attr]
+    assert out[0].event_id == out[3].event_id and out[1].event_id == out[4].event_id  # type: ignore[union-attr]
     assert out[0].ts_start == ts(2) and out[0].symbols == ("btc_usdt",)  # type: ignore[union-attr]
 
 
@@ -199,12 +203,14 @@ def test_increments_without_an_ack_are_discarded_then_the_channel_is_asked_again
     calls: list[tuple[str, Channel]] = []
     p = pipeline(calls, snapshot_depth=1)
     p.control(Control(ControlKind.CONNECTED, "ws-0", ts(0), "subscribed"))
-    for i in range(20):  # the ack and the full book were lost: these are increments
-        p.process_frame("ws-0", ts(i + 1), depth([["100", str(i + 1)]], [], i + 1))
+    for i in range(22):  # the ack and the full book were lost: these are increments (both sides)
+        p.process_frame("ws-0", ts(i + 1), depth([["100", str(i + 1)]], [["101", "1"]], i + 1))
     assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
     out = p.take()
     assert [r.kind for r in out] == [FeedEventKind.CONNECTED, FeedEventKind.RESUBSCRIBED]  # type: ignore[union-attr]
-    assert p.accounting()[DEPTH]["accepted"] == 0
+    assert p.accounting()[DEPTH] == {"received": 22, "accepted": 0, "rejected": {
+        "discarded: no addChannel ack for the first push": 21,
+        "discarded: pushed before the removeChannel ack of a resubscription": 1}}
 
 
 def test_shutdown_closes_open_spans() -> None:
@@ -258,3 +264,92 @@ def test_run_in_process_writes_everything_and_flushes() -> None:
     p = run_in_process(frames, w, PipelineSettings(snapshot_depth=1), SHARES, batch_frames=2)
     assert [s.bids[0][1] for s in w.of(BookSnapshot)] == [D(1), D(2), D(3), D(4), D(5)]
     assert w.closed.is_set() and p.counters.frames == 5
+
+
+def _rest(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> BookSnapshot:
+    return BookSnapshot(symbol="btc_usdt", ts_event=T0, ts_recv=T0,
+                        bids=tuple((D(p), D(a)) for p, a in bids), asks=tuple((D(p), D(a)) for p, a in asks))
+
+
+def test_book_audit_passes_when_rest_equals_any_state_held_in_the_window_else_fails_and_resyncs() -> None:
+    calls: list[tuple[str, Channel]] = []
+    p = pipeline(calls, snapshot_depth=2, audit_history=8)
+    p.process_frame("ws-0", ts(0), depth([["100", "1"], ["99", "1"]], [["101", "1"]], 0))
+    p.process_frame("ws-0", ts(100), depth([["100", "2"]], [], 100))
+    p.process_frame("ws-0", ts(200), depth([["100", "3"]], [], 200))
+    [(symbol, epoch)] = p.audit_candidates(periodic=False)  # rebuilt: due once
+    assert p.audit_candidates(periodic=False) == [] and len(p.audit_candidates(periodic=True)) == 1
+    slack = timedelta(milliseconds=20)
+    older = _rest([("100", "2"), ("99", "1")], [("101", "1")])  # the state held from 100 to 200 ms
+    assert p.audit_book(symbol, epoch, ts(150), ts(160), slack, older, ts(300)).result == "pass"
+    # The REST call at 50..60 ms (+-20) saw a state the book held only from 100 ms: no match.
+    p.take()
+    outcome = p.audit_book(symbol, epoch, ts(50), ts(60), slack, older, ts(300))
+    assert outcome.result == "fail" and outcome.detail.endswith("bids[0] book 100x1 vs REST 100x2")
+    failed, resub = p.take()
+    assert isinstance(failed, FeedEvent) and failed.kind is FeedEventKind.BOOK_AUDIT_FAILED
+    assert (failed.ts_start, failed.ts_end) == (ts(160), ts(300))  # since the last passed audit
+    assert isinstance(resub, FeedEvent) and resub.kind is FeedEventKind.RESUBSCRIBED and resub.ts_end is None
+    assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
+    void = p.audit_book(symbol, epoch, ts(150), ts(160), slack, older, ts(400))
+    assert void.result == "void"  # the book was reset since
+    assert p.counters.audits == {"pass": 1, "fail": 1, "void": 1}
+
+
+def test_a_refusal_opens_one_span_retries_each_time_and_first_data_closes_it() -> None:
+    class Subs:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str]] = []
+
+        def resubscribe(self, conn: str, channel: Channel) -> None:
+            self.calls.append(("resubscribe", channel.name))
+
+        def subscribe(self, conn: str, channel: Channel) -> None:
+            self.calls.append(("subscribe", channel.name))
+
+        def healthy(self, conn: str, channel: Channel) -> None:
+            self.calls.append(("healthy", channel.name))
+
+        def reconnect(self, conn: str, reason: str) -> None:
+            self.calls.append(("reconnect", reason))
+
+    subs = Subs()
+    p = FramePipeline(PipelineSettings(), SHARES, subscriptions=subs)  # type: ignore[arg-type]
+    tick = "ok_sub_spot_btc_usdt_ticker"
+    p.process_frame("ws-0", ts(1), json.dumps([{"channel": tick, "success": False, "errorcode": 10015}]))
+    p.process_frame("ws-0", ts(2), json.dumps(  # the other shape, and one about a channel never asked for
+        [{"channel": "addChannel", "data": {"result": False, "error_code": "10015", "channel": tick}},
+         {"channel": "ok_sub_spot_xrp_usdt_ticker", "success": False, "errorcode": 10015}]))
+    assert p.refused_subscriptions() == {tick: 2}
+    p.process_frame("ws-0", ts(3), json.dumps([{"channel": tick, "data": {
+        "buy": "1", "sell": "2", "last": "1", "high": "2", "low": "1", "vol": "3", "timestamp": 1}}]))
+    out = p.take()
+    kinds = [(r.kind, r.channel, r.ts_start, r.ts_end) for r in out if isinstance(r, FeedEvent)]
+    assert kinds == [
+        (FeedEventKind.SUBSCRIBE_ERROR, tick, ts(1), ts(1)),
+        (FeedEventKind.SUBSCRIBE_REFUSED, tick, ts(1), None),
+        (FeedEventKind.SUBSCRIBE_ERROR, "ok_sub_spot_xrp_usdt_ticker", ts(2), ts(2)),
+        (FeedEventKind.SUBSCRIBE_REFUSED, tick, ts(1), ts(3)),
+    ]
+    assert isinstance(out[-2], Ticker) and "after 2 refusal(s)" in out[-1].detail  # type: ignore[union-attr]
+    assert subs.calls == [("subscribe", tick), ("subscribe", tick), ("healthy", tick)]
+    assert p.refused_subscriptions() == {} and p.open_spans() == []
+
+
+def test_a_pong_only_frame_is_not_data_and_is_taken_even_when_the_writer_is_behind() -> None:
+    from recorder.collector.pipeline import FRAME_DATA, FRAME_PONG, FRAME_TAKEN
+
+    p = pipeline()
+    for text in ('{"event":"pong"}\n', '{ "event" : "pong" }', '[{"event":"pong"}]'):
+        assert p.process_frame("ws-0", ts(1), text) == FRAME_TAKEN | FRAME_PONG
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    deflated = c.compress(b'{"event": "pong"}') + c.flush()
+    assert p.process_frame("ws-0", ts(2), deflated) == FRAME_TAKEN | FRAME_PONG
+    assert p.process_frame("ws-0", ts(3), '{"event":"pongx"}') == FRAME_TAKEN | FRAME_DATA  # quarantined
+    assert p.counters.pong_frames == 4 and p.counters.frames == 1
+    q = RecordQueue(max_rows=1)
+    q.put([p.take()[0]], 0.0)
+    intake = Intake(pipeline(), q)
+    assert q.full()
+    assert intake.frame("ws-0", ts(4), '{"event": "pong"}\n') == FRAME_TAKEN | FRAME_PONG
+    assert intake.frame("ws-0", ts(5), depth([["1", "1"]], [["2", "1"]], 5)) == 0  # data: dropped

@@ -9,7 +9,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from recorder.errors import BookError, CrossedBookError
-from recorder.okex.book import OrderBook
+from recorder.okex.book import OrderBook, whole_book_problem
 from recorder.okex.frames import decode_frame
 from recorder.okex.numbers import parse_decimal
 from recorder.records import BookSnapshot, ChannelKind, DepthUpdate, Level
@@ -90,8 +90,25 @@ def test_delete_of_an_unknown_price_changes_nothing() -> None:
 
 def test_zero_amounts_in_the_full_push_are_not_levels() -> None:
     book = OrderBook("bch_btc")
-    book.apply(update(bids=[("1", "0"), ("2", "1")], asks=[("3", "0E-8")]))
-    assert book.top() == (levels(("2", "1")), ())
+    book.apply(update(bids=[("1", "0"), ("2", "1")], asks=[("3", "0E-8"), ("4", "1")]))
+    assert book.top() == (levels(("2", "1")), levels(("4", "1")))
+
+
+@pytest.mark.parametrize(("bids", "asks"), [
+    ([("100", "1")], []),  # one bid level: an increment, as when the full push was missed
+    ([], [("101", "1")]),
+    ([("100", "1")], [("101", "0")]),  # the only ask is a deletion
+    ([], []),
+])
+def test_a_first_push_without_both_sides_is_not_taken_as_the_whole_book(
+        bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+    book = OrderBook("bch_btc")
+    with pytest.raises(BookError, match="not a whole book"):
+        book.apply(update(bids=bids, asks=asks))
+    assert not book.is_ready and book.top() == ((), ())
+    assert whole_book_problem(update(bids=bids, asks=asks)) is not None
+    book.apply(FULL)  # the real full push is still taken
+    assert book.is_ready and whole_book_problem(FULL) is None
 
 
 @pytest.mark.parametrize("kind", [ChannelKind.DEPTH_5, ChannelKind.DEPTH_10, ChannelKind.DEPTH_20])
@@ -173,7 +190,7 @@ def test_update_for_another_symbol_or_channel_is_refused() -> None:
         book.apply(update(symbol="ltc_btc"))
     with pytest.raises(BookError, match="ticker update is not a depth push"):
         book.apply(update(kind=ChannelKind.TICKER))
-    book.apply(update(bids=[("1", "1")], kind=ChannelKind.DEPTH_20))
+    book.apply(update(bids=[("1", "1")], kind=ChannelKind.DEPTH_20))  # full-depth pushes: no shape rule
     with pytest.raises(BookError, match="kept from depth_20"):
         book.apply(update(bids=[("1", "0")]))
 
@@ -249,6 +266,10 @@ class _Model:
         self.asks: dict[Decimal, Decimal] = {}
         self.full = False
 
+    def whole(self, bids: list[Level], asks: list[Level]) -> bool:
+        """Can this push be the first (whole) book? Both sides hold a level."""
+        return self.full or (any(a != 0 for _, a in bids) and any(a != 0 for _, a in asks))
+
     def apply(self, bids: list[Level], asks: list[Level]) -> bool:
         """Apply; return True when the result is crossed."""
         if not self.full:
@@ -283,6 +304,11 @@ def test_book_matches_reference_model_under_random_increments(
             continue
         push = DepthUpdate(symbol="bch_btc", kind=ChannelKind.DEPTH, ts_event=T0, ts_recv=T0,
                            bids=tuple(bids), asks=tuple(asks))
+        if not model.whole(bids, asks):
+            with pytest.raises(BookError, match="not a whole book"):
+                book.apply(push)
+            assert not book.is_ready
+            continue
         crossed = model.apply(bids, asks)
         if crossed:
             with pytest.raises(CrossedBookError):
