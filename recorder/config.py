@@ -33,6 +33,7 @@ from recorder.errors import ConfigError, SymbolError
 from recorder.okex.channels import Channel, validate_symbol
 from recorder.poller.settings import PollerSettings
 from recorder.records import ChannelKind, KlinePeriod
+from recorder.storage.bus_config import BusConfig
 
 __all__ = [
     "DEFAULT_REST_URL",
@@ -153,6 +154,7 @@ class CollectorConfig:
     snapshot_depth: int = 20
     status_interval: float = 10.0
     status_file: Path = Path("data/status.json")
+    id: str = ""  # this collector's id on the bus (Okex-Collector header); "" = <hostname>-<pid>
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -242,6 +244,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     poller: PollerSettings = field(default_factory=PollerSettings)
     log: LogConfig = field(default_factory=LogConfig)
+    bus: BusConfig = field(default_factory=BusConfig)  # [bus]: publish to NATS JetStream (docs/scale-out.md)
 
 
 def _check_symbol(key: str, symbol: object) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -63,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "OKEX_RECORDER__<SECTION>__<KEY> override it")
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="stop (cleanly) after S seconds; default: run until SIGINT/SIGTERM")
+    parser.add_argument("--bus", default=None, metavar="nats://HOST:PORT",
+                        help="publish to NATS JetStream instead of writing the stores (sets bus.url)")
 
 
 def setup_logging(config: Config) -> None:
@@ -105,6 +108,9 @@ def open_storage(config: Config) -> RecordWriter:
     from recorder.storage.writer import StorageWriter
 
     s = config.storage
+    if config.bus.url:  # collectors publish; `okex-recorder store` writes the stores
+        from recorder.storage.bus import open_bus_writer
+        return open_bus_writer(config)
     sql = SqlStore(s.sql_url)
     try:
         parquet = ParquetStore(s.parquet_root, roll_rows=s.parquet_roll_rows,
@@ -289,11 +295,14 @@ async def record(config: Config, *, duration: float | None = None, writer: Recor
 def run(args: argparse.Namespace) -> int:
     """``okex-recorder run``: exit 0 after a clean stop, 2 for bad configuration (one line)."""
     config = load_config(args.config)
+    if args.bus:
+        config = dataclasses.replace(config, bus=dataclasses.replace(config.bus, url=args.bus))
     if args.duration is not None and args.duration <= 0:
         raise ConfigError("--duration must be > 0 seconds")
     setup_logging(config)
     credentials = load_credentials(config.poller.credentials_file)
-    prepare_database(config)
+    if not config.bus.url:
+        prepare_database(config)
     if credentials is None:
         log.info("no API credentials configured: the poller is off (see docs/collector.md)")
     else:
