@@ -287,7 +287,7 @@ class BusStore:
         raise PartialWriteError(cause, unwritten)
 
     def close(self) -> None:
-        """Drain and close the NATS connection, stop the private loop. Idempotent."""
+        """Close the NATS connection, stop the private loop. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -333,12 +333,16 @@ class BusStore:
 
     async def _connect(self) -> bool:
         if self._nc is not None and not self._nc.is_closed:
-            return self._nc.is_connected
+            # Reconnecting in the background: give it up to connect_timeout, then report unavailable.
+            deadline = asyncio.get_running_loop().time() + self.bus.connect_timeout
+            while not self._nc.is_connected and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            return bool(self._nc.is_connected)
         try:
             nc = await nats.connect(
                 self.bus.url, connect_timeout=self.bus.connect_timeout, allow_reconnect=True,
                 max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=f"okex-recorder {self.collector_id}",
-                error_cb=_quiet, disconnected_cb=_disconnected, reconnected_cb=_reconnected,
+                error_cb=_quiet, disconnected_cb=self._disconnected, reconnected_cb=_reconnected,
                 pending_size=8 * 1024 * 1024,
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
@@ -350,6 +354,10 @@ class BusStore:
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("JetStream stream %s not ready: %s", self.bus.stream, exc)
         return True
+
+    async def _disconnected(self) -> None:
+        if not self._closed:
+            log.warning("NATS disconnected; reconnecting (the writer keeps the rows meanwhile)")
 
     async def _publish_all(self, messages: list[_Message]) -> dict[int, str] | None:
         """Publish, ``_IN_FLIGHT`` at a time; ``{index: error}`` of those not acknowledged (None: no
@@ -391,10 +399,6 @@ def _mask(url: str) -> str:
 
 async def _quiet(exc: Exception) -> None:
     log.debug("NATS: %s", exc)
-
-
-async def _disconnected() -> None:
-    log.warning("NATS disconnected; reconnecting (rows are kept by the writer meanwhile)")
 
 
 async def _reconnected() -> None:

@@ -126,7 +126,8 @@ async def _main(bus: BusConfig, stores: dict[str, Store], args: argparse.Namespa
 
 async def consume(bus: BusConfig, stores: dict[str, Store], stop: asyncio.Event, *,
                   durable: str = "okex-writer", batch: int = 1000, ack_wait: float = 60.0,
-                  fetch_timeout: float = 1.0,                   stats: dict[str, WorkerStats] | None = None, close_stores: bool = True) -> None:
+                  fetch_timeout: float = 1.0,
+                  stats: dict[str, WorkerStats] | None = None, close_stores: bool = True) -> None:
     """Consume until ``stop`` is set: one worker per store (``{"sql": ..., "parquet": ...}``).
 
     Connects (retrying with backoff while NATS is unreachable), creates the stream if missing
@@ -146,7 +147,12 @@ async def consume(bus: BusConfig, stores: dict[str, Store], stop: asyncio.Event,
             workers.append(asyncio.create_task(
                 _worker(js, nc, bus, f"{durable}-{name}", name, store, stop, batch, ack_wait, fetch_timeout,
                         stats[name]), name=f"store-{name}"))
-        await asyncio.gather(*workers)
+        done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        for task in pending:  # one worker failed: stop the others, then report it
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()
     finally:
         if nc is not None:
             with contextlib.suppress(Exception):
