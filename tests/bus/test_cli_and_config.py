@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from recorder.cli import main
 from recorder.config import load_config
 from recorder.errors import ConfigError
+from recorder.simulator import SimulatorThread
 from recorder.storage import migrate
 from recorder.storage.bus import BusStore
 from recorder.storage.bus_config import BusConfig
-from tests.bus.helpers import wait_drained
+from tests.bus.helpers import stream_state, wait_drained
 from tests.bus.test_bus_store import tickers
 from tests.collector.helpers import stored
 
@@ -95,3 +96,19 @@ async def test_writer_process_killed_mid_run_resumes_without_loss_or_doubles(
     assert len(got) == len(rows)
     key = lambda t: (t.symbol, t.ts_event, t.buy)  # noqa: E731
     assert sorted(map(key, got)) == sorted(map(key, rows))
+
+
+def test_run_with_bus_publishes_and_touches_no_database(
+        simulator_thread: SimulatorThread, bus: BusConfig, tmp_path: Path) -> None:
+    config = tmp_path / "recorder.toml"
+    config.write_text(
+        f'[exchange]\nws_url = "{simulator_thread.ws_url}"\n'
+        f'[collector]\nsymbols = ["btc_usdt"]\nchannels = ["ticker", "depth"]\nid = "cli-test"\n'
+        f'status_file = "{tmp_path / "status.json"}"\n'
+        f'[storage]\nsql_url = "sqlite:///{tmp_path / "never.sqlite"}"\nspill_dir = "{tmp_path / "spill"}"\n'
+        f'parquet_root = "{tmp_path / "pq"}"\nparquet_journal_dir = "{tmp_path / "pqj"}"\n'
+        f'[bus]\nstream = "{bus.stream}"\nsubject_prefix = "{bus.subject_prefix}"\n')
+    assert main(["run", "--config", str(config), "--bus", bus.url, "--duration", "2"]) == 0
+    count, _ = asyncio.run(stream_state(bus))
+    assert count > 0
+    assert not (tmp_path / "never.sqlite").exists() and not (tmp_path / "pq").exists()
