@@ -17,8 +17,9 @@ Messages (one JetStream message = one Arrow IPC stream of rows of one dataset an
 
 De-duplication across redundant collectors: two collectors recording the same symbols receive
 the same rows but flush them in different batches, and stamp them with their own ``ts_recv``.
-A row's *identity* is the hash of every column except ``ts_recv`` (what the exchange sent),
-so both collectors compute the same identity for the same row. For the datasets whose stored
+A row's *identity* is the hash of every column except ``ts_recv`` (what the exchange sent) for
+the datasets stamped with exchange time (see :func:`row_identities`), so both collectors compute
+the same identity for the same row. For the datasets whose stored
 unique key contains ``ts_recv`` (tickers, book snapshots, balances: the stores could not tell
 the two copies apart) every row is its own message whose ``Nats-Msg-Id`` is that identity, so
 JetStream keeps one copy within ``duplicate_window``, whatever the batching. Every other
@@ -117,9 +118,14 @@ def subject_for(prefix: str, dataset: str, key: object, venue: str = VENUE) -> s
 
 
 def row_identities(dataset: Dataset, table: pa.Table) -> list[bytes]:
-    """Per row, a 16-byte hash of every column except ``ts_recv``: equal for the same exchange row
-    received by different collectors (values as text: decimals keep their digits, times in µs UTC)."""
-    names = [n for n in table.column_names if n != "ts_recv"]
+    """Per row, a 16-byte hash of its values (as text: decimals keep their digits, times in µs UTC).
+
+    For datasets stamped with the exchange's time (``ts_event``: tickers, books, deals, klines,
+    orders) ``ts_recv`` is left out, so the same exchange row received by different collectors
+    has one identity; for the others (balances, order status changes, feed events, quarantined
+    frames) the receive time is part of what the row says, and stays in.
+    """
+    names = [n for n in table.column_names if not (n == "ts_recv" and "ts_event" in table.column_names)]
     columns = [table.column(n).to_pylist() for n in names]
     prefix = dataset.name.encode() + b"\x1f"
     out = []

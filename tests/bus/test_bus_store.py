@@ -19,7 +19,7 @@ from recorder.storage.consume import WorkerStats, consume, open_stores
 from recorder.storage.schema import DATASETS, Batch
 from recorder.storage.writer import StorageWriter
 from tests.bus.helpers import PrivateNats, require_nats_server, stream_state, unique_bus, wait_drained
-from tests.collector.helpers import stored
+from tests.collector.helpers import stored, wait_until
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -48,6 +48,13 @@ def test_identity_ignores_receive_time_and_nothing_else() -> None:
     assert a == b and len(set(a)) == 5
     other = [*tickers(4), dataclasses.replace(tickers(5)[4], vol=Decimal("7"))]
     assert row_identities(ds, ds.to_table(other))[4] != a[4]
+    balances = DATASETS["balances"]  # no exchange time: the receive time is what the row says
+    from recorder.records import Balance
+
+    polls = [Balance(ts_recv=T0 + timedelta(seconds=s), account="spot", currency="btc", free=Decimal(1),
+                     frozen=Decimal(0)) for s in (0, 10)]
+    first, second = row_identities(balances, balances.to_table(polls))
+    assert first != second
     assert subject_for("okex", "feed_events", "conn 1.a") == "okex.okex_v1.feed_events.conn_1_a"
 
 
@@ -113,3 +120,31 @@ def test_unreachable_nats_raises_quickly_and_the_writer_journals_then_publishes(
         assert count == 12
     finally:
         server.stop()
+
+
+async def test_nats_restart_while_a_writer_consumes_loses_and_doubles_nothing(
+        private_nats: PrivateNats, tmp_path: Path, sqlite_url: str) -> None:
+    bus = unique_bus(private_nats.url, publish_timeout=2.0, connect_timeout=0.5)
+    rows = [t for s in ("btc_usdt", "ltc_btc") for t in tickers(500, symbol=s)]
+    store = BusStore(bus, collector_id="c")
+    try:
+        await asyncio.to_thread(store.write_batch, rows)
+    finally:
+        store.close()
+    await asyncio.to_thread(migrate.upgrade, sqlite_url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consume(bus, open_stores(sqlite_url, None), stop, durable="w", batch=10,
+                                       ack_wait=2))
+    try:
+        await wait_until(lambda: len(stored(sqlite_url, "tickers")) > 0, what="first rows stored")
+        await asyncio.to_thread(private_nats.stop)
+        assert 0 < len(stored(sqlite_url, "tickers")) < len(rows)
+        await asyncio.to_thread(private_nats.start)
+        await wait_drained(bus, ("w-sql",), timeout=120)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    got = stored(sqlite_url, "tickers")
+    assert len(got) == len(rows)
+    assert sorted((t.symbol, t.ts_event, t.buy) for t in got) == sorted(
+        (t.symbol, t.ts_event, t.buy) for t in rows)

@@ -210,7 +210,6 @@ async def test_writer_killed_between_commit_and_ack_resumes_without_loss_or_doub
     assert_recording_equals_truth(simulator.truth, sqlite_url, parquet)
 
 
-@pytest.mark.faults
 async def test_nats_restart_mid_run_loses_nothing(
         simulator: Simulator, tmp_path: Path, private_nats: PrivateNats, sqlite_url: str) -> None:
     bus = unique_bus(private_nats.url, publish_timeout=2.0, connect_timeout=0.5)
