@@ -247,6 +247,7 @@ class BusStore:
         self._nc: Any = None
         self._js: Any = None
         self._closed = False
+        self._stream_ready = False
         self.published_messages = 0
         self.duplicate_messages = 0  # acknowledged as already stored (another collector, a retry)
 
@@ -255,8 +256,8 @@ class BusStore:
 
     @property
     def healthy(self) -> bool:
-        """Connected to NATS (not reconnecting)."""
-        return self._nc is not None and self._nc.is_connected
+        """False while the connection to NATS is down (reconnecting)."""
+        return self._nc is None or bool(self._nc.is_connected)
 
     # -- the Store interface ---------------------------------------------------------------------
 
@@ -355,11 +356,16 @@ class BusStore:
             log.debug("NATS connect failed: %s", exc)
             return False
         self._nc, self._js = nc, nc.jetstream(timeout=self.bus.publish_timeout)
+        return True
+
+    async def _ensure_stream(self) -> None:
+        if self._stream_ready:
+            return
         try:
             await ensure_stream(self._js, self.bus)
+            self._stream_ready = True
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("JetStream stream %s not ready: %s", self.bus.stream, exc)
-        return True
 
     async def _disconnected(self) -> None:
         if not self._closed:
@@ -370,6 +376,7 @@ class BusStore:
         connection)."""
         if not await self._connect():
             return None
+        await self._ensure_stream()
         failures: dict[int, str] = {}
         sem = asyncio.Semaphore(_IN_FLIGHT)
 
@@ -383,6 +390,8 @@ class BusStore:
                                                  stream=self.bus.stream, headers=m.headers)
                 except (TimeoutError, nats.errors.Error, OSError) as exc:
                     failures[k] = f"{type(exc).__name__}: {exc}"
+                    if isinstance(exc, nats.errors.NoRespondersError | nats.js.errors.NotFoundError):
+                        self._stream_ready = False  # the stream went away: create it again next time
                     return
                 self.published_messages += 1
                 if ack.duplicate:

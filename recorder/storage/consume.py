@@ -12,7 +12,8 @@ copies by key). Several processes started with the same ``--durable`` share the 
 While a store is unavailable the worker keeps its fetched messages, tells JetStream they are
 in progress (no redelivery) and retries with :func:`recorder.backoff.backoff`. A message a
 store refuses for good (a value it cannot hold, an undecodable message) is logged and
-terminated (never redelivered); the rest of its batch is written.
+terminated (not redelivered to this consumer; it stays in the stream until ``max_age``); the rest
+of its batch is written. A SQL schema that is not at head stops the writer unacknowledged.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import nats.errors
 from nats.js import api
 
 from recorder.backoff import BackoffPolicy, backoff
-from recorder.errors import ConfigError, StorageError, StoreUnavailableError
+from recorder.errors import ConfigError, SchemaNotAtHeadError, StorageError, StoreUnavailableError
 from recorder.records import Record
 from recorder.storage.bus import HEADER_COLLECTOR, VENUE, decode_message, ensure_stream
 from recorder.storage.bus_config import BusConfig
@@ -89,14 +90,20 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.ack_wait <= 0:
         raise ConfigError("store: --batch and --ack-wait must be > 0")
     setup_logging(config)
-    stores = open_stores(args.sql_url, args.parquet_root, args.parquet_journal_dir)
+    stores = open_stores(args.sql_url, args.parquet_root, args.parquet_journal_dir,
+                         roll_rows=config.storage.parquet_roll_rows,
+                         roll_seconds=config.storage.parquet_roll_seconds)
     asyncio.run(_main(bus, stores, args))
     return 0
 
 
-def open_stores(sql_url: str | None, parquet_root: str | None,
-                journal_dir: str | None = None) -> dict[str, Store]:
-    """``{"sql": SqlStore, "parquet": ParquetStore}`` for the options given."""
+def open_stores(sql_url: str | None, parquet_root: str | None, journal_dir: str | None = None, *,
+                roll_rows: int = 1_000_000, roll_seconds: float = 300.0) -> dict[str, Store]:
+    """``{"sql": SqlStore, "parquet": ParquetStore}`` for the options given (Parquet files roll every
+    ``roll_rows`` rows or ``roll_seconds`` s: ``[storage] parquet_roll_rows/_seconds`` of ``--config``).
+
+    Raises SchemaNotAtHeadError if the SQL schema is not at head (``okex-recorder db upgrade``).
+    """
     from recorder.storage.parquet import ParquetStore
     from recorder.storage.sql import SqlStore
 
@@ -105,7 +112,8 @@ def open_stores(sql_url: str | None, parquet_root: str | None,
         stores["sql"] = SqlStore(sql_url)
     if parquet_root:
         try:
-            stores["parquet"] = ParquetStore(parquet_root, journal_dir=journal_dir)
+            stores["parquet"] = ParquetStore(parquet_root, journal_dir=journal_dir, roll_rows=roll_rows,
+                                             roll_seconds=roll_seconds)
         except BaseException:
             for s in stores.values():
                 s.close()
@@ -271,6 +279,8 @@ async def _write(name: str, store: Store, records: list[Record], decoded: list[t
                 records = list(unwritten)
             stats.retries += 1
             log.warning("%s store unavailable (%s); %d messages held and retried", name, exc, len(decoded))
+        except SchemaNotAtHeadError:
+            raise  # a deployment problem, not the messages': stop unacknowledged (redelivered later)
         except StorageError as exc:
             log.error("%s store refused a batch (%s); writing its messages one by one", name, exc)
             return await _write_each(name, store, decoded, stats)
@@ -292,6 +302,8 @@ async def _write_each(name: str, store: Store, decoded: list[tuple[Any, list[Rec
             await asyncio.to_thread(store.write_batch, records)
         except StoreUnavailableError:
             continue  # not acknowledged: redelivered after ack_wait
+        except SchemaNotAtHeadError:
+            raise
         except StorageError as exc:
             log.error("%s: refused message %s (seq %s): %s", name, msg.subject, _seq(msg), exc)
             stats.refused += 1

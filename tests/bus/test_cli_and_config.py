@@ -112,3 +112,41 @@ def test_run_with_bus_publishes_and_touches_no_database(
     count, _ = asyncio.run(stream_state(bus))
     assert count > 0
     assert not (tmp_path / "never.sqlite").exists() and not (tmp_path / "pq").exists()
+
+
+def test_store_refuses_a_database_below_head(capsys: pytest.CaptureFixture[str], sqlite_url: str) -> None:
+    assert main(["store", "--bus", "nats://127.0.0.1:4222", "--sql-url", sqlite_url]) == 2
+    assert "okex-recorder db upgrade" in capsys.readouterr().err
+
+
+async def test_an_undecodable_message_is_terminated_and_the_rest_written(
+        bus: BusConfig, tmp_path: Path, sqlite_url: str) -> None:
+    import nats
+
+    from recorder.storage.bus import HEADER_DATASET
+    from recorder.storage.consume import WorkerStats, consume, open_stores
+
+    store = BusStore(bus, collector_id="c")
+    try:
+        await asyncio.to_thread(store.write_batch, tickers(5))
+        nc = await nats.connect(bus.url)
+        try:
+            await nc.jetstream().publish(f"{bus.subject_prefix}.okex_v1.tickers.btc_usdt", b"not arrow",
+                                         headers={HEADER_DATASET: "tickers", "Nats-Msg-Id": "garbage"})
+            await nc.jetstream().publish(f"{bus.subject_prefix}.okex_v1.x.y", b"{}")  # not ours at all
+        finally:
+            await nc.close()
+        await asyncio.to_thread(store.write_batch, tickers(8)[5:])
+    finally:
+        store.close()
+    await asyncio.to_thread(migrate.upgrade, sqlite_url)
+    stop = asyncio.Event()
+    stats: dict[str, WorkerStats] = {}
+    task = asyncio.create_task(consume(bus, open_stores(sqlite_url, None), stop, durable="w", stats=stats))
+    try:
+        await wait_drained(bus, ("w-sql",))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert [t.ts_event for t in stored(sqlite_url, "tickers")] == [t.ts_event for t in tickers(8)]
+    assert (stats["sql"].refused, stats["sql"].messages, stats["sql"].rows) == (2, 8, 8)
