@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from recorder.errors import StoreUnavailableError
-from recorder.records import Deal, Side, Ticker
+from recorder.records import Deal, Record, Side, Ticker
 from recorder.storage import migrate
 from recorder.storage.bus import BusStore, row_identities, subject_for
 from recorder.storage.bus_config import BusConfig
 from recorder.storage.consume import WorkerStats, consume, open_stores
 from recorder.storage.schema import DATASETS, Batch
-from recorder.storage.writer import StorageWriter
+from recorder.storage.writer import StorageWriter, Store
 from tests.bus.helpers import PrivateNats, require_nats_server, stream_state, unique_bus, wait_drained
 from tests.collector.helpers import stored, wait_until
 
@@ -148,3 +150,44 @@ async def test_nats_restart_while_a_writer_consumes_loses_and_doubles_nothing(
     assert len(got) == len(rows)
     assert sorted((t.symbol, t.ts_event, t.buy) for t in got) == sorted(
         (t.symbol, t.ts_event, t.buy) for t in rows)
+
+
+class _MeetFirst:
+    """A store whose first write waits until the other writer process's first write arrived too."""
+
+    def __init__(self, store: Store, barrier: threading.Barrier) -> None:
+        self.store, self.barrier, self.writes = store, barrier, 0
+
+    def write_batch(self, records: Sequence[Record]) -> None:
+        if self.writes == 0:
+            self.barrier.wait(60)  # raises BrokenBarrierError if the other never gets work
+        self.writes += 1
+        self.store.write_batch(records)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+async def test_two_writers_share_one_durable(bus: BusConfig, db_url: str) -> None:
+    rows = [t for s in ("btc_usdt", "ltc_btc", "eth_btc") for t in tickers(200, symbol=s)]
+    store = BusStore(bus, collector_id="c")
+    try:
+        await asyncio.to_thread(store.write_batch, rows)
+    finally:
+        store.close()
+    await asyncio.to_thread(migrate.upgrade, db_url)
+    barrier = threading.Barrier(2)
+    stop = asyncio.Event()
+    stats: list[dict[str, WorkerStats]] = [{}, {}]
+    tasks = [asyncio.create_task(consume(bus, {"sql": _MeetFirst(open_stores(db_url, None)["sql"], barrier)},
+                                         stop, durable="w", batch=20, ack_wait=30, stats=stats[i]))
+             for i in range(2)]
+    try:
+        await wait_drained(bus, ("w-sql",))
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    shares = [s["sql"].rows for s in stats]
+    assert all(shares) and sum(shares) == len(rows)  # both worked, each message once
+    got = stored(db_url, "tickers")
+    assert sorted((t.symbol, t.ts_event) for t in got) == sorted((t.symbol, t.ts_event) for t in rows)
