@@ -168,7 +168,7 @@ class _Message:
     subject: str
     payload: bytes
     headers: dict[str, str]
-    rows: tuple[int, int, list[int]]  # (first, count, row indices into the group) - indices used
+    rows: list[int]  # indices of its rows in the dataset's group of the batch
 
 
 def stream_config(bus: BusConfig) -> api.StreamConfig:
@@ -290,7 +290,7 @@ class BusStore:
                                       f"messages not acknowledged: {first}")
         if len(failures) == len(messages):
             raise cause
-        unwritten = [group[i] for k, (m, group) in enumerate(messages) if k in failures for i in m.rows[2]]
+        unwritten = [group[i] for k, (m, group) in enumerate(messages) if k in failures for i in m.rows]
         raise PartialWriteError(cause, unwritten)
 
     def close(self) -> None:
@@ -328,7 +328,7 @@ class BusStore:
                     HEADER_COLLECTOR: self.collector_id,
                     HEADER_ROWS: str(len(chunk)),
                 }
-                out.append(_Message(subject, encode_table(part), headers, (chunk[0], len(chunk), chunk)))
+                out.append(_Message(subject, encode_table(part), headers, chunk))
         return out
 
     @staticmethod
