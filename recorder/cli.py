@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("recorder.simulator.cli", "run the local OKEx v1 exchange simulator"),
     "db": ("recorder.storage.cli", "database schema migrations (upgrade, downgrade, current, check)"),
     "compact": ("recorder.storage.compact", "merge a day's small Parquet files"),
+    "store": ("recorder.storage.consume", "write SQL and/or Parquet from the NATS JetStream bus"),
 }
 
 

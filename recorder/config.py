@@ -33,6 +33,7 @@ from recorder.errors import ConfigError, SymbolError
 from recorder.okex.channels import Channel, validate_symbol
 from recorder.poller.settings import PollerSettings
 from recorder.records import ChannelKind, KlinePeriod
+from recorder.storage.bus_config import BusConfig
 
 __all__ = [
     "DEFAULT_REST_URL",
@@ -156,6 +157,7 @@ class CollectorConfig:
     book_audit_history: int = 512
     status_interval: float = 10.0
     status_file: Path = Path("data/status.json")
+    id: str = ""  # this collector's id on the bus (Okex-Collector header); "" = <hostname>-<pid>
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -279,6 +281,7 @@ class Config:
     poller: PollerSettings = field(default_factory=PollerSettings)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    bus: BusConfig = field(default_factory=BusConfig)  # [bus]: publish to NATS JetStream (docs/scale-out.md)
 
 
 def _check_symbol(key: str, symbol: object) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -82,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "OKEX_RECORDER__<SECTION>__<KEY> override it")
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="stop (cleanly) after S seconds; default: run until SIGINT/SIGTERM")
+    parser.add_argument("--bus", default=None, metavar="nats://HOST:PORT",
+                        help="publish to NATS JetStream instead of writing the stores (sets bus.url)")
 
 
 def setup_logging(config: Config) -> None:
@@ -102,12 +105,15 @@ def storage_paths(config: Config) -> dict[str, Path]:
 
     ``sqlite`` (the database file, only for an SQLite ``sql_url`` with a file), ``parquet``
     (the dataset root), ``journal`` (the Parquet journal), ``spill`` (the SQL spill
-    directory), ``status`` (the status file).
+    directory), ``status`` (the status file). A collector on the bus (``bus.url``) writes
+    no store itself: only its spill directory and status file.
     """
     import sqlalchemy as sa
 
     s = config.storage
     paths: dict[str, Path] = {}
+    if config.bus.url:
+        return {"spill": Path(s.spill_dir), "status": Path(config.collector.status_file)}
     if s.is_default_sqlite:
         try:
             url = sa.make_url(s.sql_url)
@@ -202,6 +208,9 @@ def open_storage(config: Config) -> RecordWriter:
     from recorder.storage.writer import StorageWriter
 
     s = config.storage
+    if config.bus.url:  # collectors publish; `okex-recorder store` writes the stores
+        from recorder.storage.bus import open_bus_writer
+        return open_bus_writer(config)
     compaction = None
     if s.compact:
         compaction = CompactionPolicy(max_files=s.compact_max_files, closed_after=s.compact_closed_after,
@@ -458,11 +467,16 @@ def run(args: argparse.Namespace) -> int:
     (no market-data or account rows: e.g. the exchange could not be reached).
     """
     config = load_config(args.config)
+    if args.bus:
+        config = dataclasses.replace(config, bus=dataclasses.replace(config.bus, url=args.bus))
     if args.duration is not None and args.duration <= 0:
         raise ConfigError("--duration must be > 0 seconds")
     setup_logging(config)
     credentials = load_credentials(config.poller.credentials_file)
-    prepare_storage(config)
+    if config.bus.url:  # no database here: `okex-recorder store` writes the stores
+        prepare_directories(config)
+    else:
+        prepare_storage(config)
     if credentials is None:
         log.info("no API credentials configured: the poller is off (see docs/collector.md)")
     else:

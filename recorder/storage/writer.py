@@ -102,7 +102,8 @@ class StorageWriter:
 
     ``max_pending_rows`` bounds the rows kept in memory per store while it is down;
     ``spill_dir`` (a local directory) holds what goes beyond, and rows no store could
-    write. ``policy`` is the retry backoff; ``clock`` returns monotonic seconds.
+    write. ``bus`` is a third store (``recorder.storage.bus.BusStore``; usually the only one).
+    ``policy`` is the retry backoff; ``clock`` returns monotonic seconds.
     Spilled rows of an earlier run are replayed on the first flush.
     """
 
@@ -116,11 +117,12 @@ class StorageWriter:
         policy: BackoffPolicy = BackoffPolicy(initial=1.0, cap=30.0),
         clock: Callable[[], float] = time.monotonic,
         fsync: bool = True,
+        bus: Store | None = None,
     ) -> None:
-        if sql is None and parquet is None:
+        if sql is None and parquet is None and bus is None:
             raise StorageError("a storage writer needs at least one store")
-        self._states = [_StoreState(name, store) for name, store in (("sql", sql), ("parquet", parquet))
-                        if store is not None]
+        self._states = [_StoreState(name, store) for name, store in (("sql", sql), ("parquet", parquet),
+                                                                     ("bus", bus)) if store is not None]
         self._max_pending = max_pending_rows
         self._policy = policy
         self._clock = clock
