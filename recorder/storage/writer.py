@@ -241,17 +241,14 @@ class StorageWriter:
             self._flush(retry_now=True)
         except StoreUnavailableError as exc:
             problems.append(str(exc))
-        for _ in range(3):  # quarantine rows of refused records and closing spans made just now
+        # Rows made just now (quarantine rows of refused records, outage spans): a store still
+        # down is not asked again (its backoff stands), so a dead server does not stall the stop.
+        for closing in (False, False, True):
+            self._track_outages(closing=closing)
             if not self._buffer:
-                break
+                continue
             try:
-                self._flush(retry_now=True)
-            except StoreUnavailableError as exc:
-                problems.append(str(exc))
-        self._track_outages(closing=True)
-        if self._buffer:
-            try:
-                self._flush(retry_now=True)
+                self._flush(retry_now=False)
             except StoreUnavailableError as exc:
                 problems.append(str(exc))
         for state in self._states:
