@@ -202,3 +202,69 @@ async def test_a_ticker_time_in_epoch_seconds_is_quarantined_not_stored_as_1970(
     )
     assert not any(p.name.startswith("date=1970") for p in (tmp_path / "parquet").rglob("*"))
     assert stored(url, "tickers", symbol="eth_usdt") == []
+
+
+async def test_deal_and_kline_times_outside_their_own_windows_are_quarantined(tmp_path: Path) -> None:
+    """A deal whose HH:MM:SS is UTC instead of UTC+8 (8 h off) and a 1-minute kline opened 3 minutes
+    before receipt are quarantined; deals and klines within their windows are stored exactly."""
+    done = asyncio.Event()
+    good_tids: list[int] = []
+    good_klines: list[int] = []
+
+    async def script(send: Send) -> None:
+        for i in range(20):
+            now_ms = int(time.time() * 1000)
+            await send(
+                "ok_sub_spot_btc_usdt_deals",
+                [[str(1000 + i), "6500.5", "0.1", exchange_hhmmss(now_ms), "bid"]],
+            )
+            good_tids.append(1000 + i)
+            open_ms = now_ms - now_ms % 60_000
+            await send("ok_sub_spot_btc_usdt_kline_1min", [[str(open_ms), "1", "2", "0.5", f"1.{i}", "10"]])
+            if open_ms not in good_klines:
+                good_klines.append(open_ms)
+            if i == 10:
+                utc_wall = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%H:%M:%S")
+                await send("ok_sub_spot_btc_usdt_deals", [[str(5000), "6500.5", "0.1", utc_wall, "ask"]])
+                await send(
+                    "ok_sub_spot_btc_usdt_kline_1min",
+                    [[str(open_ms - 180_000), "1", "2", "0.5", "1.5", "10"]],
+                )
+            await asyncio.sleep(0.05)
+        done.set()
+        await asyncio.sleep(3600)
+
+    async with scripted_exchange(script) as url:
+        config = sim_config(tmp_path, url, symbols=["btc_usdt"], channels=["deals", "kline_1min"])
+        migrate.upgrade(config.storage.sql_url)
+        recorder = Recorder(config, await asyncio.to_thread(open_storage, config))
+        task = asyncio.create_task(recorder.run())
+        counters = recorder.pipeline.counters
+        try:
+            await wait_until(done.is_set, timeout=60, what="the script")
+            await wait_until(
+                lambda: counters.accepted.get((Deal, "btc_usdt", None), 0) == 21,
+                timeout=30,
+                what="every deal",
+            )
+        finally:
+            recorder.request_stop()
+            result = await asyncio.wait_for(task, 60)
+    assert result.exit_code == 0
+    sql_url, root = config.storage.sql_url, tmp_path / "parquet"
+    assert [d.tid for d in stored(sql_url, "deals", order_by="tid")] == good_tids
+    assert sorted(d.tid for d in parquet_rows(root, "deals")) == good_tids
+    assert [
+        int(k.ts_event.timestamp() * 1000) for k in stored(sql_url, "klines", order_by="ts_event")
+    ] == good_klines
+    assert result.status["quarantine"]["by_reason"] == {
+        "deals.ts_event: more than 300 s before receipt": 1,
+        "klines.ts_event: open more than one period + 60 s before receipt": 1,
+    }
+    reasons = sorted(
+        q.reason.split(":")[0] for q in stored(sql_url, "quarantine") if q.connection == "storage"
+    )
+    assert reasons == ["deals.ts_event", "klines.ts_event"]
+    assert sorted(q.reason for q in parquet_rows(root, "quarantine") if q.connection == "storage") == sorted(
+        q.reason for q in stored(sql_url, "quarantine") if q.connection == "storage"
+    )
