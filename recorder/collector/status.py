@@ -329,12 +329,14 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     for g in gaps[:10]:
         lines.append(f"  {g['kind']} since {g['since']} on {g['connection']} {','.join(g['symbols'])}")
     rows = status.get("rows", {})
-    lines.append("rows:        table: produced / written" + (" / in SQL" if counts is not None else ""))
+    lines.append("rows:        table: produced / written by every store / quarantined"
+                 + (" / in SQL" if counts is not None else ""))
     tables = sorted(set(rows.get("produced", {})) | set(rows.get("written", {})) | set(counts or {}))
     for t in tables:
         extra = f" / {counts.get(t, 0)}" if counts is not None else ""
         produced = rows.get("produced", {}).get(t, 0)
-        lines.append(f"  {t}: {produced} / {rows.get('written', {}).get(t, 0)}{extra}")
+        quarantined = rows.get("quarantined", {}).get(t, 0)
+        lines.append(f"  {t}: {produced} / {rows.get('written', {}).get(t, 0)} / {quarantined}{extra}")
     stores = status.get("storage", {}).get("stores") or {}
     for name, st in stores.items():
         lines.append(f"store {name}: {'healthy' if st.get('healthy') else 'NOT healthy'}"

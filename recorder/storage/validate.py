@@ -300,7 +300,7 @@ class Screen:
             problem, dataset_name = found, known or type(r).__name__
             out.append(self.quarantine(dataset_name, r, problem))
             set_aside.append((dataset_name, problem))
-            self._log(problem)
+            self.log_quarantined(problem)
         clean = Batch(out)
         self._build_all(clean)
         return ScreenResult(clean, set_aside, len(swap))
@@ -367,7 +367,8 @@ class Screen:
                                 reason=_clean(problem.reason, None), channel=name,
                                 payload=payload[:PAYLOAD_MAX_BYTES])
 
-    def _log(self, problem: Problem) -> None:
+    def log_quarantined(self, problem: Problem) -> None:
+        """One WARNING per reason kind every LOG_INTERVAL s (with how many more were not logged)."""
         now = time.monotonic()
         last = self._logged.get(problem.kind)
         if last is not None and now - last < LOG_INTERVAL:

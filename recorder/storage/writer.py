@@ -415,7 +415,7 @@ class StorageWriter:
         problem = Problem(f"{name}: refused by the {state.name} store", str(exc)[:300])
         self.quarantined[(name, problem.kind)] += 1
         self._emit(self._screen.quarantine(name, record, problem))
-        log.error("%s store refused a %s row for good: quarantined: %s", state.name, name, exc)
+        self._screen.log_quarantined(problem)  # rate-limited per reason
 
     def _written(self, state: _StoreState, counts: Counter[str]) -> None:
         state.written.update(counts)
