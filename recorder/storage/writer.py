@@ -161,6 +161,7 @@ class StorageWriter:
         self.made: Counter[str] = Counter()  # rows the writer made itself (quarantine, store_outage)
         self._journal = Journal(spill_dir, fsync=fsync) if spill_dir is not None else None
         self._closed = False
+        self._stopping = False  # close() is writing the last rows: no new outage span opens
         if self._journal is not None:
             for state in self._states:
                 for seg in self._journal.segments():
@@ -211,7 +212,7 @@ class StorageWriter:
                 self._spill(state, len(state.pending), unspilled)  # nowhere else: make it durable now
             elif state.pending_rows > self._max_pending:
                 self._spill_beyond_bound(state, unspilled)
-        self._track_outages(closing=False)
+        self._track_outages(closing=self._stopping)
         if not durable and records and unspilled:
             raise StoreUnavailableError(
                 f"{len(records)} rows not written by any store and not spilled: {'; '.join(unspilled)}"
@@ -244,6 +245,7 @@ class StorageWriter:
         # Rows made just now (quarantine rows of refused records, outage spans): a store still
         # down is not asked again (its backoff stands), so a dead server does not stall the stop.
         for closing in (False, False, True):
+            self._stopping = closing
             self._track_outages(closing=closing)
             if not self._buffer:
                 continue

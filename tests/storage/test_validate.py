@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from recorder.config import PlausibilityConfig, load_config
-from recorder.errors import ConfigError, StorageError
+from recorder.errors import ConfigError, StorageError, StoreUnavailableError
 from recorder.records import (
     Balance,
     Deal,
+    FeedEventKind,
     Kline,
     KlinePeriod,
     Order,
@@ -274,3 +275,32 @@ def test_real_stores_refusing_unscreened_rows_isolate_them(
         assert in_sql == [r for r in good if r is not rows[11]] and in_pq == good
     else:  # SQLite holds a NUL
         assert in_sql == good == in_pq
+
+
+class DownStore:
+    """Always unavailable."""
+
+    def write_batch(self, records: Sequence[Record]) -> None:
+        raise StoreUnavailableError("database postgresql://***@db/rec unreachable: connection refused")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_store_still_down_at_close_gets_a_closed_outage_span_everywhere(tmp_path: Path) -> None:
+    parquet = ParquetStore(tmp_path / "pq", journal_dir=tmp_path / "pqj", fsync=False)
+    writer = StorageWriter(
+        DownStore(), parquet, clock=ManualClock(), spill_dir=str(tmp_path / "spill"), fsync=False
+    )
+    writer.write(balances(5))
+    writer.flush()
+    assert writer.stats()["sql"].outage_since is not None and writer.stats()["sql"].outages == 1
+    writer.close()  # nothing lost: the SQL side is spilled, replayed at the next start
+    spans = [e for e in parquet_rows(tmp_path / "pq", "feed_events") if e.kind is FeedEventKind.STORE_OUTAGE]
+    assert [e.ts_end is None for e in spans] == [True, False] and spans[0].event_id == spans[1].event_id
+    assert spans[1].connection == "sql" and spans[1].detail.endswith("(still out at shutdown)")
+    # the SQL side waits in the spill journal (both span rows and the balances), replayed at the next start
+    assert {p.parent.name for p in (tmp_path / "spill").rglob("*.arrows")} == {
+        "sql.balances",
+        "sql.feed_events",
+    }
