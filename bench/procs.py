@@ -122,6 +122,9 @@ def recorder_config(workdir: Path, ws_url: str, symbols: Sequence[str], channels
                       "status_interval": 1.0, "status_file": workdir / "status.json"},
         "storage": {"sql_url": f"sqlite:///{workdir / 'rec.sqlite'}", "parquet_root": workdir / "parquet",
                     "spill_dir": workdir / "spill", **storage},
+        # A replayed, pre-generated stream: its exchange times are not "now", so the
+        # plausibility windows (which would quarantine every record) are off.
+        "plausibility": {"enabled": False},
         "log": {"level": "WARNING"},
     }
     return write_toml(workdir / "recorder.toml", doc)

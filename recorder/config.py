@@ -26,6 +26,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "ExchangeConfig",
     "LogConfig",
     "LogLevel",
+    "PlausibilityConfig",
     "StorageConfig",
     "load_config",
     "mask_url",
@@ -267,6 +269,48 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PlausibilityConfig:
+    """How far an exchange time may lie from its receive time (``[plausibility]``, docs/storage.md).
+
+    A record whose exchange time falls outside its window is quarantined (never stored as
+    true) with the reason, and counted. Windows, against ``ts_recv`` (local receive time):
+
+    * ticker, book snapshot: ``ts_event`` in [ts_recv - ``max_behind_seconds``,
+      ts_recv + ``max_ahead_seconds``];
+    * deal (``HH:MM:SS`` in UTC+8, dated by ``deal_timestamp`` to the instant nearest the
+      receipt, so always within 12 h): the same window widened by the 1 s resolution;
+    * kline (``ts_event`` = the period's open): in [ts_recv - period - ``kline_slack_seconds``,
+      ts_recv + ``max_ahead_seconds``];
+    * order (``ts_event`` = create date, may be days old): in [``orders_not_before``,
+      ts_recv + ``max_ahead_seconds``].
+
+    ``enabled = false`` turns the time checks off (the storage checks stay).
+    """
+
+    enabled: bool = True
+    max_behind_seconds: float = 300.0
+    max_ahead_seconds: float = 60.0
+    kline_slack_seconds: float = 60.0
+    orders_not_before: str = "2013-01-01"
+
+    def __post_init__(self) -> None:
+        for name in ("max_behind_seconds", "max_ahead_seconds", "kline_slack_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config: plausibility.{name} must be >= 0, got {getattr(self, name)!r}")
+        try:
+            date.fromisoformat(self.orders_not_before)
+        except ValueError:
+            raise ConfigError("config: plausibility.orders_not_before must be a date YYYY-MM-DD, "
+                              f"got {self.orders_not_before!r}") from None
+
+    @property
+    def orders_earliest(self) -> datetime:
+        """``orders_not_before`` as an aware UTC datetime (midnight)."""
+        d = date.fromisoformat(self.orders_not_before)
+        return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: LogLevel = LogLevel.INFO
 
@@ -279,6 +323,7 @@ class Config:
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     poller: PollerSettings = field(default_factory=PollerSettings)
+    plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     bus: BusConfig = field(default_factory=BusConfig)  # [bus]: publish to NATS JetStream (docs/scale-out.md)

@@ -223,7 +223,8 @@ def open_storage(config: Config) -> RecordWriter:
     except BaseException:
         sql.close()
         raise
-    return StorageWriter(sql, parquet, max_pending_rows=s.max_pending_rows, spill_dir=str(s.spill_dir))
+    return StorageWriter(sql, parquet, max_pending_rows=s.max_pending_rows, spill_dir=str(s.spill_dir),
+                         plausibility=config.plausibility)
 
 
 @dataclass(frozen=True, slots=True)

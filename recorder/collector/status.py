@@ -90,10 +90,17 @@ class StatusReporter:
         self._last_frames, self._last_mono = received, now_mono
         latencies = list(w.latencies)
         storage_stats: Any = None
-        stats_fn = getattr(r.writer_thread.writer, "stats", None)
+        writer = r.writer_thread.writer
+        stats_fn = getattr(writer, "stats", None)
         if callable(stats_fn):
             with contextlib.suppress(Exception):
                 storage_stats = {name: _plain(st) for name, st in stats_fn().items()}
+        rows = _rows(dict(p.rows_out), dict(w.rows_written), writer, storage_stats)
+        quarantine: dict[str, Any] = {"total": 0, "by_dataset": {}, "by_reason": {}}
+        q_fn = getattr(writer, "quarantine_stats", None)
+        if callable(q_fn):
+            with contextlib.suppress(Exception):
+                quarantine = dict(q_fn())
         poller = r.poller
         return {
             "state": state,
@@ -128,10 +135,10 @@ class StatusReporter:
             "subscriptions_refused": r.pipeline.refused_subscriptions(),  # channel -> refusals, still open
             "books": {"not_whole": p.not_whole_books, "audits": dict(sorted(p.audits.items())),
                       "audit_interval": cfg.collector.book_audit_interval},
-            "rows": {"produced": dict(sorted(p.rows_out.items())),
-                     "written": dict(sorted(w.rows_written.items()))},
+            "rows": rows,
+            "quarantine": quarantine,
             "storage": {"flushes": w.flushes, "errors": w.errors, "last_error": w.last_error,
-                        "writer": storage_stats},
+                        "stores": _stores(storage_stats), "writer": storage_stats},
             "open_gaps": [
                 {"kind": g.kind.value, "since": g.ts_start.isoformat(), "connection": g.connection,
                  "symbols": list(g.symbols), "channel": g.channel}
@@ -154,15 +161,21 @@ class StatusReporter:
         return status
 
     def log_line(self, s: dict[str, Any]) -> None:
-        """The one-line status: rate, queue depths, lag, reconnects, rows, open gaps."""
+        """The one-line status: rate, queue depths, lag, reconnects, rows, quarantine, stores, open gaps."""
         rows = sum(s["rows"]["written"].values())
+        q = s.get("quarantine") or {}
+        reasons = ", ".join(f"{n} x {k}" for k, n in list(q.get("by_reason", {}).items())[:3])
+        stores = " ".join(f"{name} {'ok' if st['healthy'] else 'DOWN'}"
+                          for name, st in (s["storage"].get("stores") or {}).items())
         log.info(
             "status: %s %.0f frames/s (avg %.0f), %d received, %d dropped, %d malformed, "
-            "queue %d frames + %d rows, lag %.3f s (max %.3f), %d reconnects, %d rows written, %d open gaps",
+            "queue %d frames + %d rows, lag %.3f s (max %.3f), %d reconnects, %d rows written, "
+            "%d quarantined%s, stores: %s, %d open gaps",
             s["state"], s["rates"]["frames_per_second"], s["rates"]["frames_per_second_avg"],
             s["frames"]["received"], s["frames"]["dropped_backpressure"], s["frames"]["malformed"],
             s["queues"]["frames"], s["queues"]["writer_rows"], s["lag_seconds"]["last"],
-            s["lag_seconds"]["max"], s["reconnects"], rows, len(s["open_gaps"]),
+            s["lag_seconds"]["max"], s["reconnects"], rows, q.get("total", 0),
+            f" ({reasons})" if reasons else "", stores or "-", len(s["open_gaps"]),
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -176,6 +189,54 @@ class StatusReporter:
                 break
             self.log_line(self.write("running"))
         self.write("stopping")
+
+
+def _rows(produced: dict[str, int], handed: dict[str, int], writer: Any,
+          storage_stats: dict[str, Any] | None) -> dict[str, Any]:
+    """The row accounting (docs/operations.md "Accounting").
+
+    ``produced``: rows made by the pipeline, the poller and the storage writer itself
+    (quarantine rows, store_outage spans); ``handed_to_writer``: given to the storage writer;
+    ``written_by_store``: what each store confirmed durable; ``written``: what every store
+    confirmed (the least of them); ``quarantined``: records set aside instead of stored.
+    After a clean stop, per dataset: produced = written_by_store[s] + quarantined, each s.
+    """
+    made = getattr(writer, "made", None)
+    if isinstance(made, dict):
+        for name, n in made.items():
+            if n:
+                produced[name] = produced.get(name, 0) + n
+    by_store: dict[str, dict[str, int]] = {}
+    if storage_stats:
+        for name, st in storage_stats.items():
+            datasets = st.get("datasets", {})
+            by_store[name] = {ds: int(c["written"]) for ds, c in datasets.items() if c["written"]}
+    if by_store:
+        names = set().union(*by_store.values())
+        written = {ds: min(counts.get(ds, 0) for counts in by_store.values()) for ds in names}
+        written = {ds: n for ds, n in written.items() if n}
+    else:  # a writer without per-store accounting (tests): what it was handed
+        written = dict(handed)
+    quarantined: dict[str, int] = {}
+    q_fn = getattr(writer, "quarantine_stats", None)
+    if callable(q_fn):
+        with contextlib.suppress(Exception):
+            quarantined = dict(q_fn()["by_dataset"])
+    return {"produced": dict(sorted(produced.items())), "handed_to_writer": dict(sorted(handed.items())),
+            "written": dict(sorted(written.items())), "written_by_store": by_store,
+            "quarantined": quarantined}
+
+
+def _stores(storage_stats: dict[str, Any] | None) -> dict[str, Any]:
+    """Per store: healthy, last error, open outage start, rows refused (isolated and quarantined)."""
+    out: dict[str, Any] = {}
+    for name, st in (storage_stats or {}).items():
+        out[name] = {"healthy": st.get("healthy"), "last_error": st.get("last_error"),
+                     "outage_since": st.get("outage_since"), "outages": st.get("outages", 0),
+                     "refused": sum(int(c.get("refused", 0)) for c in st.get("datasets", {}).values()),
+                     "pending": sum(int(c.get("pending", 0)) for c in st.get("datasets", {}).values()),
+                     "spilled": sum(int(c.get("spilled", 0)) for c in st.get("datasets", {}).values())}
+    return out
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -250,6 +311,8 @@ BY_DESIGN: dict[str, str] = {
 }
 LEGEND = ("produced = records this run made from what it received",
           "written  = rows each store confirmed written, this run",
+          "quarantined = records no store could hold (reason in the quarantine table); "
+          "produced = written + quarantined",
           "in SQL   = rows in the database now: every run into it, one row per key")
 
 
@@ -362,6 +425,7 @@ def rows_table(status: dict[str, Any], counts: dict[str, int] | None,
     figures differ. ``counts``: rows per table in SQL now; ``sql_added``: rows SQL gained this run."""
     rows = status.get("rows", {})
     produced: dict[str, int] = rows.get("produced", {})
+    quarantined: dict[str, int] = rows.get("quarantined", {}) or {}
     by_store = _written_by_store(status)
     stores = [s for s in ("sql", "parquet") if s in by_store]
     tables = sorted(set(produced) | set(rows.get("written", {})) | set(counts or {})
@@ -371,6 +435,7 @@ def rows_table(status: dict[str, Any], counts: dict[str, int] | None,
         head += "".join(f" {'written ' + ('SQL' if s == 'sql' else 'Parquet'):>15}" for s in stores)
     else:
         head += f" {'written':>9}"
+    head += f" {'quarantined':>11}"
     legend = list(LEGEND)
     if sql_added is not None:
         head += f" {'added to SQL':>12}"
@@ -386,8 +451,9 @@ def rows_table(status: dict[str, Any], counts: dict[str, int] | None,
         else:
             written = [int(rows.get("written", {}).get(t, 0))]
             line += f" {written[0]:9d}"
+        line += f" {quarantined.get(t, 0):11d}"
         notes = []
-        if len(set(written)) > 1 or produced.get(t, 0) > max(written):
+        if len(set(written)) > 1 or produced.get(t, 0) - quarantined.get(t, 0) > max(written):
             notes.append("not all written yet (pending or spilled: see the storage section)")
         sql_written = by_store["sql"].get(t, 0) if "sql" in by_store else written[0]
         if sql_added is not None:
@@ -444,6 +510,18 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     for g in gaps[:10]:
         lines.append(f"  {g['kind']} since {g['since']} on {g['connection']} {','.join(g['symbols'])}")
     lines.extend(rows_table(status, counts))
+    stores = status.get("storage", {}).get("stores") or {}
+    for name, st in stores.items():
+        lines.append(f"store {name}: {'healthy' if st.get('healthy') else 'NOT healthy'}"
+                     + (f", out since {st['outage_since']}" if st.get("outage_since") else "")
+                     + f", {st.get('outages', 0)} outages, {st.get('pending', 0)} pending, "
+                       f"{st.get('spilled', 0)} spilled, {st.get('refused', 0)} refused"
+                     + (f", last error: {st['last_error']}" if st.get("last_error") else ""))
+    q = status.get("quarantine") or {}
+    if q.get("total"):
+        lines.append(f"quarantined: {q['total']} records (not stored; rows in the quarantine table)")
+        for reason, n in q.get("by_reason", {}).items():
+            lines.append(f"  {n} x {reason}")
     rejected = {name: ch["rejected"] for name, ch in status.get("channels", {}).items() if ch.get("rejected")}
     if rejected:
         lines.append("rejected:")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Context, Decimal
 
 from recorder.okex.pairs import pairs
 from recorder.records import OrderStatus, OrderType, Side
@@ -19,6 +19,9 @@ from recorder.simulator.market import Market, Trade
 from recorder.simulator.settings import AccountSettings
 
 _HOUR_MS = 3_600_000
+# Balances are kept exactly, whatever their size: the default context would round every sum
+# to 28 significant digits (a configured 38-digit balance must be sent as configured).
+_EXACT = Context(prec=400)
 
 
 class AccountError(Exception):
@@ -81,7 +84,8 @@ class Account:
         self.freezed: dict[str, Decimal] = {c: Decimal(0) for c in settings.balances}
         self.orders: dict[int, SimOrder] = {}
         # The wallet account (wallet_info.do) is separate from spot: a tenth of the start balances.
-        self.wallet_free: dict[str, Decimal] = {c: Decimal(a) / 10 for c, a in settings.balances.items()}
+        self.wallet_free: dict[str, Decimal] = {c: _EXACT.divide(Decimal(a), 10)
+                                                for c, a in settings.balances.items()}
 
     def __repr__(self) -> str:
         return f"Account(api_key={self.api_key!r}, orders={len(self.orders)})"
@@ -93,8 +97,8 @@ class Account:
         return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
 
     def _move(self, currency: str, free: Decimal, freezed: Decimal) -> None:
-        self.free[currency] = self.free.get(currency, Decimal(0)) + free
-        self.freezed[currency] = self.freezed.get(currency, Decimal(0)) + freezed
+        self.free[currency] = _EXACT.add(self.free.get(currency, Decimal(0)), free)
+        self.freezed[currency] = _EXACT.add(self.freezed.get(currency, Decimal(0)), freezed)
 
     def add_order(self, order: SimOrder) -> SimOrder:
         """Register an open limit order, freezing its funds; raises 10010 when they are short."""

@@ -16,7 +16,7 @@ import random
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 
 from recorder.okex.pairs import Pair, pairs
 from recorder.records import KlinePeriod, Side
@@ -103,7 +103,9 @@ class StepResult:
 def format_decimal(value: Decimal, *, exponent: bool = False) -> str:
     """A plain decimal string (``"0.0085"``, ``"6500"``); with ``exponent``, Python's short
     scientific form for tiny values (``"1E-8"``), as the real service sometimes sent."""
-    value = value.normalize() if value else Decimal(0)
+    # normalize() rounds to the context's precision (28 digits): give it enough for every digit,
+    # so a configured "99999999999999999999.999999999999999999" is sent exactly as configured.
+    value = value.normalize(Context(prec=max(28, len(value.as_tuple().digits)))) if value else Decimal(0)
     if exponent:
         return str(value)
     return format(value, "f")

@@ -195,7 +195,7 @@ def load_settings(
     else:
         path = Path(source)
         try:
-            data = tomllib.loads(path.read_text("utf-8"))
+            data = tomllib.loads(path.read_text("utf-8"), parse_float=Decimal)  # balances stay exact
         except OSError as exc:
             raise ConfigError(f"cannot read simulator config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
@@ -272,7 +272,7 @@ def _convert(hint: Any, value: Any, name: str) -> Any:
             raise ConfigError(f"{name} must be an integer")
         return value
     if target is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise ConfigError(f"{name} must be a number")
         return float(value)
     if target is str:

@@ -437,4 +437,5 @@ def open_bus_writer(config: Any) -> Any:
     log.info("publishing to NATS %s, stream %s, subjects %s.%s.> as collector %s", _mask(config.bus.url),
              config.bus.stream, config.bus.subject_prefix, VENUE, store.collector_id)
     return StorageWriter(None, None, bus=store, max_pending_rows=s.max_pending_rows,
+                         plausibility=config.plausibility,
                          spill_dir=str(s.spill_dir))

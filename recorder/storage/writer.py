@@ -12,6 +12,19 @@ any rows that no store has written durably, *spill* to a local :class:`Journal`
 rows when the store is back, and at the next start if the process stopped first.
 Replay into SQL is idempotent (unique keys / upserts), so a crash between a replayed
 write and the deletion of its journal segment writes nothing twice.
+
+Every flush is *screened* once (:class:`~recorder.storage.validate.Screen`) before any
+store sees it: a record a store cannot hold, or whose exchange time is implausible, is
+replaced by a ``quarantine`` row saying why (counted per reason in :meth:`stats`), and
+its neighbours are written. A store that still refuses a batch for a reason retrying
+cannot fix (a :class:`StorageError` that is not :class:`StoreUnavailableError`) has the
+batch split in halves until the refused rows are isolated: those are quarantined (and
+counted as ``refused`` for that store), the rest is written.
+
+A store that goes down (its writes fail, or it reports itself unhealthy, e.g. the Parquet
+root is full) opens a ``store_outage`` feed-event span (``connection`` = the store's name);
+the span is closed when the store is back. Both rows go to both stores: to the failed one
+when it is back (they wait with its other pending rows).
 """
 
 from __future__ import annotations
@@ -20,20 +33,22 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from recorder.backoff import BackoffPolicy, backoff
-from recorder.errors import StorageError, StoreUnavailableError
-from recorder.okex.channels import validate_symbol
-from recorder.records import Record
+from recorder.config import PlausibilityConfig
+from recorder.errors import RecorderError, StorageError, StoreUnavailableError
+from recorder.records import FeedEvent, FeedEventKind, QuarantinedFrame, Record, utc_now
 from recorder.storage.journal import Journal, Segment, iter_segment, segment_rows
 from recorder.storage.parquet import PartialWriteError, batch_to_table
-from recorder.storage.schema import DATASETS, Batch, Dataset
+from recorder.storage.schema import DATASETS, Batch, Dataset, dataset_for
+from recorder.storage.validate import Problem, Screen
 
 __all__ = ["DatasetCounts", "StorageWriter", "Store", "StoreStatus"]
 
 _REPLAY_CHUNK = 20_000
+REFUSAL_HOLD = 60.0  # s a store that refused rows is reported unhealthy afterwards
 
 log = logging.getLogger("recorder.storage")
 
@@ -53,6 +68,7 @@ class DatasetCounts:
     written: int = 0
     pending: int = 0
     spilled: int = 0
+    refused: int = 0  # rows this store refused for good (isolated, quarantined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +79,8 @@ class StoreStatus:
     healthy: bool
     last_error: str | None
     datasets: dict[str, DatasetCounts]
+    outage_since: str | None = None  # ISO UTC start of the open store_outage span
+    outages: int = 0  # store_outage spans opened since start
 
 
 @dataclass(slots=True)
@@ -82,13 +100,23 @@ class _StoreState:
     pending_counts: Counter[str] = field(default_factory=Counter)
     spilled_counts: Counter[str] = field(default_factory=Counter)
     segment_counts: dict[str, int] = field(default_factory=dict)  # rows per spilled segment path
+    refused: Counter[str] = field(default_factory=Counter)
     delays: Iterator[float] | None = None
     retry_at: float = 0.0
     last_error: str | None = None
+    refused_at: float | None = None  # clock() of the last refusal
+    refusal_error: str | None = None
+    outage: FeedEvent | None = None  # the open store_outage span
+    outages: int = 0
 
     @property
     def healthy(self) -> bool:
         return self.delays is None
+
+    @property
+    def down(self) -> bool:
+        """Writes failing, or the store itself says it is not keeping up (e.g. Parquet root full)."""
+        return self.delays is not None or getattr(self.store, "healthy", True) is False
 
 
 def _batch(records: Sequence[Record]) -> _Batch:
@@ -104,7 +132,9 @@ class StorageWriter:
     ``spill_dir`` (a local directory) holds what goes beyond, and rows no store could
     write. ``bus`` is a third store (``recorder.storage.bus.BusStore``; usually the only one).
     ``policy`` is the retry backoff; ``clock`` returns monotonic seconds.
-    Spilled rows of an earlier run are replayed on the first flush.
+    ``plausibility`` (``[plausibility]``) turns on the exchange-time windows of the
+    screen; None checks only what the stores can hold. Spilled rows of an earlier run
+    are replayed on the first flush.
     """
 
     def __init__(
@@ -118,6 +148,7 @@ class StorageWriter:
         clock: Callable[[], float] = time.monotonic,
         fsync: bool = True,
         bus: Store | None = None,
+        plausibility: PlausibilityConfig | None = None,
     ) -> None:
         if sql is None and parquet is None and bus is None:
             raise StorageError("a storage writer needs at least one store")
@@ -127,9 +158,12 @@ class StorageWriter:
         self._policy = policy
         self._clock = clock
         self._buffer: list[Record] = []
-        self._symbols: set[str] = set()
+        self._screen = Screen(plausibility)
+        self.quarantined: Counter[tuple[str, str]] = Counter()  # (dataset, reason kind) -> records
+        self.made: Counter[str] = Counter()  # rows the writer made itself (quarantine, store_outage)
         self._journal = Journal(spill_dir, fsync=fsync) if spill_dir is not None else None
         self._closed = False
+        self._stopping = False  # close() is writing the last rows: no new outage span opens
         if self._journal is not None:
             for state in self._states:
                 for seg in self._journal.segments():
@@ -142,41 +176,36 @@ class StorageWriter:
     # -- the interface -----------------------------------------------------------------------------
 
     def write(self, records: Sequence[Record]) -> None:
-        """Buffer ``records`` for the next :meth:`flush`. Cheap; validates symbols (SymbolError)."""
-        for record in records:
-            symbol = getattr(record, "symbol", None)
-            if symbol is not None and symbol not in self._symbols:
-                self._symbols.add(validate_symbol(symbol))
+        """Buffer ``records`` for the next :meth:`flush`. Cheap; nothing is refused here."""
         self._buffer.extend(records)
 
     def flush(self) -> None:
-        """Hand the buffered records to every store; return once they are durable somewhere.
+        """Screen the buffered records, hand them to every store; return once they are durable somewhere.
 
         Durable means written by at least one store, or spilled to the journal. A store
         that is down keeps the rows pending (or spilled) and is retried after its backoff
-        delay. Raises :class:`StoreUnavailableError` only if no store wrote the rows and
-        they could not be spilled either (they stay pending in memory and are retried);
-        :class:`StorageError` for a batch a store refuses for good (it is dropped from that
-        store's queue, never retried).
+        delay. Records that cannot be stored are quarantined (see the module doc), never
+        dropped and never retried. Raises :class:`StoreUnavailableError` only if no store
+        wrote the rows and they could not be spilled either (they stay pending in memory
+        and are retried).
         """
         if self._closed:
             raise StorageError("the storage writer is closed")
+        self._flush(retry_now=False)
+
+    def _flush(self, *, retry_now: bool) -> None:
         records, self._buffer = self._buffer, []
-        batch = _batch(records)
+        batch = self._prepare(records)
         counts = batch.counts
         now = self._clock()
-        refused: list[StorageError] = []
         durable = False
         for state in self._states:
             if records:
                 state.pending.append(batch)
-                state.pending_rows += len(records)
+                state.pending_rows += len(batch.records)
                 state.pending_counts.update(counts)
-            if now >= state.retry_at:
-                try:
-                    self._drain(state)
-                except StorageError as exc:
-                    refused.append(exc)
+            if retry_now or now >= state.retry_at:
+                self._drain(state)
             if not any(b is batch for b in state.pending):
                 durable = True
         unspilled: list[str] = []
@@ -185,28 +214,48 @@ class StorageWriter:
                 self._spill(state, len(state.pending), unspilled)  # nowhere else: make it durable now
             elif state.pending_rows > self._max_pending:
                 self._spill_beyond_bound(state, unspilled)
-        if refused:
-            raise refused[0]
+        self._track_outages(closing=self._stopping)
         if not durable and records and unspilled:
             raise StoreUnavailableError(
                 f"{len(records)} rows not written by any store and not spilled: {'; '.join(unspilled)}"
             )
 
+    def _prepare(self, records: list[Record]) -> _Batch:
+        """Screen ``records`` once: quarantine what no store can hold; the batch both stores get."""
+        if not records:
+            return _Batch(Batch(records), Counter())
+        result = self._screen.screen(records)
+        for name, problem in result.quarantined:
+            self.quarantined[(name, problem.kind)] += 1
+            self.made["quarantine"] += 1
+        return _Batch(result.batch, Counter(result.batch.counts()))
+
     def close(self) -> None:
         """Flush, retry every store once more, spill what is still pending, close the stores.
 
-        Raises :class:`StoreUnavailableError` if rows remain neither written nor spilled.
+        An open ``store_outage`` span is closed (detail: still out at shutdown) and written
+        where possible. Raises :class:`StoreUnavailableError` if rows remain neither written
+        nor spilled.
         """
         if self._closed:
             return
-        self.flush()
         problems: list[str] = []
+        try:
+            self._flush(retry_now=True)
+        except StoreUnavailableError as exc:
+            problems.append(str(exc))
+        # Rows made just now (quarantine rows of refused records, outage spans): a store still
+        # down is not asked again (its backoff stands), so a dead server does not stall the stop.
+        for closing in (False, False, True):
+            self._stopping = closing
+            self._track_outages(closing=closing)
+            if not self._buffer:
+                continue
+            try:
+                self._flush(retry_now=False)
+            except StoreUnavailableError as exc:
+                problems.append(str(exc))
         for state in self._states:
-            if state.pending or state.spilled:
-                try:
-                    self._drain(state)
-                except StorageError as exc:
-                    problems.append(f"{state.name}: {exc}")
             if state.pending:
                 self._spill(state, len(state.pending), problems)
             try:
@@ -217,28 +266,72 @@ class StorageWriter:
             self._journal.close()
         self._closed = True
         if problems:
-            raise StoreUnavailableError("; ".join(problems))
+            raise StoreUnavailableError("; ".join(dict.fromkeys(problems)))
 
     def stats(self) -> dict[str, StoreStatus]:
-        """Per store (``sql``, ``parquet``): health, last error, counts per dataset."""
+        """Per store (``sql``, ``parquet``): health, last error, counts per dataset, open outage.
+
+        ``healthy`` is False while the store's writes fail, while it reports itself
+        unhealthy, and for :data:`REFUSAL_HOLD` s after it refused rows.
+        """
         out = {}
+        now = self._clock()
         for state in self._states:
-            names = set(state.written) | set(state.pending_counts) | set(state.spilled_counts)
+            names = {*state.written, *state.pending_counts, *state.spilled_counts, *state.refused}
             healthy, last_error = state.healthy, state.last_error
             store_healthy = getattr(state.store, "healthy", True)
             if store_healthy is False:  # e.g. Parquet rows journaled but the root unwritable
                 healthy, last_error = False, getattr(state.store, "last_error", None) or last_error
+            if state.refused_at is not None and now - state.refused_at < REFUSAL_HOLD:
+                healthy, last_error = False, last_error or state.refusal_error
             out[state.name] = StoreStatus(
                 state.name, healthy, last_error,
-                {n: DatasetCounts(state.written[n], state.pending_counts[n], state.spilled_counts[n])
+                {n: DatasetCounts(state.written[n], state.pending_counts[n], state.spilled_counts[n],
+                                  state.refused[n])
                  for n in sorted(names)},
+                None if state.outage is None else state.outage.ts_start.isoformat(),
+                state.outages,
             )
         return out
 
+    def quarantine_stats(self) -> dict[str, object]:
+        """Records set aside by the screen: ``total``, ``by_dataset``, ``by_reason`` (reason kind -> n)."""
+        by_dataset: Counter[str] = Counter()
+        by_reason: Counter[str] = Counter()
+        for (name, kind), n in self.quarantined.items():
+            by_dataset[name] += n
+            by_reason[kind] += n
+        return {"total": sum(by_dataset.values()), "by_dataset": dict(sorted(by_dataset.items())),
+                "by_reason": dict(by_reason.most_common())}
+
     # -- internals ---------------------------------------------------------------------------------
 
+    def _track_outages(self, *, closing: bool) -> None:
+        """Open a store_outage span when a store goes down; close it when it is back (or at close)."""
+        for state in self._states:
+            down = state.down
+            if down and state.outage is None and not closing:
+                error = state.last_error or getattr(state.store, "last_error", None) or "unavailable"
+                state.outage = FeedEvent(kind=FeedEventKind.STORE_OUTAGE, ts_start=utc_now(), ts_end=None,
+                                         connection=state.name, detail=f"{state.name} store: {error}"[:500])
+                state.outages += 1
+                self._emit(state.outage)
+            elif state.outage is not None and (closing or not down):
+                detail = state.outage.detail
+                if down:
+                    detail = f"{detail} (still out at shutdown)"[:500]
+                self._emit(replace(state.outage, ts_end=utc_now(), detail=detail))
+                state.outage = None
+
+    def _emit(self, record: Record) -> None:
+        self._buffer.append(record)
+        self.made[dataset_for(record).name] += 1
+
     def _drain(self, state: _StoreState) -> None:
-        """Write spilled segments (oldest first), then pending batches; stop at the first failure."""
+        """Write spilled segments (oldest first), then pending batches; stop at the first outage.
+
+        A batch refused for good is split until the refused rows are isolated (quarantined).
+        """
         try:
             while state.spilled:
                 self._replay(state, state.spilled[0])
@@ -254,14 +347,11 @@ class StorageWriter:
                     state.pending_rows -= len(head.records) - len(exc.unwritten)
                     state.pending[0] = rest
                     raise
-                except StorageError as exc:
-                    if isinstance(exc, StoreUnavailableError):
-                        raise
-                    state.pending.popleft()  # refused for good: never retried
-                    state.pending_rows -= len(head.records)
-                    state.pending_counts.subtract(head.counts)
-                    state.last_error = f"{state.name}: {exc}"
+                except StoreUnavailableError:
                     raise
+                except (RecorderError, ValueError, TypeError) as exc:  # refused: retrying cannot fix it
+                    self._isolate(state, head, exc)
+                    continue
                 state.pending.popleft()
                 state.pending_rows -= len(head.records)
                 state.pending_counts.subtract(head.counts)
@@ -279,6 +369,57 @@ class StorageWriter:
         state.delays = None
         state.retry_at = 0.0
         state.last_error = None
+
+    def _isolate(self, state: _StoreState, head: _Batch, exc: Exception) -> None:
+        """``head`` (first pending) was refused: write it in halves, quarantine the single rows refused.
+
+        Raises StoreUnavailableError (the unwritten rest back at the front of the queue) if
+        the store goes down meanwhile.
+        """
+        state.pending.popleft()
+        state.pending_rows -= len(head.records)
+        state.pending_counts.subtract(head.counts)
+        records = list(head.records)
+        log.warning("%s store refused a batch of %d rows (%s): isolating the refused rows",
+                    state.name, len(records), exc)
+        mid = len(records) // 2
+        stack = [records[mid:], records[:mid]] if len(records) > 1 else []
+        if len(records) == 1:
+            self._refused(state, records[0], exc)
+        while stack:
+            part = stack.pop()
+            if not part:
+                continue
+            try:
+                state.store.write_batch(Batch(part))
+            except StoreUnavailableError:
+                rest = part + [r for p in reversed(stack) for r in p]
+                back = _batch(rest)
+                state.pending.appendleft(back)
+                state.pending_rows += len(rest)
+                state.pending_counts.update(back.counts)
+                raise
+            except (RecorderError, ValueError, TypeError) as part_exc:
+                if len(part) == 1:
+                    self._refused(state, part[0], part_exc)
+                else:
+                    half = len(part) // 2
+                    stack.extend((part[half:], part[:half]))
+                continue
+            self._written(state, Counter(Batch(part).counts()))
+
+    def _refused(self, state: _StoreState, record: Record, exc: Exception) -> None:
+        name = dataset_for(record).name
+        state.refused[name] += 1
+        state.refused_at = self._clock()
+        state.refusal_error = f"{state.name}: refused {name} rows (quarantined): {exc}"[:500]
+        if isinstance(record, QuarantinedFrame):  # never quarantine a quarantine row: it is lost here
+            log.error("%s store refused a quarantine row (not stored): %s", state.name, exc)
+            return
+        problem = Problem(f"{name}: refused by the {state.name} store", str(exc)[:300])
+        self.quarantined[(name, problem.kind)] += 1
+        self._emit(self._screen.quarantine(name, record, problem))
+        self._screen.log_quarantined(problem)  # rate-limited per reason
 
     def _written(self, state: _StoreState, counts: Counter[str]) -> None:
         state.written.update(counts)

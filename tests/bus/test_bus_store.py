@@ -117,9 +117,13 @@ def test_unreachable_nats_raises_quickly_and_the_writer_journals_then_publishes(
         writer.flush()
         counts = writer.stats()["bus"].datasets["tickers"]
         assert (counts.written, counts.pending, counts.spilled) == (12, 0, 0)
+        outage = writer.stats()["bus"].datasets["feed_events"]
         writer.close()
+        # Beside the 12 tickers (one message each): the bus's store_outage span, published once it
+        # was back (the open row) and again at close (the closed row), each in a message of its own.
+        assert (outage.written, outage.pending, outage.spilled) == (1, 0, 0)
         count, _ = asyncio.run(stream_state(config))
-        assert count == 12
+        assert count == 12 + 2
     finally:
         server.stop()
 

@@ -63,13 +63,15 @@ def test_rows_say_what_each_figure_counts_and_where_sql_differs_by_design() -> N
     assert "written  = rows each store confirmed written, this run" in text
     assert "in SQL   = rows in the database now: every run into it, one row per key" in text
     header = next(line for line in lines if line.lstrip().startswith("table"))
-    assert header.split() == ["table", "produced", "written", "SQL", "written", "Parquet", "in", "SQL"]
+    assert header.split() == ["table", "produced", "written", "SQL", "written", "Parquet", "quarantined",
+                              "in", "SQL"]
+    assert "produced = written + quarantined" in text
     klines = next(line for line in lines if line.startswith("  klines "))
-    assert klines.split()[:5] == ["klines", "2336", "2336", "2336", "10"]
+    assert klines.split()[:6] == ["klines", "2336", "2336", "2336", "0", "10"]
     assert "SQL keeps the latest state of each candle (symbol, period, open time); Parquet keeps every " \
            "update" in klines
     orders = next(line for line in lines if line.startswith("  orders "))
-    assert orders.split()[:5] == ["orders", "51", "51", "51", "41"]
+    assert orders.split()[:6] == ["orders", "51", "51", "51", "0", "41"]
     assert "SQL keeps the latest state of each order" in orders
     tickers = next(line for line in lines if line.startswith("  tickers "))
     assert tickers.endswith("<- the database also holds earlier runs")

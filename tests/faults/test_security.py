@@ -154,11 +154,15 @@ def test_hostile_symbols_are_refused_before_sql_paths_or_channels(symbol: str, t
     with pytest.raises(SymbolError):
         store.write_batch([sample_deal(1, symbol=symbol)])
     store.close()
+    # Through the writer the record is screened: quarantined (reason + original values), never a path.
     writer = StorageWriter(None, ParquetStore(tmp_path / "pq2", journal_dir=tmp_path / "j2", fsync=False))
-    with pytest.raises(SymbolError):
-        writer.write([sample_deal(1, symbol=symbol)])
+    writer.write([sample_deal(1, symbol=symbol), sample_deal(2)])
     writer.close()
-    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".parquet", ".arrows")]
+    assert writer.quarantine_stats()["by_dataset"] == {"deals": 1}
+    assert [p.parent.name for p in (tmp_path / "pq2" / "deals").rglob("*.parquet")] == ["symbol=btc_usdt"]
+    quarantined = (tmp_path / "pq2" / "quarantine").rglob("*.parquet")
+    assert [p.parent.name for p in quarantined] == ["connection=storage"]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".arrows"]
     assert not list(tmp_path.parent.glob("etc")) and not list(tmp_path.rglob("*etc*"))
 
 

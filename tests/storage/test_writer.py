@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from recorder.backoff import BackoffPolicy
-from recorder.errors import StorageError, StoreUnavailableError, SymbolError
-from recorder.records import Deal, Record
+from recorder.errors import StorageError, StoreUnavailableError
+from recorder.records import Deal, QuarantinedFrame, Record
 from recorder.storage.parquet import ParquetStore
 from recorder.storage.schema import DATASETS
 from recorder.storage.writer import DatasetCounts, StorageWriter
@@ -26,6 +27,7 @@ class FakeSql:
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, int], Deal] = {}
+        self.others: list[Record] = []  # store_outage spans, quarantine rows
         self.inserts = 0
         self.calls = 0
         self.down = False
@@ -36,7 +38,9 @@ class FakeSql:
         if self.down:
             raise StoreUnavailableError("database postgresql://***@db/rec unreachable: connection refused")
         for r in records:
-            assert isinstance(r, Deal)
+            if not isinstance(r, Deal):
+                self.others.append(r)
+                continue
             self.inserts += 1
             self.rows.setdefault((r.symbol, r.tid), r)
 
@@ -48,13 +52,15 @@ class FakeParquet:
     """A Parquet store whose disk can fill up."""
 
     def __init__(self) -> None:
-        self.rows: list[Record] = []
+        self.rows: list[Record] = []  # deals
+        self.others: list[Record] = []  # store_outage spans, quarantine rows
         self.full = False
 
     def write_batch(self, records: Sequence[Record]) -> None:
         if self.full:
             raise StoreUnavailableError("parquet root /x not writable: [Errno 28] No space left on device")
-        self.rows.extend(records)
+        self.rows.extend(r for r in records if isinstance(r, Deal))
+        self.others.extend(r for r in records if not isinstance(r, Deal))
 
     def close(self) -> None:
         pass
@@ -163,7 +169,7 @@ def test_rows_no_store_could_write_are_spilled_at_once(tmp_path: Path) -> None:
     writer.flush()  # acknowledged: durable in the spill journal, not merely in memory
     assert writer.stats()["sql"].datasets["deals"] == DatasetCounts(written=0, pending=0, spilled=3)
     writer.close()
-    assert len(list((tmp_path / "spill").rglob("*.arrows"))) == 1
+    assert len(list((tmp_path / "spill" / "sql.deals").rglob("*.arrows"))) == 1
 
 
 def test_without_spill_directory_a_flush_nobody_could_write_is_not_acknowledged() -> None:
@@ -195,13 +201,17 @@ def test_full_parquet_disk_gives_a_clear_error_while_sql_keeps_going() -> None:
     writer.close()
 
 
-def test_a_malformed_symbol_is_refused_before_it_is_buffered() -> None:
+def test_a_malformed_symbol_is_quarantined_and_its_neighbours_are_written() -> None:
     sql = FakeSql()
     writer = StorageWriter(sql, None)
-    with pytest.raises(SymbolError):
-        writer.write([sample_deal(1, symbol="../x")])
+    writer.write([sample_deal(1), sample_deal(2, symbol="../x"), sample_deal(3)])
     writer.flush()
-    assert sql.rows == {}
+    assert sorted(sql.rows) == [("btc_usdt", 1), ("btc_usdt", 3)]
+    (q,) = sql.others
+    assert isinstance(q, QuarantinedFrame) and q.channel == "deals" and q.connection == "storage"
+    assert q.reason.startswith("deals.symbol: not a symbol: malformed symbol '../x'")
+    assert json.loads(q.payload)["values"]["symbol"] == "../x"
+    assert writer.quarantine_stats()["by_reason"] == {"deals.symbol: not a symbol": 1}
     writer.close()
     with pytest.raises(StorageError):
         writer.flush()
