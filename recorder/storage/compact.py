@@ -27,6 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError, StorageError, StoreUnavailableError
+from recorder.storage.fs import delete_file
 from recorder.storage.parquet import TMP_PREFIX, TMP_SUFFIX, _resolve, file_schema, write_parquet_atomically
 from recorder.storage.schema import DATASETS
 
@@ -46,7 +47,8 @@ class CompactionResult:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--parquet-root R [--date YYYY-MM-DD] [--dataset NAME]``."""
-    parser.add_argument("--parquet-root", required=True, help="root directory of the Parquet datasets")
+    parser.add_argument("--parquet-root", required=True,
+                        help="root directory of the Parquet datasets, or s3://bucket/prefix")
     parser.add_argument("--date", help="only this UTC date (YYYY-MM-DD); default: every date")
     parser.add_argument("--dataset", choices=sorted(DATASETS), help="only this dataset; default: all")
 
@@ -105,7 +107,7 @@ def _compact_directory(fs: pafs.FileSystem, name: str, directory: str) -> Compac
     infos = fs.get_file_info(pafs.FileSelector(directory))
     for info in infos:  # a compaction of ours that died before its rename
         if info.base_name.startswith(f"{TMP_PREFIX}part-compact-") and info.base_name.endswith(TMP_SUFFIX):
-            fs.delete_file(info.path)
+            delete_file(fs, info.path)
     files = sorted(i.path for i in infos if i.type == pafs.FileType.File
                    and i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
     # A compacted file that died before deleting what it replaced: finish the job first.
@@ -114,7 +116,7 @@ def _compact_directory(fs: pafs.FileSystem, name: str, directory: str) -> Compac
         replaced = _replaces(fs, f)
         leftovers = replaced & present
         for old in leftovers:
-            fs.delete_file(f"{directory}/{old}")
+            delete_file(fs, f"{directory}/{old}")
             files.remove(f"{directory}/{old}")
     if len(files) < 2:
         return None
@@ -129,7 +131,7 @@ def _compact_directory(fs: pafs.FileSystem, name: str, directory: str) -> Compac
     final = f"{directory}/part-compact-{uuid.uuid4().hex}.parquet"
     write_parquet_atomically(fs, final, merged)
     for f in files:
-        fs.delete_file(f)
+        delete_file(fs, f)
     return CompactionResult(directory, len(files), merged.num_rows)
 
 
