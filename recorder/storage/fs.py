@@ -48,6 +48,7 @@ __all__ = [
     "is_object_store_uri",
     "resolve",
     "s3_endpoint",
+    "writes_in_place",
 ]
 
 TMP_PREFIX = "."  # hidden while being written (local file systems)
@@ -111,6 +112,11 @@ def resolve(root: str | os.PathLike[str],
 def is_local(fs: pafs.FileSystem) -> bool:
     """True for the local file system (fsync and rename apply)."""
     return isinstance(fs, pafs.LocalFileSystem)
+
+
+def writes_in_place(fs: pafs.FileSystem) -> bool:
+    """True for object storage: files are uploaded under their final keys, no temporaries exist."""
+    return isinstance(fs, pafs.S3FileSystem)
 
 
 def is_dir(fs: pafs.FileSystem, path: str) -> bool:

@@ -47,7 +47,16 @@ from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import StorageError, StoreUnavailableError
 from recorder.okex.channels import validate_symbol
 from recorder.records import Record
-from recorder.storage.fs import TMP_PREFIX, TMP_SUFFIX, StagedFile, create_dir, delete_file, is_local, resolve
+from recorder.storage.fs import (
+    TMP_PREFIX,
+    TMP_SUFFIX,
+    StagedFile,
+    create_dir,
+    delete_file,
+    is_local,
+    resolve,
+    writes_in_place,
+)
 from recorder.storage.journal import Journal, Segment, iter_segment
 from recorder.storage.schema import DATASETS, Batch, Dataset
 
@@ -566,6 +575,8 @@ class ParquetStore:
     def _recover(self) -> None:
         """Turn segments left by an earlier run into Parquet files; delete leftover temporaries."""
         for name in DATASETS:
+            if writes_in_place(self._fs):  # object storage: no temporaries; may be down now (rows wait)
+                break
             try:
                 infos = self._fs.get_file_info(pafs.FileSelector(f"{self.root}/{name}", allow_not_found=True,
                                                                  recursive=True))

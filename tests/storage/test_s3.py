@@ -13,7 +13,7 @@ import pytest
 
 from analysis.load import load_deals, load_tickers, open_source
 from recorder.config import load_config
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StoreUnavailableError
 from recorder.records import Deal, Record
 from recorder.storage import fs as fsx
 from recorder.storage.compact import compact
@@ -51,7 +51,7 @@ def test_an_s3_root_gets_every_row_under_final_keys_without_directory_markers(
     store.write_batch(records)
     store.close()
 
-    keys = s3.keys()
+    keys = s3.list_keys()
     assert keys and all(k.startswith("rec/") for k in keys)
     assert markers(keys) == []
     assert not [k for k in keys if not k.endswith(".parquet")]  # no temporaries, no journal
@@ -119,15 +119,15 @@ def test_compact_on_s3_keeps_every_row_and_deletes_without_markers(s3: S3Server,
     write_small_files(root, tmp_path / "j")
     before = stored(root, "deals")
     prefix = "rec/deals/date=2026-11-23/symbol=btc_usdt/"
-    assert len(s3.keys(prefix)) == 6
+    assert len(s3.list_keys(prefix)) == 6
 
     results = compact(root, dataset="deals")
 
     assert sorted((r.directory.rsplit("/", 1)[1], r.files_before, r.rows) for r in results) == [
         ("symbol=btc_usdt", 6, 12), ("symbol=eth_btc", 6, 6)]
-    (merged,) = s3.keys(prefix)
+    (merged,) = s3.list_keys(prefix)
     assert merged.rsplit("/", 1)[1].startswith("part-compact-")
-    assert markers(s3.keys()) == []
+    assert markers(s3.list_keys()) == []
     assert stored(root, "deals") == before
     pd.testing.assert_frame_equal(load_deals(root), load_deals(root).sort_index(kind="stable"))
     assert compact(root, dataset="deals") == []
@@ -157,12 +157,12 @@ def test_a_compaction_that_died_before_its_deletions_is_finished_on_s3(s3: S3Ser
         compact_module.delete_file = real_delete  # type: ignore[assignment]
     # in between: old and new objects together; the loaders still give each row once
     prefix = "rec/deals/date=2026-11-23/symbol=btc_usdt/"
-    assert len(s3.keys(prefix)) == 6  # one old deleted: five old + the compacted one
+    assert len(s3.list_keys(prefix)) == 6  # one old deleted: five old + the compacted one
     assert len(open_dataset(root, "deals").to_table()) > len(before)
     pd.testing.assert_frame_equal(load_deals(root), before)
     compact(root, dataset="deals")
-    assert len(s3.keys(prefix)) == 1
-    assert markers(s3.keys()) == []
+    assert len(s3.list_keys(prefix)) == 1
+    assert markers(s3.list_keys()) == []
     pd.testing.assert_frame_equal(load_deals(root), before)
 
 
@@ -183,7 +183,7 @@ def test_a_failed_upload_leaves_nothing_and_the_roll_is_retried(s3: S3Server, tm
     store.roll_all()
     store.close()
     assert stored(root, "deals") == [sample_deal(1), sample_deal(2)]
-    assert markers(s3.keys()) == []
+    assert markers(s3.list_keys()) == []
 
 
 def test_the_store_never_publishes_a_partial_object_when_writing_fails(
@@ -208,7 +208,7 @@ def test_the_store_never_publishes_a_partial_object_when_writing_fails(
     with pytest.raises(Exception, match="disk read error"):
         store.roll_all()
     assert boom.is_set()
-    assert s3.keys() == []  # no partial Parquet file under a final key
+    assert s3.list_keys() == []  # no partial Parquet file under a final key
     monkeypatch.setattr(parquet_module._PartitionFile, "finish", real)
     store.close()
     assert stored(root, "deals") == [sample_deal(i) for i in range(1, 8)]
@@ -239,3 +239,21 @@ def test_s3_endpoint_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert isinstance(fs, pafs.S3FileSystem)
     with pytest.raises(ConfigError, match="bucket"):
         fsx.resolve("s3:///")
+
+
+def test_the_store_starts_while_s3_is_down_and_keeps_rows_journaled_until_it_is_back(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    root = f"s3://{s3.bucket}/rec"
+    s3.stop()
+    try:
+        store = ParquetStore(root, fsync=False, journal_dir=tmp_path / "journal")
+        store.write_batch([sample_deal(1), sample_deal(2)])  # acknowledged: journaled locally
+        store.roll_due()
+        with pytest.raises(StoreUnavailableError, match="not writable"):
+            store.roll_all()
+        assert not store.healthy
+    finally:
+        s3.start()
+    store.close()
+    assert stored(root, "deals") == [sample_deal(1), sample_deal(2)]
