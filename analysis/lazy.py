@@ -37,9 +37,9 @@ __all__ = ["scan"]
 def scan(parquet_root: str | Path, name: str, *, dedupe: bool = True) -> pl.LazyFrame:
     """The rows of dataset ``name`` under ``parquet_root`` (local directory or ``s3://bucket/prefix``).
 
-    Columns: the dataset's Parquet columns (``recorder.storage.schema.DATASETS[name]``, minus
-    nothing) then ``date`` and the key column. ``dedupe=False`` gives every stored copy, in
-    file order. An absent dataset is an empty frame with those columns. Raises KeyError for
+    Columns: those inside the dataset's Parquet files (its schema minus the key column), then
+    ``date`` and the key column (``symbol``...) from the partitions; one row per record.
+    ``dedupe=False`` gives every stored copy, in file order. An absent dataset is an empty frame with those columns. Raises KeyError for
     an unknown dataset, ImportError without polars.
     """
     import polars as pl
