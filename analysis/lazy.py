@@ -39,8 +39,9 @@ def scan(parquet_root: str | Path, name: str, *, dedupe: bool = True) -> pl.Lazy
 
     Columns: those inside the dataset's Parquet files (its schema minus the key column), then
     ``date`` and the key column (``symbol``...) from the partitions; one row per record.
-    ``dedupe=False`` gives every stored copy, in file order. An absent dataset is an empty frame with those columns. Raises KeyError for
-    an unknown dataset, ImportError without polars.
+    ``dedupe=False`` gives every stored copy, in file order. An absent dataset is an empty
+    frame with those columns. Raises KeyError for an unknown dataset, ImportError without
+    polars.
     """
     import polars as pl
 
