@@ -11,6 +11,10 @@ missing); afterwards, the new file. A crash in between leaves that doubled state
 running the command again fixes it, because a compacted file records in its metadata
 which files it replaced and those are deleted first. Compact past days, not the day
 the recorder is writing (its new files would simply stay beside the compacted one).
+
+On S3 (``--parquet-root s3://bucket/prefix``) the merged object is uploaded under its final
+key (it appears complete, at once) and the old objects are then deleted through s3fs, which
+leaves no directory marker; readers see the same three states (docs/storage.md).
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ Parquet files when the journal segment *rolls over* (by rows, by bytes or by age
 partitions whose file already exists (so a crash mid-roll writes nothing twice), and
 deletes leftover temporary files. Loss bound: rows whose ``write_batch`` had not
 returned, i.e. at most the rows of one flush interval.
+
+On S3 (``root`` ``s3://bucket/prefix``, see :mod:`recorder.storage.fs`) a file is uploaded
+under its final key once complete (no temporary, no rename, no directory markers); the
+journal stays local.
 """
 
 from __future__ import annotations

@@ -257,3 +257,35 @@ def test_the_store_starts_while_s3_is_down_and_keeps_rows_journaled_until_it_is_
         s3.start()
     store.close()
     assert stored(root, "deals") == [sample_deal(1), sample_deal(2)]
+
+
+def test_stopping_while_s3_is_down_leaves_the_rows_to_the_next_start(s3: S3Server, tmp_path: Path) -> None:
+    root = f"s3://{s3.bucket}/rec"
+    store = ParquetStore(root, fsync=False, journal_dir=tmp_path / "journal")
+    store.write_batch([sample_deal(1), sample_deal(2)])
+    s3.stop()
+    try:
+        with pytest.raises(StoreUnavailableError):
+            store.close()
+    finally:
+        s3.start()
+    ParquetStore(root, fsync=False, journal_dir=tmp_path / "journal").close()  # start-up rolls them
+    assert stored(root, "deals") == [sample_deal(1), sample_deal(2)]
+    assert markers(s3.list_keys()) == []
+
+
+def test_compact_command_takes_an_s3_root(
+    s3: S3Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from recorder.storage import compact as compact_cmd
+
+    root = f"s3://{s3.bucket}/rec"
+    write_small_files(root, tmp_path / "j")
+    before = load_deals(root)
+    assert compact_cmd.run(argparse.Namespace(parquet_root=root, date="2026-11-23", dataset="deals")) == 0
+    out = capsys.readouterr().out
+    assert f"compacted {s3.bucket}/rec/deals/date=2026-11-23/symbol=btc_usdt: 6 files -> 1 (12 rows)" in out
+    assert FAKE_SECRET not in out
+    pd.testing.assert_frame_equal(load_deals(root), before)
