@@ -28,6 +28,7 @@ The helpers write and delete the same way on both kinds:
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.parse
 from typing import Any
@@ -99,7 +100,10 @@ def resolve(root: str | os.PathLike[str],
     if filesystem is not None:
         return filesystem, text.rstrip("/")
     if is_object_store_uri(text):
-        path = text.split("://", 1)[1].split("?", 1)[0].strip("/")
+        path = text.split("://", 1)[1].strip("/")
+        if "?" in path:
+            raise ConfigError(f"{text.split('?', 1)[0]!r}: no ?parameters in an s3:// root; the endpoint and "
+                              "region come from AWS_ENDPOINT_URL / AWS_REGION (see docs/storage.md)")
         if not path:
             raise ConfigError(f"{text!r}: an s3:// Parquet root needs a bucket: s3://bucket[/prefix]")
         return _s3_filesystem(), path
@@ -146,14 +150,18 @@ def _s3fs() -> Any:
         import s3fs  # type: ignore[import-untyped, unused-ignore]
     except ImportError:  # pragma: no cover - the s3 extra is part of dev
         raise ConfigError("deleting objects on S3 needs s3fs: pip install 'okex-recorder[s3]'") from None
-    endpoint, scheme, region = s3_endpoint()
+    return _s3fs_for(s3fs.S3FileSystem, *s3_endpoint())
+
+
+@functools.lru_cache(maxsize=4)
+def _s3fs_for(factory: Any, endpoint: str | None, scheme: str | None, region: str | None) -> Any:
     client: dict[str, Any] = {}
     if endpoint is not None:
         client["endpoint_url"] = f"{scheme}://{endpoint}"
     if region is not None:
         client["region_name"] = region
-    # A fresh instance each time (cheap) so that changed credentials are used; no listing cache.
-    return s3fs.S3FileSystem(client_kwargs=client, skip_instance_cache=True, use_listings_cache=False)
+    # Credentials: botocore's chain (environment, ~/.aws, instance metadata), refreshed by it.
+    return factory(client_kwargs=client, skip_instance_cache=True, use_listings_cache=False)
 
 
 class StagedFile:

@@ -239,6 +239,8 @@ def test_s3_endpoint_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert isinstance(fs, pafs.S3FileSystem)
     with pytest.raises(ConfigError, match="bucket"):
         fsx.resolve("s3:///")
+    with pytest.raises(ConfigError, match="AWS_ENDPOINT_URL"):
+        fsx.resolve("s3://bucket/p?endpoint_override=127.0.0.1:9000")
 
 
 def test_the_store_starts_while_s3_is_down_and_keeps_rows_journaled_until_it_is_back(
