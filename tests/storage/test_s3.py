@@ -291,3 +291,24 @@ def test_compact_command_takes_an_s3_root(
     assert f"compacted {s3.bucket}/rec/deals/date=2026-11-23/symbol=btc_usdt: 6 files -> 1 (12 rows)" in out
     assert FAKE_SECRET not in out
     pd.testing.assert_frame_equal(load_deals(root), before)
+
+
+def test_odd_partition_values_round_trip_through_s3_keys(s3: S3Server, tmp_path: Path) -> None:
+    """Percent-encoded partition values (``../up`` -> ``%2E%2E%2Fup``) and spaces survive S3 keys."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from analysis.load import load_balances
+    from recorder.records import Balance
+
+    at = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    rows = [Balance(ts_recv=at, account="spot", currency=c, free=Decimal("1.5"), frozen=Decimal(0))
+            for c in ("../up", "a b", "x%y", "usdt")]
+    root = f"s3://{s3.bucket}/rec"
+    for where, journal in ((root, "j1"), (str(tmp_path / "local"), "j2")):
+        store = ParquetStore(where, fsync=False, journal_dir=tmp_path / journal)
+        store.write_batch(rows)
+        store.close()
+    assert not [k for k in s3.list_keys() if "/../" in k or k.endswith("/")]
+    pd.testing.assert_frame_equal(load_balances(root), load_balances(tmp_path / "local"))
+    assert sorted(load_balances(root)["currency"]) == sorted(r.currency for r in rows)
