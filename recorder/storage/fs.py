@@ -137,7 +137,8 @@ def create_dir(fs: pafs.FileSystem, path: str) -> None:
 def delete_file(fs: pafs.FileSystem, path: str) -> None:
     """Delete one file; on S3 without leaving a directory marker behind (needs s3fs).
 
-    Raises OSError (FileNotFoundError if it does not exist) untranslated.
+    Raises OSError untranslated (locally FileNotFoundError if it does not exist; deleting a
+    missing S3 object is no error).
     """
     if not isinstance(fs, pafs.S3FileSystem):
         fs.delete_file(path)

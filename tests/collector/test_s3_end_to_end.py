@@ -111,7 +111,8 @@ async def test_recording_to_s3_equals_ground_truth_and_sql_through_every_reader(
     con = connect(root)
     assert con.sql("SELECT symbol, count(*) FROM book_snapshots GROUP BY symbol ORDER BY symbol").fetchall() \
         == sorted((s, len(expected_snapshots(simulator.truth, s, 20))) for s in SYMBOLS)
-    pl = pytest.importorskip("polars")
+    import polars as pl
+
     from analysis.lazy import scan
 
     lazy = scan(root, "tickers").filter(pl.col("symbol") == "ltc_btc").select("ts_event", "last")

@@ -97,7 +97,8 @@ def test_duckdb_views_on_s3_equal_the_local_views(s3: S3Server, tmp_path: Path) 
 
 
 def test_polars_scan_equals_the_pandas_loader(s3: S3Server, tmp_path: Path) -> None:
-    pl = pytest.importorskip("polars")
+    import polars as pl
+
     from analysis.lazy import scan
 
     root = f"s3://{s3.bucket}/rec"
