@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
-from analysis.load import load_deals, load_tickers, open_source
+from analysis.load import load_deals, load_feed_events, load_tickers, open_source
 from recorder.config import load_config
 from recorder.errors import ConfigError, StoreUnavailableError
 from recorder.records import Deal, Record
@@ -313,3 +313,27 @@ def test_odd_partition_values_round_trip_through_s3_keys(s3: S3Server, tmp_path:
     assert not [k for k in s3.list_keys() if "/../" in k or k.endswith("/")]
     pd.testing.assert_frame_equal(load_balances(root), load_balances(tmp_path / "local"))
     assert sorted(load_balances(root)["currency"]) == sorted(r.currency for r in rows)
+
+
+def test_polars_scan_keeps_the_latest_state_like_the_loaders(s3: S3Server, tmp_path: Path) -> None:
+    """Feed-event spans written open, then closed (in another file): one row, the closed one."""
+    import dataclasses
+    from datetime import UTC, datetime, timedelta
+
+    from analysis.lazy import scan
+    from recorder.records import FeedEvent, FeedEventKind
+
+    t0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    spans = [FeedEvent(kind=FeedEventKind.DISCONNECTED, ts_start=t0 + timedelta(seconds=i), ts_end=None,
+                       connection="ws-0", symbols=("btc_usdt",)) for i in range(3)]
+    root = f"s3://{s3.bucket}/rec"
+    store = ParquetStore(root, fsync=False, journal_dir=tmp_path / "j", roll_rows=3)
+    store.write_batch(spans)  # open: rolled into one file
+    store.write_batch([dataclasses.replace(s, ts_end=s.ts_start + timedelta(seconds=2)) for s in spans[:2]])
+    store.close()
+    expected = load_feed_events(root).reset_index()
+    got = scan(root, "feed_events").collect().to_pandas()
+    assert len(open_dataset(root, "feed_events").to_table()) == 5
+    assert got["event_id"].tolist() == expected["event_id"].tolist() == [s.event_id for s in spans]
+    assert got["ts_end"].tolist() == expected["ts_end"].tolist()
+    assert expected["ts_end"].notna().tolist() == [True, True, False]
