@@ -12,6 +12,13 @@ key skips whole directories. Decimals are ``DECIMAL(38,18)``, timestamps
 ``TIMESTAMP WITH TIME ZONE`` (set ``SET TimeZone = 'UTC'`` to see them in UTC; the
 connection made here does).
 
+A root on S3-compatible storage (``connect("s3://bucket/prefix")``) is read through
+:mod:`pyarrow.dataset` on the recorder's own :class:`pyarrow.fs.S3FileSystem` (endpoint and
+credentials from ``AWS_*`` variables / ``~/.aws``, see :mod:`recorder.storage.fs`): each view
+is a registered Arrow dataset, with the same columns and types, filters and projections
+pushed down to the Parquet scan. DuckDB's ``httpfs`` extension is not used (it cannot be
+installed offline, and would be a second credential path).
+
 The Parquet datasets are append-only: an order, an open kline or a feed-event span
 appears once per state written. Take the latest state in SQL, e.g.
 ``SELECT * FROM orders QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY ts_recv DESC) = 1``
@@ -25,6 +32,8 @@ from pathlib import Path
 
 import duckdb
 
+from recorder.storage.fs import is_dir, is_object_store_uri, resolve
+from recorder.storage.parquet import open_dataset
 from recorder.storage.schema import DATASETS
 
 __all__ = ["connect", "register_views"]
@@ -39,8 +48,10 @@ def register_views(
     that has at least one Parquet file). Returns the names of the views created, sorted.
     Raises KeyError for an unknown dataset name.
     """
-    root = Path(parquet_root)
     names = sorted(DATASETS) if datasets is None else sorted(datasets)
+    if is_object_store_uri(parquet_root):
+        return _register_arrow_views(con, str(parquet_root), names)
+    root = Path(parquet_root)
     created: list[str] = []
     for name in names:
         dataset = DATASETS[name]
@@ -62,11 +73,29 @@ def register_views(
     return created
 
 
+def _register_arrow_views(con: duckdb.DuckDBPyConnection, root: str, names: list[str]) -> list[str]:
+    """One view per dataset with at least one file under an object-storage ``root``: an Arrow dataset."""
+    fs, base = resolve(root)
+    created: list[str] = []
+    for name in names:
+        if name not in DATASETS:
+            raise KeyError(name)
+        if not is_dir(fs, f"{base}/{name}"):
+            continue
+        arrow = open_dataset(base, name, filesystem=fs)
+        if not arrow.files:
+            continue
+        con.register(name, arrow)
+        created.append(name)
+    return created
+
+
 def connect(
     parquet_root: str | Path, database: str = ":memory:", datasets: Iterable[str] | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection (in memory by default) with the views of :func:`register_views`
-    and the session time zone set to UTC."""
+    and the session time zone set to UTC. ``parquet_root`` is a local directory or
+    ``s3://bucket/prefix``."""
     con = duckdb.connect(database)
     con.execute("SET TimeZone = 'UTC'")
     register_views(con, parquet_root, datasets)

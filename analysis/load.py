@@ -5,9 +5,9 @@ exact=False, ...)``:
 
 * ``source``: a SQL URL (``"sqlite:///data/recording.sqlite"``,
   ``"postgresql+psycopg://user@host/db"``), a :class:`sqlalchemy.engine.Engine`, or the
-  root directory of the Parquet datasets (``str`` or :class:`~pathlib.Path`, e.g.
-  ``"data/parquet"``); :func:`open_source` decides, and an already opened
-  :class:`Source` is accepted too.
+  root of the Parquet datasets (``str`` or :class:`~pathlib.Path`, e.g.
+  ``"data/parquet"``, or ``"s3://bucket/prefix"`` on S3-compatible storage);
+  :func:`open_source` decides, and an already opened :class:`Source` is accepted too.
 * ``symbols``: an iterable of market symbols (``"btc_usdt"``) to keep, ``None`` for all.
   For balances it filters *currencies*; for feed events it keeps events that name one
   of the symbols or name none (a connection-wide event).
@@ -59,6 +59,7 @@ import pyarrow.dataset as ds
 import sqlalchemy as sa
 
 from recorder.records import KlinePeriod, OrderStatus
+from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
 from recorder.storage.schema import DATASETS, Dataset
 
@@ -163,15 +164,16 @@ class ParquetSource:
     """
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root: str | Path = root if is_object_store_uri(root) else Path(root)
 
     def read(self, query: Query) -> pa.Table:
         """Scan one dataset with partition and row filters, reading only ``query.columns``."""
         schema = query.arrow_schema
-        if not (self.root / query.dataset.name).is_dir():
+        fs, base = resolve(self.root)
+        if not is_dir(fs, f"{base}/{query.dataset.name}"):
             return schema.empty_table()
         for attempt in range(20):
-            dataset = open_dataset(str(self.root), query.dataset.name)
+            dataset = open_dataset(base, query.dataset.name, filesystem=fs)
             try:
                 table = dataset.to_table(columns=list(query.columns), filter=self._filter(query))
                 break
@@ -237,14 +239,18 @@ def _last_date(end: datetime | None) -> pa.Scalar:
 def open_source(source: Source | sa.Engine | str | Path) -> Source:
     """The :class:`Source` for a SQL URL, an Engine, or a Parquet root directory.
 
-    A string containing ``"://"`` is a SQLAlchemy URL; any other string or Path is a
-    Parquet root (it need not exist yet: missing datasets read as empty). A Source
-    is returned as is.
+    ``"s3://bucket/prefix"`` is a Parquet root on S3-compatible storage (endpoint and
+    credentials as the recorder takes them, see :mod:`recorder.storage.fs`); any other
+    string containing ``"://"`` is a SQLAlchemy URL; any other string or Path is a local
+    Parquet root (it need not exist yet: missing datasets read as empty). A Source is
+    returned as is.
     """
     if isinstance(source, SqlSource | ParquetSource):
         return source
     if isinstance(source, sa.Engine):
         return SqlSource(source)
+    if is_object_store_uri(source):
+        return ParquetSource(str(source))
     if isinstance(source, str) and "://" in source:
         return SqlSource.from_url(source)
     if isinstance(source, str | Path):

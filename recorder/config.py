@@ -212,7 +212,7 @@ class StorageConfig:
     """Where and how records are persisted (docs/collector.md "Storage")."""
 
     sql_url: str = "sqlite:///data/recording.sqlite"
-    parquet_root: Path = Path("data/parquet")
+    parquet_root: str | Path = Path("data/parquet")  # a local directory (Path) or "s3://bucket/prefix" (str)
     flush_interval: float = 1.0
     batch_size: int = 5000
     max_pending_rows: int = 500_000
@@ -230,6 +230,14 @@ class StorageConfig:
     compact_grace: float = 60.0
 
     def __post_init__(self) -> None:
+        root = str(self.parquet_root)
+        if not root:
+            raise ConfigError("config: storage.parquet_root must be a local path or s3://bucket[/prefix]")
+        if "://" not in root:
+            object.__setattr__(self, "parquet_root", Path(root))
+        elif not root.startswith("s3://") or len(root) <= len("s3://"):
+            raise ConfigError(f"config: storage.parquet_root must be a local path or s3://bucket[/prefix], "
+                              f"got {root.split('?', 1)[0][:80]!r}")
         if "://" not in self.sql_url:
             raise ConfigError(f"config: storage.sql_url is not a database URL: {mask_url(self.sql_url)!r}")
         for name in ("flush_interval", "batch_size", "max_pending_rows", "writer_queue_rows",

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.database",
+    "tests.fixtures.s3",
     "tests.fixtures.simulator",
     "tests.fixtures.storage",
 ]

@@ -22,6 +22,10 @@ falls back to rename-then-delete: a reader may then see old and new files togeth
 a moment (rows doubled, never missing; the loaders drop duplicates by key), and a crash
 in between is repaired on the next run because a compacted file records in its
 metadata which files it replaced. The recorder does not compact by itself there.
+
+On S3 (``--parquet-root s3://bucket/prefix``) the merged object is uploaded under its final
+key (it appears complete, at once) and the old objects are then deleted through s3fs, which
+leaves no directory marker; readers see the same three states (docs/storage.md).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from recorder.errors import ConfigError, StorageError, StoreUnavailableError
+from recorder.storage.fs import delete_file
 from recorder.storage.parquet import (
     _LONG_TEXT,
     TMP_PREFIX,
@@ -93,7 +98,8 @@ class CompactionResult:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--parquet-root R [--date YYYY-MM-DD] [--dataset NAME]``."""
-    parser.add_argument("--parquet-root", required=True, help="root directory of the Parquet datasets")
+    parser.add_argument("--parquet-root", required=True,
+                        help="root directory of the Parquet datasets, or s3://bucket/prefix")
     parser.add_argument("--date", help="only this UTC date (YYYY-MM-DD); default: every date")
     parser.add_argument("--dataset", choices=sorted(DATASETS), help="only this dataset; default: all")
 
@@ -159,7 +165,7 @@ def _compact_directory(fs: pafs.FileSystem, name: str, directory: str) -> Compac
     infos = fs.get_file_info(pafs.FileSelector(directory))
     for info in infos:  # a compaction of ours that died before its rename
         if info.base_name.startswith(f"{TMP_PREFIX}part-compact-") and info.base_name.endswith(TMP_SUFFIX):
-            fs.delete_file(info.path)
+            delete_file(fs, info.path)
     files = sorted((i.path for i in infos if i.type == pafs.FileType.File
                     and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")),
                    key=lambda path: _written_order(path.rsplit("/", 1)[1]))
@@ -177,7 +183,7 @@ def _compact_directory(fs: pafs.FileSystem, name: str, directory: str) -> Compac
     final = f"{directory}/part-compact-{uuid.uuid4().hex}.parquet"
     write_parquet_atomically(fs, final, merged)
     for f in files:
-        fs.delete_file(f)
+        delete_file(fs, f)
     return CompactionResult(directory, len(files), merged.num_rows)
 
 
@@ -221,7 +227,7 @@ def _finish_fallback_leftovers(fs: pafs.FileSystem, directory: str, files: list[
     present = {f.rsplit("/", 1)[1] for f in files}
     for f in list(files):
         for old in _replaces(fs, f) & present:
-            fs.delete_file(f"{directory}/{old}")
+            delete_file(fs, f"{directory}/{old}")
             files.remove(f"{directory}/{old}")
     return files
 

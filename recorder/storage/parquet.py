@@ -23,6 +23,10 @@ Parquet files when the journal segment *rolls over* (by rows, by bytes or by age
 partitions whose file already exists (so a crash mid-roll writes nothing twice), and
 deletes leftover temporary files. Loss bound: rows whose ``write_batch`` had not
 returned, i.e. at most the rows of one flush interval.
+
+On S3 (``root`` ``s3://bucket/prefix``, see :mod:`recorder.storage.fs`) a file is uploaded
+under its final key once complete (no temporary, no rename, no directory markers); the
+journal stays local.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import StorageError, StoreUnavailableError
 from recorder.okex.channels import validate_symbol
 from recorder.records import Record
+from recorder.storage.fs import (
+    TMP_PREFIX,
+    TMP_SUFFIX,
+    StagedFile,
+    create_dir,
+    delete_file,
+    is_local,
+    resolve,
+    writes_in_place,
+)
 from recorder.storage.journal import Journal, Segment, iter_segment
 from recorder.storage.schema import DATASETS, Batch, Dataset
 
@@ -69,8 +83,6 @@ __all__ = [
 log = logging.getLogger("recorder.storage")
 
 JOURNAL_DIR = "_journal"
-TMP_PREFIX = "."  # hidden while being written
-TMP_SUFFIX = ".tmp"  # and not matching "*.parquet"
 _LONG_TEXT = frozenset({"bids", "asks", "detail", "reason"})
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 
@@ -152,31 +164,8 @@ def partition_value(dataset: Dataset, value: object) -> str:
 # --------------------------------------------------------------------------- file system helpers
 
 
-def _resolve(root: str | os.PathLike[str], filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
-    text = os.fspath(root)
-    if filesystem is not None:
-        return filesystem, text.rstrip("/")
-    if "://" in text:
-        fs, path = pafs.FileSystem.from_uri(text)
-        return fs, path.rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(text)
-
-
-def _is_local(fs: pafs.FileSystem) -> bool:
-    return isinstance(fs, pafs.LocalFileSystem)
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _tmp_path(final_path: str) -> tuple[str, str]:
-    directory, name = final_path.rsplit("/", 1)
-    return directory, f"{directory}/{TMP_PREFIX}{name}{TMP_SUFFIX}"
+_resolve = resolve  # local path, s3://bucket/prefix or another pyarrow URI (recorder.storage.fs)
+_is_local = is_local
 
 
 def _parquet_writer(sink: Any, schema: pa.Schema, compression: str,
@@ -186,15 +175,6 @@ def _parquet_writer(sink: Any, schema: pa.Schema, compression: str,
     dictionary = [f.name for f in schema if f.type == pa.string() and f.name not in _LONG_TEXT]
     return pq.ParquetWriter(sink, schema, compression=compression, compression_level=compression_level,
                             use_dictionary=dictionary, write_statistics=True)
-
-
-def _publish(fs: pafs.FileSystem, tmp_path: str, final_path: str, directory: str, fsync: bool) -> None:
-    """fsync the finished temporary file (local file systems), rename it, fsync the directory."""
-    if fsync and _is_local(fs):
-        _fsync_path(tmp_path)
-    fs.move(tmp_path, final_path)
-    if fsync and _is_local(fs):
-        _fsync_path(directory)
 
 
 def write_parquet_atomically(
@@ -209,17 +189,17 @@ def write_parquet_atomically(
 ) -> None:
     """Write ``table`` to ``final_path`` so that the file appears complete or not at all.
 
-    The file is written as ``.<name>.tmp`` in the same directory, fsync'd (local file
-    systems), renamed over ``final_path`` and the directory fsync'd. Raises OSError /
-    pyarrow errors untranslated: callers translate them once.
+    Local: written as ``.<name>.tmp`` in the same directory, fsync'd, renamed over
+    ``final_path`` and the directory fsync'd. S3: uploaded under the final key once
+    complete (:class:`~recorder.storage.fs.StagedFile`). Raises OSError / pyarrow errors
+    untranslated: callers translate them once.
     """
-    directory, tmp_path = _tmp_path(final_path)
-    fs.create_dir(directory, recursive=True)
-    with fs.open_output_stream(tmp_path) as sink, _parquet_writer(
+    staged = StagedFile(fs, final_path, fsync=fsync)
+    with staged.sink as sink, _parquet_writer(
         sink, table.schema, compression, compression_level,
     ) as writer:
         writer.write_table(table, row_group_size=row_group_rows)
-    _publish(fs, tmp_path, final_path, directory, fsync)
+    staged.publish()
 
 
 _MAX_PIECES = 256  # small tables kept apart cost C++ objects per column: concatenate beyond this
@@ -240,11 +220,11 @@ class _PartitionFile:
     group), so one partition never holds more than about ``max_bytes`` in memory.
     """
 
-    __slots__ = ("_buffer", "_bytes", "_rows", "_sink", "_writer", "directory", "final", "rows", "tmp")
+    __slots__ = ("_buffer", "_bytes", "_rows", "_sink", "_staged", "_writer", "final", "rows")
 
     def __init__(self, final_path: str) -> None:
         self.final = final_path
-        self.directory, self.tmp = _tmp_path(final_path)
+        self._staged: StagedFile | None = None
         self._buffer: list[pa.Table] = []
         self._rows = self._bytes = 0
         self._sink: Any = None
@@ -261,13 +241,13 @@ class _PartitionFile:
             self._write(store, final=False)
 
     def finish(self, store: ParquetStore) -> None:
-        """Write what is buffered, close, fsync and rename the file into place."""
+        """Write what is buffered, close, and publish the file under its final path."""
         self._write(store, final=True)
-        assert self._writer is not None
+        assert self._writer is not None and self._staged is not None
         self._writer.close()
         self._sink.close()
         self._writer = self._sink = None
-        _publish(store._fs, self.tmp, self.final, self.directory, store._fsync)
+        self._staged.publish()
 
     def abort(self) -> None:
         """Close the temporary file after a failure (start-up deletes leftover temporaries)."""
@@ -284,8 +264,8 @@ class _PartitionFile:
         table = pa.concat_tables(self._buffer) if len(self._buffer) != 1 else self._buffer[0]
         self._buffer = []
         if self._writer is None:
-            store._fs.create_dir(self.directory, recursive=True)
-            self._sink = store._fs.open_output_stream(self.tmp)
+            self._staged = StagedFile(store._fs, self.final, fsync=store._fsync)
+            self._sink = self._staged.sink
             self._writer = _parquet_writer(self._sink, table.schema, store._compression,
                                            store._compression_level)
         group = store._row_group_rows
@@ -380,7 +360,7 @@ class ParquetStore:
                 raise StorageError("a Parquet root that is not a local path needs a local journal_dir")
             journal_dir = os.path.join(self.root, JOURNAL_DIR)
         try:
-            self._fs.create_dir(self.root, recursive=True)
+            create_dir(self._fs, self.root)
         except OSError as exc:
             raise StoreUnavailableError(f"parquet root {self.root} not writable: {exc}") from exc
         self._journal = Journal(journal_dir, fsync=fsync)
@@ -652,6 +632,8 @@ class ParquetStore:
     def _recover(self) -> None:
         """Turn segments left by an earlier run into Parquet files; delete leftover temporaries."""
         for name in DATASETS:
+            if writes_in_place(self._fs):  # object storage: no temporaries; may be down now (rows wait)
+                break
             try:
                 infos = self._fs.get_file_info(pafs.FileSelector(f"{self.root}/{name}", allow_not_found=True,
                                                                  recursive=True))
@@ -660,7 +642,7 @@ class ParquetStore:
             for info in infos:
                 if (info.type == pafs.FileType.File and info.base_name.startswith(TMP_PREFIX + "part-")
                         and info.base_name.endswith(TMP_SUFFIX)):
-                    self._fs.delete_file(info.path)
+                    delete_file(self._fs, info.path)
         for seg in self._journal.segments():
             if seg.stream in self._state:
                 self._state[seg.stream].sealed.append(seg)
