@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -47,7 +48,8 @@ from recorder.records import Record, utc_now
 if TYPE_CHECKING:
     from recorder.collector.metrics import MetricsServer
 
-__all__ = ["Recorder", "RunResult", "add_arguments", "open_storage", "prepare_database",
+__all__ = ["Recorder", "RunResult", "add_arguments", "check_duration", "claim_storage", "open_storage",
+           "prepare_database",
            "prepare_directories", "prepare_storage", "run"]
 
 log = logging.getLogger("recorder.collector")
@@ -170,6 +172,71 @@ def prepare_storage(config: Config) -> None:
                 directory.rmdir()  # only when still empty
         raise
     prepare_directories(config, created_before=made)
+
+
+def _lock_directory(directory: Path, key: str) -> int:
+    """Hold an exclusive advisory lock on ``directory`` (``flock`` on its descriptor); return the fd.
+
+    Raises :class:`ConfigError` naming ``key`` when another process holds it.
+    """
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"{directory} ({key}) is in use by another okex-recorder process: give each process its own "
+            "storage.parquet_journal_dir, storage.spill_dir and collector.status_file "
+            "(README \"Several processes\"), or stop the other one first") from None
+    except OSError:
+        os.close(fd)  # a filesystem without flock: nothing to hold
+        return -1
+    return fd
+
+
+@contextlib.contextmanager
+def claim_storage(config: Config) -> Any:
+    """Refuse a second process on this recording's per-process files, for the ``with`` block.
+
+    A second ``run`` / ``poll`` / ``demo`` given the same ``storage.parquet_journal_dir`` or
+    ``storage.spill_dir`` would take over the first one's journal segments, and with the
+    same ``collector.status_file`` would overwrite its status. Locks both directories
+    (they must exist: :func:`prepare_storage` first) and checks the status file names no
+    live, recently updated process. Raises :class:`ConfigError` naming the clash.
+    """
+    from recorder.collector.status import STALE_INTERVALS, _alive, read_status
+
+    status_path = Path(config.collector.status_file)
+    busy, pid = False, None
+    with contextlib.suppress(Exception):  # no status file, or not ours to judge: nothing to refuse
+        other = read_status(status_path)
+        pid = other.get("pid")
+        age = time.time() - _timestamp(other.get("updated_at"))
+        fresh = age <= STALE_INTERVALS * float(other.get("config", {}).get("status_interval", 10.0)) + 5
+        busy = other.get("state") in ("running", "stopping") and pid != os.getpid() and _alive(pid) and fresh
+    if busy:
+        raise ConfigError(
+            f"{status_path} (collector.status_file) belongs to a running okex-recorder process "
+            f"(pid {pid}): give each process its own collector.status_file, storage.spill_dir and "
+            "storage.parquet_journal_dir (README \"Several processes\"), or stop the other one first")
+    fds: list[int] = []
+    try:
+        for directory, key in ((Path(config.storage.parquet_journal_dir), "storage.parquet_journal_dir"),
+                               (Path(config.storage.spill_dir), "storage.spill_dir")):
+            fds.append(_lock_directory(directory, key))
+        yield
+    finally:
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _timestamp(value: object) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(value)).timestamp()
 
 
 def prepare_database(config: Config) -> None:
@@ -447,8 +514,7 @@ def run(args: argparse.Namespace) -> int:
     (no market-data or account rows: e.g. the exchange could not be reached).
     """
     config = load_config(args.config)
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError("--duration must be > 0 seconds")
+    check_duration(args.duration)
     setup_logging(config)
     credentials = load_credentials(config.poller.credentials_file)
     prepare_storage(config)
@@ -456,8 +522,16 @@ def run(args: argparse.Namespace) -> int:
         log.info("no API credentials configured: the poller is off (see docs/collector.md)")
     else:
         log.info("poller on with %r", credentials)
-    result = asyncio.run(record(config, duration=args.duration, credentials=credentials))
+    with claim_storage(config):
+        result = asyncio.run(record(config, duration=args.duration, credentials=credentials))
     return result.exit_code
+
+
+def check_duration(duration: float | None) -> None:
+    """``--duration S``: None (until stopped) or a finite number of seconds > 0; ConfigError otherwise."""
+    if duration is not None and not 0 < duration < math.inf:
+        raise ConfigError(f"--duration must be a finite number of seconds > 0, got {duration:g}"
+                          " (leave it out to run until SIGINT/SIGTERM)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - python -m recorder.collector.app

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import secrets
 import shlex
 import sys
@@ -66,17 +67,16 @@ def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 with a summary (1 if it recorded nothing)."""
-    from recorder.collector.app import prepare_directories
+    from recorder.collector.app import check_duration, claim_storage, prepare_directories
     from recorder.collector.status import row_counts
     from recorder.credentials import Credentials
     from recorder.simulator import SimulatorThread
     from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET, SimulatorSettings
     from recorder.storage import migrate
 
-    if args.duration <= 0:
-        raise ConfigError("--duration must be > 0 seconds")
-    if args.rate <= 0:
-        raise ConfigError("--rate must be > 0")
+    check_duration(args.duration)
+    if not 0 < args.rate < math.inf:
+        raise ConfigError(f"--rate must be a finite number > 0, got {args.rate:g}")
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000_000)
     data_dir: Path = args.data_dir
     settings = SimulatorSettings(seed=seed, updates_per_second=args.rate, account_activity_interval=2.0,
@@ -87,15 +87,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"okex-recorder demo: simulator at {sim.ws_url} and {sim.rest_url} (seed {seed}); "
               f"recording {len(settings.symbols)} symbols for {args.duration:g} s into {data_dir}/")
         prepare_directories(config)
-        migrate.upgrade(config.storage.sql_url)
-        before = row_counts(config.storage.sql_url)
-        if any(before.values()):
-            print(f"okex-recorder demo: {data_dir}/ already holds {sum(before.values())} rows from earlier "
-                  "runs; this run adds to them (delete the directory to start afresh)")
-        writer = open_storage(config)
-        creds = Credentials(DEMO_API_KEY, DEMO_SECRET)
-        result = asyncio.run(record(config, duration=args.duration, writer=writer, credentials=creds,
-                                    rest_url=sim.rest_url))
+        with claim_storage(config):  # a second demo (or run) into the same directory stops here
+            migrate.upgrade(config.storage.sql_url)
+            before = row_counts(config.storage.sql_url)
+            if any(before.values()):
+                print(f"okex-recorder demo: {data_dir}/ already holds {sum(before.values())} rows from "
+                      "earlier runs; this run adds to them (delete the directory to start afresh)")
+            writer = open_storage(config)
+            creds = Credentials(DEMO_API_KEY, DEMO_SECRET)
+            result = asyncio.run(record(config, duration=args.duration, writer=writer, credentials=creds,
+                                        rest_url=sim.rest_url))
     print(summarise(config, result.status, data_dir, seed=seed, before=before))
     return result.exit_code
 

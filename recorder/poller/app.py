@@ -19,7 +19,6 @@ from pathlib import Path
 
 from recorder.config import Config, load_config
 from recorder.credentials import Credentials, require_credentials
-from recorder.errors import ConfigError
 from recorder.poller.service import Poller, PollerOutcome
 from recorder.records import Record
 
@@ -82,16 +81,16 @@ async def poll(config: Config, credentials: Credentials, *, duration: float | No
 
 def run(args: argparse.Namespace) -> int:
     """``okex-recorder poll``: 0 after a clean stop, 3 when the exchange rejected the credentials."""
-    from recorder.collector.app import prepare_storage, setup_logging
+    from recorder.collector.app import check_duration, claim_storage, prepare_storage, setup_logging
 
     config = load_config(args.config)
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError("--duration must be > 0 seconds")
+    check_duration(args.duration)
     setup_logging(config)
     credentials = require_credentials(config.poller.credentials_file)
     if not config.poller.symbols:
         log.warning("poller.symbols is empty: only balances are polled")
     prepare_storage(config)
     log.info("polling %s with %r", config.exchange.rest_url, credentials)
-    outcome = asyncio.run(poll(config, credentials, duration=args.duration))
+    with claim_storage(config):
+        outcome = asyncio.run(poll(config, credentials, duration=args.duration))
     return EXIT_AUTH_FAILED if outcome is PollerOutcome.AUTH_FAILED else 0

@@ -1,0 +1,144 @@
+"""What tripped up a first-time user and an operator trying the documented commands.
+
+Each test is one mistake people make (or one thing that printed something untrue), with
+the one clear line they should get instead of a traceback, a hang or silent damage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from recorder import cli
+from recorder.collector.app import claim_storage
+from recorder.config import Config, StorageConfig, load_config
+from recorder.errors import ConfigError
+
+CLI = [sys.executable, "-m", "recorder.cli"]
+
+
+@pytest.mark.parametrize("command", ["run", "poll", "demo"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-5"])
+def test_duration_must_be_finite_and_positive(command: str, value: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--duration nan` / `inf` used to be accepted and the run never stopped by itself."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OKEX_API_KEY", "k")  # poll needs credentials before anything else
+    monkeypatch.setenv("OKEX_SECRET_KEY", "s")
+    assert cli.main([command, f"--duration={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"okex-recorder {command}: error: --duration must be a finite number of seconds > 0" in err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("postgres://me:pw@db.example:5432/okex", "write it postgresql+psycopg://"),   # Heroku-style
+        ("postgresql+psycopg2://me@db.example/okex", "write it postgresql+psycopg://"),  # driver not shipped
+        ("mysql://me@db.example/okex", "supported: sqlite:///"),
+    ],
+)
+def test_unsupported_sql_url_is_one_line_not_a_traceback(url: str, hint: str) -> None:
+    """These used to end `run` / `poll` with a NoSuchModuleError / ModuleNotFoundError traceback."""
+    with pytest.raises(ConfigError) as exc:
+        StorageConfig(sql_url=url)
+    message = str(exc.value)
+    assert message.startswith("config: storage.sql_url: unsupported database URL scheme ")
+    assert hint in message
+    assert "pw" not in message  # the password stays masked
+
+
+@pytest.mark.parametrize("url", ["sqlite:///data/recording.sqlite", "postgresql://me@db/okex",
+                                 "postgresql+psycopg://me@db/okex", "sqlite+pysqlite:///x.sqlite"])
+def test_supported_sql_urls_are_accepted(url: str) -> None:
+    assert StorageConfig(sql_url=url).sql_url == url
+
+
+def test_env_sql_url_with_postgres_scheme_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OKEX_SQL_URL", "postgres://postgres@127.0.0.1:5432/test")
+    assert cli.main(["run", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "unsupported database URL scheme 'postgres://'" in err
+
+
+def _config(tmp_path: Path) -> Config:
+    toml = tmp_path / "recorder.toml"
+    toml.write_text(
+        "[storage]\n"
+        f"sql_url = 'sqlite:///{tmp_path}/r.sqlite'\n"
+        f"parquet_root = '{tmp_path}/parquet'\n"
+        f"spill_dir = '{tmp_path}/spill'\n"
+        f"parquet_journal_dir = '{tmp_path}/journal'\n"
+        "[collector]\n"
+        f"status_file = '{tmp_path}/status.json'\n")
+    (tmp_path / "spill").mkdir()
+    (tmp_path / "journal").mkdir()
+    return load_config(toml)
+
+
+def test_a_second_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    """Two `run`s with one config: the second took over the first's journal segments and the first
+    died with a FileNotFoundError traceback, losing rows. Now the second one stops at start."""
+    config = _config(tmp_path)
+    with claim_storage(config):
+        with pytest.raises(ConfigError) as exc, claim_storage(config):
+            pass
+        assert "journal (storage.parquet_journal_dir) is in use by another okex-recorder" in str(exc.value)
+    with claim_storage(config):  # released at the end of the block: free again
+        pass
+
+
+def test_a_second_process_on_the_same_status_file_is_refused(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "status.json").write_text(json.dumps({
+            "state": "running", "pid": other.pid, "updated_at": datetime.now(UTC).isoformat(),
+            "config": {"status_interval": 10.0}}))
+        with pytest.raises(ConfigError) as exc, claim_storage(config):
+            pass
+        assert f"belongs to a running okex-recorder process (pid {other.pid})" in str(exc.value)
+    finally:
+        other.kill()
+        other.wait()
+    with claim_storage(config):  # that process is gone: a restart may proceed
+        pass
+
+
+def test_status_piped_into_head_is_not_a_traceback(tmp_path: Path) -> None:
+    """`okex-recorder status --json | head` printed a BrokenPipeError traceback."""
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"state": "finished", "pid": 1, "started_at": "2026-11-30T00:00:00+00:00",
+                                  "updated_at": "2026-11-30T00:00:01+00:00",
+                                  "config": {"sql_url": f"sqlite:///{tmp_path}/r.sqlite"}}))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (head) has already gone
+    try:
+        proc = subprocess.run([*CLI, "status", "--json", "--status-file", str(status)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr == ""
+    assert proc.returncode == 141
+
+
+def test_simulate_help_names_both_venues(capsys: pytest.CaptureFixture[str]) -> None:
+    """`okex-recorder --help` said 'the local OKEx v1 exchange simulator' though --venue okx_v5 exists."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    line = " ".join(out.split("    simulate", 1)[1].split("\n    ")[0].split())
+    assert "OKEx v1" in line and "OKX v5" in line
