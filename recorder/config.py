@@ -194,6 +194,10 @@ class CollectorConfig:
         return [self.symbols[i:i + n] for i in range(0, len(self.symbols), n)]
 
 
+# What storage.sql_url may start with: the databases and drivers the project ships (pyproject.toml).
+SUPPORTED_SQL_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
+
+
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     """Where and how records are persisted (docs/collector.md "Storage")."""
@@ -219,6 +223,13 @@ class StorageConfig:
     def __post_init__(self) -> None:
         if "://" not in self.sql_url:
             raise ConfigError(f"config: storage.sql_url is not a database URL: {mask_url(self.sql_url)!r}")
+        scheme = self.sql_url.split("://", 1)[0].lower()
+        if scheme not in SUPPORTED_SQL_SCHEMES:
+            pg = scheme.split("+")[0] in ("postgres", "postgresql")
+            hint = ("write it postgresql+psycopg://user@host:5432/db" if pg else
+                    "supported: sqlite:///path/to/file.sqlite or postgresql+psycopg://user@host:5432/db")
+            raise ConfigError(f"config: storage.sql_url: unsupported database URL scheme {scheme + '://'!r} "
+                              f"in {mask_url(self.sql_url)!r}; {hint}")
         for name in ("flush_interval", "batch_size", "max_pending_rows", "writer_queue_rows",
                      "parquet_roll_rows", "parquet_roll_seconds", "compact_step_bytes"):
             if getattr(self, name) <= 0:
