@@ -126,7 +126,7 @@ def test_status_piped_into_head_is_not_a_traceback(tmp_path: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader (head) has already gone
     try:
-        proc = subprocess.run([*CLI, "status", "--json", "--status-file", str(status)], stdout=write_end,
+        proc = subprocess.run([*CLI, "status", "--json", "--no-sql", "--status-file", str(status)], stdout=write_end,
                               stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
     finally:
         os.close(write_end)
@@ -166,3 +166,34 @@ def test_readme_says_run_records_okex_v1_only() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
     if "venue" not in {f.name for f in dataclasses.fields(ExchangeConfig)}:
         assert "`run` and `poll` speak OKEx v1 only so far" in readme
+
+
+def _finished_status(tmp_path: Path, sql_url: str) -> Path:
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"state": "finished", "pid": 1, "started_at": "2026-11-30T00:00:00+00:00",
+                                  "updated_at": "2026-11-30T00:00:01+00:00",
+                                  "config": {"sql_url": sql_url, "connections": 1, "symbols": ["btc_usdt"]}}))
+    return status
+
+
+def test_status_from_another_directory_creates_no_database_and_json_stays_json(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The status file names `sqlite:///data/recording.sqlite`, relative to the recorder's directory.
+    `status --json` run elsewhere created an empty database file there, and printed the
+    "(row counts unavailable ...)" note on stdout ahead of the JSON, so `| jq` failed."""
+    status = _finished_status(tmp_path, "sqlite:///recording.sqlite")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli.main(["status", "--json", "--status-file", str(status)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["sql_rows"] is None  # stdout is exactly the JSON document
+    assert "no SQLite file recording.sqlite" in err
+    assert "relative to the recorder's working directory" in err
+    assert list(elsewhere.iterdir()) == []  # no stray empty database
+
+
+def test_status_says_one_connection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = _finished_status(tmp_path, f"sqlite:///{tmp_path}/r.sqlite")
+    assert cli.main(["status", "--no-sql", "--status-file", str(status)]) == 0
+    assert "(1 symbol, 1 connection)" in capsys.readouterr().out
