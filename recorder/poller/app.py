@@ -71,12 +71,26 @@ async def poll(config: Config, credentials: Credentials, *, duration: float | No
             timer.cancel()
         await flusher
         writer.flush()
+        _say_written(writer)
         writer.close()
         if signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
     return outcome
+
+
+def _say_written(writer: object) -> None:
+    """One closing line: rows each store wrote this run, per table (a poll otherwise ends silently)."""
+    stats = getattr(writer, "stats", None)
+    if not callable(stats):
+        return
+    parts = []
+    for name, store in sorted(stats().items()):
+        rows = ", ".join(f"{table} {counts.written}" for table, counts in store.datasets.items()
+                         if counts.written)
+        parts.append(f"{name}: {rows or 'nothing'}")
+    log.info("poll finished: rows written this run: %s", "; ".join(parts))
 
 
 def run(args: argparse.Namespace) -> int:
