@@ -126,8 +126,8 @@ def test_status_piped_into_head_is_not_a_traceback(tmp_path: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader (head) has already gone
     try:
-        proc = subprocess.run([*CLI, "status", "--json", "--no-sql", "--status-file", str(status)], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
+        proc = subprocess.run([*CLI, "status", "--json", "--no-sql", "--status-file", str(status)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
     finally:
         os.close(write_end)
     assert "Traceback" not in proc.stderr
