@@ -197,3 +197,15 @@ def test_status_says_one_connection(tmp_path: Path, capsys: pytest.CaptureFixtur
     status = _finished_status(tmp_path, f"sqlite:///{tmp_path}/r.sqlite")
     assert cli.main(["status", "--no-sql", "--status-file", str(status)]) == 0
     assert "(1 symbol, 1 connection)" in capsys.readouterr().out
+
+
+def test_poll_beside_a_running_collector_is_refused_only_for_shared_directories(tmp_path: Path) -> None:
+    """`poll` writes no status file: a live collector's status file alone does not stop it."""
+    config = _config(tmp_path)
+    (tmp_path / "status.json").write_text(json.dumps({
+        "state": "running", "pid": os.getppid(), "updated_at": datetime.now(UTC).isoformat(),
+        "config": {"status_interval": 10.0}}))
+    with claim_storage(config, status_file=False):
+        pass
+    with pytest.raises(ConfigError), claim_storage(config):
+        pass

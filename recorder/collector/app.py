@@ -197,20 +197,23 @@ def _lock_directory(directory: Path, key: str) -> int:
 
 
 @contextlib.contextmanager
-def claim_storage(config: Config) -> Any:
+def claim_storage(config: Config, *, status_file: bool = True) -> Any:
     """Refuse a second process on this recording's per-process files, for the ``with`` block.
 
     A second ``run`` / ``poll`` / ``demo`` given the same ``storage.parquet_journal_dir`` or
     ``storage.spill_dir`` would take over the first one's journal segments, and with the
     same ``collector.status_file`` would overwrite its status. Locks both directories
     (they must exist: :func:`prepare_storage` first) and checks the status file names no
-    live, recently updated process. Raises :class:`ConfigError` naming the clash.
+    live, recently updated process (unless ``status_file`` is False: ``poll`` writes none).
+    Raises :class:`ConfigError` naming the clash.
     """
     from recorder.collector.status import STALE_INTERVALS, _alive, read_status
 
     status_path = Path(config.collector.status_file)
     busy, pid = False, None
     with contextlib.suppress(Exception):  # no status file, or not ours to judge: nothing to refuse
+        if not status_file:
+            raise LookupError
         other = read_status(status_path)
         pid = other.get("pid")
         age = time.time() - _timestamp(other.get("updated_at"))

@@ -105,6 +105,6 @@ def run(args: argparse.Namespace) -> int:
         log.warning("poller.symbols is empty: only balances are polled")
     prepare_storage(config)
     log.info("polling %s with %r", config.exchange.rest_url, credentials)
-    with claim_storage(config):
+    with claim_storage(config, status_file=False):
         outcome = asyncio.run(poll(config, credentials, duration=args.duration))
     return EXIT_AUTH_FAILED if outcome is PollerOutcome.AUTH_FAILED else 0
