@@ -355,6 +355,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 if not isinstance(node, dict):
                     raise ConfigError(f"config: environment variable {var} conflicts with another one")
             node[parts[-1]] = _env_value(var, text)
+        elif var.upper().startswith(ENV_PREFIX[:-1]):  # OKEX_RECORDER_COLLECTOR_SYMBOLS: was ignored
+            raise ConfigError(
+                f"config: environment variable {var} is not an override: write {ENV_PREFIX}<SECTION>__<KEY> "
+                f"with double underscores, e.g. {ENV_PREFIX}COLLECTOR__SYMBOLS")
     if SQL_URL_ENV in env:
         out.setdefault("storage", {})["sql_url"] = _env_value(SQL_URL_ENV, env[SQL_URL_ENV])
     return out

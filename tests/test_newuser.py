@@ -209,3 +209,13 @@ def test_poll_beside_a_running_collector_is_refused_only_for_shared_directories(
         pass
     with pytest.raises(ConfigError), claim_storage(config):
         pass
+
+
+def test_env_override_with_single_underscores_is_an_error_not_ignored(tmp_path: Path) -> None:
+    """OKEX_RECORDER_COLLECTOR_SYMBOLS=... was silently ignored: the recorder recorded the defaults."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, env={"OKEX_RECORDER_COLLECTOR_SYMBOLS": "ltc_btc"})
+    assert "OKEX_RECORDER_COLLECTOR_SYMBOLS is not an override" in str(exc.value)
+    assert "OKEX_RECORDER__COLLECTOR__SYMBOLS" in str(exc.value)
+    config = load_config(None, env={"OKEX_RECORDER__COLLECTOR__SYMBOLS": "ltc_btc"})
+    assert tuple(config.collector.symbols) == ("ltc_btc",)
