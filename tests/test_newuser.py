@@ -219,3 +219,16 @@ def test_env_override_with_single_underscores_is_an_error_not_ignored(tmp_path: 
     assert "OKEX_RECORDER__COLLECTOR__SYMBOLS" in str(exc.value)
     config = load_config(None, env={"OKEX_RECORDER__COLLECTOR__SYMBOLS": "ltc_btc"})
     assert tuple(config.collector.symbols) == ("ltc_btc",)
+
+
+def test_status_shows_refused_subscriptions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A symbol the exchange does not list (`foo_bar`): its subscription was refused, but `status`
+    showed nothing of it (only the log did)."""
+    status = _finished_status(tmp_path, f"sqlite:///{tmp_path}/r.sqlite")
+    data = json.loads(status.read_text())
+    data["error_acks"] = 2
+    status.write_text(json.dumps(data))
+    assert cli.main(["status", "--no-sql", "--status-file", str(status)]) == 0
+    out = capsys.readouterr().out
+    assert "refused:     2 subscription error(s) from the exchange since start" in out
+    assert "subscribe_error" in out

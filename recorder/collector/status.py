@@ -443,6 +443,10 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     lines.append(f"open gaps:   {len(gaps)}")
     for g in gaps[:10]:
         lines.append(f"  {g['kind']} since {g['since']} on {g['connection']} {','.join(g['symbols'])}")
+    refused = status.get("error_acks") or 0
+    if refused:  # e.g. a symbol the exchange does not list: the run goes on without it
+        lines.append(f"refused:     {refused} subscription error(s) from the exchange since start: a refused "
+                     "channel gets no data (see the log, and feed_events rows of kind 'subscribe_error')")
     lines.extend(rows_table(status, counts))
     rejected = {name: ch["rejected"] for name, ch in status.get("channels", {}).items() if ch.get("rejected")}
     if rejected:
