@@ -232,3 +232,18 @@ def test_status_shows_refused_subscriptions(tmp_path: Path, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert "refused:     2 subscription error(s) from the exchange since start" in out
     assert "subscribe_error" in out
+
+
+def test_a_new_sqlite_file_is_said_to_be_created_not_upgraded(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The first `run` said 'upgrading the SQLite schema ... to head' for a file it had just created."""
+    import logging
+
+    from recorder.collector.app import prepare_database
+
+    config = _config(tmp_path)
+    with caplog.at_level(logging.INFO, logger="recorder.collector"):
+        prepare_database(config)
+        prepare_database(config)  # at head now: says nothing
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [f"creating the SQLite database {tmp_path}/r.sqlite (schema at head)"]

@@ -250,12 +250,17 @@ def prepare_database(config: Config) -> None:
     from recorder.storage import migrate
 
     url = config.storage.sql_url
+    sqlite_file = storage_paths(config).get("sqlite")
+    new_file = sqlite_file is not None and (not sqlite_file.exists() or sqlite_file.stat().st_size == 0)
     try:
         migrate.require_head(url)
     except SchemaNotAtHeadError:
         if not (config.storage.is_default_sqlite and config.storage.auto_upgrade_sqlite):
             raise
-        log.info("upgrading the SQLite schema of %s to head", mask_url(url))
+        if new_file:
+            log.info("creating the SQLite database %s (schema at head)", sqlite_file)
+        else:
+            log.info("upgrading the SQLite schema of %s to head", mask_url(url))
         migrate.upgrade(url)
 
 
