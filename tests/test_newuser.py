@@ -247,3 +247,19 @@ def test_a_new_sqlite_file_is_said_to_be_created_not_upgraded(tmp_path: Path,
         prepare_database(config)  # at head now: says nothing
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [f"creating the SQLite database {tmp_path}/r.sqlite (schema at head)"]
+
+
+def test_demo_status_hint_runs_without_activating_the_venv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `make demo` (venv not active) the summary said `okex-recorder status ...`: command not found.
+    It now names the script beside the interpreter, as it does `.venv/bin/python`."""
+    from recorder.collector.demo import _okex_recorder
+
+    script = Path(sys.executable).absolute().parent / "okex-recorder"
+    if not script.is_file():
+        pytest.skip(f"no okex-recorder script beside {sys.executable} (package not installed in this venv)")
+    monkeypatch.chdir(script.parent.parent.parent)  # the checkout holding .venv
+    hint = _okex_recorder()
+    assert hint == str(Path(*script.parts[-3:]))  # .venv/bin/okex-recorder
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([hint, "--version"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stdout.startswith("okex-recorder ")

@@ -111,6 +111,18 @@ def _python() -> str:
         return shlex.quote(str(executable))
 
 
+def _okex_recorder() -> str:
+    """The ``okex-recorder`` script beside this interpreter as a user can type it (``.venv/bin/okex-recorder``
+    after ``make demo``: the venv is not active there); a bare ``okex-recorder`` when there is none."""
+    script = Path(sys.executable).absolute().parent / "okex-recorder"
+    if not script.is_file():
+        return "okex-recorder"
+    try:
+        return shlex.quote(str(script.relative_to(Path.cwd().absolute())))
+    except ValueError:
+        return shlex.quote(str(script))
+
+
 def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: int | None = None,
               before: dict[str, int] | None = None) -> str:
     """The demo's closing report: this run (rows per table: produced, written, added to SQL, in SQL), what the
@@ -172,7 +184,7 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: i
         "== where the data is ==",
         f"  SQLite:  {data_dir / 'recording.sqlite'}",
         f"  Parquet: {data_dir / 'parquet'}/<table>/date=YYYY-MM-DD/symbol=<symbol>/*.parquet",
-        f"  status:  {status_file}  (okex-recorder status --status-file {status_file})",
+        f"  status:  {status_file}  ({_okex_recorder()} status --status-file {status_file})",
         "",
         "== query it ==",
         f"  sqlite3 {data_dir / 'recording.sqlite'} \"{_SQLITE_EXAMPLE}\"",
