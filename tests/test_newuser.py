@@ -88,6 +88,14 @@ def _config(tmp_path: Path) -> Config:
     return load_config(toml)
 
 
+def _sleeper(*argv: str) -> subprocess.Popen[str]:
+    """A live process with ``argv`` in its command line, once it runs (not merely forked: /proc shows it)."""
+    code = "print('up', flush=True); import time; time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+    return proc
+
+
 def test_a_second_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:
     """Two `run`s with one config: the second took over the first's journal segments and the first
     died with a FileNotFoundError traceback, losing rows. Now the second one stops at start."""
@@ -102,7 +110,7 @@ def test_a_second_process_on_the_same_journal_is_refused(tmp_path: Path) -> None
 
 def test_a_second_process_on_the_same_status_file_is_refused(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = _sleeper("okex-recorder")
     try:
         (tmp_path / "status.json").write_text(json.dumps({
             "state": "running", "pid": other.pid, "updated_at": datetime.now(UTC).isoformat(),
@@ -112,7 +120,7 @@ def test_a_second_process_on_the_same_status_file_is_refused(tmp_path: Path) -> 
         assert f"belongs to a running okex-recorder process (pid {other.pid})" in str(exc.value)
     finally:
         other.kill()
-        other.wait()
+        other.communicate()  # reaps it and closes its pipe
     with claim_storage(config):  # that process is gone: a restart may proceed
         pass
 
@@ -202,13 +210,18 @@ def test_status_says_one_connection(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_poll_beside_a_running_collector_is_refused_only_for_shared_directories(tmp_path: Path) -> None:
     """`poll` writes no status file: a live collector's status file alone does not stop it."""
     config = _config(tmp_path)
-    (tmp_path / "status.json").write_text(json.dumps({
-        "state": "running", "pid": os.getppid(), "updated_at": datetime.now(UTC).isoformat(),
-        "config": {"status_interval": 10.0}}))
-    with claim_storage(config, status_file=False):
-        pass
-    with pytest.raises(ConfigError), claim_storage(config):
-        pass
+    other = _sleeper("okex-recorder")
+    try:
+        (tmp_path / "status.json").write_text(json.dumps({
+            "state": "running", "pid": other.pid, "updated_at": datetime.now(UTC).isoformat(),
+            "config": {"status_interval": 10.0}}))
+        with claim_storage(config, status_file=False):
+            pass
+        with pytest.raises(ConfigError), claim_storage(config):
+            pass
+    finally:
+        other.kill()
+        other.communicate()  # reaps it and closes its pipe
 
 
 def test_env_override_with_single_underscores_is_an_error_not_ignored(tmp_path: Path) -> None:
@@ -263,3 +276,21 @@ def test_demo_status_hint_runs_without_activating_the_venv(monkeypatch: pytest.M
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": "/usr/bin:/bin"}
     proc = subprocess.run([hint, "--version"], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0 and proc.stdout.startswith("okex-recorder ")
+
+
+def test_a_stale_status_naming_another_programs_pid_does_not_stop_a_restart(tmp_path: Path) -> None:
+    """A container restarted within seconds: the status file says `running` with a pid that now belongs
+    to some other program. That must not stop the new collector (systemd would not restart it: exit 2)."""
+    config = _config(tmp_path)
+    other = _sleeper()
+    try:
+        (tmp_path / "status.json").write_text(json.dumps({
+            "state": "running", "pid": other.pid, "updated_at": datetime.now(UTC).isoformat(),
+            "config": {"status_interval": 10.0}}))
+        if not Path(f"/proc/{other.pid}/cmdline").exists():
+            pytest.skip("no /proc: the check assumes a live pid is a recorder")
+        with claim_storage(config):
+            pass
+    finally:
+        other.kill()
+        other.communicate()  # reaps it and closes its pipe

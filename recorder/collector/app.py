@@ -218,7 +218,8 @@ def claim_storage(config: Config, *, status_file: bool = True) -> Any:
         pid = other.get("pid")
         age = time.time() - _timestamp(other.get("updated_at"))
         fresh = age <= STALE_INTERVALS * float(other.get("config", {}).get("status_interval", 10.0)) + 5
-        busy = other.get("state") in ("running", "stopping") and pid != os.getpid() and _alive(pid) and fresh
+        busy = (other.get("state") in ("running", "stopping") and pid != os.getpid() and _alive(pid) and fresh
+                and _looks_like_recorder(pid))
     if busy:
         raise ConfigError(
             f"{status_path} (collector.status_file) belongs to a running okex-recorder process "
@@ -234,6 +235,19 @@ def claim_storage(config: Config, *, status_file: bool = True) -> Any:
         for fd in fds:
             if fd >= 0:
                 os.close(fd)
+
+
+def _looks_like_recorder(pid: object) -> bool:
+    """Whether process ``pid`` runs okex-recorder (its command line, where /proc tells; else assume so).
+
+    A pid in a stale status file may belong to another program by now (a restarted container
+    reuses small pids): that must not stop a restart.
+    """
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"recorder" in cmdline
 
 
 def _timestamp(value: object) -> float:
