@@ -104,6 +104,7 @@ def test_a_second_process_on_the_same_journal_is_refused(tmp_path: Path) -> None
         with pytest.raises(ConfigError) as exc, claim_storage(config):
             pass
         assert "journal (storage.parquet_journal_dir) is in use by another okex-recorder" in str(exc.value)
+        assert "give each process its own collector.status_file" in str(exc.value)
     with claim_storage(config):  # released at the end of the block: free again
         pass
 
@@ -294,3 +295,20 @@ def test_a_stale_status_naming_another_programs_pid_does_not_stop_a_restart(tmp_
     finally:
         other.kill()
         other.communicate()  # reaps it and closes its pipe
+
+
+def test_a_second_demo_into_the_same_directory_names_data_dir(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`make demo` twice at once (or while `make notebooks` makes its recording): the second is refused,
+    and told about --data-dir (the only knob demo has), not about configuration keys."""
+    from recorder.collector.demo import demo_config
+
+    data_dir = tmp_path / "data"
+    first = demo_config(data_dir, "ws://127.0.0.1:1/ws/v1", "http://127.0.0.1:2/api/v1", ["btc_usdt"])
+    for directory in (first.storage.parquet_journal_dir, first.storage.spill_dir):
+        Path(directory).mkdir(parents=True)
+    with claim_storage(first):
+        assert cli.main(["demo", "--duration", "1", "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another okex-recorder process: another demo or run is recording into" in err
+    assert "another --data-dir" in err

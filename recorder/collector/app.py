@@ -174,7 +174,7 @@ def prepare_storage(config: Config) -> None:
     prepare_directories(config, created_before=made)
 
 
-def _lock_directory(directory: Path, key: str) -> int:
+def _lock_directory(directory: Path, key: str, fix: str) -> int:
     """Hold an exclusive advisory lock on ``directory`` (``flock`` on its descriptor); return the fd.
 
     Raises :class:`ConfigError` naming ``key`` when another process holds it.
@@ -186,10 +186,7 @@ def _lock_directory(directory: Path, key: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ConfigError(
-            f"{directory} ({key}) is in use by another okex-recorder process: give each process its own "
-            "storage.parquet_journal_dir, storage.spill_dir and collector.status_file "
-            "(README \"Several processes\"), or stop the other one first") from None
+        raise ConfigError(f"{directory} ({key}) is in use by another okex-recorder process: {fix}") from None
     except OSError:
         os.close(fd)  # a filesystem without flock: nothing to hold
         return -1
@@ -197,7 +194,7 @@ def _lock_directory(directory: Path, key: str) -> int:
 
 
 @contextlib.contextmanager
-def claim_storage(config: Config, *, status_file: bool = True) -> Any:
+def claim_storage(config: Config, *, status_file: bool = True, fix: str | None = None) -> Any:
     """Refuse a second process on this recording's per-process files, for the ``with`` block.
 
     A second ``run`` / ``poll`` / ``demo`` given the same ``storage.parquet_journal_dir`` or
@@ -205,7 +202,8 @@ def claim_storage(config: Config, *, status_file: bool = True) -> Any:
     same ``collector.status_file`` would overwrite its status. Locks both directories
     (they must exist: :func:`prepare_storage` first) and checks the status file names no
     live, recently updated process (unless ``status_file`` is False: ``poll`` writes none).
-    Raises :class:`ConfigError` naming the clash.
+    Raises :class:`ConfigError` naming the clash and ``fix`` (default: give each process
+    its own files).
     """
     from recorder.collector.status import STALE_INTERVALS, _alive, read_status
 
@@ -220,16 +218,16 @@ def claim_storage(config: Config, *, status_file: bool = True) -> Any:
         fresh = age <= STALE_INTERVALS * float(other.get("config", {}).get("status_interval", 10.0)) + 5
         busy = (other.get("state") in ("running", "stopping") and pid != os.getpid() and _alive(pid) and fresh
                 and _looks_like_recorder(pid))
+    fix = fix or ("give each process its own collector.status_file, storage.spill_dir and "
+                  "storage.parquet_journal_dir (README \"Several processes\"), or stop the other one first")
     if busy:
-        raise ConfigError(
-            f"{status_path} (collector.status_file) belongs to a running okex-recorder process "
-            f"(pid {pid}): give each process its own collector.status_file, storage.spill_dir and "
-            "storage.parquet_journal_dir (README \"Several processes\"), or stop the other one first")
+        raise ConfigError(f"{status_path} (collector.status_file) belongs to a running okex-recorder process "
+                          f"(pid {pid}): {fix}")
     fds: list[int] = []
     try:
         for directory, key in ((Path(config.storage.parquet_journal_dir), "storage.parquet_journal_dir"),
                                (Path(config.storage.spill_dir), "storage.spill_dir")):
-            fds.append(_lock_directory(directory, key))
+            fds.append(_lock_directory(directory, key, fix))
         yield
     finally:
         for fd in fds:

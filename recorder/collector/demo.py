@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"okex-recorder demo: simulator at {sim.ws_url} and {sim.rest_url} (seed {seed}); "
               f"recording {len(settings.symbols)} symbols for {args.duration:g} s into {data_dir}/")
         prepare_directories(config)
-        with claim_storage(config):  # a second demo (or run) into the same directory stops here
+        with claim_storage(config, fix=f"another demo or run is recording into {data_dir}/; wait for it to "
+                                       "finish, or give this demo another --data-dir"):
             migrate.upgrade(config.storage.sql_url)
             before = row_counts(config.storage.sql_url)
             if any(before.values()):
