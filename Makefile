@@ -17,7 +17,8 @@ demo: $(STAMP)
 	$(BIN)/okex-recorder demo
 
 ## Open the notebooks in JupyterLab (the `notebooks` extra) against ./data; the first notebook run makes
-## the demo recording if ./data has none. JUPYTER_ARGS="--no-browser --port 8899" passes options on.
+## the demo recording if ./data has none. JUPYTER_ARGS="--no-browser --port 8899" passes options on
+## (as root, e.g. in a container, JupyterLab also needs --allow-root there).
 NB_STAMP := $(VENV)/.notebooks-installed
 $(NB_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[notebooks]'

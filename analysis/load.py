@@ -242,8 +242,9 @@ def open_source(source: Source | sa.Engine | str | Path) -> Source:
     ``"s3://bucket/prefix"`` is a Parquet root on S3-compatible storage (endpoint and
     credentials as the recorder takes them, see :mod:`recorder.storage.fs`); any other
     string containing ``"://"`` is a SQLAlchemy URL; any other string or Path is a local
-    Parquet root (it need not exist yet: missing datasets read as empty). A Source is
-    returned as is.
+    Parquet root (it need not exist yet: missing datasets read as empty; an existing
+    *file* raises ValueError, e.g. an SQLite path given without ``sqlite:///``). A Source
+    is returned as is.
     """
     if isinstance(source, SqlSource | ParquetSource):
         return source
@@ -254,6 +255,9 @@ def open_source(source: Source | sa.Engine | str | Path) -> Source:
     if isinstance(source, str) and "://" in source:
         return SqlSource.from_url(source)
     if isinstance(source, str | Path):
+        if Path(source).is_file():  # e.g. "data/recording.sqlite": read as a Parquet root, it was empty
+            raise ValueError(f"{str(source)!r} is a file, not a Parquet root directory; for an SQLite "
+                             f"database pass its URL, e.g. 'sqlite:///{source}'")
         return ParquetSource(source)
     if callable(getattr(source, "read", None)):
         return source

@@ -8,8 +8,10 @@ one clear line and a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -23,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("recorder.collector.app", "run the WebSocket collector (and the poller if configured)"),
     "status": ("recorder.collector.status", "show the state of a running or finished recording"),
     "poll": ("recorder.poller.app", "run only the signed REST poller (balances, orders)"),
-    "simulate": ("recorder.simulator.cli", "run the local OKEx v1 exchange simulator"),
+    "simulate": ("recorder.simulator.cli", "run the local exchange (OKEx v1; OKX v5 with --venue)"),
     "db": ("recorder.storage.cli", "database schema migrations (upgrade, downgrade, current, check)"),
     "compact": ("recorder.storage.compact", "merge a day's small Parquet files"),
     "store": ("recorder.storage.consume", "write SQL and/or Parquet from the NATS JetStream bus"),
@@ -65,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `okex-recorder status --json | head`: the reader has gone, not an error of ours
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not complain
+        return 141  # 128 + SIGPIPE, what a shell tool killed by the broken pipe returns
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -207,6 +207,10 @@ class CollectorConfig:
         return [self.symbols[i:i + n] for i in range(0, len(self.symbols), n)]
 
 
+# What storage.sql_url may start with: the databases and drivers the project ships (pyproject.toml).
+SUPPORTED_SQL_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
+
+
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     """Where and how records are persisted (docs/collector.md "Storage")."""
@@ -240,6 +244,13 @@ class StorageConfig:
                               f"got {root.split('?', 1)[0][:80]!r}")
         if "://" not in self.sql_url:
             raise ConfigError(f"config: storage.sql_url is not a database URL: {mask_url(self.sql_url)!r}")
+        scheme = self.sql_url.split("://", 1)[0].lower()
+        if scheme not in SUPPORTED_SQL_SCHEMES:
+            pg = scheme.split("+")[0] in ("postgres", "postgresql")
+            hint = ("write it postgresql+psycopg://user@host:5432/db" if pg else
+                    "supported: sqlite:///path/to/file.sqlite or postgresql+psycopg://user@host:5432/db")
+            raise ConfigError(f"config: storage.sql_url: unsupported database URL scheme {scheme + '://'!r} "
+                              f"in {mask_url(self.sql_url)!r}; {hint}")
         for name in ("flush_interval", "batch_size", "max_pending_rows", "writer_queue_rows",
                      "parquet_roll_rows", "parquet_roll_seconds", "compact_step_bytes"):
             if getattr(self, name) <= 0:
@@ -409,6 +420,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 if not isinstance(node, dict):
                     raise ConfigError(f"config: environment variable {var} conflicts with another one")
             node[parts[-1]] = _env_value(var, text)
+        elif var.upper().startswith(ENV_PREFIX[:-1]):  # OKEX_RECORDER_COLLECTOR_SYMBOLS: was ignored
+            raise ConfigError(
+                f"config: environment variable {var} is not an override: write {ENV_PREFIX}<SECTION>__<KEY> "
+                f"with double underscores, e.g. {ENV_PREFIX}COLLECTOR__SYMBOLS")
     if SQL_URL_ENV in env:
         out.setdefault("storage", {})["sql_url"] = _env_value(SQL_URL_ENV, env[SQL_URL_ENV])
     return out

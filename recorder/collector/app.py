@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import signal
 import sys
@@ -50,7 +51,8 @@ from recorder.records import Record, utc_now
 if TYPE_CHECKING:
     from recorder.collector.metrics import MetricsServer
 
-__all__ = ["Recorder", "RunResult", "add_arguments", "open_storage", "prepare_database",
+__all__ = ["Recorder", "RunResult", "add_arguments", "check_duration", "claim_storage", "open_storage",
+           "prepare_database",
            "prepare_directories", "prepare_storage", "run"]
 
 log = logging.getLogger("recorder.collector")
@@ -180,6 +182,87 @@ def prepare_storage(config: Config) -> None:
     prepare_directories(config, created_before=made)
 
 
+def _lock_directory(directory: Path, key: str, fix: str) -> int:
+    """Hold an exclusive advisory lock on ``directory`` (``flock`` on its descriptor); return the fd.
+
+    Raises :class:`ConfigError` naming ``key`` when another process holds it.
+    """
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"{directory} ({key}) is in use by another okex-recorder process: {fix}") from None
+    except OSError:
+        os.close(fd)  # a filesystem without flock: nothing to hold
+        return -1
+    return fd
+
+
+@contextlib.contextmanager
+def claim_storage(config: Config, *, status_file: bool = True, fix: str | None = None) -> Any:
+    """Refuse a second process on this recording's per-process files, for the ``with`` block.
+
+    A second ``run`` / ``poll`` / ``demo`` given the same ``storage.parquet_journal_dir`` or
+    ``storage.spill_dir`` would take over the first one's journal segments, and with the
+    same ``collector.status_file`` would overwrite its status. Locks both directories
+    (they must exist: :func:`prepare_storage` first) and checks the status file names no
+    live, recently updated process (unless ``status_file`` is False: ``poll`` writes none).
+    Raises :class:`ConfigError` naming the clash and ``fix`` (default: give each process
+    its own files).
+    """
+    from recorder.collector.status import STALE_INTERVALS, _alive, read_status
+
+    status_path = Path(config.collector.status_file)
+    busy, pid = False, None
+    with contextlib.suppress(Exception):  # no status file, or not ours to judge: nothing to refuse
+        if not status_file:
+            raise LookupError
+        other = read_status(status_path)
+        pid = other.get("pid")
+        age = time.time() - _timestamp(other.get("updated_at"))
+        fresh = age <= STALE_INTERVALS * float(other.get("config", {}).get("status_interval", 10.0)) + 5
+        busy = (other.get("state") in ("running", "stopping") and pid != os.getpid() and _alive(pid) and fresh
+                and _looks_like_recorder(pid))
+    fix = fix or ("give each process its own collector.status_file, storage.spill_dir and "
+                  "storage.parquet_journal_dir (README \"Several processes\"), or stop the other one first")
+    if busy:
+        raise ConfigError(f"{status_path} (collector.status_file) belongs to a running okex-recorder process "
+                          f"(pid {pid}): {fix}")
+    fds: list[int] = []
+    try:
+        paths = storage_paths(config)  # a collector on the bus has no Parquet journal
+        for label, key in (("journal", "storage.parquet_journal_dir"), ("spill", "storage.spill_dir")):
+            if label in paths:
+                fds.append(_lock_directory(paths[label], key, fix))
+        yield
+    finally:
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _looks_like_recorder(pid: object) -> bool:
+    """Whether process ``pid`` runs okex-recorder (its command line, where /proc tells; else assume so).
+
+    A pid in a stale status file may belong to another program by now (a restarted container
+    reuses small pids): that must not stop a restart.
+    """
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"recorder" in cmdline
+
+
+def _timestamp(value: object) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(value)).timestamp()
+
+
 def prepare_database(config: Config) -> None:
     """Check the SQL schema is at head; upgrade an embedded SQLite file when allowed.
 
@@ -188,12 +271,17 @@ def prepare_database(config: Config) -> None:
     from recorder.storage import migrate
 
     url = config.storage.sql_url
+    sqlite_file = storage_paths(config).get("sqlite")
+    new_file = sqlite_file is not None and (not sqlite_file.exists() or sqlite_file.stat().st_size == 0)
     try:
         migrate.require_head(url)
     except SchemaNotAtHeadError:
         if not (config.storage.is_default_sqlite and config.storage.auto_upgrade_sqlite):
             raise
-        log.info("upgrading the SQLite schema of %s to head", mask_url(url))
+        if new_file:
+            log.info("creating the SQLite database %s (schema at head)", sqlite_file)
+        else:
+            log.info("upgrading the SQLite schema of %s to head", mask_url(url))
         migrate.upgrade(url)
 
 
@@ -470,8 +558,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.bus:
         config = dataclasses.replace(config, bus=dataclasses.replace(config.bus, url=args.bus))
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError("--duration must be > 0 seconds")
+    check_duration(args.duration)
     setup_logging(config)
     credentials = load_credentials(config.poller.credentials_file)
     if config.bus.url:  # no database here: `okex-recorder store` writes the stores
@@ -482,8 +569,16 @@ def run(args: argparse.Namespace) -> int:
         log.info("no API credentials configured: the poller is off (see docs/collector.md)")
     else:
         log.info("poller on with %r", credentials)
-    result = asyncio.run(record(config, duration=args.duration, credentials=credentials))
+    with claim_storage(config):
+        result = asyncio.run(record(config, duration=args.duration, credentials=credentials))
     return result.exit_code
+
+
+def check_duration(duration: float | None) -> None:
+    """``--duration S``: None (until stopped) or a finite number of seconds > 0; ConfigError otherwise."""
+    if duration is not None and not 0 < duration < math.inf:
+        raise ConfigError(f"--duration must be a finite number of seconds > 0, got {duration:g}"
+                          " (leave it out to run until SIGINT/SIGTERM)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - python -m recorder.collector.app

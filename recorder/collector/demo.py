@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import secrets
 import shlex
 import sys
@@ -67,17 +68,16 @@ def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 with a summary (1 if it recorded nothing)."""
-    from recorder.collector.app import prepare_directories
+    from recorder.collector.app import check_duration, claim_storage, prepare_directories
     from recorder.collector.status import row_counts
     from recorder.credentials import Credentials
     from recorder.simulator import SimulatorThread
     from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET, SimulatorSettings
     from recorder.storage import migrate
 
-    if args.duration <= 0:
-        raise ConfigError("--duration must be > 0 seconds")
-    if args.rate <= 0:
-        raise ConfigError("--rate must be > 0")
+    check_duration(args.duration)
+    if not 0 < args.rate < math.inf:
+        raise ConfigError(f"--rate must be a finite number > 0, got {args.rate:g}")
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000_000)
     data_dir: Path = args.data_dir
     settings = SimulatorSettings(seed=seed, updates_per_second=args.rate, account_activity_interval=2.0,
@@ -88,15 +88,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"okex-recorder demo: simulator at {sim.ws_url} and {sim.rest_url} (seed {seed}); "
               f"recording {len(settings.symbols)} symbols for {args.duration:g} s into {data_dir}/")
         prepare_directories(config)
-        migrate.upgrade(config.storage.sql_url)
-        before = row_counts(config.storage.sql_url)
-        if any(before.values()):
-            print(f"okex-recorder demo: {data_dir}/ already holds {sum(before.values())} rows from earlier "
-                  "runs; this run adds to them (delete the directory to start afresh)")
-        writer = open_storage(config)
-        creds = Credentials(DEMO_API_KEY, DEMO_SECRET)
-        result = asyncio.run(record(config, duration=args.duration, writer=writer, credentials=creds,
-                                    rest_url=sim.rest_url))
+        with claim_storage(config, fix=f"another demo or run is recording into {data_dir}/; wait for it to "
+                                       "finish, or give this demo another --data-dir"):
+            migrate.upgrade(config.storage.sql_url)
+            before = row_counts(config.storage.sql_url)
+            if any(before.values()):
+                print(f"okex-recorder demo: {data_dir}/ already holds {sum(before.values())} rows from "
+                      "earlier runs; this run adds to them (delete the directory to start afresh)")
+            writer = open_storage(config)
+            creds = Credentials(DEMO_API_KEY, DEMO_SECRET)
+            result = asyncio.run(record(config, duration=args.duration, writer=writer, credentials=creds,
+                                        rest_url=sim.rest_url))
     print(summarise(config, result.status, data_dir, seed=seed, before=before))
     return result.exit_code
 
@@ -109,6 +111,18 @@ def _python() -> str:
         return shlex.quote(str(executable.relative_to(Path.cwd().absolute())))
     except ValueError:
         return shlex.quote(str(executable))
+
+
+def _okex_recorder() -> str:
+    """The ``okex-recorder`` script beside this interpreter as a user can type it (``.venv/bin/okex-recorder``
+    after ``make demo``: the venv is not active there); a bare ``okex-recorder`` when there is none."""
+    script = Path(sys.executable).absolute().parent / "okex-recorder"
+    if not script.is_file():
+        return "okex-recorder"
+    try:
+        return shlex.quote(str(script.relative_to(Path.cwd().absolute())))
+    except ValueError:
+        return shlex.quote(str(script))
 
 
 def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: int | None = None,
@@ -173,7 +187,7 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: i
         "== where the data is ==",
         f"  SQLite:  {data_dir / 'recording.sqlite'}",
         f"  Parquet: {data_dir / 'parquet'}/<table>/date=YYYY-MM-DD/symbol=<symbol>/*.parquet",
-        f"  status:  {status_file}  (okex-recorder status --status-file {status_file})",
+        f"  status:  {status_file}  ({_okex_recorder()} status --status-file {status_file})",
         "",
         "== query it ==",
         f"  sqlite3 {data_dir / 'recording.sqlite'} \"{_SQLITE_EXAMPLE}\"",

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -483,13 +484,15 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     lines = []
     state = status.get("state", "?")
     if state in ("running", "stopping") and not _alive(status.get("pid")):
-        state = f"{state} (but process {status.get('pid')} is gone: it was killed)"
+        state = (f"{state} (but process {status.get('pid')} is gone: killed, or stopped by a second "
+                 "signal, before finishing)")
     age = _age(status, time.time())
     lines.append(f"state:       {state}, started {status.get('started_at')}, "
                  f"updated {status.get('updated_at')}" + ("" if age is None else f" ({age:.0f} s ago)"))
     cfg = status.get("config", {})
-    lines.append(f"source:      {cfg.get('ws_url')} ({len(cfg.get('symbols', []))} symbols, "
-                 f"{cfg.get('connections')} connections)")
+    n_symbols = len(cfg.get("symbols", []))
+    lines.append(f"source:      {cfg.get('ws_url')} ({n_symbols} symbol{'' if n_symbols == 1 else 's'}, "
+                 f"{cfg.get('connections')} connection{'' if cfg.get('connections') == 1 else 's'})")
     lines.append(f"storage:     {cfg.get('sql_url')} + {cfg.get('parquet_root')}")
     f = status.get("frames", {})
     r = status.get("rates", {})
@@ -509,6 +512,10 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     lines.append(f"open gaps:   {len(gaps)}")
     for g in gaps[:10]:
         lines.append(f"  {g['kind']} since {g['since']} on {g['connection']} {','.join(g['symbols'])}")
+    refused = status.get("error_acks") or 0
+    if refused:  # e.g. a symbol the exchange does not list: the run goes on without it
+        lines.append(f"refused:     {refused} subscription error(s) from the exchange since start: a refused "
+                     "channel gets no data (see the log, and feed_events rows of kind 'subscribe_error')")
     lines.extend(rows_table(status, counts))
     stores = status.get("storage", {}).get("stores") or {}
     for name, st in stores.items():
@@ -544,15 +551,36 @@ def run(args: argparse.Namespace) -> int:
     status = read_status(path)
     counts = None
     if not args.no_sql:
+        url = _sql_url(args, config, status)
+        missing = _missing_sqlite_file(url)
         try:
-            counts = row_counts(_sql_url(args, config, status))
-        except StorageError as exc:
-            print(f"(row counts unavailable: {exc})")
+            if missing is not None:  # counting would create an empty file here and report 0 rows
+                raise StorageError(
+                    f"no SQLite file {missing} (from {mask_url(url)}) under {Path.cwd()}: a relative path is "
+                    "relative to the recorder's working directory; run status there, or pass --config")
+            counts = row_counts(url)
+        except StorageError as exc:  # stderr: stdout stays the status alone (valid JSON with --json)
+            print(f"(row counts unavailable: {exc})", file=sys.stderr)
     if args.json:
         print(json.dumps({"status": status, "sql_rows": counts}, indent=1, default=str))
     else:
         print(describe(status, counts))
     return 0
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names when it does not exist (None for other databases, or when it does)."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return None if Path(database).exists() else Path(database)
 
 
 def _sql_url(args: argparse.Namespace, config: Config, status: dict[str, Any]) -> str:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from recorder.config import Config, load_config
 from recorder.credentials import Credentials, require_credentials
-from recorder.errors import ConfigError
 from recorder.poller.service import Poller, PollerOutcome
 from recorder.records import Record
 
@@ -72,6 +71,7 @@ async def poll(config: Config, credentials: Credentials, *, duration: float | No
             timer.cancel()
         await flusher
         writer.flush()
+        _say_written(writer)
         writer.close()
         if signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -80,18 +80,31 @@ async def poll(config: Config, credentials: Credentials, *, duration: float | No
     return outcome
 
 
+def _say_written(writer: object) -> None:
+    """One closing line: rows each store wrote this run, per table (a poll otherwise ends silently)."""
+    stats = getattr(writer, "stats", None)
+    if not callable(stats):
+        return
+    parts = []
+    for name, store in sorted(stats().items()):
+        rows = ", ".join(f"{table} {counts.written}" for table, counts in store.datasets.items()
+                         if counts.written)
+        parts.append(f"{name}: {rows or 'nothing'}")
+    log.info("poll finished: rows written this run: %s", "; ".join(parts))
+
+
 def run(args: argparse.Namespace) -> int:
     """``okex-recorder poll``: 0 after a clean stop, 3 when the exchange rejected the credentials."""
-    from recorder.collector.app import prepare_storage, setup_logging
+    from recorder.collector.app import check_duration, claim_storage, prepare_storage, setup_logging
 
     config = load_config(args.config)
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError("--duration must be > 0 seconds")
+    check_duration(args.duration)
     setup_logging(config)
     credentials = require_credentials(config.poller.credentials_file)
     if not config.poller.symbols:
         log.warning("poller.symbols is empty: only balances are polled")
     prepare_storage(config)
     log.info("polling %s with %r", config.exchange.rest_url, credentials)
-    outcome = asyncio.run(poll(config, credentials, duration=args.duration))
+    with claim_storage(config, status_file=False):
+        outcome = asyncio.run(poll(config, credentials, duration=args.duration))
     return EXIT_AUTH_FAILED if outcome is PollerOutcome.AUTH_FAILED else 0

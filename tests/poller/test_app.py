@@ -77,6 +77,9 @@ def test_poll_records_into_sql_and_parquet_and_leaks_no_secret(
 
     out, err = capfd.readouterr()
     assert "DEBUG" in err  # debug logging really was on
+    closing = next(line for line in err.splitlines() if "poll finished: rows written this run: " in line)
+    assert "parquet: " in closing and "sql: " in closing  # the closing line says what each store got
+    assert f"order_status_changes {len(changes)}" in closing  # one row per change, all new this run
     for text in (out, err):
         assert SECRET not in text
         assert API_KEY not in text  # only ever masked
