@@ -23,6 +23,35 @@ def default_url() -> str:
     return os.environ.get(ENV_URL) or DEFAULT_URL
 
 
+def _check_url(url: str) -> None:
+    """The same URL rule as ``storage.sql_url`` (supported schemes, one clear line). Raises ConfigError.
+    A string that is no URL at all is left to :mod:`migrate`, which says so without echoing it."""
+    from recorder.config import StorageConfig
+
+    if "://" not in url:
+        return
+    try:
+        StorageConfig(sql_url=url)
+    except ConfigError as exc:
+        message = str(exc).replace("config: storage.sql_url", "db --sql-url / $OKEX_SQL_URL", 1)
+        raise ConfigError(message) from None
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (None for PostgreSQL, in-memory or URI-style SQLite URLs)."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None  # migrate reports the malformed URL
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return Path(database)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``ACTION [REVISION] [--sql-url URL]``."""
     parser.add_argument(
@@ -43,9 +72,15 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "downgrade" and not args.revision:  # checked before anything is created
         raise ConfigError("db downgrade: a target REVISION is required (e.g. 'base' or '-1')")
     url = args.sql_url or default_url()
+    _check_url(url)
+    masked = migrate.mask_url(url)
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and args.action != "upgrade" and not sqlite_file.exists():
+        # reading (or downgrading) a file that is not there would create an empty database
+        raise ConfigError(f"db {args.action}: no SQLite database at {sqlite_file} "
+                          "(`okex-recorder db upgrade` creates one; check --sql-url / $OKEX_SQL_URL)")
     if url == DEFAULT_URL:
         Path("data").mkdir(exist_ok=True)
-    masked = migrate.mask_url(url)
     if args.action == "upgrade":
         migrate.upgrade(url, args.revision or "head")
         print(f"{masked}: at {migrate.current(url)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import zipfile
@@ -99,6 +100,8 @@ def test_unknown_revision_is_a_storage_error(migrated_sqlite_url: str) -> None:
 def test_db_command_upgrade_then_current_then_check(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     head = migrate.head_revision()
     masked = migrate.mask_url(db_url)
+    if db_url.startswith("sqlite"):  # an existing, empty SQLite file (a missing one is refused: next test)
+        sqlite3.connect(db_url.removeprefix("sqlite:///")).close()
     assert main(["db", "current", "--sql-url", db_url]) == 0
     assert capsys.readouterr().out == f"{masked}: base (no schema) (not at head {head})\n"
     assert main(["db", "check", "--sql-url", db_url]) == 1
@@ -112,6 +115,32 @@ def test_db_command_upgrade_then_current_then_check(db_url: str, capsys: pytest.
     assert main(["db", "downgrade", "base", "--sql-url", db_url]) == 0
     assert capsys.readouterr().out == f"{masked}: at base (no schema)\n"
     assert table_names(db_url) == {"alembic_version"}
+
+
+@pytest.mark.parametrize("action", ["current", "check", "downgrade"])
+def test_db_command_reading_a_missing_sqlite_file_is_one_line_and_creates_nothing(
+    tmp_path: Path, action: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "typo.sqlite"
+    assert main(["db", action, *(["base"] if action == "downgrade" else []), "--sql-url",
+                 f"sqlite:///{path}"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"okex-recorder db: error: db {action}: no SQLite database at {path} "
+                   "(`okex-recorder db upgrade` creates one; check --sql-url / $OKEX_SQL_URL)\n")
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("url", ["postgres://me:pw-secret@127.0.0.1/db", "mysql://me@127.0.0.1/db",
+                                 "postgresql+psycopg2://me@127.0.0.1/db"])
+def test_db_command_refuses_an_unsupported_url_scheme_in_one_line(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "check", "--sql-url", url]) == 2
+    err = capsys.readouterr().err
+    scheme = url.split("://")[0]
+    assert err.startswith(f"okex-recorder db: error: db --sql-url / $OKEX_SQL_URL: unsupported database URL "
+                          f"scheme '{scheme}://'") and err.count("\n") == 1
+    assert "pw-secret" not in err
 
 
 def test_db_command_defaults_to_env_url_then_data_dir(
