@@ -59,9 +59,13 @@ def write_toml(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
+def wait_port(port: int, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something listens on the loopback ``port``; fail at once when ``proc`` exits first.
+    The bound is generous: a loaded machine can take a while to start an interpreter and its imports."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the process meant to listen on 127.0.0.1:{port} exited ({proc.returncode})")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -82,8 +86,8 @@ class Simulator:
         self.proc = subprocess.Popen([str(BIN / "okex-recorder"), "simulate", "--config", str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         try:
-            wait_port(self.ws_port)
-            wait_port(self.rest_port)
+            wait_port(self.ws_port, proc=self.proc)
+            wait_port(self.rest_port, proc=self.proc)
         except BaseException:
             self.stop()
             raise
