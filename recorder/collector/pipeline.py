@@ -366,6 +366,16 @@ def table_of(record: Record) -> str:
     return _TABLE_OF.get(type(record), type(record).__name__.lower())
 
 
+def _unlisted_hint(symbol: str) -> str:
+    """A hint for a refusal of a symbol the exchange's published pair list does not hold (a typo?)."""
+    from recorder.okex.pairs import pairs
+
+    if symbol in pairs():
+        return ""
+    return (f" ({symbol} is not in the v1 pair table (recorder/okex/data/pairs_increment.csv): "
+            "is it a listed pair? check collector.symbols)")
+
+
 class FramePipeline:
     """Frames and control events in, records out: decode, books, snapshots, feed events, accounting.
 
@@ -703,7 +713,8 @@ class FramePipeline:
                 kind=FeedEventKind.SUBSCRIBE_ERROR, ts_start=ts_recv, ts_end=ts_recv, connection=conn,
                 symbols=(ch.symbol,), channel=ch.name, detail=detail))
             self._out.append(span)
-            log.error("%s: subscription to %s refused: %s; asking again with backoff", conn, ch.name, err)
+            log.error("%s: subscription to %s refused: %s; asking again with backoff%s", conn, ch.name, err,
+                      _unlisted_hint(ch.symbol))
         else:
             refusal.refusals += 1
             now = time.monotonic()

@@ -353,3 +353,11 @@ def test_a_pong_only_frame_is_not_data_and_is_taken_even_when_the_writer_is_behi
     assert q.full()
     assert intake.frame("ws-0", ts(4), '{"event": "pong"}\n') == FRAME_TAKEN | FRAME_PONG
     assert intake.frame("ws-0", ts(5), depth([["1", "1"]], [["2", "1"]], 5)) == 0  # data: dropped
+
+
+def test_a_refusal_of_a_symbol_missing_from_the_pair_table_says_it_may_be_a_typo() -> None:
+    from recorder.collector.pipeline import _unlisted_hint
+
+    assert _unlisted_hint("btc_usdt") == ""  # listed: the exchange's own text says enough
+    hint = _unlisted_hint("foo_bar")
+    assert "foo_bar is not in the v1 pair table" in hint and "check collector.symbols" in hint
