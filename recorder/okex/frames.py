@@ -356,35 +356,55 @@ def _depth(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
 _DEAL_SIDES = {"bid": Side.BUY, "ask": Side.SELL}
 
 
+def _row_rejected(channel: Channel, row: object, reason: str) -> Rejected:
+    """One bad row of a list-valued push (deals, klines): only that row is set aside.
+
+    ``sample`` is ``{"channel": C, "data": [row]}``, the frame the exchange would have sent
+    for that row alone, so the quarantine row holds exactly the row that was refused.
+    """
+    return Rejected(channel=channel.name, reason=f"{channel.name}: {reason}",
+                    sample=_sample({"channel": channel.name, "data": [row]}))
+
+
 def _deals(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
     rows = _need_list(data, "deals data")
     out: list[Message] = []
     symbol = channel.symbol
     times: dict[str, datetime] = {}  # deals of one push share few distinct seconds
     for row in rows:
-        if type(row) is not list or len(row) < 5:
-            raise _Reject(f"deals: a deal must be [tid, price, amount, time, type], got {row!r:.80}")
-        side = _DEAL_SIDES.get(row[4]) if type(row[4]) is str else None
-        if side is None:
-            raise _Reject(f"deals: unknown deal type {row[4]!r:.20} (expected 'bid' or 'ask')")
-        hhmmss = row[3]
-        if type(hhmmss) is not str:
-            raise _Reject(f"deals: time must be an 'HH:MM:SS' string, got {hhmmss!r:.20}")
-        ts_event = times.get(hhmmss)
-        if ts_event is None:
-            ts_event = times[hhmmss] = deal_timestamp(hhmmss, ts_recv)
-        out.append(
-            Deal(
-                symbol=symbol,
-                tid=parse_int(row[0]),
-                price=parse_decimal(row[1]),
-                amount=parse_decimal(row[2]),
-                side=side,
-                ts_event=ts_event,
-                ts_recv=ts_recv,
-            )
-        )
+        # Each deal is its own record: a bad one is rejected alone, its neighbours decode.
+        try:
+            out.append(_deal(symbol, row, times, ts_recv))
+        except (_Reject, DecodeError) as exc:
+            out.append(_row_rejected(channel, row, str(exc)))
     return out
+
+
+def _deal(symbol: str, row: object, times: dict[str, datetime], ts_recv: datetime) -> Deal:
+    if type(row) is not list or len(row) < 5:
+        raise _Reject(f"deals: a deal must be [tid, price, amount, time, type], got {row!r:.80}")
+    side = _DEAL_SIDES.get(row[4]) if type(row[4]) is str else None
+    if side is None:
+        raise _Reject(f"deals: unknown deal type {row[4]!r:.20} (expected 'bid' or 'ask')")
+    hhmmss = row[3]
+    if type(hhmmss) is not str:
+        raise _Reject(f"deals: time must be an 'HH:MM:SS' string, got {hhmmss!r:.20}")
+    price = parse_decimal(row[1])
+    amount = parse_decimal(row[2])
+    if price <= 0 or amount <= 0:  # as for depth levels: a trade has a price and an amount
+        raise _Reject(f"deals: impossible deal price {price}, amount {amount}")
+    ts_event = times.get(hhmmss)
+    if ts_event is None:
+        ts_event = times[hhmmss] = deal_timestamp(hhmmss, ts_recv)
+    return Deal(
+        symbol=symbol,
+        tid=parse_int(row[0]),
+        price=price,
+        amount=amount,
+        side=side,
+        ts_event=ts_event,
+        ts_recv=ts_recv,
+    )
 
 
 def _klines(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
@@ -395,21 +415,26 @@ def _klines(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
     assert period is not None  # a KLINE channel always has one
     out: list[Message] = []
     for row in rows:
-        if type(row) is not list or len(row) < 6:
-            raise _Reject(f"kline: a row must be [ts_ms, open, high, low, close, volume], got {row!r:.80}")
-        out.append(
-            Kline(
-                symbol=channel.symbol,
-                period=period,
-                ts_event=ms_to_datetime(row[0]),
-                ts_recv=ts_recv,
-                open=parse_decimal(row[1]),
-                high=parse_decimal(row[2]),
-                low=parse_decimal(row[3]),
-                close=parse_decimal(row[4]),
-                volume=parse_decimal(row[5]),
+        # Each candle is its own record: a bad one is rejected alone, its neighbours decode.
+        try:
+            if type(row) is not list or len(row) < 6:
+                raise _Reject(f"kline: a row must be [ts_ms, open, high, low, close, volume], "
+                              f"got {row!r:.80}")
+            out.append(
+                Kline(
+                    symbol=channel.symbol,
+                    period=period,
+                    ts_event=ms_to_datetime(row[0]),
+                    ts_recv=ts_recv,
+                    open=parse_decimal(row[1]),
+                    high=parse_decimal(row[2]),
+                    low=parse_decimal(row[3]),
+                    close=parse_decimal(row[4]),
+                    volume=parse_decimal(row[5]),
+                )
             )
-        )
+        except (_Reject, DecodeError) as exc:
+            out.append(_row_rejected(channel, row, str(exc)))
     return out
 
 
