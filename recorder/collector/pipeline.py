@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from recorder.errors import BookError, CrossedBookError, DecodeError, RecorderError
 from recorder.okex.book import OrderBook
 from recorder.okex.channels import Channel
-from recorder.okex.frames import ErrorAck, Pong, Rejected, SubscribeAck, decode_frame
+from recorder.okex.frames import ErrorAck, Message, Pong, Rejected, SubscribeAck, decode_frame
 from recorder.records import (
     Balance,
     BookSnapshot,
@@ -76,6 +76,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("recorder.collector")
+_ONE_US = timedelta(microseconds=1)
 
 QUARANTINE_MAX_BYTES = 64 * 1024
 ACK_PATIENCE = 20  # depth pushes discarded waiting for a removeChannel ack before the connection is replaced
@@ -420,6 +421,7 @@ class FramePipeline:
         self._quarantine_logged = 0.0
         self._quarantine_unlogged = 0
         self._foreign_logged = 0.0
+        self._spread_to: dict[str, datetime] = {}  # conn -> latest ts_recv given by _spread
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -460,8 +462,14 @@ class FramePipeline:
         A frame holding only pongs is counted in ``pong_frames``, not in ``frames``.
         """
         counters = self.counters
+        if self._spread_to:
+            latest = self._spread_to.get(conn)
+            if latest is not None and ts_recv <= latest:
+                ts_recv = latest + _ONE_US
         try:
             messages = decode_frame(frame, ts_recv)
+            if len(messages) > 1:
+                messages = self._spread(conn, ts_recv, messages)
         except DecodeError as exc:
             counters.frames += 1
             counters.last_ts_recv = ts_recv
@@ -508,6 +516,39 @@ class FramePipeline:
             if self._refused:
                 self._delivered(_channel_of(key), ts_recv)
         return flags
+
+    def _spread(self, conn: str, ts_recv: datetime, messages: list[Message]) -> list[Message]:
+        """Give each further ticker, depth push or balance of one key in a frame its own ts_recv.
+
+        ``ts_recv`` is part of the row key of tickers ``(symbol, ts_recv)``, book snapshots
+        ``(symbol, ts_recv, source)`` and balances ``(account, currency, ts_recv)``: two of them
+        in one frame (an exchange batching updates, or sending one twice) would be one SQL row
+        and two Parquet rows. The n-th one of a key gets ``ts_recv + n µs``; the connection's
+        next frame then gets a later ts_recv still.
+        """
+        seen: dict[tuple[type, str], int] | None = None
+        out = messages
+        for i, m in enumerate(messages):
+            key: tuple[type, str]
+            if isinstance(m, Ticker | DepthUpdate):
+                key = (type(m), m.symbol)
+            elif isinstance(m, Balance):
+                key = (Balance, f"{m.account} {m.currency}")
+            else:
+                continue
+            if seen is None:
+                seen = {}
+            n = seen.get(key, 0)
+            seen[key] = n + 1
+            if n:
+                if out is messages:
+                    out = list(messages)
+                stamp = ts_recv + n * _ONE_US
+                out[i] = replace(m, ts_recv=stamp)
+                latest = self._spread_to.get(conn)
+                if latest is None or stamp > latest:
+                    self._spread_to[conn] = stamp
+        return out
 
     def _depth(self, conn: str, u: DepthUpdate) -> None:
         key = (u.symbol, u.kind)

@@ -138,3 +138,77 @@ async def test_one_bad_deal_or_candle_in_a_push_costs_only_itself(tmp_path: Path
         q.payload for q in stored(url, "quarantine"))
     _assert_invariant(status)
 
+
+
+def _ticker(ts_ms: int, last: Any) -> dict[str, Any]:
+    return {"buy": "6500", "sell": "6501", "last": last, "high": "6600", "low": "6400", "vol": "12",
+            "timestamp": ts_ms}
+
+
+async def test_two_tickers_in_one_frame_and_odd_numbers_are_all_stored_exactly(tmp_path: Path) -> None:
+    """One frame holds two different btc_usdt tickers (the same receive time), a bad object, a
+    bare number and a deal; another holds the same ticker twice; numbers come as JSON numbers
+    and in exponent notation. Every ticker sent is stored, in both stores, with its exact value."""
+    done = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def script(send: SendRaw) -> None:
+        now_ms = int(time.time() * 1000)
+        a, b = _ticker(now_ms - 20, "6500.1"), _ticker(now_ms - 10, "6500.2")
+        deal = ["7", "6500", "0.5", exchange_hhmmss(now_ms), "bid"]
+        await send(json.dumps([{"channel": "ok_sub_spot_btc_usdt_ticker", "data": a},
+                               {"channel": "ok_sub_spot_btc_usdt_ticker", "data": {"buy": "x"}}, 42,
+                               {"channel": "ok_sub_spot_btc_usdt_ticker", "data": b},
+                               {"channel": "ok_sub_spot_btc_usdt_deals", "data": [deal]}]))
+        c = _ticker(now_ms, "6500.3")
+        await send(_frame(("ok_sub_spot_btc_usdt_ticker", c), ("ok_sub_spot_btc_usdt_ticker", c)))
+        # JSON numbers and exponents: 1E+3 and 6.5e3 are exact values, as sent
+        await send(f'[{{"channel":"ok_sub_spot_btc_usdt_ticker","data":{{"buy":6500,"sell":"1E+3",'
+                   f'"last":6.5e3,"high":"6600","low":1e-8,"vol":"12","timestamp":{now_ms + 1}}}}}]')
+        sent.extend([a, b, c, c, {"buy": "6500", "sell": "1E+3", "last": "6.5e3", "high": "6600",
+                                  "low": "1e-8", "vol": "12", "timestamp": now_ms + 1}])
+        last_deal = ["8", "6500", "0.5", exchange_hhmmss(now_ms), "bid"]
+        await send(_frame(("ok_sub_spot_btc_usdt_deals", [last_deal])))
+        done.set()
+        await asyncio.sleep(3600)
+
+    status, url = await _record(tmp_path, script, done, 2, ["ticker", "deals"])
+    root = tmp_path / "parquet"
+
+    def key(t: Any) -> tuple[Any, ...]:
+        return (int(t.ts_event.timestamp() * 1000), t.buy, t.sell, t.last, t.low)
+
+    expected = sorted((d["timestamp"], Decimal(d["buy"]), Decimal(d["sell"]), Decimal(d["last"]),
+                       Decimal(d["low"])) for d in sent)
+    assert sorted(key(t) for t in parquet_rows(root, "tickers")) == expected
+    assert sorted(key(t) for t in stored(url, "tickers")) == expected
+    assert len(stored(url, "quarantine")) == 2
+    _assert_invariant(status)
+
+
+def test_two_depth_pushes_of_one_book_in_one_frame_give_two_snapshots_with_their_own_keys() -> None:
+    """Sans-I/O: a frame holding the full book and an increment of btc_usdt gives two snapshots
+    whose SQL keys (symbol, ts_recv, source) differ, and the next frame's records come later still."""
+    from datetime import UTC, datetime
+
+    from recorder.collector.pipeline import FramePipeline, PipelineSettings
+    from recorder.okex.channels import Channel
+    from recorder.records import BookSnapshot, ChannelKind, Ticker
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ms = int(t0.timestamp() * 1000)
+    p = FramePipeline(PipelineSettings(), {"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH_5),
+                                                    Channel("btc_usdt", ChannelKind.TICKER)]})
+    ch = "ok_sub_spot_btc_usdt_depth_5"
+
+    def book(bid_amount: str) -> tuple[str, Any]:
+        return ch, {"bids": [["100", bid_amount]], "asks": [["101", "1"]], "timestamp": ms}
+
+    p.process_frame("ws-0", t0, _frame(book("1"), book("2"), book("3")))
+    p.process_frame("ws-0", t0, _frame(("ok_sub_spot_btc_usdt_ticker", _ticker(ms, "1"))))
+    out = p.take()
+    snaps = [r for r in out if isinstance(r, BookSnapshot)]
+    assert [(s.bids[0][1], s.ts_recv.microsecond) for s in snaps] == [(Decimal(1), 0), (Decimal(2), 1),
+                                                                     (Decimal(3), 2)]
+    (ticker,) = [r for r in out if isinstance(r, Ticker)]
+    assert ticker.ts_recv > snaps[-1].ts_recv
