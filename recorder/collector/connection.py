@@ -102,9 +102,11 @@ def subscribe_messages(channels: Sequence[Channel], batch: int, *, compress: boo
 class _Dead(Exception):
     """Internal: the watchdog found the connection dead (reason in args[0])."""
 
-    def __init__(self, reason: str, stall_since: float | None = None) -> None:
+    def __init__(self, reason: str, stall_since: float | None = None,
+                 dead_since: float | None = None) -> None:
         super().__init__(reason)
         self.stall_since = stall_since
+        self.dead_since = dead_since  # epoch s of the last frame received (the gap starts there)
 
 
 class Connection:
@@ -236,11 +238,11 @@ class Connection:
                     got_data = await self._session(stop)
                     if stop.is_set():
                         break
-                    reason, stall_since = "server closed the connection", None
+                    reason, stall_since, dead_since = "server closed the connection", None, None
                 except _Dead as dead:
-                    reason, stall_since = str(dead), dead.stall_since
+                    reason, stall_since, dead_since = str(dead), dead.stall_since, dead.dead_since
                 except TransportError as exc:
-                    reason, stall_since = str(exc), None
+                    reason, stall_since, dead_since = str(exc), None, None
                 finally:
                     self._ws = None
                 if stop.is_set():
@@ -249,7 +251,8 @@ class Connection:
                 self.counters.last_error = reason
                 self.intake.control(Control(
                     ControlKind.DISCONNECTED, self.name, utc_now(), reason,
-                    stall_since=None if stall_since is None else _to_dt(stall_since)))
+                    stall_since=None if stall_since is None else _to_dt(stall_since),
+                    dead_since=None if dead_since is None else _to_dt(dead_since)))
                 if got_data:
                     delays = backoff(self.settings.backoff)  # it worked for a while: start small again
                 delay = next(delays)
@@ -377,7 +380,9 @@ class Connection:
             if ping_pending_since is not None and self._last_pong >= ping_pending_since:
                 ping_pending_since = None
             if ping_pending_since is not None and now - ping_pending_since > s.pong_timeout:
-                raise _Dead(f"no pong within {s.pong_timeout:g} s")
+                # nothing came back since the last frame received: the gap starts there, not now
+                heard = time.time() - (now - max(self._last_pong, self._last_data_mono))
+                raise _Dead(f"no pong within {s.pong_timeout:g} s", dead_since=heard)
             if now - self._last_data_mono > s.stall_timeout:
                 since = time.time() - (now - self._last_data_mono)
                 raise _Dead(f"stalled: no data for {s.stall_timeout:g} s", stall_since=since)

@@ -112,6 +112,7 @@ class Control:
     ts: datetime
     detail: str = ""
     stall_since: datetime | None = None  # DISCONNECTED because no data arrived since then
+    dead_since: datetime | None = None  # DISCONNECTED (no pong): nothing was received since then
     records: tuple[Record, ...] = ()
     channel: str = ""  # RESUBSCRIBE_SENT: the channel's name
 
@@ -907,9 +908,10 @@ class FramePipeline:
 
     def _disconnected(self, c: Control) -> None:
         symbols = self._conn_symbols.get(c.conn, ())
+        since = c.stall_since or c.dead_since or c.ts
         if c.conn not in self._gaps:
             kind = FeedEventKind.STALL if c.stall_since is not None else FeedEventKind.DISCONNECTED
-            gap = FeedEvent(kind=kind, ts_start=c.stall_since or c.ts, ts_end=None, connection=c.conn,
+            gap = FeedEvent(kind=kind, ts_start=since, ts_end=None, connection=c.conn,
                             symbols=symbols, detail=c.detail[:500])
             self._gaps[c.conn] = gap
             self._out.append(gap)
@@ -924,7 +926,7 @@ class FramePipeline:
             st.audit_due = False
             st.last_top = None
             if st.gap is None:
-                st.gap = FeedEvent(kind=FeedEventKind.BOOK_RESET, ts_start=c.stall_since or c.ts, ts_end=None,
+                st.gap = FeedEvent(kind=FeedEventKind.BOOK_RESET, ts_start=since, ts_end=None,
                                    connection=c.conn, symbols=(st.book.symbol,), channel=st.channel,
                                    detail="connection lost: waiting for a fresh full push")
                 self._out.append(st.gap)

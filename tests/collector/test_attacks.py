@@ -1,0 +1,128 @@
+"""Connection-level attacks from small scripted exchanges (tests/collector/scripted.py), real recorder.
+
+Odd close codes, a server that accepts and then says nothing, an ack whose channel differs in
+case, a refusal with an error code the table does not know: every outage is a feed_events span
+with a start and an end, and what is stored is exactly what was pushed.
+"""
+
+from __future__ import annotations
+
+import functools
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+from recorder.collector.app import Recorder
+from recorder.records import FeedEventKind, Ticker
+from tests.collector.helpers import stored
+from tests.collector.scripted import Exchange, ack, standard, until
+from tests.collector.test_scripted import BTC_T, events, record, ticker, url
+
+
+def _stored_tickers(tmp_path: Path) -> list[tuple[Any, ...]]:
+    return [(int(t.ts_event.timestamp() * 1000), t.last, t.vol) for t in stored(url(tmp_path), "tickers")]
+
+
+def _sent_tickers(ex: Exchange) -> list[tuple[Any, ...]]:
+    return [(d["timestamp"], Decimal(d["last"]), Decimal(d["vol"])) for c, d in ex.sent if c == BTC_T]
+
+
+async def test_closes_with_odd_codes_each_reconnect_and_each_outage_is_a_span(tmp_path: Path) -> None:
+    """The server closes with 1000 (normal), 4001, 1011 and 3000 in turn; the recorder comes back
+    each time, every push is stored, and each outage is one closed DISCONNECTED span."""
+    codes = [1000, 4001, 1011, 3000]
+
+    async def during(rec: Recorder) -> None:
+        n = 0
+        for code in codes:
+            await until(lambda: bool(ex.subscribed) and any(BTC_T in s for s in ex.subscribed.values()),
+                        what="a subscription")
+            for _ in range(3):
+                await ex.push(BTC_T, ticker(n))
+                n += 1
+            ws = next(iter(ex.subscribed))
+            await until(functools.partial(_accepted, rec, n), what="the pushes")
+            await ws.close(code, "odd close")
+            await until(functools.partial(_gone, ex, ws), what="the close")
+        await until(lambda: bool(ex.subscribed), what="the last reconnect")
+        await ex.push(BTC_T, ticker(n))
+        await until(lambda: rec.pipeline.counters.accepted.get(_tkey(), 0) == n + 1, what="the last push")
+
+    async with Exchange(standard) as ex:
+        await record(tmp_path, ex, ["btc_usdt"], ["ticker"], during)
+    assert _stored_tickers(tmp_path) == _sent_tickers(ex)
+    spans = events(tmp_path, FeedEventKind.DISCONNECTED)
+    assert len(spans) == len(codes) and all(e.ts_end is not None and e.ts_end > e.ts_start for e in spans)
+    assert [str(c) in e.detail for c, e in zip(codes, spans, strict=True)] == [False, True, True, True]
+
+
+def _accepted(rec: Recorder, n: int) -> bool:
+    return rec.pipeline.counters.accepted.get(_tkey(), 0) == n
+
+
+def _gone(ex: Exchange, ws: ServerConnection) -> bool:
+    return ws not in ex.subscribed
+
+
+def _tkey() -> tuple[Any, ...]:
+    return (Ticker, "btc_usdt", None)
+
+
+async def test_a_server_that_accepts_and_says_nothing_is_a_gap_from_the_start(tmp_path: Path) -> None:
+    """The first two connections are accepted and never answered (no ack, no pong, no data);
+    the third behaves. The time before the first data is one or more spans, and data follows."""
+
+    async def script(ex: Exchange, ws: ServerConnection, req: dict[str, Any]) -> None:
+        if ex.connections.index(ws) < 2:
+            return  # silent
+        await standard(ex, ws, req)
+
+    async def during(rec: Recorder) -> None:
+        await until(lambda: bool(ex.subscribed) and any(ex.subscribed.values()), timeout=40,
+                    what="a behaving connection")
+        await ex.push(BTC_T, ticker(1))
+        await until(lambda: rec.pipeline.counters.accepted.get(_tkey(), 0) == 1, what="the push")
+
+    async with Exchange(script) as ex:
+        await record(tmp_path, ex, ["btc_usdt"], ["ticker"], during)
+    assert _stored_tickers(tmp_path) == _sent_tickers(ex)
+    assert len(ex.connections) >= 3
+    # one gap, from the first silent connection's start (nothing was ever received on it, not
+    # from when the missing pong was noticed) to the first data
+    first = events(tmp_path, FeedEventKind.CONNECTED)[0]
+    (gap,) = events(tmp_path, FeedEventKind.DISCONNECTED)
+    (t,) = stored(url(tmp_path), "tickers")
+    assert "no pong" in gap.detail and gap.ts_end == t.ts_recv
+    assert (gap.ts_start - first.ts_start).total_seconds() < 0.5
+
+
+async def test_an_ack_in_another_case_and_an_unknown_refusal_code(tmp_path: Path) -> None:
+    """addChannel refused once with error 99999 (no such code in the table), then acked with the
+    channel name upper-cased: the refusal is a span closed by the first data, the data is stored."""
+    refused = False
+
+    async def script(ex: Exchange, ws: ServerConnection, req: dict[str, Any]) -> None:
+        nonlocal refused
+        if req.get("event") == "addChannel" and not refused:
+            refused = True
+            await ex.send(ws, [{"channel": "addChannel", "data": {"result": False, "error_code": 99999,
+                                                                  "channel": req["channel"]}}])
+            return
+        if req.get("event") == "addChannel":
+            ex.subscribed[ws].add(req["channel"])
+            await ex.send(ws, [ack(req["channel"].upper())])
+            return
+        await standard(ex, ws, req)
+
+    async def during(rec: Recorder) -> None:
+        await until(lambda: any(ex.subscribed.values()), timeout=30, what="the second addChannel")
+        await ex.push(BTC_T, ticker(1))
+        await until(lambda: rec.pipeline.counters.accepted.get(_tkey(), 0) == 1, what="the push")
+
+    async with Exchange(script) as ex:
+        await record(tmp_path, ex, ["btc_usdt"], ["ticker"], during)
+    assert _stored_tickers(tmp_path) == _sent_tickers(ex)
+    (span,) = events(tmp_path, FeedEventKind.SUBSCRIBE_REFUSED)
+    assert span.ts_end is not None and "99999" in span.detail
