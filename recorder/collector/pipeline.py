@@ -704,11 +704,22 @@ class FramePipeline:
             self._out.append(st.gap)
         self._subs.resubscribe(st.conn, Channel(st.book.symbol, ChannelKind.DEPTH))
 
+    def _asked(self, name: str) -> tuple[str, Channel] | None:
+        """The channel of this recorder an ack or error ack is about, or None.
+
+        Channel names are lower-case on the wire; an ack that echoes one in another case
+        (``OK_SUB_SPOT_BTC_USDT_DEPTH``) is about that channel all the same.
+        """
+        entry = self._channels.get(name)
+        if entry is None and not name.islower():
+            entry = self._channels.get(name.lower())
+        return entry
+
     def _ack(self, ack: SubscribeAck) -> None:
         # The addChannel ack may come before or after the full push, in its frame or not: it
         # confirms the first push after the boundary (held back until then). A removeChannel
         # ack of a pending resubscription is the boundary after which the first push is the book.
-        entry = self._channels.get(ack.channel)
+        entry = self._asked(ack.channel)
         if entry is None:
             return  # a channel never asked for
         ch = entry[1]
@@ -732,7 +743,7 @@ class FramePipeline:
     def _error_ack(self, conn: str, ts_recv: datetime, ack: ErrorAck) -> None:
         self.counters.error_acks += 1
         err = ack.error
-        entry = self._channels.get(ack.channel)
+        entry = self._asked(ack.channel)
         detail = f"{err.code}: {err.message_en}"
         if entry is None:  # not a channel of this recorder (login, a bad request, ...): an instant
             self._out.append(FeedEvent(

@@ -8,6 +8,7 @@ with a start and an end, and what is stored is exactly what was pushed.
 from __future__ import annotations
 
 import functools
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,31 @@ async def test_an_ack_in_another_case_and_an_unknown_refusal_code(tmp_path: Path
     assert _stored_tickers(tmp_path) == _sent_tickers(ex)
     (span,) = events(tmp_path, FeedEventKind.SUBSCRIBE_REFUSED)
     assert span.ts_end is not None and "99999" in span.detail
+
+
+def test_depth_acks_and_refusals_in_another_case_are_about_the_channel_asked_for() -> None:
+    """Sans-I/O: the incremental depth channel's addChannel ack echoes the name upper-cased.
+    The full push is confirmed by it (snapshots of the whole book and of every increment),
+    instead of being held back until the channel is resubscribed, again and again."""
+    from datetime import UTC, datetime, timedelta
+
+    from recorder.collector.pipeline import Control, ControlKind, FramePipeline, PipelineSettings
+    from recorder.okex.channels import Channel
+    from recorder.records import BookSnapshot, ChannelKind
+
+    calls: list[Channel] = []
+    p = FramePipeline(PipelineSettings(), {"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH)]},
+                      resubscribe=lambda conn, ch: calls.append(ch))
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ms = int(t0.timestamp() * 1000)
+    depth = "ok_sub_spot_btc_usdt_depth"
+    p.control(Control(ControlKind.CONNECTED, "ws-0", t0, "subscribed"))
+    p.process_frame("ws-0", t0, json.dumps([ack(depth.upper())]))
+    pushes = [{"bids": [["100", "1"]], "asks": [["101", "1"]], "timestamp": ms}]
+    pushes += [{"bids": [["100", str(i)]], "asks": [], "timestamp": ms} for i in range(2, 30)]
+    for i, data in enumerate(pushes):
+        frame = json.dumps([{"channel": depth, "data": data}])
+        p.process_frame("ws-0", t0 + timedelta(milliseconds=i + 1), frame)
+    snaps = [r for r in p.take() if isinstance(r, BookSnapshot)]
+    assert [s.bids for s in snaps] == [((Decimal(100), Decimal(i)),) for i in range(1, 30)]
+    assert calls == []
