@@ -317,22 +317,26 @@ def _ticker(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
     d = _need_dict(data, "ticker data")
     what = "ticker data"
     get = d.get
-    return [
-        Ticker(
-            symbol=channel.symbol,
-            ts_event=ms_to_datetime(_field(d, "timestamp", what)),
-            ts_recv=ts_recv,
-            buy=_dec_field(d, "buy", what),
-            sell=_dec_field(d, "sell", what),
-            last=_dec_field(d, "last", what),
-            high=_dec_field(d, "high", what),
-            low=_dec_field(d, "low", what),
-            vol=_dec_field(d, "vol", what),
-            change=_optional_decimal(get("change")),
-            day_high=_optional_decimal(get("dayHigh")),
-            day_low=_optional_decimal(get("dayLow")),
-        )
-    ]
+    ticker = Ticker(
+        symbol=channel.symbol,
+        ts_event=ms_to_datetime(_field(d, "timestamp", what)),
+        ts_recv=ts_recv,
+        buy=_dec_field(d, "buy", what),
+        sell=_dec_field(d, "sell", what),
+        last=_dec_field(d, "last", what),
+        high=_dec_field(d, "high", what),
+        low=_dec_field(d, "low", what),
+        vol=_dec_field(d, "vol", what),
+        change=_optional_decimal(get("change")),
+        day_high=_optional_decimal(get("dayHigh")),
+        day_low=_optional_decimal(get("dayLow")),
+    )
+    # Prices and volumes are never negative (0 is possible: no bid, no trade yet); `change` may be.
+    for name in ("buy", "sell", "last", "high", "low", "vol", "day_high", "day_low"):
+        value = getattr(ticker, name)
+        if value is not None and value < 0:
+            raise _Reject(f"ticker data: impossible negative {name} {value}")
+    return [ticker]
 
 
 def _depth(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
@@ -420,19 +424,21 @@ def _klines(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
             if type(row) is not list or len(row) < 6:
                 raise _Reject(f"kline: a row must be [ts_ms, open, high, low, close, volume], "
                               f"got {row!r:.80}")
-            out.append(
-                Kline(
-                    symbol=channel.symbol,
-                    period=period,
-                    ts_event=ms_to_datetime(row[0]),
-                    ts_recv=ts_recv,
-                    open=parse_decimal(row[1]),
-                    high=parse_decimal(row[2]),
-                    low=parse_decimal(row[3]),
-                    close=parse_decimal(row[4]),
-                    volume=parse_decimal(row[5]),
-                )
+            k = Kline(
+                symbol=channel.symbol,
+                period=period,
+                ts_event=ms_to_datetime(row[0]),
+                ts_recv=ts_recv,
+                open=parse_decimal(row[1]),
+                high=parse_decimal(row[2]),
+                low=parse_decimal(row[3]),
+                close=parse_decimal(row[4]),
+                volume=parse_decimal(row[5]),
             )
+            if min(k.open, k.high, k.low, k.close) <= 0 or k.volume < 0:  # as for deals and depth levels
+                raise _Reject(f"kline: impossible candle open {k.open} high {k.high} low {k.low} "
+                              f"close {k.close} volume {k.volume}")
+            out.append(k)
         except (_Reject, DecodeError) as exc:
             out.append(_row_rejected(channel, row, str(exc)))
     return out

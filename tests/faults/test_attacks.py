@@ -212,3 +212,29 @@ def test_two_depth_pushes_of_one_book_in_one_frame_give_two_snapshots_with_their
                                                                      (Decimal(3), 2)]
     (ticker,) = [r for r in out if isinstance(r, Ticker)]
     assert ticker.ts_recv > snaps[-1].ts_recv
+
+
+def test_impossible_values_are_rejected_alone_and_possible_ones_kept_exactly() -> None:
+    """Decoder: negative ticker prices or volumes and candles with a price <= 0 are rejected with
+    the reason; a ticker of 0 (no bid yet), a negative change, and their neighbours are kept."""
+    from datetime import UTC, datetime
+
+    from recorder.okex.frames import Rejected, decode_frame
+    from recorder.records import Kline, Ticker
+
+    now = datetime.now(UTC)
+    ms = int(now.timestamp() * 1000)
+    t = "ok_sub_spot_btc_usdt_ticker"
+    k = "ok_sub_spot_btc_usdt_kline_1min"
+    zero = {**_ticker(ms, "0"), "buy": "0", "change": "-3.5"}
+    candles = [[str(ms), "0", "1", "1", "1", "1"], [str(ms), "1", "2", "0.5", "1.5", "0"]]
+    frame = _frame((t, _ticker(ms, "-1")), (t, {**_ticker(ms, "1"), "vol": "-2"}), (t, zero), (k, candles))
+    out = decode_frame(frame, now)
+    assert [type(m) for m in out] == [Rejected, Rejected, Ticker, Rejected, Kline]
+    reasons = [m.reason for m in out if isinstance(m, Rejected)]
+    assert "negative last -1" in reasons[0] and "negative vol -2" in reasons[1]
+    assert "impossible candle" in reasons[2]
+    ticker = out[2]
+    assert isinstance(ticker, Ticker) and (ticker.buy, ticker.last, ticker.change) == (0, 0, Decimal("-3.5"))
+    candle = out[4]
+    assert isinstance(candle, Kline) and candle.volume == 0
