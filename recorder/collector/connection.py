@@ -103,10 +103,10 @@ class _Dead(Exception):
     """Internal: the watchdog found the connection dead (reason in args[0])."""
 
     def __init__(self, reason: str, stall_since: float | None = None,
-                 dead_since: float | None = None) -> None:
+                 dead_since: datetime | None = None) -> None:
         super().__init__(reason)
         self.stall_since = stall_since
-        self.dead_since = dead_since  # epoch s of the last frame received (the gap starts there)
+        self.dead_since = dead_since  # ts_recv of the last frame received (the gap starts there)
 
 
 class Connection:
@@ -132,6 +132,7 @@ class Connection:
         self._last_pong = time.monotonic()
         self._last_data_mono = time.monotonic()
         self._last_ts = datetime.fromtimestamp(0, UTC)
+        self._session_ts = self._last_ts  # when the current session started reading
         self._last_data_ts: datetime | None = None  # receive time of the last data frame
         self.failed_connects = 0  # consecutive attempts that could not connect (repeats are logged at DEBUG)
         self._delays: dict[str, Iterator[float]] = {}  # channel -> its backoff (requests again)
@@ -252,7 +253,7 @@ class Connection:
                 self.intake.control(Control(
                     ControlKind.DISCONNECTED, self.name, utc_now(), reason,
                     stall_since=None if stall_since is None else _to_dt(stall_since),
-                    dead_since=None if dead_since is None else _to_dt(dead_since)))
+                    dead_since=dead_since))
                 if got_data:
                     delays = backoff(self.settings.backoff)  # it worked for a while: start small again
                 delay = next(delays)
@@ -336,6 +337,7 @@ class Connection:
         self._session_data = False
         self._last_pong = time.monotonic()
         self._last_data_mono = time.monotonic()
+        self._session_ts = utc_now()
         last_ts = self._last_ts
         now = utc_now
         mono = time.monotonic
@@ -381,7 +383,7 @@ class Connection:
                 ping_pending_since = None
             if ping_pending_since is not None and now - ping_pending_since > s.pong_timeout:
                 # nothing came back since the last frame received: the gap starts there, not now
-                heard = time.time() - (now - max(self._last_pong, self._last_data_mono))
+                heard = max(self._last_ts, self._session_ts)  # last frame received, or the session's start
                 raise _Dead(f"no pong within {s.pong_timeout:g} s", dead_since=heard)
             if now - self._last_data_mono > s.stall_timeout:
                 since = time.time() - (now - self._last_data_mono)

@@ -198,3 +198,5 @@ async def test_pongs_answered_late_cost_one_connection_and_the_gap_is_on_the_rec
     start, end = (int(t.timestamp() * 1000) for t in (gap.ts_start, gap.ts_end))
     # a push not stored was sent inside the gap (to the connection being replaced)
     assert all(start - 50 <= s[0] <= end for s in sent if s not in stored_), (start, end)
+    # the gap starts at the last frame received on the replaced connection: no stored row inside it
+    assert not [t for t in stored(url(tmp_path), "tickers") if gap.ts_start < t.ts_recv < gap.ts_end]
