@@ -10,7 +10,7 @@ Messages (one JetStream message = one Arrow IPC stream of rows of one dataset an
   is the dataset's partition key (symbol; currency for balances; connection for feed events and
   quarantined frames) with anything but ``[A-Za-z0-9_-]`` replaced by ``_``;
 * payload: an Arrow IPC *stream* in the dataset's Arrow schema (:data:`~recorder.storage.schema.DATASETS`,
-  converted once per batch by :func:`~recorder.storage.parquet.batch_to_table`);
+  converted once per batch by :func:`~recorder.storage.arrow.batch_to_table`);
 * headers: ``Okex-Dataset`` (name), ``Okex-Schema`` (the Alembic head revision the rows fit),
   ``Okex-Venue``, ``Okex-Collector`` (the publishing collector's id), ``Okex-Rows``, and
   ``Nats-Msg-Id``, the de-duplication id (below).
@@ -58,8 +58,8 @@ from nats.js import api
 
 from recorder.errors import StorageError, StoreUnavailableError
 from recorder.records import Record
+from recorder.storage.arrow import PartialWriteError, batch_to_table
 from recorder.storage.bus_config import BusConfig
-from recorder.storage.parquet import PartialWriteError, batch_to_table
 from recorder.storage.schema import DATASETS, Batch, Dataset
 
 __all__ = [
@@ -232,7 +232,7 @@ class BusStore:
     constructing never fails for an unreachable server, the first :meth:`write_batch` connects.
     ``write_batch`` raises :class:`StoreUnavailableError` while NATS (or the stream) is
     unreachable or does not acknowledge within ``bus.publish_timeout`` s (nothing, or -
-    :class:`~recorder.storage.parquet.PartialWriteError` - only part of the batch was stored:
+    :class:`~recorder.storage.arrow.PartialWriteError` - only part of the batch was stored:
     re-publishing the rest, or all of it, is safe thanks to the message ids), and
     :class:`StorageError` for rows the Arrow schema cannot hold.
     """

@@ -11,8 +11,8 @@ The rules are derived from the schema (:mod:`recorder.storage.schema`), column b
 * text (``String(n)`` / ``Text``): valid UTF-8 (no lone surrogates), no NUL character
   (PostgreSQL refuses it), at most ``n`` characters where the column says so;
 * integers (``SmallInteger``/``Integer``/``BigInteger``): within 16/32/64 bits;
-* non-nullable columns hold a value; the ``symbol`` partition passes
-  :func:`~recorder.okex.channels.validate_symbol` (it becomes a directory name);
+* non-nullable columns hold a value; the ``symbol`` partition passes storage's own
+  :func:`~recorder.storage.keys.check_symbol` (it becomes a directory name; no venue's rule);
 * exchange times are plausible against the receive time (:class:`~recorder.config.PlausibilityConfig`).
 
 The fast path builds each dataset's Arrow table once (the same table both stores then use)
@@ -45,7 +45,6 @@ import sqlalchemy as sa
 
 from recorder.config import PlausibilityConfig
 from recorder.errors import SymbolError
-from recorder.okex.channels import validate_symbol
 from recorder.records import (
     BookSnapshot,
     Deal,
@@ -56,6 +55,7 @@ from recorder.records import (
     Ticker,
     utc_now,
 )
+from recorder.storage.keys import check_symbol
 from recorder.storage.schema import ARROW_DECIMAL, DATASETS, Batch, Dataset, ExactDecimal, UtcDateTime
 
 __all__ = ["QUARANTINE_CONNECTION", "Problem", "Screen", "ScreenResult", "record_problem"]
@@ -399,7 +399,7 @@ def record_problem(dataset: Dataset, record: Any) -> Problem | None:
             return Problem(f"{dataset.name}.{column.name}: {problem}", _show(value))
     if dataset.key_column == "symbol":
         try:
-            validate_symbol(row["symbol"])
+            check_symbol(row["symbol"])
         except SymbolError as exc:
             return Problem(f"{dataset.name}.symbol: not a symbol", str(exc))
     return None
@@ -458,7 +458,7 @@ def _column_problems(dataset: Dataset, table: pa.Table) -> dict[int, Problem]:
         symbols = table.column("symbol")
         for value in pc.unique(symbols).to_pylist():
             try:
-                validate_symbol(value)
+                check_symbol(value)
             except SymbolError as exc:
                 for j in pc.indices_nonzero(pc.equal(symbols, value)).to_pylist():
                     problems.setdefault(j, Problem(f"{dataset.name}.symbol: not a symbol", str(exc)))

@@ -40,8 +40,8 @@ from recorder.backoff import BackoffPolicy, backoff
 from recorder.config import PlausibilityConfig
 from recorder.errors import RecorderError, StorageError, StoreUnavailableError
 from recorder.records import FeedEvent, FeedEventKind, QuarantinedFrame, Record, utc_now
+from recorder.storage.arrow import PartialWriteError, batch_to_table
 from recorder.storage.journal import Journal, Segment, iter_segment, segment_rows
-from recorder.storage.parquet import PartialWriteError, batch_to_table
 from recorder.storage.schema import DATASETS, Batch, Dataset, dataset_for
 from recorder.storage.validate import Problem, Screen
 
