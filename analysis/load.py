@@ -831,7 +831,8 @@ def load_feed_events(
     """Feed events (spans and instants), the latest state of each. Index ``ts_start``;
     columns ``event_id``, ``kind`` (``"disconnected"``...), ``ts_end`` (NaT while open),
     ``connection``, ``symbols`` (tuple of str, empty for connection-wide events),
-    ``channel``, ``detail``. Spans overlapping ``[start, end)`` are kept; ``symbols``
+    ``channel``, ``detail``, ``collector`` (the collector's id; None in rows recorded
+    before schema revision 0002, also in older Parquet files without the column). Spans overlapping ``[start, end)`` are kept; ``symbols``
     keeps events naming one of them or naming none."""
     wanted = None if columns is None else list(dict.fromkeys([*columns, "symbols"]))
     frame = _load(

@@ -190,3 +190,51 @@ def test_wheel_ships_the_migrations_and_they_run_from_the_installed_layout(
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines() == [str(tmp_path / "site" / "recorder" / "_alembic"),
                                        migrate.head_revision()]
+
+
+def test_0002_upgrades_a_populated_0001_database_keeping_its_rows_and_downgrades(db_url: str) -> None:
+    """Rows written at 0001 survive 0002 with a NULL collector; downgrading drops only the column."""
+    migrate.upgrade(db_url, "0001")
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    ts = "2026-11-30 12:00:00.123456+00:00"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO feed_events (event_id, kind, ts_start, ts_end, connection, symbols, channel, detail) "
+                "VALUES ('e1', 'disconnected', :ts, NULL, 'ws-0', 'btc_usdt,eth_usdt', '', 'reset'), "
+                "('e2', 'connected', :ts, :ts, 'ws-0', 'btc_usdt', '', '')"), {"ts": ts})
+            conn.execute(sa.text(
+                "INSERT INTO quarantine (ts_recv, connection, reason, channel, payload) "
+                "VALUES (:ts, 'ws-0', 'bad json', 'ok_sub_spot_btc_usdt_deals', :payload)"),
+                {"ts": ts, "payload": b"\x00{not json"})
+        migrate.upgrade(db_url, "0002")
+        assert migrate.current(db_url) == "0002"
+        with engine.connect() as conn:
+            events = conn.execute(sa.text(
+                "SELECT event_id, kind, connection, symbols, detail, collector FROM feed_events ORDER BY event_id"
+            )).all()
+            frames = conn.execute(sa.text("SELECT connection, reason, payload, collector FROM quarantine")).all()
+            stored = conn.execute(sa.select(schema.feed_events.c.ts_start, schema.feed_events.c.ts_end)
+                                  .order_by(schema.feed_events.c.event_id)).all()
+        assert [tuple(r) for r in events] == [
+            ("e1", "disconnected", "ws-0", "btc_usdt,eth_usdt", "reset", None),
+            ("e2", "connected", "ws-0", "btc_usdt", "", None),
+        ]
+        assert [(c, r, bytes(p), col) for c, r, p, col in frames] == [("ws-0", "bad json", b"\x00{not json", None)]
+        assert [r.ts_start.isoformat() for r in stored] == ["2026-11-30T12:00:00.123456+00:00"] * 2
+        assert stored[0].ts_end is None
+        with engine.begin() as conn:  # the new column takes ids
+            conn.execute(sa.text("UPDATE feed_events SET collector = 'tokyo-1' WHERE event_id = 'e2'"))
+        migrate.downgrade(db_url, "0001")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("feed_events")}
+            assert "collector" not in columns
+            assert "collector" not in {c["name"] for c in sa.inspect(conn).get_columns("quarantine")}
+            assert conn.execute(sa.text("SELECT count(*) FROM feed_events")).scalar() == 2
+            assert conn.execute(sa.text("SELECT count(*) FROM quarantine")).scalar() == 1
+            index_names = {i["name"] for i in sa.inspect(conn).get_indexes("feed_events")}
+        assert {"ix_feed_events_ts_start", "ix_feed_events_kind_ts_start"} <= index_names
+    finally:
+        engine.dispose()
+    migrate.upgrade(db_url)
+    assert migrate.check(db_url) == []
