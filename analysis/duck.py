@@ -9,9 +9,9 @@ it has the dataset's columns (:data:`recorder.storage.schema.DATASETS`) plus ``d
 (DATE, the UTC date partition) and the partition key column (``symbol``; ``currency``
 for balances; ``connection`` for feed events) as VARCHAR; a ``WHERE`` on ``date`` or the
 key skips whole directories. Files written before a column existed read it as NULL
-(``feed_events.collector``, ``quarantine.collector``: schema revision 0002). Decimals are ``DECIMAL(38,18)``, timestamps
-``TIMESTAMP WITH TIME ZONE`` (set ``SET TimeZone = 'UTC'`` to see them in UTC; the
-connection made here does).
+(``feed_events.collector``, ``quarantine.collector``: schema revision 0002). Decimals
+are ``DECIMAL(38,18)``, timestamps ``TIMESTAMP WITH TIME ZONE`` (set
+``SET TimeZone = 'UTC'`` to see them in UTC; the connection made here does).
 
 A root on S3-compatible storage (``connect("s3://bucket/prefix")``) is read through
 :mod:`pyarrow.dataset` on the recorder's own :class:`pyarrow.fs.S3FileSystem` (endpoint and

@@ -832,8 +832,9 @@ def load_feed_events(
     columns ``event_id``, ``kind`` (``"disconnected"``...), ``ts_end`` (NaT while open),
     ``connection``, ``symbols`` (tuple of str, empty for connection-wide events),
     ``channel``, ``detail``, ``collector`` (the collector's id; None in rows recorded
-    before schema revision 0002, also in older Parquet files without the column). Spans overlapping ``[start, end)`` are kept; ``symbols``
-    keeps events naming one of them or naming none."""
+    before schema revision 0002, also in older Parquet files without the column). Spans
+    overlapping ``[start, end)`` are kept; ``symbols`` keeps events naming one of them or
+    naming none."""
     wanted = None if columns is None else list(dict.fromkeys([*columns, "symbols"]))
     frame = _load(
         source, "feed_events", None, start, end, wanted, exact, span_end="ts_end", filter_keys=False

@@ -212,8 +212,8 @@ def gap_intervals(
     labels = _collectors(frame)
     if collector is not None:
         frame = frame[np.asarray([label == collector for label in labels], dtype=bool)]
+    rows: list[tuple[object, ...]] = []
     if by_collector:
-        rows = []
         for label in sorted(set(labels if collector is None else [collector])):
             part = frame[np.asarray([x == label for x in _collectors(frame)], dtype=bool)]
             spans = _spans(part, symbols, lo, hi, wanted)
@@ -231,8 +231,8 @@ def gap_intervals(
     return result
 
 
-def _coverage_rows(gaps: pd.DataFrame, symbols: Sequence[str]) -> list[tuple[str, int, pd.Timedelta]]:
-    rows = []
+def _coverage_rows(gaps: pd.DataFrame, symbols: Sequence[str]) -> list[tuple[str, int, object]]:
+    rows: list[tuple[str, int, object]] = []
     for symbol in sorted(symbols):
         part = gaps[gaps["symbol"] == symbol]
         unwatched = part["duration"].sum() if len(part) else pd.Timedelta(0)

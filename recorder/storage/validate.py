@@ -354,7 +354,8 @@ class Screen:
             channel=_clean(q.channel, None),
             payload=bytes(q.payload) if isinstance(q.payload, bytes | bytearray | memoryview)
             else _clean(q.payload, None).encode(),
-            collector=q.collector if isinstance(q.collector, str) and len(q.collector) <= 64 else self.collector)
+            collector=q.collector if isinstance(q.collector, str) and len(q.collector) <= 64
+            else self.collector)
 
     def quarantine(self, name: str, record: Record, problem: Problem) -> QuarantinedFrame:
         """The quarantine row for ``record`` of dataset ``name``: the reason and its original values."""

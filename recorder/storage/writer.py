@@ -241,8 +241,8 @@ class StorageWriter:
     def _stamped(self, records: list[Record]) -> list[Record]:
         """``records`` with this writer's collector id on feed events and quarantine rows without one."""
         c = self._collector
-        return [replace(r, collector=c) if type(r) in _STAMPED and r.collector is None  # type: ignore[union-attr]
-                else r for r in records]
+        return [replace(r, collector=c) if isinstance(r, _STAMPED) and r.collector is None else r
+                for r in records]
 
     def close(self) -> None:
         """Flush, retry every store once more, spill what is still pending, close the stores.

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -196,31 +197,34 @@ def test_0002_upgrades_a_populated_0001_database_keeping_its_rows_and_downgrades
     """Rows written at 0001 survive 0002 with a NULL collector; downgrading drops only the column."""
     migrate.upgrade(db_url, "0001")
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
-    ts = "2026-11-30 12:00:00.123456+00:00"
+    ts = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
+    event = {"kind": "disconnected", "ts_start": ts, "ts_end": None, "connection": "ws-0",
+             "symbols": "btc_usdt,eth_usdt", "channel": "", "detail": "reset"}
     try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO feed_events (event_id, kind, ts_start, ts_end, connection, symbols, channel, detail) "
-                "VALUES ('e1', 'disconnected', :ts, NULL, 'ws-0', 'btc_usdt,eth_usdt', '', 'reset'), "
-                "('e2', 'connected', :ts, :ts, 'ws-0', 'btc_usdt', '', '')"), {"ts": ts})
-            conn.execute(sa.text(
-                "INSERT INTO quarantine (ts_recv, connection, reason, channel, payload) "
-                "VALUES (:ts, 'ws-0', 'bad json', 'ok_sub_spot_btc_usdt_deals', :payload)"),
-                {"ts": ts, "payload": b"\x00{not json"})
+        with engine.begin() as conn:  # the 0001 columns only, through the schema's types
+            conn.execute(sa.insert(schema.feed_events), [
+                {**event, "event_id": "e1"},
+                {**event, "event_id": "e2", "kind": "connected", "ts_end": ts, "symbols": "btc_usdt",
+                 "detail": ""},
+            ])
+            conn.execute(sa.insert(schema.quarantine), [
+                {"ts_recv": ts, "connection": "ws-0", "reason": "bad json",
+                 "channel": "ok_sub_spot_btc_usdt_deals", "payload": b"\x00{not json"}])
         migrate.upgrade(db_url, "0002")
         assert migrate.current(db_url) == "0002"
         with engine.connect() as conn:
-            events = conn.execute(sa.text(
-                "SELECT event_id, kind, connection, symbols, detail, collector FROM feed_events ORDER BY event_id"
-            )).all()
-            frames = conn.execute(sa.text("SELECT connection, reason, payload, collector FROM quarantine")).all()
+            events = conn.execute(sa.text("SELECT event_id, kind, connection, symbols, detail, collector "
+                                          "FROM feed_events ORDER BY event_id")).all()
+            frames = conn.execute(sa.text("SELECT connection, reason, payload, collector FROM quarantine")
+                                  ).all()
             stored = conn.execute(sa.select(schema.feed_events.c.ts_start, schema.feed_events.c.ts_end)
                                   .order_by(schema.feed_events.c.event_id)).all()
         assert [tuple(r) for r in events] == [
             ("e1", "disconnected", "ws-0", "btc_usdt,eth_usdt", "reset", None),
             ("e2", "connected", "ws-0", "btc_usdt", "", None),
         ]
-        assert [(c, r, bytes(p), col) for c, r, p, col in frames] == [("ws-0", "bad json", b"\x00{not json", None)]
+        assert [(c, r, bytes(p), col) for c, r, p, col in frames] == [
+            ("ws-0", "bad json", b"\x00{not json", None)]
         assert [r.ts_start.isoformat() for r in stored] == ["2026-11-30T12:00:00.123456+00:00"] * 2
         assert stored[0].ts_end is None
         with engine.begin() as conn:  # the new column takes ids
