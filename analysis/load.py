@@ -842,6 +842,8 @@ def load_feed_events(
     frame["symbols"] = pd.Series(
         [tuple(s.split(",")) if s else () for s in frame["symbols"]], index=frame.index, dtype="object"
     )
+    if "collector" in frame.columns:  # None (not NaN) where unknown, also when every row is
+        frame["collector"] = frame["collector"].astype("object").where(frame["collector"].notna(), None)
     keys = _keys(symbols)
     if keys is not None:
         keep = [not named or bool(set(named) & set(keys)) for named in frame["symbols"]]
