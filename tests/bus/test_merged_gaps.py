@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import signal
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -29,6 +32,7 @@ from recorder.storage import migrate
 from recorder.storage.bus_config import BusConfig
 from tests.bus.test_end_to_end import SYMBOLS, assert_recording_equals_truth, collector, start, write_stores
 from tests.collector.helpers import wait_until
+from tests.faults.helpers import recorder_config, start_cli, write_config
 
 
 @pytest.fixture
@@ -175,3 +179,93 @@ def _union(gaps: pd.DataFrame) -> pd.Timedelta:
     if current is not None:
         total += current[1] - current[0]
     return total
+
+
+def west_status(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def status_received_all(path: Path, sim: Simulator, cids: set[int]) -> bool:
+    """The process whose status file is ``path`` received every push sent to ``cids`` and
+    had JetStream acknowledge every row it produced."""
+    status = west_status(path)
+    acc = status.get("channels", {})
+    rows = status.get("rows", {})
+    return bool(acc) and rows.get("produced") == rows.get("written") and all(
+        acc.get(ch, {}).get("received", 0) == sum(1 for p in sim.truth.pushes(ch) if p.connection_id in cids)
+        for ch in channels())
+
+
+async def test_a_collector_killed_with_sigkill_is_covered_and_its_gap_is_not_merged(
+        simulator: Simulator, tmp_path: Path, bus: BusConfig, sqlite_url: str) -> None:
+    await asyncio.to_thread(migrate.upgrade, sqlite_url)
+    east = collector(simulator, tmp_path, bus, "east")
+    tasks = await start([east], simulator)
+    east_ids = {new_connection(simulator, set())}
+    # west: its own `okex-recorder run --bus` process, killed with SIGKILL mid-run
+    home = tmp_path / "west"
+    home.mkdir()
+    config = recorder_config(home, simulator.ws_url,
+                             collector={"id": "west", "channels": ["ticker", "depth", "deals"]})
+    bus_section = {f.name: getattr(bus, f.name) for f in dataclasses.fields(bus)}
+    write_config(home / "bus.toml", {"bus": bus_section})
+    config.write_text(config.read_text() + (home / "bus.toml").read_text())
+    status = home / "status.json"
+    proc = start_cli(["run", "--config", str(config)], home)
+    try:
+        await wait_until(lambda: len(set(simulator.ws.connections) - east_ids) == 1, timeout=60,
+                         what="west connected")
+        west_ids = {new_connection(simulator, east_ids)}
+        await wait_until(lambda: status_received_all(status, simulator, west_ids), timeout=60,
+                         what="west's initial books")
+        await drive(simulator, 30, {"east": (east, east_ids)})
+        await wait_until(lambda: status_received_all(status, simulator, west_ids), timeout=60, what="west")
+
+        # west's connection is aborted; it reconnects at once (a short gap east covered)
+        (old,) = west_ids
+        seen = set(simulator.ws.connections)
+        simulator.ws.connections[old].ws.transport.abort()
+        await wait_until(lambda: old not in simulator.ws.connections, what="west's connection gone")
+        await wait_until(lambda: len(set(simulator.ws.connections) - seen) == 1, timeout=30,
+                         what="west's new connection")
+        west_ids |= set(simulator.ws.connections) - seen
+        await drive(simulator, 20, {"east": (east, east_ids)})
+        await wait_until(lambda: status_received_all(status, simulator, west_ids), timeout=60,
+                         what="west published what it saw since reconnecting")
+
+        # SIGKILL while the market moves: what west held unpublished is lost from its copy only
+        await drive(simulator, 10, {"east": (east, east_ids)})
+        proc.send_signal(signal.SIGKILL)
+        assert await asyncio.to_thread(proc.wait, 30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    only_east = {"east": (east, east_ids)}
+    await drive(simulator, 10, only_east)
+    assert await outage(simulator, east, east_ids, 10, {}) == 0  # a gap nobody covers
+    await drive(simulator, 10, only_east)
+    await wait_until(lambda: not east.pipeline.open_spans(), timeout=30, what="east's gap closed")
+    east.request_stop()
+    assert (await asyncio.wait_for(tasks[0], 60)).exit_code == 0
+
+    parquet = tmp_path / "parquet"
+    stats = await write_stores(bus, sqlite_url, parquet)
+    assert stats["sql"].collectors == {"east", "west"}
+    assert_recording_equals_truth(simulator.truth, sqlite_url, parquet)
+
+    events = load_feed_events(sqlite_url)
+    assert set(events["collector"]) == {"east", "west"}
+    west_events = events[events["collector"] == "west"]
+    assert "shutdown" not in set(west_events["kind"])  # killed: no clean end
+    lo = events.index.min()
+    hi = max(events.index.max(), events["ts_end"].max())
+    symbols = list(SYMBOLS)
+    own = quality.gap_intervals(events, symbols, lo, hi, by_collector=True)
+    west_gaps, east_gaps = own[own["collector"] == "west"], own[own["collector"] == "east"]
+    assert set(west_gaps["symbol"]) == set(SYMBOLS) and set(east_gaps["symbol"]) == set(SYMBOLS)
+    merged = quality.gap_intervals(events, symbols, lo, hi)
+    assert _spans(merged) == _spans(east_gaps.drop(columns="collector"))  # west's gap: covered by east
