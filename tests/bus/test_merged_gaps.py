@@ -3,9 +3,10 @@
 Against the simulator's ground truth, through NATS into SQL (SQLite, and PostgreSQL when
 ``OKEX_TEST_PG_URL`` is set) and Parquet: collectors ``east`` and ``west`` record the same
 symbols; ``west`` loses its connection (a gap ``east`` covered) and is then stopped mid-run;
-``east`` then loses its connection (a gap nobody covered). "Stopped" is a clean stop
-(``request_stop``, as on SIGTERM); the merged rule takes a collector's last feed event as its
-last watched moment either way. The recording equals the truth,
+``east`` then loses its connection (a gap nobody covered). In the first test ``west`` is
+stopped cleanly (``request_stop``, as on SIGTERM); in the second it is its own
+``okex-recorder run --bus`` process, killed with SIGKILL while the market moves. The merged
+rule takes a collector's last feed event as its last watched moment either way. The recording equals the truth,
 each row once; the merged gap measure shows exactly ``east``'s late gap, the per-collector
 view shows both.
 """
