@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from analysis.duck import connect
+from analysis.lazy import scan
 from analysis.load import ParquetSource, SqlSource, load_feed_events
 from recorder.records import Deal, FeedEvent, FeedEventKind, QuarantinedFrame, Record, Side
 from recorder.storage.bus import HEADER_COLLECTOR, HEADER_DATASET, decode_message, encode_table
@@ -109,6 +110,8 @@ def test_older_parquet_files_read_the_column_as_null(tmp_path: Path) -> None:
     assert pairs == sorted(expected, key=str)
     con = connect(root)
     assert con.sql("SELECT event_id, collector FROM feed_events ORDER BY event_id").fetchall() == expected
+    lazy = scan(root, "feed_events").select("event_id", "collector").sort("event_id").collect()
+    assert lazy.rows() == expected  # Polars
     # compaction merges old and new files into one, in the current schema
     results = compact(str(root), dataset="feed_events")
     assert len(results) == 1
