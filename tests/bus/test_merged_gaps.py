@@ -6,9 +6,9 @@ symbols; ``west`` loses its connection (a gap ``east`` covered) and is then stop
 ``east`` then loses its connection (a gap nobody covered). In the first test ``west`` is
 stopped cleanly (``request_stop``, as on SIGTERM); in the second it is its own
 ``okex-recorder run --bus`` process, killed with SIGKILL while the market moves. The merged
-rule takes a collector's last feed event as its last watched moment either way. The recording equals the truth,
-each row once; the merged gap measure shows exactly ``east``'s late gap, the per-collector
-view shows both.
+rule takes a collector's last feed event as its last watched moment either way. The
+recording equals the truth, each row once; the merged gap measure shows exactly ``east``'s
+late gap, the per-collector view shows both.
 """
 
 from __future__ import annotations
