@@ -276,6 +276,7 @@ def open_storage(config: Config) -> RecordWriter:
 
     Raises :class:`~recorder.errors.StorageError` (e.g. SchemaNotAtHeadError) from the stores.
     """
+    from recorder.storage.bus_config import default_collector_id
     from recorder.storage.compact import CompactionPolicy
     from recorder.storage.parquet import ParquetStore
     from recorder.storage.sql import SqlStore
@@ -298,7 +299,8 @@ def open_storage(config: Config) -> RecordWriter:
         sql.close()
         raise
     return StorageWriter(sql, parquet, max_pending_rows=s.max_pending_rows, spill_dir=str(s.spill_dir),
-                         plausibility=config.plausibility)
+                         plausibility=config.plausibility,
+                         collector=config.collector.id or default_collector_id())
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, recorder: Recorder) -> None:

@@ -165,7 +165,7 @@ class CollectorConfig:
     book_audit_history: int = 512
     status_interval: float = 10.0
     status_file: Path = Path("data/status.json")
-    id: str = ""  # this collector's id on the bus (Okex-Collector header); "" = <hostname>-<pid>
+    id: str = ""  # Okex-Collector header, feed_events/quarantine.collector; "" = <hostname>-<pid>
 
     def __post_init__(self) -> None:
         if not self.symbols:

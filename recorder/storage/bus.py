@@ -60,7 +60,7 @@ from recorder.errors import StorageError, StoreUnavailableError
 from recorder.records import Record
 from recorder.storage.arrow import PartialWriteError, batch_to_table
 from recorder.storage.bus_config import BusConfig
-from recorder.storage.schema import DATASETS, Batch, Dataset
+from recorder.storage.schema import DATASETS, Batch, Dataset, conform
 
 __all__ = [
     "HEADER_COLLECTOR",
@@ -147,6 +147,9 @@ def encode_table(table: pa.Table) -> bytes:
 def decode_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset, pa.Table]:
     """The dataset and rows of a bus message (cast to this version's Arrow schema).
 
+    A message from a collector older than the ``collector`` column (schema revision 0002) gets
+    its ``Okex-Collector`` header as that column.
+
     Raises :class:`StorageError` for a message that is not a bus batch of a known dataset or
     whose columns cannot be cast (refused for good: retrying cannot help).
     """
@@ -156,8 +159,10 @@ def decode_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset
     dataset = DATASETS[name]
     try:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-        if not table.schema.equals(dataset.arrow_schema):
-            table = table.select(dataset.arrow_schema.names).cast(dataset.arrow_schema)
+        sender = (headers or {}).get(HEADER_COLLECTOR)
+        if "collector" in dataset.arrow_schema.names and "collector" not in table.column_names and sender:
+            table = table.append_column("collector", pa.array([sender[:64]] * table.num_rows, pa.string()))
+        table = conform(table, dataset.arrow_schema)
     except (pa.ArrowException, KeyError, ValueError) as exc:
         raise StorageError(f"{name}: undecodable bus message: {exc}") from exc
     return dataset, table
@@ -438,4 +443,4 @@ def open_bus_writer(config: Any) -> Any:
              config.bus.stream, config.bus.subject_prefix, VENUE, store.collector_id)
     return StorageWriter(None, None, bus=store, max_pending_rows=s.max_pending_rows,
                          plausibility=config.plausibility,
-                         spill_dir=str(s.spill_dir))
+                         spill_dir=str(s.spill_dir), collector=store.collector_id)

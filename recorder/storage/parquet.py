@@ -63,7 +63,7 @@ from recorder.storage.fs import (
 )
 from recorder.storage.journal import Journal, Segment, iter_segment
 from recorder.storage.keys import check_symbol
-from recorder.storage.schema import DATASETS, Batch, Dataset
+from recorder.storage.schema import DATASETS, Batch, Dataset, conform
 
 if TYPE_CHECKING:
     from recorder.storage.compact import AutoCompactor, CompactionPolicy
@@ -649,8 +649,7 @@ def _segment_tables(dataset: Dataset, segment: Segment) -> Iterator[pa.Table]:
         if batch.num_rows == 0:
             continue
         table = pa.Table.from_batches([batch])
-        if not table.schema.equals(dataset.arrow_schema):
-            table = table.cast(dataset.arrow_schema)  # a segment from an older schema version
+        table = conform(table, dataset.arrow_schema)  # a segment from an older schema version
         yield table
 
 

@@ -197,10 +197,12 @@ class Screen:
 
     ``plausibility`` None turns the time windows off (storage rules only). ``clock`` gives
     the current UTC time for quarantine rows of records without a usable receive time.
+    ``collector`` (a collector id, or None) goes on the quarantine rows it makes.
     """
 
     def __init__(self, plausibility: PlausibilityConfig | None = None, *,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, collector: str | None = None) -> None:
+        self.collector = collector
         self.plausibility = plausibility if plausibility is not None and plausibility.enabled else None
         self._clock = clock
         p = self.plausibility
@@ -351,7 +353,9 @@ class Screen:
             ts_recv=ts, connection=_clean(q.connection, 64) or "unknown", reason=_clean(q.reason, None),
             channel=_clean(q.channel, None),
             payload=bytes(q.payload) if isinstance(q.payload, bytes | bytearray | memoryview)
-            else _clean(q.payload, None).encode())
+            else _clean(q.payload, None).encode(),
+            collector=q.collector if isinstance(q.collector, str) and len(q.collector) <= 64
+            else self.collector)
 
     def quarantine(self, name: str, record: Record, problem: Problem) -> QuarantinedFrame:
         """The quarantine row for ``record`` of dataset ``name``: the reason and its original values."""
@@ -365,7 +369,7 @@ class Screen:
         payload = json.dumps({"dataset": name, "values": values}, ensure_ascii=True).encode()
         return QuarantinedFrame(ts_recv=ts, connection=QUARANTINE_CONNECTION,
                                 reason=_clean(problem.reason, None), channel=name,
-                                payload=payload[:PAYLOAD_MAX_BYTES])
+                                payload=payload[:PAYLOAD_MAX_BYTES], collector=self.collector)
 
     def log_quarantined(self, problem: Problem) -> None:
         """One WARNING per reason kind every LOG_INTERVAL s (with how many more were not logged)."""
