@@ -27,15 +27,17 @@ $(NB_STAMP): $(STAMP)
 notebooks: $(NB_STAMP)
 	OKEX_RECORDING_DIR="$(CURDIR)/data" $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)/notebooks" $(JUPYTER_ARGS)
 
-## Set up and run the whole test suite: ruff, mypy, pytest
+## Set up and run the whole test suite: ruff, mypy, the import contracts (pyproject.toml), pytest
 test: $(STAMP)
 	$(BIN)/ruff check recorder analysis tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check recorder analysis tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
@@ -46,4 +48,4 @@ soak: $(STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -m faults -s tests/faults/test_soak.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

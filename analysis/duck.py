@@ -8,9 +8,10 @@ Each view reads ``<root>/<dataset>/date=*/<key>=*/*.parquet`` with Hive partitio
 it has the dataset's columns (:data:`recorder.storage.schema.DATASETS`) plus ``date``
 (DATE, the UTC date partition) and the partition key column (``symbol``; ``currency``
 for balances; ``connection`` for feed events) as VARCHAR; a ``WHERE`` on ``date`` or the
-key skips whole directories. Decimals are ``DECIMAL(38,18)``, timestamps
-``TIMESTAMP WITH TIME ZONE`` (set ``SET TimeZone = 'UTC'`` to see them in UTC; the
-connection made here does).
+key skips whole directories. Files written before a column existed read it as NULL
+(``feed_events.collector``, ``quarantine.collector``: schema revision 0002). Decimals
+are ``DECIMAL(38,18)``, timestamps ``TIMESTAMP WITH TIME ZONE`` (set
+``SET TimeZone = 'UTC'`` to see them in UTC; the connection made here does).
 
 A root on S3-compatible storage (``connect("s3://bucket/prefix")``) is read through
 :mod:`pyarrow.dataset` on the recorder's own :class:`pyarrow.fs.S3FileSystem` (endpoint and
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
@@ -58,7 +60,9 @@ def register_views(
         directory = root / name
         if not any(directory.glob("*/*/*.parquet")):
             continue
-        relation = con.read_parquet(str(directory / "*" / "*" / "*.parquet"), hive_partitioning=True)
+        # union_by_name: files written before a column existed (feed_events.collector) read it as NULL
+        relation = con.read_parquet(str(directory / "*" / "*" / "*.parquet"), hive_partitioning=True,
+                                    union_by_name=True)
         key = dataset.key_column
         columns = [
             duckdb.ColumnExpression(c).cast(duckdb.sqltypes.VARCHAR).alias(c)
@@ -67,6 +71,10 @@ def register_views(
             if c == "date"
             else duckdb.ColumnExpression(c)
             for c in relation.columns
+        ]
+        columns += [  # a column no file has yet (only files older than it): NULL
+            duckdb.ConstantExpression(None).cast(duckdb.sqltypes.VARCHAR).alias(f.name)
+            for f in dataset.arrow_schema if f.name not in relation.columns and f.type == pa.string()
         ]
         relation.select(*columns).create_view(name, replace=True)
         created.append(name)

@@ -831,8 +831,10 @@ def load_feed_events(
     """Feed events (spans and instants), the latest state of each. Index ``ts_start``;
     columns ``event_id``, ``kind`` (``"disconnected"``...), ``ts_end`` (NaT while open),
     ``connection``, ``symbols`` (tuple of str, empty for connection-wide events),
-    ``channel``, ``detail``. Spans overlapping ``[start, end)`` are kept; ``symbols``
-    keeps events naming one of them or naming none."""
+    ``channel``, ``detail``, ``collector`` (the collector's id; None in rows recorded
+    before schema revision 0002, also in older Parquet files without the column). Spans
+    overlapping ``[start, end)`` are kept; ``symbols`` keeps events naming one of them or
+    naming none."""
     wanted = None if columns is None else list(dict.fromkeys([*columns, "symbols"]))
     frame = _load(
         source, "feed_events", None, start, end, wanted, exact, span_end="ts_end", filter_keys=False
@@ -840,6 +842,8 @@ def load_feed_events(
     frame["symbols"] = pd.Series(
         [tuple(s.split(",")) if s else () for s in frame["symbols"]], index=frame.index, dtype="object"
     )
+    if "collector" in frame.columns:  # None (not NaN) where unknown, also when every row is
+        frame["collector"] = frame["collector"].astype("object").where(frame["collector"].notna(), None)
     keys = _keys(symbols)
     if keys is not None:
         keep = [not named or bool(set(named) & set(keys)) for named in frame["symbols"]]

@@ -4,12 +4,19 @@ Pure functions over the frames of :mod:`analysis.load`. **feed events**
 (``load_feed_events``): UTC index ``ts_start``; columns ``kind`` (the
 :class:`recorder.records.FeedEventKind` value, e.g. ``"disconnected"``), ``ts_end``
 (UTC, NaT while the span is open), ``connection``, ``symbols`` (tuple of str),
-``channel``, ``detail``, ``event_id``.
+``channel``, ``detail``, ``event_id``, ``collector`` (the collector's id; None for
+recordings older than schema revision 0002, and optional: frames without it are one
+collector).
+
+Across collectors (several collectors recording the same symbols into one recording), gap
+and coverage measures are those of the merged recording by default: a gap one collector
+covered is no gap. See :func:`gap_intervals` for the rule; ``by_collector=True`` or
+``collector="id"`` show each collector's own gaps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,6 +25,7 @@ from recorder.records import FeedEventKind
 
 __all__ = [
     "GAP_KINDS",
+    "NO_COLLECTOR",
     "coverage",
     "gap_intervals",
     "latency",
@@ -60,27 +68,41 @@ def _merge(intervals: Iterable[tuple[pd.Timestamp, pd.Timestamp]]) -> list[tuple
     return merged
 
 
-def gap_intervals(
-    events: pd.DataFrame,
-    symbols: Sequence[str],
-    start: object,
-    end: object,
-    kinds: Iterable[str] = GAP_KINDS,
-) -> pd.DataFrame:
-    """The merged unwatched intervals of each symbol, clipped to ``[start, end]``.
+Interval = tuple[pd.Timestamp, pd.Timestamp]
 
-    An event of one of ``kinds`` covers ``[ts_start, ts_end]``; a span still open
-    (``ts_end`` NaT) runs to ``end``. It affects the symbols it lists; an event listing
-    no symbols affects every symbol. Overlapping or touching intervals of one symbol
-    are merged. ``start``/``end`` are tz-aware timestamps (UTC).
+NO_COLLECTOR = ""
+"""The collector label of feed events without a collector id (recordings older than schema 0002)."""
 
-    Returns columns ``symbol``, ``start``, ``end`` (UTC), ``duration`` (timedelta64),
-    sorted by symbol then start.
-    """
-    lo, hi = _utc(start), _utc(end)
-    wanted = set(kinds)
-    per_symbol: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]] = {s: [] for s in symbols}
-    frame = events.reset_index()
+
+def _intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
+    """The intersection of two sorted lists of disjoint closed intervals (empty pieces dropped)."""
+    out: list[Interval] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if start < end or (start == end and (a[i][0] == a[i][1] or b[j][0] == b[j][1])):
+            out.append((start, end))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _collectors(frame: pd.DataFrame) -> list[str]:
+    """The collector label of each row: its ``collector``, or :data:`NO_COLLECTOR` (NULL / no column)."""
+    if "collector" not in frame.columns:
+        return [NO_COLLECTOR] * len(frame)
+    return [NO_COLLECTOR if value is None or value is pd.NA or value is pd.NaT
+            or (isinstance(value, float) and np.isnan(value)) else str(value)
+            for value in frame["collector"]]
+
+
+def _spans(
+    frame: pd.DataFrame, symbols: Sequence[str], lo: pd.Timestamp, hi: pd.Timestamp, wanted: set[str]
+) -> dict[str, list[Interval]]:
+    """Per symbol, the merged gap intervals of the events in ``frame`` (columns, not index)."""
+    per_symbol: dict[str, list[Interval]] = {s: [] for s in symbols}
     starts: list[object] = frame["ts_start"].tolist()
     ends: list[object] = frame["ts_end"].tolist()
     named: list[tuple[str, ...]] = [tuple(s) for s in frame["symbols"]]
@@ -96,16 +118,128 @@ def gap_intervals(
         for symbol in affected:
             if symbol in per_symbol:
                 per_symbol[symbol].append((begin, finish))
-    rows = [
-        (symbol, a, b, b - a)
-        for symbol in sorted(per_symbol)
-        for a, b in _merge(per_symbol[symbol])
-    ]
-    result = pd.DataFrame(rows, columns=["symbol", "start", "end", "duration"])
+    return {symbol: _merge(intervals) for symbol, intervals in per_symbol.items()}
+
+
+def _window(frame: pd.DataFrame) -> Interval:
+    """From the first event's start to the last moment any event names (an open span: its start)."""
+    starts = [_utc(t) for t in frame["ts_start"]]
+    ends = [_utc(t) for t in frame["ts_end"] if t is not None and t is not pd.NaT]
+    return min(starts), max(starts + ends)
+
+
+def _merged_spans(
+    frame: pd.DataFrame,
+    symbols: Sequence[str],
+    lo: pd.Timestamp,
+    hi: pd.Timestamp,
+    wanted: set[str],
+    watched: Mapping[str, tuple[object, object]] | None,
+) -> dict[str, list[Interval]]:
+    """Per symbol, the time no collector recording it watched (see :func:`gap_intervals`)."""
+    labels = _collectors(frame)
+    rows: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        rows.setdefault(label, []).append(i)
+    if len(rows) <= 1:
+        return _spans(frame, symbols, lo, hi, wanted)
+    parts = {c: frame.iloc[index] for c, index in rows.items()}
+    gaps = {c: _spans(part, symbols, lo, hi, wanted) for c, part in parts.items()}
+    windows = {c: _window(part) for c, part in parts.items()}
+    for c, (w0, w1) in (watched or {}).items():
+        if c in windows:
+            windows[c] = (_utc(w0), _utc(w1))
+    named = {c: {s for listed in part["symbols"] for s in listed} for c, part in parts.items()}
+    out: dict[str, list[Interval]] = {}
+    for symbol in symbols:
+        recorders = [c for c in rows if symbol in named[c]] or list(rows)
+        if len(recorders) == 1:
+            out[symbol] = gaps[recorders[0]][symbol]
+            continue
+        earliest = min(recorders, key=lambda c: windows[c][0])
+        latest = max(recorders, key=lambda c: windows[c][1])
+        unwatched: list[Interval] = [(lo, hi)]
+        for c in recorders:
+            w0 = lo if c == earliest else max(lo, windows[c][0])
+            w1 = hi if c == latest else min(hi, windows[c][1])
+            outside = [(lo, hi)] if w1 < w0 else [i for i in ((lo, w0), (w1, hi)) if i[0] < i[1]]
+            unwatched = _intersect(unwatched, _merge([*outside, *gaps[c][symbol]]))
+        out[symbol] = unwatched
+    return out
+
+
+def gap_intervals(
+    events: pd.DataFrame,
+    symbols: Sequence[str],
+    start: object,
+    end: object,
+    kinds: Iterable[str] = GAP_KINDS,
+    *,
+    by_collector: bool = False,
+    collector: str | None = None,
+    watched: Mapping[str, tuple[object, object]] | None = None,
+) -> pd.DataFrame:
+    """The merged unwatched intervals of each symbol, clipped to ``[start, end]``.
+
+    An event of one of ``kinds`` covers ``[ts_start, ts_end]``; a span still open
+    (``ts_end`` NaT) runs to ``end``. It affects the symbols it lists; an event listing
+    no symbols affects every symbol. Overlapping or touching intervals of one symbol
+    are merged. ``start``/``end`` are tz-aware timestamps (UTC).
+
+    **Several collectors** (the ``collector`` column of feed events; rows without one,
+    recorded before schema revision 0002, are one collector labelled :data:`NO_COLLECTOR`,
+    ``""``): by default the gaps are those of the *merged* recording: a moment of a symbol
+    is unwatched only if every collector recording that symbol was unwatched then. A
+    collector records the symbols its events name (``connected`` lists its connection's
+    symbols; if no collector names a symbol, all of them record it). A collector watches
+    from its first feed event to the last moment one of its events names (it writes
+    ``connected`` when it starts and ``shutdown`` when it stops; a killed collector's last
+    event is the last moment known), except during its own gaps; the collector that
+    started first is taken to watch from ``start`` and the one that stopped last until
+    ``end``, as a single collector always is (feed events cannot tell when recording began
+    or ended). ``watched`` (``{collector: (from, to)}``) overrides those windows where you
+    know better (e.g. from the process supervisor). ``collector="id"`` gives that one
+    collector's own gaps (as a single collector); ``by_collector=True`` gives every
+    collector's own gaps, with a ``collector`` column.
+
+    Returns columns ``symbol``, ``start``, ``end`` (UTC), ``duration`` (timedelta64),
+    sorted by symbol then start (with ``by_collector``: ``collector`` first, sorted by it).
+    Raises ValueError for naive bounds.
+    """
+    lo, hi = _utc(start), _utc(end)
+    wanted = set(kinds)
+    frame = events.reset_index()
+    labels = _collectors(frame)
+    if collector is not None:
+        frame = frame[np.asarray([label == collector for label in labels], dtype=bool)]
+    rows: list[tuple[object, ...]] = []
+    if by_collector:
+        for label in sorted(set(labels if collector is None else [collector])):
+            part = frame[np.asarray([x == label for x in _collectors(frame)], dtype=bool)]
+            spans = _spans(part, symbols, lo, hi, wanted)
+            rows.extend((label, symbol, a, b, b - a) for symbol in sorted(spans) for a, b in spans[symbol])
+        columns = ["collector", "symbol", "start", "end", "duration"]
+    else:
+        spans = (_spans(frame, symbols, lo, hi, wanted) if collector is not None
+                 else _merged_spans(frame, symbols, lo, hi, wanted, watched))
+        rows = [(symbol, a, b, b - a) for symbol in sorted(spans) for a, b in spans[symbol]]
+        columns = ["symbol", "start", "end", "duration"]
+    result = pd.DataFrame(rows, columns=columns)
     result["start"] = pd.to_datetime(result["start"], utc=True)
     result["end"] = pd.to_datetime(result["end"], utc=True)
     result["duration"] = pd.to_timedelta(result["duration"])
     return result
+
+
+def _coverage_rows(gaps: pd.DataFrame, symbols: Sequence[str]) -> list[tuple[str, int, object]]:
+    rows: list[tuple[str, int, object]] = []
+    for symbol in sorted(symbols):
+        part = gaps[gaps["symbol"] == symbol]
+        unwatched = part["duration"].sum() if len(part) else pd.Timedelta(0)
+        rows.append((symbol, len(part), unwatched))
+    union = _merge(zip(gaps["start"], gaps["end"], strict=True))
+    rows.append(("*", len(union), sum((b - a for a, b in union), pd.Timedelta(0))))
+    return rows
 
 
 def coverage(
@@ -114,26 +248,34 @@ def coverage(
     start: object,
     end: object,
     kinds: Iterable[str] = GAP_KINDS,
+    *,
+    by_collector: bool = False,
+    collector: str | None = None,
+    watched: Mapping[str, tuple[object, object]] | None = None,
 ) -> pd.DataFrame:
     """Per-symbol coverage of ``[start, end]`` and total unwatched time.
 
-    Uses :func:`gap_intervals`. Returns a frame indexed by ``symbol`` with columns
-    ``gaps`` (int64, number of merged gaps), ``unwatched`` (timedelta64) and
+    Uses :func:`gap_intervals` (same ``by_collector``, ``collector`` and ``watched``: by
+    default the merged recording of all collectors). Returns a frame indexed by ``symbol``
+    with columns ``gaps`` (int64, number of merged gaps), ``unwatched`` (timedelta64) and
     ``coverage`` (float64, ``1 - unwatched / (end - start)``), plus a last row
     ``"*"`` for the union over all symbols (time during which at least one symbol was
-    unwatched).
+    unwatched). With ``by_collector=True`` the index is (``collector``, ``symbol``), one
+    such block per collector.
     """
     lo, hi = _utc(start), _utc(end)
     span = hi - lo
-    gaps = gap_intervals(events, symbols, lo, hi, kinds)
-    rows = []
-    for symbol in sorted(symbols):
-        part = gaps[gaps["symbol"] == symbol]
-        unwatched = part["duration"].sum() if len(part) else pd.Timedelta(0)
-        rows.append((symbol, len(part), unwatched))
-    union = _merge(zip(gaps["start"], gaps["end"], strict=True))
-    rows.append(("*", len(union), sum((b - a for a, b in union), pd.Timedelta(0))))
-    result = pd.DataFrame(rows, columns=["symbol", "gaps", "unwatched"]).set_index("symbol")
+    gaps = gap_intervals(events, symbols, lo, hi, kinds, by_collector=by_collector, collector=collector,
+                         watched=watched)
+    if by_collector:
+        labels = sorted(set(_collectors(events.reset_index())) if collector is None else {collector})
+        rows = [(label, *row) for label in labels
+                for row in _coverage_rows(gaps[gaps["collector"] == label], symbols)]
+        result = pd.DataFrame(rows, columns=["collector", "symbol", "gaps", "unwatched"])
+        result = result.set_index(["collector", "symbol"])
+    else:
+        result = pd.DataFrame(_coverage_rows(gaps, symbols), columns=["symbol", "gaps", "unwatched"])
+        result = result.set_index("symbol")
     result["gaps"] = result["gaps"].astype("int64")
     result["unwatched"] = pd.to_timedelta(result["unwatched"])
     seconds = span.total_seconds()

@@ -25,9 +25,9 @@ import httpx
 import sqlalchemy as sa
 
 from bench.harness import BenchResult
+from recorder.config import PollerSettings
 from recorder.credentials import Credentials
 from recorder.poller.service import Poller
-from recorder.poller.settings import PollerSettings
 from recorder.records import OrderType
 from recorder.simulator import DEMO_API_KEY, DEMO_SECRET, AccountSettings, SimulatorSettings, SimulatorThread
 from recorder.storage.migrate import upgrade

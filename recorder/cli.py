@@ -19,12 +19,14 @@ from typing import NoReturn
 from recorder import __version__
 from recorder.errors import RecorderError
 
-# name -> (module, help). The module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+# name -> (module, help). The module defines ``add_arguments(parser)`` and ``run(args) -> int``;
+# ``module:name`` instead names ``add_<name>_arguments(parser)`` and ``<name>_command(args) -> int``
+# (the composition root, recorder.app, holds two commands).
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("recorder.collector.demo", "start the simulator, record a minute into ./data, summarise"),
-    "run": ("recorder.collector.app", "run the WebSocket collector (and the poller if configured)"),
+    "run": ("recorder.app:run", "run the WebSocket collector (and the poller if configured)"),
     "status": ("recorder.collector.status", "show the state of a running or finished recording"),
-    "poll": ("recorder.poller.app", "run only the signed REST poller (balances, orders)"),
+    "poll": ("recorder.app:poll", "run only the signed REST poller (balances, orders)"),
     "simulate": ("recorder.simulator.cli", "run the local exchange (OKEx v1; OKX v5 with --venue)"),
     "db": ("recorder.storage.cli", "database schema migrations (upgrade, downgrade, current, check)"),
     "compact": ("recorder.storage.compact", "merge a day's small Parquet files"),
@@ -46,11 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (spec, help_text) in COMMANDS.items():
+        module_name, _, command = spec.partition(":")
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+        getattr(module, f"add_{command}_arguments" if command else "add_arguments")(cmd)
+        cmd.set_defaults(_run=getattr(module, f"{command}_command" if command else "run"))
     return parser
 
 

@@ -302,6 +302,9 @@ class FeedEvent:
 
     ``ts_end`` is None while the span is still open; instants have ``ts_end == ts_start``.
     ``connection`` names the collector connection (or ``rest``), ``symbols`` those affected.
+    ``collector`` is the id of the collector process that saw it (``collector.id``, default
+    ``<hostname>-<pid>``), stamped by its storage writer; None in recordings made before the
+    column existed (schema revision 0002).
     """
 
     kind: FeedEventKind
@@ -312,6 +315,7 @@ class FeedEvent:
     channel: str = ""
     detail: str = ""
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    collector: str | None = None
 
     @property
     def duration(self) -> timedelta | None:
@@ -320,13 +324,17 @@ class FeedEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuarantinedFrame:
-    """A frame (or one object of it) that could not be decoded, kept for later inspection."""
+    """A frame (or one object of it) that could not be decoded, kept for later inspection.
+
+    ``collector`` is the id of the collector process that received it (see :class:`FeedEvent`).
+    """
 
     ts_recv: datetime
     connection: str
     reason: str
     payload: bytes  # the raw frame as received (binary frames still compressed), at most 64 KiB
     channel: str = ""
+    collector: str | None = None
 
 
 Record = (

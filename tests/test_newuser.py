@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from recorder import cli
-from recorder.collector.app import claim_storage
+from recorder.app import claim_storage
 from recorder.config import Config, StorageConfig, load_config
 from recorder.errors import ConfigError
 
@@ -253,7 +253,7 @@ def test_a_new_sqlite_file_is_said_to_be_created_not_upgraded(tmp_path: Path,
     """The first `run` said 'upgrading the SQLite schema ... to head' for a file it had just created."""
     import logging
 
-    from recorder.collector.app import prepare_database
+    from recorder.app import prepare_database
 
     config = _config(tmp_path)
     with caplog.at_level(logging.INFO, logger="recorder.collector"):

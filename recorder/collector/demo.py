@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from recorder.collector.app import open_storage, record, setup_logging
+from recorder.app import open_storage, record, setup_logging
 from recorder.config import Config, load_config
 from recorder.errors import ConfigError
 
@@ -68,7 +68,7 @@ def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 with a summary (1 if it recorded nothing)."""
-    from recorder.collector.app import check_duration, claim_storage, prepare_directories
+    from recorder.app import check_duration, claim_storage, prepare_directories
     from recorder.collector.status import row_counts
     from recorder.credentials import Credentials
     from recorder.simulator import SimulatorThread

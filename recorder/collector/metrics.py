@@ -49,7 +49,7 @@ from prometheus_client.registry import Collector
 from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
-    from recorder.collector.app import Recorder
+    from recorder.collector.status import RecorderView
 
 __all__ = ["PREFIX", "MetricsServer", "RecorderCollector", "serve_metrics"]
 
@@ -65,7 +65,7 @@ class RecorderCollector(Collector):
     ``list``/``dict``, atomic under the interpreter lock, as the status reporter does).
     """
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: RecorderView) -> None:
         self.recorder = recorder
 
     def collect(self) -> Iterator[Metric]:
@@ -164,7 +164,7 @@ class MetricsServer:
         self._thread.join(10)
 
 
-def serve_metrics(recorder: Recorder, host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
+def serve_metrics(recorder: RecorderView, host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
     """Serve ``GET /metrics`` for ``recorder`` on ``host:port`` (0: a free port) in a daemon thread.
 
     Raises :class:`~recorder.errors.ConfigError` if the address cannot be bound.

@@ -18,19 +18,50 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recorder.config import Config, load_config, mask_url
 from recorder.errors import ConfigError, StorageError
 from recorder.records import utc_now
 
 if TYPE_CHECKING:
-    from recorder.collector.app import Recorder
+    from datetime import datetime
 
-__all__ = ["StatusReporter", "add_arguments", "check", "read_status", "row_counts", "rows_table", "run"]
+    from recorder.collector.connection import Connection
+    from recorder.collector.pipeline import FramePipeline, Intake, RecordQueue, WriterThread
+
+__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "read_status", "row_counts",
+           "rows_table", "run"]
 
 log = logging.getLogger("recorder.collector")
+
+
+class RecorderView(Protocol):
+    """What the status reporter and the metrics endpoint read of a running collector.
+
+    :class:`~recorder.collector.app.Recorder` provides it; naming only this, the status
+    module does not import the collector's app module (which imports it), so the two
+    form no import cycle.
+    """
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def pipeline(self) -> FramePipeline: ...
+    @property
+    def intake(self) -> Intake: ...
+    @property
+    def records(self) -> RecordQueue: ...
+    @property
+    def writer_thread(self) -> WriterThread: ...
+    @property
+    def connections(self) -> Sequence[Connection]: ...
+    @property
+    def started(self) -> datetime: ...
+    @property
+    def poller(self) -> Any: ...
 
 
 def _iso(ts: float | None) -> str | None:
@@ -57,7 +88,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 class StatusReporter:
     """Builds the status of a :class:`~recorder.collector.app.Recorder`, logs it and writes it."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: RecorderView) -> None:
         self.recorder = recorder
         self.path = recorder.config.collector.status_file
         self._started_mono = time.monotonic()

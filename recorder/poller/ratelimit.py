@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
-from recorder.poller.settings import DEFAULT_ENDPOINT_LIMITS, PollerSettings, RateLimit
+from recorder.config import DEFAULT_ENDPOINT_LIMITS, PollerSettings, RateLimit
 
 __all__ = ["RateLimiter", "process_limiter"]
 

@@ -38,6 +38,7 @@ from typing import TypeVar
 import httpx
 
 from recorder.backoff import backoff
+from recorder.config import PollerSettings
 from recorder.credentials import Credentials
 from recorder.errors import (
     ExchangeError,
@@ -52,7 +53,6 @@ from recorder.errors import (
 from recorder.okex import rest
 from recorder.poller.client import DEFAULT_REST_URL, ReadOnlyClient
 from recorder.poller.ratelimit import RateLimiter, process_limiter
-from recorder.poller.settings import PollerSettings
 from recorder.poller.state import OrderState, load_order_states
 from recorder.records import (
     FeedEvent,

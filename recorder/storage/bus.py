@@ -10,7 +10,7 @@ Messages (one JetStream message = one Arrow IPC stream of rows of one dataset an
   is the dataset's partition key (symbol; currency for balances; connection for feed events and
   quarantined frames) with anything but ``[A-Za-z0-9_-]`` replaced by ``_``;
 * payload: an Arrow IPC *stream* in the dataset's Arrow schema (:data:`~recorder.storage.schema.DATASETS`,
-  converted once per batch by :func:`~recorder.storage.parquet.batch_to_table`);
+  converted once per batch by :func:`~recorder.storage.arrow.batch_to_table`);
 * headers: ``Okex-Dataset`` (name), ``Okex-Schema`` (the Alembic head revision the rows fit),
   ``Okex-Venue``, ``Okex-Collector`` (the publishing collector's id), ``Okex-Rows``, and
   ``Nats-Msg-Id``, the de-duplication id (below).
@@ -58,9 +58,9 @@ from nats.js import api
 
 from recorder.errors import StorageError, StoreUnavailableError
 from recorder.records import Record
+from recorder.storage.arrow import PartialWriteError, batch_to_table
 from recorder.storage.bus_config import BusConfig
-from recorder.storage.parquet import PartialWriteError, batch_to_table
-from recorder.storage.schema import DATASETS, Batch, Dataset
+from recorder.storage.schema import DATASETS, Batch, Dataset, conform
 
 __all__ = [
     "HEADER_COLLECTOR",
@@ -147,6 +147,9 @@ def encode_table(table: pa.Table) -> bytes:
 def decode_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset, pa.Table]:
     """The dataset and rows of a bus message (cast to this version's Arrow schema).
 
+    A message from a collector older than the ``collector`` column (schema revision 0002) gets
+    its ``Okex-Collector`` header as that column.
+
     Raises :class:`StorageError` for a message that is not a bus batch of a known dataset or
     whose columns cannot be cast (refused for good: retrying cannot help).
     """
@@ -156,8 +159,10 @@ def decode_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset
     dataset = DATASETS[name]
     try:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-        if not table.schema.equals(dataset.arrow_schema):
-            table = table.select(dataset.arrow_schema.names).cast(dataset.arrow_schema)
+        sender = (headers or {}).get(HEADER_COLLECTOR)
+        if "collector" in dataset.arrow_schema.names and "collector" not in table.column_names and sender:
+            table = table.append_column("collector", pa.array([sender[:64]] * table.num_rows, pa.string()))
+        table = conform(table, dataset.arrow_schema)
     except (pa.ArrowException, KeyError, ValueError) as exc:
         raise StorageError(f"{name}: undecodable bus message: {exc}") from exc
     return dataset, table
@@ -232,7 +237,7 @@ class BusStore:
     constructing never fails for an unreachable server, the first :meth:`write_batch` connects.
     ``write_batch`` raises :class:`StoreUnavailableError` while NATS (or the stream) is
     unreachable or does not acknowledge within ``bus.publish_timeout`` s (nothing, or -
-    :class:`~recorder.storage.parquet.PartialWriteError` - only part of the batch was stored:
+    :class:`~recorder.storage.arrow.PartialWriteError` - only part of the batch was stored:
     re-publishing the rest, or all of it, is safe thanks to the message ids), and
     :class:`StorageError` for rows the Arrow schema cannot hold.
     """
@@ -438,4 +443,4 @@ def open_bus_writer(config: Any) -> Any:
              config.bus.stream, config.bus.subject_prefix, VENUE, store.collector_id)
     return StorageWriter(None, None, bus=store, max_pending_rows=s.max_pending_rows,
                          plausibility=config.plausibility,
-                         spill_dir=str(s.spill_dir))
+                         spill_dir=str(s.spill_dir), collector=store.collector_id)

@@ -63,7 +63,7 @@ from recorder.storage.parquet import (
     file_schema,
     write_parquet_atomically,
 )
-from recorder.storage.schema import DATASETS
+from recorder.storage.schema import DATASETS, conform
 
 __all__ = [
     "COMPACT_DIR",
@@ -176,7 +176,7 @@ def _compact_directory(fs: pafs.FileSystem, name: str, directory: str) -> Compac
     tables = []
     for f in files:
         with fs.open_input_file(f) as source:
-            tables.append(pq.read_table(source).cast(schema))
+            tables.append(conform(pq.read_table(source), schema))
     merged = pa.concat_tables(tables)
     replaces = json.dumps([f.rsplit("/", 1)[1] for f in files]).encode()
     merged = merged.replace_schema_metadata({_REPLACES_KEY: replaces})
@@ -379,7 +379,7 @@ class PartitionJob:
             with pq.ParquetFile(f"{self.directory}/{self.files[index]}") as source:
                 count = source.metadata.num_row_groups
                 while group < count and read < budget:
-                    table = source.read_row_group(group).cast(self._schema)
+                    table = conform(source.read_row_group(group), self._schema)
                     read += max(source.metadata.row_group(group).total_byte_size, 1)
                     self._add(table)
                     group += 1

@@ -78,8 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``okex-recorder store``: exit 0 after SIGINT/SIGTERM (or ``--duration``), 2 for bad arguments."""
-    from recorder.collector.app import setup_logging
     from recorder.config import load_config
+    from recorder.logs import setup_logging
 
     config = load_config(args.config)
     bus = config.bus if not args.bus else dataclasses.replace(config.bus, url=args.bus)

@@ -49,8 +49,8 @@ import pyarrow.parquet as pq
 
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import StorageError, StoreUnavailableError
-from recorder.okex.channels import validate_symbol
 from recorder.records import Record
+from recorder.storage.arrow import PartialWriteError, batch_to_table
 from recorder.storage.fs import (
     TMP_PREFIX,
     TMP_SUFFIX,
@@ -62,7 +62,8 @@ from recorder.storage.fs import (
     writes_in_place,
 )
 from recorder.storage.journal import Journal, Segment, iter_segment
-from recorder.storage.schema import DATASETS, Batch, Dataset
+from recorder.storage.keys import check_symbol
+from recorder.storage.schema import DATASETS, Batch, Dataset, conform
 
 if TYPE_CHECKING:
     from recorder.storage.compact import AutoCompactor, CompactionPolicy
@@ -135,26 +136,15 @@ def records_to_table(dataset: Dataset, records: Sequence[Record]) -> pa.Table:
         raise StorageError(f"{dataset.name}: value does not fit the Parquet schema: {exc}") from exc
 
 
-def batch_to_table(batch: Batch, dataset: Dataset) -> pa.Table:
-    """The Arrow table of ``dataset``'s records in ``batch`` (built once per batch, then shared).
-
-    Raises :class:`StorageError` for a value the schema cannot hold.
-    """
-    try:
-        return batch.table(dataset.name)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
-        raise StorageError(f"{dataset.name}: value does not fit the Parquet schema: {exc}") from exc
-
-
 def partition_value(dataset: Dataset, value: object) -> str:
     """A partition directory value that cannot escape its directory.
 
-    Symbols must pass :func:`~recorder.okex.channels.validate_symbol` (raises
+    Symbols must pass storage's own rule :func:`~recorder.storage.keys.check_symbol` (raises
     :class:`~recorder.errors.SymbolError`); other values (currency, connection) are kept if
     they are plain names, else percent-encoded (pyarrow decodes them on read).
     """
     if dataset.key_column == "symbol":
-        return validate_symbol(value)
+        return check_symbol(value)
     text = str(value)
     if _SAFE_VALUE.fullmatch(text) and ".." not in text:
         return text
@@ -653,22 +643,13 @@ class ParquetStore:
             self._recovering = False
 
 
-class PartialWriteError(StoreUnavailableError):
-    """Some datasets of a batch were journaled (acknowledged); ``unwritten`` were not."""
-
-    def __init__(self, cause: StoreUnavailableError, unwritten: list[Record]) -> None:
-        super().__init__(str(cause))
-        self.unwritten = unwritten
-
-
 def _segment_tables(dataset: Dataset, segment: Segment) -> Iterator[pa.Table]:
     """The complete batches of a journal segment, one at a time, in ``dataset``'s Arrow schema."""
     for batch in iter_segment(segment.path):
         if batch.num_rows == 0:
             continue
         table = pa.Table.from_batches([batch])
-        if not table.schema.equals(dataset.arrow_schema):
-            table = table.cast(dataset.arrow_schema)  # a segment from an older schema version
+        table = conform(table, dataset.arrow_schema)  # a segment from an older schema version
         yield table
 
 

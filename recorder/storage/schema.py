@@ -75,6 +75,7 @@ __all__ = [
     "UtcDateTime",
     "balances",
     "book_snapshots",
+    "conform",
     "dataset_for",
     "deals",
     "feed_events",
@@ -312,6 +313,7 @@ feed_events = sa.Table(  # upsert by event_id: a span is written open, then agai
     sa.Column("symbols", sa.Text, nullable=False),  # comma-separated, "" for none
     sa.Column("channel", sa.Text, nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("collector", sa.String(64), nullable=True),  # collector.id; NULL before revision 0002
     sa.PrimaryKeyConstraint("event_id"),
     sa.Index("ix_feed_events_ts_start", "ts_start"),
     sa.Index("ix_feed_events_kind_ts_start", "kind", "ts_start"),
@@ -326,6 +328,7 @@ quarantine = sa.Table(  # plain insert; ``id`` exists in SQL only
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("channel", sa.Text, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("collector", sa.String(64), nullable=True),  # collector.id; NULL before revision 0002
     sa.Index("ix_quarantine_ts_recv", "ts_recv"),
 )
 
@@ -484,7 +487,7 @@ def _feed_event_row(r: FeedEvent) -> dict[str, Any]:
     return {
         "event_id": r.event_id, "kind": r.kind.value, "ts_start": r.ts_start, "ts_end": r.ts_end,
         "connection": r.connection, "symbols": ",".join(r.symbols), "channel": r.channel,
-        "detail": r.detail,
+        "detail": r.detail, "collector": r.collector,
     }
 
 
@@ -494,18 +497,19 @@ def _feed_event_from(row: RowLike) -> FeedEvent:
         event_id=row["event_id"], kind=FeedEventKind(row["kind"]), ts_start=row["ts_start"],
         ts_end=row["ts_end"], connection=row["connection"],
         symbols=tuple(symbols.split(",")) if symbols else (), channel=row["channel"],
-        detail=row["detail"],
+        detail=row["detail"], collector=row.get("collector"),
     )
 
 
 def _quarantine_row(r: QuarantinedFrame) -> dict[str, Any]:
     return {"ts_recv": r.ts_recv, "connection": r.connection, "reason": r.reason,
-            "channel": r.channel, "payload": r.payload}
+            "channel": r.channel, "payload": r.payload, "collector": r.collector}
 
 
 def _quarantine_from(row: RowLike) -> QuarantinedFrame:
     return QuarantinedFrame(ts_recv=row["ts_recv"], connection=row["connection"], reason=row["reason"],
-                            channel=row["channel"], payload=bytes(row["payload"]))
+                            channel=row["channel"], payload=bytes(row["payload"]),
+                            collector=row.get("collector"))
 
 
 # Column-wise converters (records -> {column: values}) for the high-volume datasets: the
@@ -612,6 +616,28 @@ class Dataset:
         return str(row[self.key_column])
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``: its columns in that order, cast, nullable columns it lacks added as nulls.
+
+    For rows written by an older schema version (e.g. Parquet files, journal segments or bus
+    messages from before the ``collector`` column of revision 0002). Columns ``schema`` does not
+    name are dropped. Raises KeyError for a missing non-nullable column and pyarrow's
+    ``ArrowInvalid`` / ``ArrowTypeError`` for a column that cannot be cast.
+    """
+    if table.column_names == schema.names:
+        return table.cast(schema)
+    names = set(table.column_names)
+    columns = []
+    for f in schema:
+        if f.name in names:
+            columns.append(table.column(f.name))
+        elif f.nullable:
+            columns.append(pa.nulls(table.num_rows, f.type))
+        else:
+            raise KeyError(f"column {f.name!r} missing (and not nullable)")
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
+
+
 def _arrow(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
     return pa.schema([pa.field(name, kind, nullable=nullable) for name, kind, nullable in fields])
 
@@ -679,13 +705,13 @@ DATASETS: dict[str, Dataset] = {
             "feed_events", feed_events,
             _arrow(("event_id", _S, False), ("kind", _S, False), ("ts_start", _TS, False),
                    ("ts_end", _TS, True), ("connection", _S, False), ("symbols", _S, False),
-                   ("channel", _S, False), ("detail", _S, False)),
+                   ("channel", _S, False), ("detail", _S, False), ("collector", _S, True)),
             FeedEvent, _feed_event_row, _feed_event_from, "ts_start", "connection",
         ),
         Dataset(
             "quarantine", quarantine,
             _arrow(("ts_recv", _TS, False), ("connection", _S, False), ("reason", _S, False),
-                   ("channel", _S, False), ("payload", pa.binary(), False)),
+                   ("channel", _S, False), ("payload", pa.binary(), False), ("collector", _S, True)),
             QuarantinedFrame, _quarantine_row, _quarantine_from, "ts_recv", "connection",
         ),
     )

@@ -11,8 +11,8 @@ The rules are derived from the schema (:mod:`recorder.storage.schema`), column b
 * text (``String(n)`` / ``Text``): valid UTF-8 (no lone surrogates), no NUL character
   (PostgreSQL refuses it), at most ``n`` characters where the column says so;
 * integers (``SmallInteger``/``Integer``/``BigInteger``): within 16/32/64 bits;
-* non-nullable columns hold a value; the ``symbol`` partition passes
-  :func:`~recorder.okex.channels.validate_symbol` (it becomes a directory name);
+* non-nullable columns hold a value; the ``symbol`` partition passes storage's own
+  :func:`~recorder.storage.keys.check_symbol` (it becomes a directory name; no venue's rule);
 * exchange times are plausible against the receive time (:class:`~recorder.config.PlausibilityConfig`).
 
 The fast path builds each dataset's Arrow table once (the same table both stores then use)
@@ -45,7 +45,6 @@ import sqlalchemy as sa
 
 from recorder.config import PlausibilityConfig
 from recorder.errors import SymbolError
-from recorder.okex.channels import validate_symbol
 from recorder.records import (
     BookSnapshot,
     Deal,
@@ -56,6 +55,7 @@ from recorder.records import (
     Ticker,
     utc_now,
 )
+from recorder.storage.keys import check_symbol
 from recorder.storage.schema import ARROW_DECIMAL, DATASETS, Batch, Dataset, ExactDecimal, UtcDateTime
 
 __all__ = ["QUARANTINE_CONNECTION", "Problem", "Screen", "ScreenResult", "record_problem"]
@@ -197,10 +197,12 @@ class Screen:
 
     ``plausibility`` None turns the time windows off (storage rules only). ``clock`` gives
     the current UTC time for quarantine rows of records without a usable receive time.
+    ``collector`` (a collector id, or None) goes on the quarantine rows it makes.
     """
 
     def __init__(self, plausibility: PlausibilityConfig | None = None, *,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, collector: str | None = None) -> None:
+        self.collector = collector
         self.plausibility = plausibility if plausibility is not None and plausibility.enabled else None
         self._clock = clock
         p = self.plausibility
@@ -351,7 +353,9 @@ class Screen:
             ts_recv=ts, connection=_clean(q.connection, 64) or "unknown", reason=_clean(q.reason, None),
             channel=_clean(q.channel, None),
             payload=bytes(q.payload) if isinstance(q.payload, bytes | bytearray | memoryview)
-            else _clean(q.payload, None).encode())
+            else _clean(q.payload, None).encode(),
+            collector=q.collector if isinstance(q.collector, str) and len(q.collector) <= 64
+            else self.collector)
 
     def quarantine(self, name: str, record: Record, problem: Problem) -> QuarantinedFrame:
         """The quarantine row for ``record`` of dataset ``name``: the reason and its original values."""
@@ -365,7 +369,7 @@ class Screen:
         payload = json.dumps({"dataset": name, "values": values}, ensure_ascii=True).encode()
         return QuarantinedFrame(ts_recv=ts, connection=QUARANTINE_CONNECTION,
                                 reason=_clean(problem.reason, None), channel=name,
-                                payload=payload[:PAYLOAD_MAX_BYTES])
+                                payload=payload[:PAYLOAD_MAX_BYTES], collector=self.collector)
 
     def log_quarantined(self, problem: Problem) -> None:
         """One WARNING per reason kind every LOG_INTERVAL s (with how many more were not logged)."""
@@ -399,7 +403,7 @@ def record_problem(dataset: Dataset, record: Any) -> Problem | None:
             return Problem(f"{dataset.name}.{column.name}: {problem}", _show(value))
     if dataset.key_column == "symbol":
         try:
-            validate_symbol(row["symbol"])
+            check_symbol(row["symbol"])
         except SymbolError as exc:
             return Problem(f"{dataset.name}.symbol: not a symbol", str(exc))
     return None
@@ -458,7 +462,7 @@ def _column_problems(dataset: Dataset, table: pa.Table) -> dict[int, Problem]:
         symbols = table.column("symbol")
         for value in pc.unique(symbols).to_pylist():
             try:
-                validate_symbol(value)
+                check_symbol(value)
             except SymbolError as exc:
                 for j in pc.indices_nonzero(pc.equal(symbols, value)).to_pylist():
                     problems.setdefault(j, Problem(f"{dataset.name}.symbol: not a symbol", str(exc)))

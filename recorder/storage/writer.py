@@ -40,10 +40,12 @@ from recorder.backoff import BackoffPolicy, backoff
 from recorder.config import PlausibilityConfig
 from recorder.errors import RecorderError, StorageError, StoreUnavailableError
 from recorder.records import FeedEvent, FeedEventKind, QuarantinedFrame, Record, utc_now
+from recorder.storage.arrow import PartialWriteError, batch_to_table
 from recorder.storage.journal import Journal, Segment, iter_segment, segment_rows
-from recorder.storage.parquet import PartialWriteError, batch_to_table
 from recorder.storage.schema import DATASETS, Batch, Dataset, dataset_for
 from recorder.storage.validate import Problem, Screen
+
+_STAMPED = (FeedEvent, QuarantinedFrame)  # record types with a ``collector`` column
 
 __all__ = ["DatasetCounts", "StorageWriter", "Store", "StoreStatus"]
 
@@ -134,7 +136,9 @@ class StorageWriter:
     ``policy`` is the retry backoff; ``clock`` returns monotonic seconds.
     ``plausibility`` (``[plausibility]``) turns on the exchange-time windows of the
     screen; None checks only what the stores can hold. Spilled rows of an earlier run
-    are replayed on the first flush.
+    are replayed on the first flush. ``collector`` (the collector's ``collector.id``) is
+    stamped on every feed event and quarantine row passing through that has none yet
+    (including the ones this writer makes: ``store_outage`` spans, quarantined records).
     """
 
     def __init__(
@@ -149,6 +153,7 @@ class StorageWriter:
         fsync: bool = True,
         bus: Store | None = None,
         plausibility: PlausibilityConfig | None = None,
+        collector: str | None = None,
     ) -> None:
         if sql is None and parquet is None and bus is None:
             raise StorageError("a storage writer needs at least one store")
@@ -158,7 +163,8 @@ class StorageWriter:
         self._policy = policy
         self._clock = clock
         self._buffer: list[Record] = []
-        self._screen = Screen(plausibility)
+        self._collector = collector[:64] if collector else None
+        self._screen = Screen(plausibility, collector=self._collector)
         self.quarantined: Counter[tuple[str, str]] = Counter()  # (dataset, reason kind) -> records
         self.made: Counter[str] = Counter()  # rows the writer made itself (quarantine, store_outage)
         self._journal = Journal(spill_dir, fsync=fsync) if spill_dir is not None else None
@@ -224,11 +230,19 @@ class StorageWriter:
         """Screen ``records`` once: quarantine what no store can hold; the batch both stores get."""
         if not records:
             return _Batch(Batch(records), Counter())
+        if self._collector is not None:
+            records = self._stamped(records)
         result = self._screen.screen(records)
         for name, problem in result.quarantined:
             self.quarantined[(name, problem.kind)] += 1
             self.made["quarantine"] += 1
         return _Batch(result.batch, Counter(result.batch.counts()))
+
+    def _stamped(self, records: list[Record]) -> list[Record]:
+        """``records`` with this writer's collector id on feed events and quarantine rows without one."""
+        c = self._collector
+        return [replace(r, collector=c) if isinstance(r, _STAMPED) and r.collector is None else r
+                for r in records]
 
     def close(self) -> None:
         """Flush, retry every store once more, spill what is still pending, close the stores.

@@ -69,8 +69,22 @@ def test_storage_cost_reports_bytes_per_snapshot() -> None:
 def test_runner_rejects_unknown_names_and_saves_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit):
         main(["--only", "nope"])
-    assert set(BENCHMARKS) == {"ingest", "wire", "memory", "rest_sync", "analysis_load", "storage_cost"}
+    assert set(BENCHMARKS) == {"ingest", "wire", "memory", "rest_sync", "analysis_load", "storage_cost",
+                               "bus"}
     result = BenchResult("x", "tiny")
     result.add("m", 1.5, "s", ">= 1", True)
     path = save(result, tmp_path)
     assert '"metric": "m"' in path.read_text()
+
+
+def test_bus_stores_every_produced_row_through_jetstream_and_directly() -> None:
+    from bench.bus import NATS_URL, _nats_reachable
+
+    if not _nats_reachable(NATS_URL):
+        pytest.skip(f"NATS at {NATS_URL} not reachable")
+    result, v = _run("bus")
+    rows = next(f for f in result.figures if f.metric == "rows stored (each path, each store)")
+    assert rows.ok is True and rows.value > 1000, result.notes  # SQL and Parquet of both paths == produced
+    assert v["direct records/s (StorageWriter -> SQLite + Parquet)"] > 0
+    assert v["bus records/s (publish -> JetStream -> 2 writers -> SQLite + Parquet)"] > 0
+    assert v["messages published"] > 0 and v["ratio bus / direct"] > 0

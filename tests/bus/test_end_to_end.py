@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from recorder.collector.app import Recorder, open_storage
+from recorder.app import open_storage
+from recorder.collector.app import Recorder
 from recorder.records import Record
 from recorder.simulator import Simulator, SimulatorSettings
 from recorder.simulator.truth import Truth

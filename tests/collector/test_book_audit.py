@@ -7,7 +7,8 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
-from recorder.collector.app import Recorder, open_storage, prepare_database
+from recorder.app import open_storage, prepare_database
+from recorder.collector.app import Recorder
 from recorder.records import ChannelKind, FeedEventKind
 from recorder.simulator import Simulator
 from tests.collector.conftest import sim_config

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from recorder.collector.app import Recorder, open_storage, prepare_database
+from recorder.app import open_storage, prepare_database
+from recorder.collector.app import Recorder
 from recorder.collector.metrics import serve_metrics
 from recorder.config import MetricsConfig, load_config
 from recorder.errors import ConfigError

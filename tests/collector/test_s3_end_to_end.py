@@ -15,7 +15,8 @@ import pytest
 
 from analysis.duck import connect
 from analysis.load import load_book_top, load_feed_events, load_tickers
-from recorder.collector.app import Recorder, open_storage, prepare_database
+from recorder.app import open_storage, prepare_database
+from recorder.collector.app import Recorder
 from recorder.config import Config
 from recorder.simulator import Simulator, SimulatorSettings
 from recorder.storage.compact import compact

@@ -19,7 +19,8 @@ from websockets.asyncio.server import ServerConnection
 
 from analysis.load import load_feed_events
 from analysis.quality import coverage, gap_intervals
-from recorder.collector.app import Recorder, open_storage, prepare_database
+from recorder.app import open_storage, prepare_database
+from recorder.collector.app import Recorder
 from recorder.config import load_config
 from recorder.records import FeedEventKind
 from tests.collector.helpers import stored

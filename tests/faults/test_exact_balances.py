@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from recorder.collector.app import Recorder, open_storage
+from recorder.app import open_storage
+from recorder.collector.app import Recorder
 from recorder.credentials import Credentials
 from recorder.simulator import Simulator, SimulatorSettings
 from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET, AccountSettings, load_settings

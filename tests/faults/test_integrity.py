@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from recorder.collector.app import Recorder, open_storage
+from recorder.app import open_storage
+from recorder.collector.app import Recorder
 from recorder.records import Deal, Ticker
 from recorder.simulator.wire import exchange_hhmmss
 from recorder.storage import migrate

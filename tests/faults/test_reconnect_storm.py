@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from recorder.collector.app import Recorder, open_storage, prepare_database
+from recorder.app import open_storage, prepare_database
+from recorder.collector.app import Recorder
 from recorder.records import FeedEventKind
 from recorder.simulator import Simulator, SimulatorSettings
 from recorder.simulator.settings import FaultSettings, FrameFault

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from recorder.collector.app import Recorder, open_storage
+from recorder.app import open_storage
+from recorder.collector.app import Recorder
 from recorder.simulator import Simulator, SimulatorSettings
 from recorder.storage.writer import StorageWriter
 from tests.collector.conftest import sim_config

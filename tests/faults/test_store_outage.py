@@ -19,8 +19,9 @@ import pyarrow.fs as pafs
 import pytest
 import sqlalchemy as sa
 
+from recorder.app import open_storage
 from recorder.backoff import BackoffPolicy
-from recorder.collector.app import Recorder, open_storage
+from recorder.collector.app import Recorder
 from recorder.records import FeedEvent, FeedEventKind, utc_now
 from recorder.simulator import Simulator, SimulatorSettings
 from recorder.storage import migrate

@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from recorder.backoff import BackoffPolicy
+from recorder.config import PollerSettings
 from recorder.credentials import Credentials
 from recorder.okex.signing import signed_params
 from recorder.poller.ratelimit import RateLimiter
 from recorder.poller.service import Poller
-from recorder.poller.settings import PollerSettings
 from recorder.records import (
     Balance,
     FeedEvent,

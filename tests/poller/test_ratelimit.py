@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recorder.config import PollerSettings, RateLimit
 from recorder.errors import ConfigError
 from recorder.poller.ratelimit import RateLimiter, process_limiter
-from recorder.poller.settings import PollerSettings, RateLimit
 
 
 class FakeClock:

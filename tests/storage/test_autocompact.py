@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.load import load_deals
-from recorder.collector.app import Recorder, open_storage, prepare_database
+from recorder.app import open_storage, prepare_database
+from recorder.collector.app import Recorder
 from recorder.config import load_config
 from recorder.errors import ConfigError
 from recorder.records import Deal

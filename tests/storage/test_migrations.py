@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,54 @@ def test_wheel_ships_the_migrations_and_they_run_from_the_installed_layout(
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines() == [str(tmp_path / "site" / "recorder" / "_alembic"),
                                        migrate.head_revision()]
+
+
+def test_0002_upgrades_a_populated_0001_database_keeping_its_rows_and_downgrades(db_url: str) -> None:
+    """Rows written at 0001 survive 0002 with a NULL collector; downgrading drops only the column."""
+    migrate.upgrade(db_url, "0001")
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    ts = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
+    event = {"kind": "disconnected", "ts_start": ts, "ts_end": None, "connection": "ws-0",
+             "symbols": "btc_usdt,eth_usdt", "channel": "", "detail": "reset"}
+    try:
+        with engine.begin() as conn:  # the 0001 columns only, through the schema's types
+            conn.execute(sa.insert(schema.feed_events), [
+                {**event, "event_id": "e1"},
+                {**event, "event_id": "e2", "kind": "connected", "ts_end": ts, "symbols": "btc_usdt",
+                 "detail": ""},
+            ])
+            conn.execute(sa.insert(schema.quarantine), [
+                {"ts_recv": ts, "connection": "ws-0", "reason": "bad json",
+                 "channel": "ok_sub_spot_btc_usdt_deals", "payload": b"\x00{not json"}])
+        migrate.upgrade(db_url, "0002")
+        assert migrate.current(db_url) == "0002"
+        with engine.connect() as conn:
+            events = conn.execute(sa.text("SELECT event_id, kind, connection, symbols, detail, collector "
+                                          "FROM feed_events ORDER BY event_id")).all()
+            frames = conn.execute(sa.text("SELECT connection, reason, payload, collector FROM quarantine")
+                                  ).all()
+            stored = conn.execute(sa.select(schema.feed_events.c.ts_start, schema.feed_events.c.ts_end)
+                                  .order_by(schema.feed_events.c.event_id)).all()
+        assert [tuple(r) for r in events] == [
+            ("e1", "disconnected", "ws-0", "btc_usdt,eth_usdt", "reset", None),
+            ("e2", "connected", "ws-0", "btc_usdt", "", None),
+        ]
+        assert [(c, r, bytes(p), col) for c, r, p, col in frames] == [
+            ("ws-0", "bad json", b"\x00{not json", None)]
+        assert [r.ts_start.isoformat() for r in stored] == ["2026-11-30T12:00:00.123456+00:00"] * 2
+        assert stored[0].ts_end is None
+        with engine.begin() as conn:  # the new column takes ids
+            conn.execute(sa.text("UPDATE feed_events SET collector = 'tokyo-1' WHERE event_id = 'e2'"))
+        migrate.downgrade(db_url, "0001")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("feed_events")}
+            assert "collector" not in columns
+            assert "collector" not in {c["name"] for c in sa.inspect(conn).get_columns("quarantine")}
+            assert conn.execute(sa.text("SELECT count(*) FROM feed_events")).scalar() == 2
+            assert conn.execute(sa.text("SELECT count(*) FROM quarantine")).scalar() == 1
+            index_names = {i["name"] for i in sa.inspect(conn).get_indexes("feed_events")}
+        assert {"ix_feed_events_ts_start", "ix_feed_events_kind_ts_start"} <= index_names
+    finally:
+        engine.dispose()
+    migrate.upgrade(db_url)
+    assert migrate.check(db_url) == []
