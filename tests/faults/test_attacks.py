@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import websockets
 
-from recorder.collector.app import Recorder, open_storage
+from recorder.app import open_storage
+from recorder.collector.app import Recorder
 from recorder.records import Deal
 from recorder.simulator.wire import exchange_hhmmss
 from recorder.storage import migrate
