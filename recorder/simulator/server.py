@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from recorder.errors import ConfigError, RecorderError
+from recorder.errors import ConfigError
 from recorder.records import OrderType
 from recorder.simulator.accounts import Account, Accounts, SimOrder
 from recorder.simulator.faults import Faults
 from recorder.simulator.market import Market, StepResult
 from recorder.simulator.rest import RestApi
 from recorder.simulator.settings import SimulatorSettings
+from recorder.simulator.thread import ThreadedSimulator
 from recorder.simulator.truth import Truth
 from recorder.simulator.ws import WsHub
 
@@ -256,102 +255,26 @@ class Simulator:
         return len(self.ws.connections)
 
 
-class SimulatorThread:
+class SimulatorThread(ThreadedSimulator[Simulator]):
     """A :class:`Simulator` in a background thread with its own loop (sync context manager).
 
     Exposes the same attributes; the hooks (``fill_order``, ``place_order``,
     ``cancel_order``, ``drop_connections``, ``advance``, ``unban``) run inside the
     simulator's loop and are safe to call from any thread. ``faults`` and ``truth``
-    are thread-safe themselves.
+    are thread-safe themselves. The thread shell is :class:`ThreadedSimulator`.
     """
+
+    thread_name = "okex-simulator"
 
     def __init__(
         self, settings: SimulatorSettings | None = None, *, clock: Callable[[], datetime] | None = None
     ) -> None:
+        super().__init__()
         self.settings = settings or SimulatorSettings()
         self._clock = clock
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._sim: Simulator | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
 
-    @property
-    def sim(self) -> Simulator:
-        if self._sim is None:
-            raise RecorderError("the simulator thread is not running")
-        return self._sim
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.sim, name)
-
-    def __enter__(self) -> SimulatorThread:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the thread and wait until both servers listen."""
-        self._thread = threading.Thread(target=self._main, name="okex-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RecorderError("simulator thread did not start in time")
-        if self._error is not None:
-            raise self._error
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        try:
-            sim = Simulator(self.settings, clock=self._clock)
-            await sim.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._sim = sim
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await sim.stop()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the simulator and join the thread."""
-        if self._loop is not None and self._stop is not None and self._thread is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout)
-        self._thread = None
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` inside the simulator's loop and return its result."""
-
-        async def run() -> T:
-            return fn(*args, **kwargs)
-
-        return self.run(run())
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        """Run a coroutine in the simulator's loop; wait for its result."""
-        if self._loop is None:
-            raise RecorderError("the simulator thread is not running")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    def _make(self) -> Simulator:
+        return Simulator(self.settings, clock=self._clock)
 
     def fill_order(
         self, order_id: int, amount: Decimal | str, price: Decimal | str | None = None

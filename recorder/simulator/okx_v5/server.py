@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from recorder.errors import ConfigError, RecorderError
+from recorder.errors import ConfigError
 from recorder.records import KlinePeriod
 from recorder.simulator.faults import Faults
 from recorder.simulator.market import Market, StepResult, period_start
@@ -34,6 +33,7 @@ from recorder.simulator.okx_v5.settings import V5Settings
 from recorder.simulator.okx_v5.wire import inst_to_symbol
 from recorder.simulator.okx_v5.ws import Connection, WsHub
 from recorder.simulator.settings import FaultSettings
+from recorder.simulator.thread import ThreadedSimulator
 from recorder.simulator.truth import DepthBook, Truth
 
 T = TypeVar("T")
@@ -483,98 +483,25 @@ class Simulator:
         return len(self.ws.connections)
 
 
-class SimulatorThread:
+class SimulatorThread(ThreadedSimulator[Simulator]):
     """A v5 :class:`Simulator` in a background thread with its own loop (sync context manager).
 
     For synchronous code (the demo, sync tests). Attributes are the simulator's (``rest_url``,
     ``public_url``, ``truth``, ...); :meth:`call` runs a hook inside the simulator's loop, e.g.
-    ``thread.call(thread.sim.inject_gap, "BTC-USDT")``; :meth:`advance` steps the market.
+    ``thread.call(thread.sim.inject_gap, "BTC-USDT")``; :meth:`advance` steps the market. The
+    thread shell is :class:`~recorder.simulator.thread.ThreadedSimulator`.
     """
+
+    thread_name = "okx-v5-simulator"
 
     def __init__(self, settings: V5Settings | None = None, *, clock: Callable[[], datetime] | None = None
                  ) -> None:  # fmt: skip
+        super().__init__()
         self.settings = settings or V5Settings()
         self._clock = clock
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._sim: Simulator | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
 
-    @property
-    def sim(self) -> Simulator:
-        if self._sim is None:
-            raise RecorderError("the v5 simulator thread is not running")
-        return self._sim
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.sim, name)
-
-    def __enter__(self) -> SimulatorThread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the thread and wait until the server listens. Raises what the start raised."""
-        self._thread = threading.Thread(target=self._main, name="okx-v5-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RecorderError("v5 simulator thread did not start in time")
-        if self._error is not None:
-            raise self._error
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        try:
-            sim = Simulator(self.settings, clock=self._clock)
-            await sim.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._sim = sim
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await sim.stop()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the simulator and join the thread. Idempotent."""
-        if self._loop is not None and self._stop is not None and self._thread is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout)
-        self._thread = None
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` inside the simulator's loop and return its result."""
-
-        async def run() -> T:
-            return fn(*args, **kwargs)
-
-        return self.run(run())
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        """Run a coroutine in the simulator's loop; wait for its result."""
-        if self._loop is None:
-            raise RecorderError("the v5 simulator thread is not running")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    def _make(self) -> Simulator:
+        return Simulator(self.settings, clock=self._clock)
 
     def advance(self, steps: int = 1, inst_id: str | None = None) -> list[StepResult]:
         return self.run(self.sim.advance(steps, inst_id))
