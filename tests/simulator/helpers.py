@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -68,3 +72,30 @@ def book_levels(book: dict[str, dict[Decimal, Decimal]]) -> tuple[list[tuple[Dec
 
 def truth_levels(levels: Any) -> list[tuple[Decimal, Decimal]]:
     return [(Decimal(p), Decimal(a)) for p, a in levels]
+
+
+@contextlib.contextmanager
+def serving(argv: list[str]) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """Run a simulator command line (``argv`` after the interpreter) until it prints its "Ctrl-C" line.
+
+    Yields the process and the lines printed so far; on leaving, a process still running is killed
+    and its pipes closed (a test stops it itself to check its exit code).
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 from websockets.sync.client import connect
 
 from recorder.simulator import DEMO_API_KEY, DEMO_SECRET, SimulatorThread
-from tests.simulator.helpers import decode, md5_sign
+from tests.simulator.helpers import decode, md5_sign, serving
 
 
 def test_thread_serves_both_apis_and_hooks_are_thread_safe(simulator_thread: SimulatorThread) -> None:
@@ -46,32 +45,8 @@ def test_thread_serves_both_apis_and_hooks_are_thread_safe(simulator_thread: Sim
 
 @pytest.mark.faults
 def test_simulate_command_prints_urls_and_stops_on_sigterm() -> None:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recorder.cli",
-            "simulate",
-            "--symbols",
-            "ltc_btc",
-            "--rate",
-            "2",
-            "--seed",
-            "3",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
+    argv = ["-m", "recorder.cli", "simulate", "--symbols", "ltc_btc", "--rate", "2", "--seed", "3"]
+    with serving(argv) as (proc, lines):
         text = "".join(lines)
         ws_url = re.search(r"ws://127\.0\.0\.1:\d+/ws/v1", text)
         rest_url = re.search(r"http://127\.0\.0\.1:\d+/api/v1", text)
@@ -80,13 +55,6 @@ def test_simulate_command_prints_urls_and_stops_on_sigterm() -> None:
         assert "ticker" in r.json()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def _free_port_pair() -> int:
@@ -113,20 +81,11 @@ def test_simulate_port_sets_both_urls_and_prints_the_demo_secret(rest_option: bo
     """--port N: WebSocket on N, REST on N + 1 (or --rest-port); the demo key and its secret are printed."""
     port = _free_port_pair()
     rest_port = port + 1
-    argv = [sys.executable, "-m", "recorder.cli", "simulate", "--symbols", "ltc_btc", "--rate", "2",
-            "--port", str(port)]
+    argv = ["-m", "recorder.cli", "simulate", "--symbols", "ltc_btc", "--rate", "2", "--port", str(port)]
     if rest_option:
         rest_port = _free_port_pair()
         argv += ["--rest-port", str(rest_port)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
+    with serving(argv) as (proc, lines):
         text = "".join(lines)
         assert f"  WebSocket  ws://127.0.0.1:{port}/ws/v1\n" in text, text
         assert f"  REST       http://127.0.0.1:{rest_port}/api/v1\n" in text, text
@@ -144,13 +103,6 @@ def test_simulate_port_sets_both_urls_and_prints_the_demo_secret(rest_option: bo
             assert decode(ws.recv(timeout=10)) == {"event": "pong"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_port_65535_without_rest_port_is_one_line() -> None:
@@ -167,17 +119,9 @@ def test_port_65535_without_rest_port_is_one_line() -> None:
 def test_simulate_venue_okx_v5_serves_v5_on_one_port() -> None:
     """``simulate --venue okx_v5 --port N``: REST and the three WebSocket paths on N; v5 answers there."""
     port = _free_port_pair()
-    argv = [sys.executable, "-m", "recorder.cli", "simulate", "--venue", "okx_v5", "--symbols", "BTC-USDT",
+    argv = ["-m", "recorder.cli", "simulate", "--venue", "okx_v5", "--symbols", "BTC-USDT",
             "--rate", "2", "--seed", "5", "--port", str(port)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
+    with serving(argv) as (proc, lines):
         text = "".join(lines)
         assert f"http://127.0.0.1:{port}" in text and f"ws://127.0.0.1:{port}/ws/v5/public" in text, text
         r = httpx.get(f"http://127.0.0.1:{port}/api/v5/market/ticker", params={"instId": "BTC-USDT"},
@@ -189,13 +133,6 @@ def test_simulate_venue_okx_v5_serves_v5_on_one_port() -> None:
             assert ws.recv(timeout=10) == "pong"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_simulate_venue_okx_v5_refuses_a_v1_only_option() -> None:

@@ -10,23 +10,15 @@ import sys
 import httpx
 
 from recorder.simulator.okx_v5 import DEMO_API_KEY, DEMO_PASSPHRASE, DEMO_SECRET
+from tests.simulator.helpers import serving
 
 from .helpers import signed_headers
 
 
 def test_module_entry_point_serves_and_stops() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "recorder.simulator.okx_v5", "--seed", "5", "--rate", "2",
-         "--instruments", "BTC-USDT,ETH-BTC"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
+    argv = ["-m", "recorder.simulator.okx_v5", "--seed", "5", "--rate", "2",
+            "--instruments", "BTC-USDT,ETH-BTC"]
+    with serving(argv) as (proc, lines):
         text = "".join(lines)
         rest = re.search(r"REST\s+(http://127\.0\.0\.1:\d+)", text)
         assert rest is not None, text
@@ -41,13 +33,6 @@ def test_module_entry_point_serves_and_stops() -> None:
             assert client.get(path, headers=signed_headers(path)).json()["code"] == "0"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_module_entry_point_rejects_bad_settings() -> None:
