@@ -48,7 +48,9 @@ SIZES = {"tiny": (3_000, 20), "small": (30_000, 50), "full": (200_000, 100)}  # 
 TARGET_RATIO = 0.7  # recorder / honest floor (issue 16)
 BATCH_FRAMES = 5_000  # frames per write + flush (the collector's default batch is 5,000 rows)
 TABLES = ("book_snapshots", "tickers", "deals")
-PG_ADMIN_URL = os.environ.get("OKEX_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Either URL form is accepted (libpq or SQLAlchemy's postgresql+psycopg://); psycopg wants libpq's.
+PG_ADMIN_URL = os.environ.get("OKEX_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres").replace(
+    "postgresql+psycopg://", "postgresql://", 1)
 
 
 @contextmanager

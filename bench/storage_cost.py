@@ -30,7 +30,10 @@ from recorder.storage.sql import SqlStore
 
 SIZES = {"tiny": 3_000, "small": 40_000, "full": 200_000}  # frames (about 2/3 become snapshots)
 TARGET_PARQUET = 150.0
-PG_ADMIN_URL = os.environ.get("OKEX_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# Either URL form is accepted (libpq or SQLAlchemy's); SQLAlchemy wants the psycopg driver named.
+PG_ADMIN_URL = os.environ.get("OKEX_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+if PG_ADMIN_URL.startswith("postgresql://"):
+    PG_ADMIN_URL = "postgresql+psycopg://" + PG_ADMIN_URL.removeprefix("postgresql://")
 BATCH = 5_000
 
 
