@@ -28,7 +28,7 @@ from recorder.records import Deal, Ticker
 from recorder.simulator.wire import exchange_hhmmss
 from recorder.storage import migrate
 from tests.collector.conftest import sim_config
-from tests.collector.helpers import stored, wait_until
+from tests.collector.helpers import stored, ticker_from_push, ticker_key, wait_until
 from tests.faults.helpers import parquet_rows
 from tests.faults.scripted import Send, scripted_exchange
 
@@ -110,38 +110,13 @@ async def _record(
     return result.status, sent, config.storage.sql_url
 
 
-def _ticker_values(t: Ticker) -> tuple[Any, ...]:
-    return (
-        int(t.ts_event.timestamp() * 1000),
-        t.buy,
-        t.sell,
-        t.last,
-        t.high,
-        t.low,
-        t.vol,
-        t.change,
-        t.day_high,
-        t.day_low,
-    )
-
-
-def _sent_ticker_values(d: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        d["timestamp"],
-        *(
-            Decimal(d[k])
-            for k in ("buy", "sell", "last", "high", "low", "vol", "change", "dayHigh", "dayLow")
-        ),
-    )
-
-
 def _assert_neighbours_and_invariant(
     tmp_path: Path, status: dict[str, Any], sent: dict[str, list[Any]], url: str, reason: str
 ) -> Any:
     root = tmp_path / "parquet"
-    expected = [_sent_ticker_values(d) for d in sent["ticker"]]
-    in_sql = [_ticker_values(t) for t in stored(url, "tickers")]
-    in_parquet = sorted(_ticker_values(t) for t in parquet_rows(root, "tickers"))
+    expected = [ticker_from_push(d) for d in sent["ticker"]]
+    in_sql = [ticker_key(t) for t in stored(url, "tickers")]
+    in_parquet = sorted(ticker_key(t) for t in parquet_rows(root, "tickers"))
     assert in_sql == expected and in_parquet == sorted(expected)
     tids = [int(d[0]) for d in sent["deals"]]
     assert [d.tid for d in stored(url, "deals", order_by="tid")] == tids
