@@ -58,10 +58,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import sqlalchemy as sa
 
-from recorder.records import KlinePeriod, OrderStatus
+from recorder.records import KlinePeriod
 from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
-from recorder.storage.schema import DATASETS, Dataset
+from recorder.storage.schema import DATASETS, STATUS_CODE, Dataset
 
 __all__ = [
     "ParquetSource",
@@ -537,7 +537,7 @@ def _fast_rows(table: pa.Table, spec: _Spec) -> np.ndarray | bool | None:
     return keep[_lex_order([key[keep] for key in order_keys])]
 
 
-_STATUS_NAMES = {s.value: s.name.lower() for s in OrderStatus}
+_STATUS_NAMES = {code: s.value for s, code in STATUS_CODE.items()}
 
 
 def _status_names(values: pd.Series) -> pd.Series:

@@ -25,6 +25,8 @@ __all__ = [
     "DepthUpdate",
     "FeedEvent",
     "FeedEventKind",
+    "Fill",
+    "Instrument",
     "Kline",
     "KlinePeriod",
     "Level",
@@ -130,20 +132,19 @@ class OrderType(enum.Enum):
     SELL_MARKET = "sell_market"
 
 
-class OrderStatus(enum.IntEnum):
-    """Order status codes (PROTOCOL.md, "An order").
-
-    ``order_history.do`` documents 4 for "cancel in progress"; the REST parser maps
-    that endpoint's 4 to CANCELLING.
+class OrderStatus(enum.Enum):
+    """An order's state, venue-neutral. Each venue package maps its own codes to these
+    (okex v1: -1..5, PROTOCOL.md "An order"; okx v5: ``live``, ``canceled``...) and keeps
+    the raw value in :attr:`Order.raw_status`.
     """
 
-    CANCELLED = -1
-    OPEN = 0
-    PARTIALLY_FILLED = 1
-    FILLED = 2
-    CANCELLING = 3
-    FAILED = 4
-    PLACING = 5
+    CANCELLED = "cancelled"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLING = "cancelling"
+    FAILED = "failed"
+    PLACING = "placing"
 
     @property
     def is_final(self) -> bool:
@@ -168,25 +169,40 @@ class FeedEventKind(enum.Enum):
     AUTH_FAILURE = "auth_failure"  # instant: credentials rejected, polling stopped
     RATE_LIMITED = "rate_limited"  # instant: the exchange answered 10001
     STORE_OUTAGE = "store_outage"  # gap: a store could not be written
+    SEQUENCE_BREAK = "sequence_break"  # gap: a book update did not link (seqId) -> fresh snapshot
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # gap: a book failed the venue checksum -> fresh snapshot
+    PLANNED_DISCONNECT = "planned_disconnect"  # gap: the venue announced maintenance -> reconnected
     SHUTDOWN = "shutdown"  # instant: clean stop
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ticker:
-    """One ticker push (``ok_sub_spot_X_ticker``) or ``ticker.do`` answer."""
+    """One ticker push or REST ticker answer.
 
+    ``buy``/``sell`` are the best bid/ask price (quote currency), ``vol`` the rolling
+    24 h volume in base currency. Fields a venue did not send (v5's empty string) are
+    None, never zero. ``bid_size``/``ask_size``/``last_size`` are base-currency amounts,
+    ``vol_quote`` the 24 h volume in quote currency, ``open_24h`` the price 24 h ago.
+    """
+
+    venue: str
     symbol: str
     ts_event: datetime
     ts_recv: datetime
-    buy: Decimal
-    sell: Decimal
-    last: Decimal
-    high: Decimal
-    low: Decimal
-    vol: Decimal
+    buy: Decimal | None
+    sell: Decimal | None
+    last: Decimal | None
+    high: Decimal | None
+    low: Decimal | None
+    vol: Decimal | None
     change: Decimal | None = None
     day_high: Decimal | None = None
     day_low: Decimal | None = None
+    bid_size: Decimal | None = None
+    ask_size: Decimal | None = None
+    last_size: Decimal | None = None
+    open_24h: Decimal | None = None
+    vol_quote: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +213,7 @@ class DepthUpdate:
     zero deletes a level of an incremental book.
     """
 
+    venue: str
     symbol: str
     kind: ChannelKind
     ts_event: datetime
@@ -210,15 +227,19 @@ class BookSnapshot:
     """The top of an order book at one moment.
 
     ``bids`` best (highest) first, ``asks`` best (lowest) first. ``source`` is the
-    channel the book was kept from (DEPTH or DEPTH_5/10/20).
+    venue's name of the channel the book was kept from (v1 ``depth``, ``depth_5``...;
+    v5 ``books``, ``books5``, ``bbo-tbt``). ``seq_id`` is the venue's sequence number
+    of the last update applied (v5 ``seqId``), None where the venue has none.
     """
 
+    venue: str
     symbol: str
     ts_event: datetime
     ts_recv: datetime
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
-    source: ChannelKind = ChannelKind.DEPTH
+    source: str = "depth"
+    seq_id: int | None = None
 
     @property
     def best_bid(self) -> Level | None:
@@ -231,8 +252,12 @@ class BookSnapshot:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Deal:
-    """One trade. ``ts_event`` is reconstructed from the exchange's ``HH:MM:SS`` (UTC+8)."""
+    """One trade. v1: ``ts_event`` is reconstructed from the exchange's ``HH:MM:SS`` (UTC+8).
 
+    ``count`` is the number of fills the venue aggregated into this trade (v5), else None.
+    """
+
+    venue: str
     symbol: str
     tid: int
     price: Decimal
@@ -240,12 +265,19 @@ class Deal:
     side: Side
     ts_event: datetime
     ts_recv: datetime
+    count: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Kline:
-    """One candle; ``ts_event`` is the period's start. Pushes of an open candle repeat it."""
+    """One candle; ``ts_event`` is the period's start. Pushes of an open candle repeat it.
 
+    ``volume`` is in base currency, ``volume_quote`` in quote currency (None where the
+    venue does not send it). ``confirmed`` is True once the venue says the candle is
+    closed (v5 ``confirm``), None where the venue does not say.
+    """
+
+    venue: str
     symbol: str
     period: KlinePeriod
     ts_event: datetime
@@ -255,12 +287,16 @@ class Kline:
     low: Decimal
     close: Decimal
     volume: Decimal
+    volume_quote: Decimal | None = None
+    confirmed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Balance:
-    """One currency's balance at one poll. ``account`` is ``spot`` (userinfo) or ``wallet``."""
+    """One currency's balance at one poll. ``account`` is the venue's account name
+    (v1 ``spot`` for userinfo or ``wallet``; v5 ``trading`` or ``funding``)."""
 
+    venue: str
     ts_recv: datetime
     account: str
     currency: str
@@ -270,24 +306,35 @@ class Balance:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Order:
-    """An order as last seen. ``price`` is None for market sells; ``amount`` for market buys."""
+    """An order as last seen. ``price`` is None for market sells; ``amount`` for market buys.
 
+    ``raw_status`` / ``raw_type`` keep the venue's own values (v1 ``2``, v5 ``filled``;
+    v5 ``post_only``) beside the neutral :class:`OrderStatus` / :class:`OrderType`.
+    ``avg_price`` is None where the venue sends nothing for an unfilled order (v5).
+    """
+
+    venue: str
     order_id: int
     symbol: str
     type: OrderType
     price: Decimal | None
     amount: Decimal | None
     deal_amount: Decimal
-    avg_price: Decimal
+    avg_price: Decimal | None
     status: OrderStatus
     ts_event: datetime  # the order's create_date
     ts_recv: datetime  # when this state was seen
+    raw_status: str | None = None
+    raw_type: str | None = None
+    client_order_id: str | None = None
+    ts_updated: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderStatusChange:
     """An order was first seen in ``status`` at ``ts_recv``."""
 
+    venue: str
     order_id: int
     symbol: str
     status: OrderStatus
@@ -316,6 +363,7 @@ class FeedEvent:
     detail: str = ""
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     collector: str | None = None
+    venue: str = ""  # "" for events of no one venue (a store outage, a shutdown)
 
     @property
     def duration(self) -> timedelta | None:
@@ -335,6 +383,55 @@ class QuarantinedFrame:
     payload: bytes  # the raw frame as received (binary frames still compressed), at most 64 KiB
     channel: str = ""
     collector: str | None = None
+    venue: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Instrument:
+    """Reference data of one instrument as seen at ``ts_recv`` (v5 ``/api/v5/public/instruments``).
+
+    ``base``/``quote`` are currency codes (upper case, e.g. ``BTC``/``USDT``);
+    ``tick_size`` is the price increment (quote currency), ``lot_size`` the amount
+    increment and ``min_size`` the smallest order (base currency). ``state`` is the
+    venue's own state (v5 ``live``, ``suspend``, ``preopen``, ``test``).
+    """
+
+    venue: str
+    symbol: str
+    ts_recv: datetime
+    base: str | None
+    quote: str | None
+    tick_size: Decimal
+    lot_size: Decimal
+    min_size: Decimal | None
+    state: str
+    inst_type: str = "SPOT"
+    ts_listed: datetime | None = None
+    ts_expiry: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill:
+    """One fill of one of the account's orders (v5 ``/api/v5/trade/fills``).
+
+    ``price`` in quote currency, ``amount`` in base currency; ``fee`` is signed as the
+    venue sends it (negative = charged) in ``fee_currency``; ``liquidity`` is ``maker``
+    or ``taker`` (None if not sent). ``bill_id`` is the venue's unique id of the fill.
+    """
+
+    venue: str
+    symbol: str
+    bill_id: str
+    trade_id: str
+    order_id: int
+    side: Side
+    price: Decimal
+    amount: Decimal
+    fee: Decimal | None
+    fee_currency: str | None
+    liquidity: str | None
+    ts_event: datetime
+    ts_recv: datetime
 
 
 Record = (

@@ -22,7 +22,8 @@ T0 = datetime(2018, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_records_are_frozen_and_slotted() -> None:
-    ticker = Ticker(symbol="bch_btc", ts_event=T0, ts_recv=T0, buy=Decimal(1), sell=Decimal(2),
+    ticker = Ticker(venue="okex_v1",
+                    symbol="bch_btc", ts_event=T0, ts_recv=T0, buy=Decimal(1), sell=Decimal(2),
                     last=Decimal(1), high=Decimal(2), low=Decimal(1), vol=Decimal(3))
     with pytest.raises(dataclasses.FrozenInstanceError):
         ticker.buy = Decimal(5)  # type: ignore[misc]
@@ -68,7 +69,7 @@ def test_order_status_codes_and_finality() -> None:
 
 
 def test_book_snapshot_best_levels() -> None:
-    snap = BookSnapshot(symbol="bch_btc", ts_event=T0, ts_recv=T0,
+    snap = BookSnapshot(venue="okex_v1", symbol="bch_btc", ts_event=T0, ts_recv=T0,
                         bids=((Decimal("0.1"), Decimal(1)),), asks=())
     assert snap.best_bid == (Decimal("0.1"), Decimal(1))
     assert snap.best_ask is None

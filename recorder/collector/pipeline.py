@@ -633,8 +633,9 @@ class FramePipeline:
                 history.append((u.ts_recv, bids, asks))
         if not take:
             return None
-        return BookSnapshot(symbol=u.symbol, ts_event=u.ts_event, ts_recv=u.ts_recv, bids=bids, asks=asks,
-                            source=u.kind)
+        return BookSnapshot(venue="okex_v1",
+                            symbol=u.symbol, ts_event=u.ts_event, ts_recv=u.ts_recv, bids=bids, asks=asks,
+                            source=u.kind.value)
 
     def _confirmed(self, st: _BookState, ts: datetime) -> None:
         """The book is whole on the evidence (first push after the boundary + its ack + shape)."""

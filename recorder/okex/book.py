@@ -255,5 +255,6 @@ class OrderBook:
             raise BookError(f"book of {self.symbol} has no timestamps")
         bids, asks = self.top(depth)
         return BookSnapshot(
-            symbol=self.symbol, ts_event=ts_event, ts_recv=ts_recv, bids=bids, asks=asks, source=self._source
+            venue="okex_v1", symbol=self.symbol, ts_event=ts_event, ts_recv=ts_recv, bids=bids, asks=asks,
+            source=self._source.value,
         )

@@ -37,6 +37,7 @@ import msgspec
 
 from recorder.errors import ChannelError, DecodeError, ExchangeError, Transport
 from recorder.okex.channels import Channel, parse_channel
+from recorder.okex.enums import order_status
 from recorder.okex.errorcodes import exchange_error
 from recorder.okex.numbers import parse_decimal, parse_int
 from recorder.records import (
@@ -317,7 +318,7 @@ def _ticker(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
     d = _need_dict(data, "ticker data")
     what = "ticker data"
     get = d.get
-    ticker = Ticker(
+    ticker = Ticker(venue="okex_v1",
         symbol=channel.symbol,
         ts_event=ms_to_datetime(_field(d, "timestamp", what)),
         ts_recv=ts_recv,
@@ -346,7 +347,7 @@ def _depth(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
     if asks is None and bids is None:
         raise _Reject("depth data: missing both 'asks' and 'bids'")
     return [
-        DepthUpdate(
+        DepthUpdate(venue="okex_v1",
             symbol=channel.symbol,
             kind=channel.kind,
             ts_event=ms_to_datetime(_field(d, "timestamp", "depth data")),
@@ -400,7 +401,7 @@ def _deal(symbol: str, row: object, times: dict[str, datetime], ts_recv: datetim
     ts_event = times.get(hhmmss)
     if ts_event is None:
         ts_event = times[hhmmss] = deal_timestamp(hhmmss, ts_recv)
-    return Deal(
+    return Deal(venue="okex_v1",
         symbol=symbol,
         tid=parse_int(row[0]),
         price=price,
@@ -424,7 +425,7 @@ def _klines(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
             if type(row) is not list or len(row) < 6:
                 raise _Reject(f"kline: a row must be [ts_ms, open, high, low, close, volume], "
                               f"got {row!r:.80}")
-            k = Kline(
+            k = Kline(venue="okex_v1",
                 symbol=channel.symbol,
                 period=period,
                 ts_event=ms_to_datetime(row[0]),
@@ -454,7 +455,7 @@ def _order_type(value: object) -> OrderType:
 def _order_status(value: object) -> OrderStatus:
     code = parse_int(value)
     try:
-        return OrderStatus(code)
+        return order_status(code)
     except ValueError:
         raise _Reject(f"unknown order status {code}") from None
 
@@ -467,7 +468,7 @@ def _order(channel: Channel, data: object, ts_recv: datetime) -> list[Message]:
         raise _Reject(f"order data: symbol must be a string, got {type(symbol).__name__}")
     avg = d.get("averagePrice")
     return [
-        Order(
+        Order(venue="okex_v1",
             order_id=parse_int(_field(d, "orderId", what)),
             symbol=symbol,
             type=_order_type(_field(d, "tradeType", what)),
@@ -502,7 +503,7 @@ def parse_balance_maps(
         f = free.get(currency)
         z = frozen.get(currency)
         out.append(
-            Balance(
+            Balance(venue="okex_v1",
                 ts_recv=ts_recv,
                 account=account,
                 currency=currency,

@@ -16,13 +16,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from recorder.errors import DecodeError, Transport
+from recorder.okex.enums import order_status
 from recorder.okex.errorcodes import exchange_error
 from recorder.okex.frames import ms_to_datetime, parse_balance_maps
 from recorder.okex.numbers import parse_decimal, parse_int
 from recorder.records import (
     Balance,
     BookSnapshot,
-    ChannelKind,
     Deal,
     Kline,
     KlinePeriod,
@@ -157,7 +157,7 @@ def parse_ticker(obj: object, symbol: str, ts_recv: datetime) -> Ticker:
         ts_event = _seconds_to_datetime(_get(answer, "date", what), what)
     except DecodeError as exc:
         raise DecodeError(f"{what}: field 'date': {exc}") from None
-    return Ticker(
+    return Ticker(venue="okex_v1",
         symbol=symbol,
         ts_event=ts_event,
         ts_recv=ts_recv,
@@ -201,13 +201,13 @@ def parse_depth(
     bids = _rest_levels(_get(answer, "bids", what), f"{what} bids")
     asks.sort()
     bids.sort(reverse=True)
-    return BookSnapshot(
+    return BookSnapshot(venue="okex_v1",
         symbol=symbol,
         ts_event=ts_recv if ts_event is None else ts_event,
         ts_recv=ts_recv,
         bids=tuple(bids),
         asks=tuple(asks),
-        source=ChannelKind.DEPTH,
+        source="depth",
     )
 
 
@@ -241,7 +241,7 @@ def parse_trades(obj: object, symbol: str, ts_recv: datetime) -> list[Deal]:
             except DecodeError as exc:
                 raise DecodeError(f"{what}: field 'date': {exc}") from None
         out.append(
-            Deal(
+            Deal(venue="okex_v1",
                 symbol=symbol,
                 tid=_int(trade, "tid", what),
                 price=_dec(trade, "price", what),
@@ -270,7 +270,7 @@ def parse_klines(obj: object, symbol: str, period: KlinePeriod, ts_recv: datetim
                 f"{what}: a row must be [ts_ms, open, high, low, close, volume], got {row!r:.80}"
             )
         out.append(
-            Kline(
+            Kline(venue="okex_v1",
                 symbol=symbol,
                 period=period,
                 ts_event=ms_to_datetime(row[0]),
@@ -322,10 +322,8 @@ def parse_wallet_info(obj: object, ts_recv: datetime) -> list[Balance]:
 
 def _order_status(value: object, what: str, *, history: bool) -> OrderStatus:
     code = parse_int(value)
-    if history and code == 4:
-        return OrderStatus.CANCELLING  # order_history.do documents 4 as "cancel in progress"
     try:
-        return OrderStatus(code)
+        return order_status(code, history=history)  # order_history.do: 4 = "cancel in progress"
     except ValueError:
         raise DecodeError(f"{what}: unknown order status {code}") from None
 
@@ -349,7 +347,7 @@ def _order(item: object, ts_recv: datetime, what: str, *, history: bool = False)
         oid = parse_int(order_id)
     except DecodeError as exc:
         raise DecodeError(f"{what}: {exc}") from None
-    return Order(
+    return Order(venue="okex_v1",
         order_id=oid,
         symbol=symbol,
         type=order_type,

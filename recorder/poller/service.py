@@ -325,7 +325,7 @@ class Poller:
             records.append(order)
             if known is None or known.status is not order.status:
                 records.append(
-                    OrderStatusChange(
+                    OrderStatusChange(venue="okex_v1",
                         order_id=order.order_id,
                         symbol=order.symbol,
                         status=order.status,

@@ -14,6 +14,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from recorder.errors import StoreUnavailableError
+from recorder.okex.enums import order_status
 from recorder.records import Order, OrderStatus
 from recorder.storage import schema
 
@@ -26,7 +27,7 @@ class OrderState:
 
     status: OrderStatus
     deal_amount: Decimal
-    avg_price: Decimal
+    avg_price: Decimal | None
 
     @classmethod
     def of(cls, order: Order) -> OrderState:
@@ -67,7 +68,7 @@ def load_order_states(
             if not sa.inspect(conn).has_table(t.name):
                 return {}
             return {
-                int(row.order_id): OrderState(OrderStatus(row.status), row.deal_amount, row.avg_price)
+                int(row.order_id): OrderState(order_status(row.status), row.deal_amount, row.avg_price)
                 for row in conn.execute(query)
             }
     except sa.exc.SQLAlchemyError as exc:

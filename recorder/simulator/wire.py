@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from recorder.okex.enums import ORDER_STATUS_CODE
 from recorder.okex.pairs import pairs
 from recorder.simulator.accounts import Account, SimOrder
 from recorder.simulator.market import BookChange, BookSide, KlineRow, TickerStats, Trade, format_decimal
@@ -112,7 +113,7 @@ def ws_order(order: SimOrder) -> dict[str, Any]:
         "tradePrice": format_decimal(order.deal_value),
         "unTrade": format_decimal(order.remaining),
         "createdDate": str(order.create_ms),
-        "status": int(order.status),
+        "status": ORDER_STATUS_CODE[order.status],
     }
 
 
@@ -140,5 +141,5 @@ def rest_order(order: SimOrder) -> dict[str, Any]:
         "deal_amount": order.deal_amount,
         "avg_price": order.avg_price,
         "create_date": order.create_ms,
-        "status": int(order.status),
+        "status": ORDER_STATUS_CODE[order.status],
     }

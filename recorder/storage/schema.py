@@ -47,7 +47,6 @@ from sqlalchemy.engine import Dialect
 from recorder.records import (
     Balance,
     BookSnapshot,
-    ChannelKind,
     Deal,
     FeedEvent,
     FeedEventKind,
@@ -386,7 +385,7 @@ _TICKER_FIELDS = (
 
 
 def _ticker_from(row: RowLike) -> Ticker:
-    return Ticker(**{k: row[k] for k in _TICKER_FIELDS})
+    return Ticker(venue="okex_v1", **{k: row[k] for k in _TICKER_FIELDS})
 
 
 def _book_row(r: BookSnapshot) -> dict[str, Any]:
@@ -394,7 +393,7 @@ def _book_row(r: BookSnapshot) -> dict[str, Any]:
     bb = bids[0] if bids else (None, None)
     ba = asks[0] if asks else (None, None)
     return {
-        "symbol": r.symbol, "ts_event": r.ts_event, "ts_recv": r.ts_recv, "source": r.source.value,
+        "symbol": r.symbol, "ts_event": r.ts_event, "ts_recv": r.ts_recv, "source": r.source,
         "depth": max(len(bids), len(asks)),
         "best_bid": bb[0], "best_bid_amount": bb[1], "best_ask": ba[0], "best_ask_amount": ba[1],
         "bids": levels_to_json(bids), "asks": levels_to_json(asks),
@@ -402,10 +401,10 @@ def _book_row(r: BookSnapshot) -> dict[str, Any]:
 
 
 def _book_from(row: RowLike) -> BookSnapshot:
-    return BookSnapshot(
+    return BookSnapshot(venue="okex_v1",
         symbol=row["symbol"], ts_event=row["ts_event"], ts_recv=row["ts_recv"],
         bids=levels_from_json(row["bids"]), asks=levels_from_json(row["asks"]),
-        source=ChannelKind(row["source"]),
+        source=row["source"],
     )
 
 
@@ -417,7 +416,7 @@ def _deal_row(r: Deal) -> dict[str, Any]:
 
 
 def _deal_from(row: RowLike) -> Deal:
-    return Deal(
+    return Deal(venue="okex_v1",
         symbol=row["symbol"], tid=row["tid"], price=row["price"], amount=row["amount"],
         side=Side(row["side"]), ts_event=row["ts_event"], ts_recv=row["ts_recv"],
     )
@@ -431,7 +430,7 @@ def _kline_row(r: Kline) -> dict[str, Any]:
 
 
 def _kline_from(row: RowLike) -> Kline:
-    return Kline(
+    return Kline(venue="okex_v1",
         symbol=row["symbol"], period=KlinePeriod(row["period"]), ts_event=row["ts_event"],
         ts_recv=row["ts_recv"], open=row["open"], high=row["high"], low=row["low"],
         close=row["close"], volume=row["volume"],
@@ -444,23 +443,36 @@ def _balance_row(r: Balance) -> dict[str, Any]:
 
 
 def _balance_from(row: RowLike) -> Balance:
-    return Balance(ts_recv=row["ts_recv"], account=row["account"], currency=row["currency"],
+    return Balance(venue="okex_v1", ts_recv=row["ts_recv"], account=row["account"], currency=row["currency"],
                    free=row["free"], frozen=row["frozen"])
+
+
+STATUS_CODE: dict[OrderStatus, int] = {
+    OrderStatus.CANCELLED: -1, OrderStatus.OPEN: 0, OrderStatus.PARTIALLY_FILLED: 1, OrderStatus.FILLED: 2,
+    OrderStatus.CANCELLING: 3, OrderStatus.FAILED: 4, OrderStatus.PLACING: 5,
+}
+"""How the ``status`` columns (schema revisions 0001-0002) hold an :class:`OrderStatus`: a small integer."""
+_STATUS_OF_CODE = {code: status for status, code in STATUS_CODE.items()}
+
+
+def order_status(code: int) -> OrderStatus:
+    """The :class:`OrderStatus` a stored ``status`` code stands for (see :data:`STATUS_CODE`)."""
+    return _STATUS_OF_CODE[code]
 
 
 def _order_row(r: Order) -> dict[str, Any]:
     return {
         "order_id": r.order_id, "symbol": r.symbol, "type": r.type.value, "price": r.price,
         "amount": r.amount, "deal_amount": r.deal_amount, "avg_price": r.avg_price,
-        "status": r.status.value, "ts_event": r.ts_event, "ts_recv": r.ts_recv,
+        "status": STATUS_CODE[r.status], "ts_event": r.ts_event, "ts_recv": r.ts_recv,
     }
 
 
 def _order_from(row: RowLike) -> Order:
-    return Order(
+    return Order(venue="okex_v1",
         order_id=row["order_id"], symbol=row["symbol"], type=OrderType(row["type"]),
         price=row["price"], amount=row["amount"], deal_amount=row["deal_amount"],
-        avg_price=row["avg_price"], status=OrderStatus(row["status"]), ts_event=row["ts_event"],
+        avg_price=row["avg_price"], status=order_status(row["status"]), ts_event=row["ts_event"],
         ts_recv=row["ts_recv"],
     )
 
@@ -468,17 +480,17 @@ def _order_from(row: RowLike) -> Order:
 def _status_change_row(r: OrderStatusChange) -> dict[str, Any]:
     prev = r.previous_status
     return {
-        "order_id": r.order_id, "symbol": r.symbol, "status": r.status.value,
-        "previous_status": None if prev is None else prev.value, "deal_amount": r.deal_amount,
+        "order_id": r.order_id, "symbol": r.symbol, "status": STATUS_CODE[r.status],
+        "previous_status": None if prev is None else STATUS_CODE[prev], "deal_amount": r.deal_amount,
         "ts_recv": r.ts_recv,
     }
 
 
 def _status_change_from(row: RowLike) -> OrderStatusChange:
     prev = row["previous_status"]
-    return OrderStatusChange(
-        order_id=row["order_id"], symbol=row["symbol"], status=OrderStatus(row["status"]),
-        previous_status=None if prev is None else OrderStatus(prev), deal_amount=row["deal_amount"],
+    return OrderStatusChange(venue="okex_v1",
+        order_id=row["order_id"], symbol=row["symbol"], status=order_status(row["status"]),
+        previous_status=None if prev is None else order_status(prev), deal_amount=row["deal_amount"],
         ts_recv=row["ts_recv"],
     )
 
@@ -538,7 +550,7 @@ def _book_columns(records: Sequence[BookSnapshot]) -> Columns:
     best_asks = [a[0] if a else _NO_LEVEL for a in asks]
     return {
         "symbol": [r.symbol for r in records], "ts_event": [r.ts_event for r in records],
-        "ts_recv": [r.ts_recv for r in records], "source": [r.source.value for r in records],
+        "ts_recv": [r.ts_recv for r in records], "source": [r.source for r in records],
         "depth": [max(len(b), len(a)) for b, a in zip(bids, asks, strict=True)],
         "best_bid": [b[0] for b in best_bids], "best_bid_amount": [b[1] for b in best_bids],
         "best_ask": [a[0] for a in best_asks], "best_ask_amount": [a[1] for a in best_asks],

@@ -29,7 +29,7 @@ T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 def tickers(n: int, recv_offset_ms: int = 0, symbol: str = "btc_usdt") -> list[Ticker]:
     """``n`` distinct tickers; ``recv_offset_ms`` shifts only the receive time (another collector)."""
     return [
-        Ticker(symbol=symbol, ts_event=T0 + timedelta(milliseconds=100 * i),
+        Ticker(venue="okex_v1", symbol=symbol, ts_event=T0 + timedelta(milliseconds=100 * i),
                ts_recv=T0 + timedelta(milliseconds=100 * i + 7 + recv_offset_ms),
                buy=Decimal("100.5") + i, sell=Decimal("100.7") + i, last=Decimal("100.6") + i,
                high=Decimal("120"), low=Decimal("90.10"), vol=Decimal("1E-8") * (i + 1))
@@ -38,7 +38,8 @@ def tickers(n: int, recv_offset_ms: int = 0, symbol: str = "btc_usdt") -> list[T
 
 
 def deals(n: int, recv_offset_ms: int = 0) -> list[Deal]:
-    return [Deal(symbol="ltc_btc", tid=1000 + i, price=Decimal("0.0123"), amount=Decimal(i + 1),
+    return [Deal(venue="okex_v1",
+                 symbol="ltc_btc", tid=1000 + i, price=Decimal("0.0123"), amount=Decimal(i + 1),
                  side=Side.BUY if i % 2 else Side.SELL, ts_event=T0 + timedelta(seconds=i),
                  ts_recv=T0 + timedelta(seconds=i, milliseconds=5 + recv_offset_ms)) for i in range(n)]
 
@@ -53,7 +54,8 @@ def test_identity_ignores_receive_time_and_nothing_else() -> None:
     balances = DATASETS["balances"]  # no exchange time: the receive time is what the row says
     from recorder.records import Balance
 
-    polls = [Balance(ts_recv=T0 + timedelta(seconds=s), account="spot", currency="btc", free=Decimal(1),
+    polls = [Balance(venue="okex_v1",
+                     ts_recv=T0 + timedelta(seconds=s), account="spot", currency="btc", free=Decimal(1),
                      frozen=Decimal(0)) for s in (0, 10)]
     first, second = row_identities(balances, balances.to_table(polls))
     assert first != second

@@ -66,14 +66,14 @@ def test_full_push_then_increments_give_exact_top_snapshots() -> None:
     p.process_frame("ws-0", ts(3), depth([["90", "1"]], [], 3))  # below the top 2: no new snapshot
     snaps = p.take()
     assert snaps == [
-        BookSnapshot(
+        BookSnapshot(venue="okex_v1",
             symbol="btc_usdt",
             ts_event=ts(1),
             ts_recv=ts(1),
             bids=((D(100), D(1)), (D(99), D(2))),
             asks=((D(101), D(1)), (D(102), D(2))),
         ),
-        BookSnapshot(
+        BookSnapshot(venue="okex_v1",
             symbol="btc_usdt",
             ts_event=ts(2),
             ts_recv=ts(2),
@@ -123,7 +123,7 @@ def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> Non
         detail=opened.detail,  # type: ignore[union-attr]
         event_id=opened.event_id,
     )  # type: ignore[union-attr]
-    assert snap == BookSnapshot(
+    assert snap == BookSnapshot(venue="okex_v1",
         symbol="btc_usdt", ts_event=ts(5), ts_recv=ts(5), bids=((D(99), D(1)),), asks=((D(100), D(1)),)
     )
     assert p.accounting()[DEPTH] == {
@@ -267,7 +267,7 @@ def test_run_in_process_writes_everything_and_flushes() -> None:
 
 
 def _rest(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> BookSnapshot:
-    return BookSnapshot(symbol="btc_usdt", ts_event=T0, ts_recv=T0,
+    return BookSnapshot(venue="okex_v1", symbol="btc_usdt", ts_event=T0, ts_recv=T0,
                         bids=tuple((D(p), D(a)) for p, a in bids), asks=tuple((D(p), D(a)) for p, a in asks))
 
 

@@ -68,7 +68,7 @@ def good_records() -> dict[str, list[Record]]:
     for i in range(N):
         recv = T + _ms(50 * i)
         out["tickers"].append(
-            Ticker(
+            Ticker(venue="okex_v1",
                 symbol="btc_usdt",
                 ts_event=recv - _ms(3),
                 ts_recv=recv,
@@ -84,17 +84,17 @@ def good_records() -> dict[str, list[Record]]:
             )
         )
         out["book_snapshots"].append(
-            BookSnapshot(
+            BookSnapshot(venue="okex_v1",
                 symbol="eth_usdt",
                 ts_event=recv - _ms(2),
                 ts_recv=recv,
                 bids=((Decimal("200.5") - Decimal(i) / 100, Decimal("1E-8")),),
                 asks=((Decimal("201"), Decimal(i + 1)),),
-                source=ChannelKind.DEPTH,
+                source=ChannelKind.DEPTH.value,
             )
         )
         out["deals"].append(
-            Deal(
+            Deal(venue="okex_v1",
                 symbol="btc_usdt",
                 tid=10_000 + i,
                 price=Decimal("6500.5"),
@@ -105,7 +105,7 @@ def good_records() -> dict[str, list[Record]]:
             )
         )
         out["klines"].append(
-            Kline(
+            Kline(venue="okex_v1",
                 symbol="btc_usdt",
                 period=KlinePeriod.MIN_1,
                 ts_event=T + timedelta(minutes=i),
@@ -118,7 +118,7 @@ def good_records() -> dict[str, list[Record]]:
             )
         )
         out["balances"].append(
-            Balance(
+            Balance(venue="okex_v1",
                 ts_recv=recv,
                 account="spot",
                 currency="btc",
@@ -127,7 +127,7 @@ def good_records() -> dict[str, list[Record]]:
             )
         )
         out["orders"].append(
-            Order(
+            Order(venue="okex_v1",
                 order_id=500_000 + i,
                 symbol="ltc_btc",
                 type=OrderType.BUY,
@@ -141,7 +141,7 @@ def good_records() -> dict[str, list[Record]]:
             )
         )
         out["order_status_changes"].append(
-            OrderStatusChange(
+            OrderStatusChange(venue="okex_v1",
                 order_id=500_000 + i,
                 symbol="ltc_btc",
                 status=OrderStatus.OPEN,
@@ -176,7 +176,7 @@ def good_records() -> dict[str, list[Record]]:
 def bad_records() -> dict[str, list[tuple[Record, str]]]:
     """Per dataset: (record, the reason kind it must be quarantined with)."""
     recv = T + _ms(50 * (N // 2) + 1)
-    ticker = Ticker(
+    ticker = Ticker(venue="okex_v1",
         symbol="eth_usdt",
         ts_event=recv,
         ts_recv=recv,
@@ -187,14 +187,14 @@ def bad_records() -> dict[str, list[tuple[Record, str]]]:
         low=Decimal(1),
         vol=Decimal(5),
     )
-    book = BookSnapshot(
+    book = BookSnapshot(venue="okex_v1",
         symbol="eth_usdt",
         ts_event=recv,
         ts_recv=recv + _ms(1),
         bids=((Decimal(200), Decimal(1)),),
         asks=((Decimal(201), Decimal(1)),),
     )
-    deal = Deal(
+    deal = Deal(venue="okex_v1",
         symbol="btc_usdt",
         tid=99_000,
         price=Decimal(1),
@@ -203,7 +203,7 @@ def bad_records() -> dict[str, list[tuple[Record, str]]]:
         ts_event=recv,
         ts_recv=recv,
     )
-    kline = Kline(
+    kline = Kline(venue="okex_v1",
         symbol="eth_usdt",
         period=KlinePeriod.MIN_5,
         ts_event=T,
@@ -214,8 +214,9 @@ def bad_records() -> dict[str, list[tuple[Record, str]]]:
         close=Decimal(1),
         volume=Decimal(1),
     )
-    balance = Balance(ts_recv=recv, account="wallet", currency="eth", free=Decimal(1), frozen=Decimal(0))
-    order = Order(
+    balance = Balance(venue="okex_v1",
+                      ts_recv=recv, account="wallet", currency="eth", free=Decimal(1), frozen=Decimal(0))
+    order = Order(venue="okex_v1",
         order_id=900_000,
         symbol="ltc_btc",
         type=OrderType.SELL,
@@ -227,7 +228,7 @@ def bad_records() -> dict[str, list[tuple[Record, str]]]:
         ts_event=T,
         ts_recv=recv,
     )
-    change = OrderStatusChange(
+    change = OrderStatusChange(venue="okex_v1",
         order_id=900_000,
         symbol="ltc_btc",
         status=OrderStatus.FILLED,

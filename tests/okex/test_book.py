@@ -27,7 +27,7 @@ def update(
 ) -> DepthUpdate:
     """A depth push; exchange time T0 + ``at`` seconds, received 5 ms later."""
     ts_event = T0 + timedelta(seconds=at)
-    return DepthUpdate(
+    return DepthUpdate(venue="okex_v1",
         symbol=symbol, kind=kind, ts_event=ts_event, ts_recv=ts_event + timedelta(milliseconds=5),
         bids=tuple((D(p), D(a)) for p, a in bids), asks=tuple((D(p), D(a)) for p, a in asks),
     )
@@ -118,7 +118,7 @@ def test_full_depth_channels_replace_the_book_wholesale(kind: ChannelKind) -> No
     book.apply(update(bids=[("1.5", "2")], asks=[("4", "1"), ("5", "2")], kind=kind, at=1))
     assert book.top() == (levels(("1.5", "2")), levels(("4", "1"), ("5", "2")))
     assert book.source is kind
-    assert book.snapshot(5).source is kind
+    assert book.snapshot(5).source == kind.value
 
 
 def test_top_n_returns_only_the_best_levels() -> None:
@@ -137,11 +137,11 @@ def test_snapshot_carries_the_last_update_clocks_or_given_ones() -> None:
     book = OrderBook("bch_btc")
     book.apply(FULL)
     book.apply(update(bids=[("0.0990", "0")], at=3))
-    assert book.snapshot(1) == BookSnapshot(
+    assert book.snapshot(1) == BookSnapshot(venue="okex_v1",
         symbol="bch_btc",
         ts_event=T0 + timedelta(seconds=3),
         ts_recv=T0 + timedelta(seconds=3, milliseconds=5),
-        bids=levels(("0.1000", "2")), asks=levels(("0.1010", "5")), source=ChannelKind.DEPTH,
+        bids=levels(("0.1000", "2")), asks=levels(("0.1010", "5")), source=ChannelKind.DEPTH.value,
     )
     later = T0 + timedelta(minutes=1)
     snap = book.snapshot(2, ts_event=later, ts_recv=later)
@@ -217,7 +217,7 @@ def test_decoded_frames_drive_the_book() -> None:
         [msg] = decode_frame(frame, T0)
         assert isinstance(msg, DepthUpdate)
         book.apply(msg)
-    assert book.snapshot(10) == BookSnapshot(
+    assert book.snapshot(10) == BookSnapshot(venue="okex_v1",
         symbol="bch_btc", ts_event=datetime(2018, 3, 1, 12, 0, 1, tzinfo=UTC), ts_recv=T0,
         bids=levels(("0.00000001", "4")), asks=levels(("0.00000003", "1")),
     )
@@ -302,7 +302,7 @@ def test_book_matches_reference_model_under_random_increments(
             model = _Model(max_depth)
             assert not book.is_ready
             continue
-        push = DepthUpdate(symbol="bch_btc", kind=ChannelKind.DEPTH, ts_event=T0, ts_recv=T0,
+        push = DepthUpdate(venue="okex_v1", symbol="bch_btc", kind=ChannelKind.DEPTH, ts_event=T0, ts_recv=T0,
                            bids=tuple(bids), asks=tuple(asks))
         if not model.whole(bids, asks):
             with pytest.raises(BookError, match="not a whole book"):
@@ -336,7 +336,8 @@ def test_full_depth_book_is_always_exactly_the_last_push(
     for bids, asks in pushes:
         model = _Model(20)
         crossed = model.apply(bids, asks)
-        push = DepthUpdate(symbol="bch_btc", kind=ChannelKind.DEPTH_20, ts_event=T0, ts_recv=T0,
+        push = DepthUpdate(venue="okex_v1",
+                           symbol="bch_btc", kind=ChannelKind.DEPTH_20, ts_event=T0, ts_recv=T0,
                            bids=tuple(bids), asks=tuple(asks))
         if crossed:
             with pytest.raises(CrossedBookError):

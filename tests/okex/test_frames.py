@@ -184,7 +184,7 @@ TICKER = (
 
 def test_ticker_push_becomes_a_ticker_with_both_clocks() -> None:
     assert decode_frame(TICKER, RECV) == [
-        Ticker(
+        Ticker(venue="okex_v1",
             symbol="bch_btc",
             ts_event=datetime(2018, 3, 1, 12, 0, 0, 123000, tzinfo=UTC),
             ts_recv=RECV,
@@ -222,7 +222,7 @@ def test_incremental_depth_keeps_levels_exactly_as_sent() -> None:
         '["1E-8","0"]],"bids":[["0.00000001","3.5"],[0.1049, 2]],"timestamp":1519905600123}}]'
     )
     assert decode_frame(frame, RECV) == [
-        DepthUpdate(
+        DepthUpdate(venue="okex_v1",
             symbol="bch_btc",
             kind=ChannelKind.DEPTH,
             ts_event=datetime(2018, 3, 1, 12, 0, 0, 123000, tzinfo=UTC),
@@ -258,9 +258,9 @@ def test_deals_push_becomes_deals_with_utc_times_and_sides() -> None:
         '["2002","1E-8","10","19:59:59","ask"]]}]'
     )
     assert decode_frame(frame, RECV) == [
-        Deal(symbol="bch_btc", tid=2001, price=D("0.1051"), amount=D("0.5"), side=Side.BUY,
+        Deal(venue="okex_v1", symbol="bch_btc", tid=2001, price=D("0.1051"), amount=D("0.5"), side=Side.BUY,
              ts_event=datetime(2018, 3, 1, 12, 0, 0, tzinfo=UTC), ts_recv=RECV),
-        Deal(symbol="bch_btc", tid=2002, price=D("0.00000001"), amount=D(10), side=Side.SELL,
+        Deal(venue="okex_v1", symbol="bch_btc", tid=2002, price=D("0.00000001"), amount=D(10), side=Side.SELL,
              ts_event=datetime(2018, 3, 1, 11, 59, 59, tzinfo=UTC), ts_recv=RECV),
     ]
 
@@ -271,7 +271,7 @@ def test_kline_push_becomes_klines() -> None:
         '"0.104","0.1055","12.5"],["1519905660000","0.1055","0.1055","0.1055","0.1055","0"]]}]'
     )
     first, second = decode_frame(frame, RECV)
-    assert first == Kline(symbol="bch_btc", period=KlinePeriod.MIN_1,
+    assert first == Kline(venue="okex_v1", symbol="bch_btc", period=KlinePeriod.MIN_1,
                           ts_event=datetime(2018, 3, 1, 12, 0, tzinfo=UTC), ts_recv=RECV, open=D("0.105"),
                           high=D("0.106"), low=D("0.104"), close=D("0.1055"), volume=D("12.5"))
     assert isinstance(second, Kline)
@@ -297,7 +297,8 @@ def test_order_push_becomes_an_order() -> None:
         '"averagePrice":"0.1051","tradePrice":"0.005255","createdDate":"1418008467000","status":1}}]'
     )
     assert decode_frame(frame, RECV) == [
-        Order(order_id=10000591, symbol="bch_btc", type=OrderType.SELL, price=D("0.105"), amount=D("0.1"),
+        Order(venue="okex_v1",
+              order_id=10000591, symbol="bch_btc", type=OrderType.SELL, price=D("0.105"), amount=D("0.1"),
               deal_amount=D("0.05"), avg_price=D("0.1051"), status=OrderStatus.PARTIALLY_FILLED,
               ts_event=datetime(2014, 12, 8, 3, 14, 27, tzinfo=UTC), ts_recv=RECV)
     ]
@@ -322,9 +323,10 @@ def test_balance_push_becomes_spot_balances_one_per_currency() -> None:
         '"freezed":{"btc":"0.25","usdt":"3"}}}}]'
     )
     assert decode_frame(frame, RECV) == [
-        Balance(ts_recv=RECV, account="spot", currency="bch", free=D(0), frozen=D(0)),
-        Balance(ts_recv=RECV, account="spot", currency="btc", free=D("1.5"), frozen=D("0.25")),
-        Balance(ts_recv=RECV, account="spot", currency="usdt", free=D(0), frozen=D(3)),
+        Balance(venue="okex_v1", ts_recv=RECV, account="spot", currency="bch", free=D(0), frozen=D(0)),
+        Balance(venue="okex_v1",
+                ts_recv=RECV, account="spot", currency="btc", free=D("1.5"), frozen=D("0.25")),
+        Balance(venue="okex_v1", ts_recv=RECV, account="spot", currency="usdt", free=D(0), frozen=D(3)),
     ]
 
 

@@ -42,7 +42,7 @@ def test_documented_ticker_answer() -> None:
         '{"date": "1410431279", "ticker": {"buy": "33.15", "high": "34.15", "last": "33.15", '
         '"low": "32.05", "sell": "33.16", "vol": "10532696.39"}}'
     )
-    assert parse_ticker(answer, "ltc_btc", RECV) == Ticker(
+    assert parse_ticker(answer, "ltc_btc", RECV) == Ticker(venue="okex_v1",
         symbol="ltc_btc", ts_event=datetime(2014, 9, 11, 10, 27, 59, tzinfo=UTC), ts_recv=RECV,
         buy=D("33.15"), sell=D("33.16"), last=D("33.15"), high=D("34.15"), low=D("32.05"),
         vol=D("10532696.39"),
@@ -52,8 +52,8 @@ def test_documented_ticker_answer() -> None:
 def test_documented_depth_answer_lists_asks_lowest_first_in_the_snapshot() -> None:
     answer = decode_json('{"asks": [[792, 5], [789.68, 0.018], [788.99, 0.042]], '
                          '"bids": [[787.1, 0.35], [787, 12.071], [786.5, 0.014]]}')
-    assert parse_depth(answer, "btc_usdt", RECV) == BookSnapshot(
-        symbol="btc_usdt", ts_event=RECV, ts_recv=RECV, source=ChannelKind.DEPTH,
+    assert parse_depth(answer, "btc_usdt", RECV) == BookSnapshot(venue="okex_v1",
+        symbol="btc_usdt", ts_event=RECV, ts_recv=RECV, source=ChannelKind.DEPTH.value,
         asks=((D("788.99"), D("0.042")), (D("789.68"), D("0.018")), (D(792), D(5))),
         bids=((D("787.1"), D("0.35")), (D(787), D("12.071")), (D("786.5"), D("0.014"))),
     )
@@ -74,9 +74,11 @@ def test_documented_trades_answer_with_numbers_and_strings() -> None:
         '"type": "sell"}]'
     )
     assert parse_trades(answer, "btc_usdt", RECV) == [
-        Deal(symbol="btc_usdt", tid=230433, price=D("787.71"), amount=D("0.003"), side=Side.BUY,
+        Deal(venue="okex_v1",
+             symbol="btc_usdt", tid=230433, price=D("787.71"), amount=D("0.003"), side=Side.BUY,
              ts_event=datetime(2013, 4, 28, 6, 22, 17, tzinfo=UTC), ts_recv=RECV),
-        Deal(symbol="btc_usdt", tid=230434, price=D("787.7"), amount=D("0.001"), side=Side.SELL,
+        Deal(venue="okex_v1",
+             symbol="btc_usdt", tid=230434, price=D("787.7"), amount=D("0.001"), side=Side.SELL,
              ts_event=datetime(2013, 4, 28, 6, 22, 18, tzinfo=UTC), ts_recv=RECV),
     ]
 
@@ -91,7 +93,7 @@ def test_kline_answer_rows() -> None:
     answer = decode_json('[[1417536000000, 2370.16, 2380, 2352, 2367.37, 17259.83], '
                          '["1417622400000", "2367.37", "2390", "2360", "2380", "0"]]')
     first, second = parse_klines(answer, "btc_usdt", KlinePeriod.DAY_1, RECV)
-    assert first == Kline(symbol="btc_usdt", period=KlinePeriod.DAY_1,
+    assert first == Kline(venue="okex_v1", symbol="btc_usdt", period=KlinePeriod.DAY_1,
                           ts_event=datetime(2014, 12, 2, 16, 0, tzinfo=UTC), ts_recv=RECV,
                           open=D("2370.16"), high=D(2380), low=D(2352), close=D("2367.37"),
                           volume=D("17259.83"))
@@ -106,17 +108,18 @@ def test_userinfo_gives_one_spot_balance_per_currency() -> None:
         '"freezed": {"btc": "0.25", "ltc": "0", "eth": "1"}}}}'
     )
     assert parse_userinfo(answer, RECV) == [
-        Balance(ts_recv=RECV, account="spot", currency="btc", free=D("0.5"), frozen=D("0.25")),
-        Balance(ts_recv=RECV, account="spot", currency="eth", free=D(0), frozen=D(1)),
-        Balance(ts_recv=RECV, account="spot", currency="ltc", free=D(0), frozen=D(0)),
-        Balance(ts_recv=RECV, account="spot", currency="usdt", free=D(100), frozen=D(0)),
+        Balance(venue="okex_v1",
+                ts_recv=RECV, account="spot", currency="btc", free=D("0.5"), frozen=D("0.25")),
+        Balance(venue="okex_v1", ts_recv=RECV, account="spot", currency="eth", free=D(0), frozen=D(1)),
+        Balance(venue="okex_v1", ts_recv=RECV, account="spot", currency="ltc", free=D(0), frozen=D(0)),
+        Balance(venue="okex_v1", ts_recv=RECV, account="spot", currency="usdt", free=D(100), frozen=D(0)),
     ]
 
 
 def test_wallet_info_uses_free_and_holds() -> None:
     answer = decode_json('{"result": true, "info": {"funds": {"free": {"btc": "2"}, "holds": {"btc": "1"}}}}')
     assert parse_wallet_info(answer, RECV) == [
-        Balance(ts_recv=RECV, account="wallet", currency="btc", free=D(2), frozen=D(1)),
+        Balance(venue="okex_v1", ts_recv=RECV, account="wallet", currency="btc", free=D(2), frozen=D(1)),
     ]
 
 
@@ -129,7 +132,8 @@ ORDER = (
 def test_documented_order_info_answer() -> None:
     answer = decode_json(f'{{"result": true, "orders": [{ORDER}]}}')
     assert parse_orders(answer, RECV) == [
-        Order(order_id=10000591, symbol="btc_usd", type=OrderType.BUY, price=D(500), amount=D("0.1"),
+        Order(venue="okex_v1",
+              order_id=10000591, symbol="btc_usd", type=OrderType.BUY, price=D(500), amount=D("0.1"),
               deal_amount=D(0), avg_price=D(0), status=OrderStatus.OPEN,
               ts_event=datetime(2014, 12, 8, 3, 14, 27, tzinfo=UTC), ts_recv=RECV)
     ]

@@ -59,8 +59,10 @@ async def test_private_calls_are_signed_form_posts_without_the_secret() -> None:
     async with _client(httpx.MockTransport(handle)) as client:
         balances = await client.fetch_userinfo()
     assert balances == [
-        Balance(ts_recv=T0, account="spot", currency="btc", free=Decimal("1.5"), frozen=Decimal("0.25")),
-        Balance(ts_recv=T0, account="spot", currency="usdt", free=Decimal("0"), frozen=Decimal("0")),
+        Balance(venue="okex_v1",
+                ts_recv=T0, account="spot", currency="btc", free=Decimal("1.5"), frozen=Decimal("0.25")),
+        Balance(venue="okex_v1",
+                ts_recv=T0, account="spot", currency="usdt", free=Decimal("0"), frozen=Decimal("0")),
     ]
     (request,) = seen
     assert request.method == "POST"

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from recorder.records import OrderStatus
 from recorder.simulator import DEMO_API_KEY, DEMO_SECRET, RateLimits, Simulator, SimulatorSettings
 from tests.simulator.helpers import md5_sign
 
@@ -275,7 +276,8 @@ async def test_order_history_pages_and_keeps_only_two_days(
     old = [o for o in acct.orders.values() if o.create_ms < now_ms - 2 * 86_400_000]
     assert old  # the seeded history has older orders, which are not served
     statuses = {o.status for o in acct.orders.values()}
-    assert {-1, 0, 1, 2} <= {int(s) for s in statuses}
+    assert {OrderStatus.CANCELLED, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED} <= statuses
     bad = await _private(
         client,
         simulator,

@@ -38,7 +38,8 @@ def made_records() -> list[Record]:
         feed_event("e2", 2, collector="relayed-by-another"),  # already stamped: kept
         QuarantinedFrame(ts_recv=T, connection="ws-0", reason="not json", payload=b"{x", channel="c"),
         # 19 fractional digits: no store can hold it, the screen quarantines it (a row the writer makes)
-        Deal(symbol="btc_usdt", tid=1, price=Decimal("1.0000000000000000001"), amount=Decimal(1),
+        Deal(venue="okex_v1",
+             symbol="btc_usdt", tid=1, price=Decimal("1.0000000000000000001"), amount=Decimal(1),
              side=Side.BUY, ts_event=T, ts_recv=T),
     ]
 

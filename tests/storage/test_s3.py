@@ -303,7 +303,8 @@ def test_odd_partition_values_round_trip_through_s3_keys(s3: S3Server, tmp_path:
     from recorder.records import Balance
 
     at = datetime(2026, 11, 23, 12, tzinfo=UTC)
-    rows = [Balance(ts_recv=at, account="spot", currency=c, free=Decimal("1.5"), frozen=Decimal(0))
+    rows = [Balance(venue="okex_v1",
+                    ts_recv=at, account="spot", currency=c, free=Decimal("1.5"), frozen=Decimal(0))
             for c in ("../up", "a b", "x%y", "usdt")]
     root = f"s3://{s3.bucket}/rec"
     for where, journal in ((root, "j1"), (str(tmp_path / "local"), "j2")):

@@ -111,7 +111,7 @@ def test_book_snapshot_row_has_queryable_top_of_book_and_exact_levels() -> None:
 
 
 def test_empty_book_has_null_top_of_book() -> None:
-    empty = rec.BookSnapshot(symbol="ltc_btc", ts_event=T0, ts_recv=T0, bids=(), asks=())
+    empty = rec.BookSnapshot(venue="okex_v1", symbol="ltc_btc", ts_event=T0, ts_recv=T0, bids=(), asks=())
     row = dataset_for(empty).to_row(empty)
     assert (row["best_bid"], row["best_ask"], row["depth"], row["bids"]) == (None, None, 0, "[]")
 
@@ -176,14 +176,16 @@ def test_levels_json_refuses_non_finite(bad: Decimal) -> None:
 
 def test_partitions_use_the_records_own_utc_date_and_key() -> None:
     plus8 = timezone(timedelta(hours=8))
-    deal = rec.Deal(symbol="btc_usdt", tid=1, price=Decimal(1), amount=Decimal(1), side=rec.Side.BUY,
+    deal = rec.Deal(venue="okex_v1",
+                    symbol="btc_usdt", tid=1, price=Decimal(1), amount=Decimal(1), side=rec.Side.BUY,
                     ts_event=datetime(2026, 11, 24, 7, 59, tzinfo=plus8),  # 23:59 UTC on the 23rd
                     ts_recv=datetime(2026, 11, 24, 0, 0, 1, tzinfo=UTC))
     ds = dataset_for(deal)
     row = ds.to_row(deal)
     assert str(ds.partition_date(row)) == "2026-11-23"
     assert ds.partition_key(row) == "btc_usdt"
-    balance = rec.Balance(ts_recv=T0, account="wallet", currency="btc", free=Decimal(0), frozen=Decimal(0))
+    balance = rec.Balance(venue="okex_v1",
+                          ts_recv=T0, account="wallet", currency="btc", free=Decimal(0), frozen=Decimal(0))
     assert DATASETS["balances"].partition_key(DATASETS["balances"].to_row(balance)) == "btc"
     keys = {name: (ds.date_column, ds.key_column) for name, ds in DATASETS.items()}
     assert keys == {

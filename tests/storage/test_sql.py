@@ -45,14 +45,15 @@ def count(store: SqlStore, name: str) -> int:
 
 def ticker(i: int, **changes: Any) -> rec.Ticker:
     t = T0 + timedelta(milliseconds=i)
-    base = rec.Ticker(symbol="btc_usdt", ts_event=t - timedelta(milliseconds=3), ts_recv=t,
+    base = rec.Ticker(venue="okex_v1", symbol="btc_usdt", ts_event=t - timedelta(milliseconds=3), ts_recv=t,
                       buy=Decimal("6500.1"), sell=Decimal("6500.2"), last=Decimal("6500.15"),
                       high=Decimal("6600"), low=Decimal("6400"), vol=Decimal(i).scaleb(-8))
     return replace(base, **changes)
 
 
 def order(status: rec.OrderStatus, deal_amount: str, seen: datetime) -> rec.Order:
-    return rec.Order(order_id=42, symbol="eth_btc", type=rec.OrderType.SELL, price=Decimal("0.03125"),
+    return rec.Order(venue="okex_v1",
+                     order_id=42, symbol="eth_btc", type=rec.OrderType.SELL, price=Decimal("0.03125"),
                      amount=Decimal("2"), deal_amount=Decimal(deal_amount), avg_price=Decimal("0.03125"),
                      status=status, ts_event=T0, ts_recv=seen)
 
@@ -124,7 +125,7 @@ def test_duplicates_inside_one_batch_are_written_once(store: SqlStore) -> None:
 
 def test_open_kline_is_upserted_last_seen_wins(store: SqlStore) -> None:
     start = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
-    first = rec.Kline(symbol="btc_usdt", period=rec.KlinePeriod.MIN_1, ts_event=start,
+    first = rec.Kline(venue="okex_v1", symbol="btc_usdt", period=rec.KlinePeriod.MIN_1, ts_event=start,
                       ts_recv=start + timedelta(seconds=1), open=Decimal("1"), high=Decimal("1"),
                       low=Decimal("1"), close=Decimal("1"), volume=Decimal("0.1"))
     second = replace(first, ts_recv=start + timedelta(seconds=2), high=Decimal("2"), close=Decimal("2"),
@@ -140,12 +141,13 @@ def test_open_kline_is_upserted_last_seen_wins(store: SqlStore) -> None:
 
 def test_changed_order_updates_its_row_and_adds_a_status_change(store: SqlStore) -> None:
     placed = order(rec.OrderStatus.OPEN, "0", T0)
-    store.write_batch([placed, rec.OrderStatusChange(order_id=42, symbol="eth_btc",
+    store.write_batch([placed, rec.OrderStatusChange(venue="okex_v1", order_id=42, symbol="eth_btc",
                                                      status=rec.OrderStatus.OPEN, previous_status=None,
                                                      deal_amount=Decimal(0), ts_recv=T0)])
     later = T0 + timedelta(seconds=5)
     partial = order(rec.OrderStatus.PARTIALLY_FILLED, "0.5", later)
-    change = rec.OrderStatusChange(order_id=42, symbol="eth_btc", status=rec.OrderStatus.PARTIALLY_FILLED,
+    change = rec.OrderStatusChange(venue="okex_v1",
+                                   order_id=42, symbol="eth_btc", status=rec.OrderStatus.PARTIALLY_FILLED,
                                    previous_status=rec.OrderStatus.OPEN, deal_amount=Decimal("0.5"),
                                    ts_recv=later)
     store.write_batch([partial, change])
@@ -191,7 +193,7 @@ def test_a_batch_is_one_transaction_with_one_statement_per_table(store: SqlStore
 
     sa.event.listen(store.engine, "before_cursor_execute", spy)
     try:
-        store.write_batch([ticker(i) for i in range(200)] + [rec.BookSnapshot(
+        store.write_batch([ticker(i) for i in range(200)] + [rec.BookSnapshot(venue="okex_v1",
             symbol="btc_usdt", ts_event=T0, ts_recv=T0 + timedelta(microseconds=i), bids=(), asks=())
             for i in range(200)])
     finally:
@@ -203,7 +205,8 @@ def test_a_batch_is_one_transaction_with_one_statement_per_table(store: SqlStore
 
 def test_a_failing_batch_writes_nothing(store: SqlStore) -> None:
     naive = datetime(2026, 11, 23, 12, 0)  # noqa: DTZ001 - the point of the test
-    bad = rec.Deal(symbol="btc_usdt", tid=1, price=Decimal(1), amount=Decimal(1), side=rec.Side.BUY,
+    bad = rec.Deal(venue="okex_v1",
+                   symbol="btc_usdt", tid=1, price=Decimal(1), amount=Decimal(1), side=rec.Side.BUY,
                    ts_event=naive, ts_recv=naive)
     with pytest.raises(StorageError, match="timezone-aware") as info:
         store.write_batch([ticker(1), bad])
@@ -286,7 +289,7 @@ def test_postgres_connections_killed_under_the_store_are_recovered(migrated_pg_u
 @pytest.mark.postgres
 def test_several_writers_on_one_postgres_database_do_not_conflict(migrated_pg_url: str) -> None:
     batches = [[ticker(i) for i in range(300)], [ticker(i) for i in reversed(range(300))]]
-    klines = [rec.Kline(symbol="btc_usdt", period=rec.KlinePeriod.MIN_1,
+    klines = [rec.Kline(venue="okex_v1", symbol="btc_usdt", period=rec.KlinePeriod.MIN_1,
                         ts_event=T0 + timedelta(minutes=i), ts_recv=T0 + timedelta(minutes=i, seconds=1),
                         open=Decimal(1), high=Decimal(1), low=Decimal(1), close=Decimal(1), volume=Decimal(i))
               for i in range(100)]
@@ -345,7 +348,8 @@ from tests.fixtures.storage import T0
 store = SqlStore(sys.argv[1])
 for n in range(10_000):
     base = T0 + timedelta(seconds=n)
-    store.write_batch([Ticker(symbol="btc_usdt", ts_event=base, ts_recv=base + timedelta(microseconds=i),
+    store.write_batch([Ticker(venue="okex_v1",
+                              symbol="btc_usdt", ts_event=base, ts_recv=base + timedelta(microseconds=i),
                               buy=Decimal(n), sell=Decimal(i), last=Decimal(1), high=Decimal(1),
                               low=Decimal(1), vol=Decimal(1)) for i in range(500)])
     print(n + 1, flush=True)

@@ -41,7 +41,7 @@ R = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def ticker(ts_event: datetime, *, last: str = "1", ts_recv: datetime = R) -> Ticker:
-    return Ticker(
+    return Ticker(venue="okex_v1",
         symbol="btc_usdt",
         ts_event=ts_event,
         ts_recv=ts_recv,
@@ -55,7 +55,7 @@ def ticker(ts_event: datetime, *, last: str = "1", ts_recv: datetime = R) -> Tic
 
 
 def kline(period: KlinePeriod, open_: datetime) -> Kline:
-    return Kline(
+    return Kline(venue="okex_v1",
         symbol="btc_usdt",
         period=period,
         ts_event=open_,
@@ -69,7 +69,7 @@ def kline(period: KlinePeriod, open_: datetime) -> Kline:
 
 
 def deal(ts_event: datetime, tid: int = 1) -> Deal:
-    return Deal(
+    return Deal(venue="okex_v1",
         symbol="btc_usdt",
         tid=tid,
         price=Decimal(1),
@@ -81,7 +81,7 @@ def deal(ts_event: datetime, tid: int = 1) -> Deal:
 
 
 def order(created: datetime) -> Order:
-    return Order(
+    return Order(venue="okex_v1",
         order_id=1,
         symbol="btc_usdt",
         type=OrderType.BUY,
@@ -205,7 +205,7 @@ class PickyStore:
 
 def balances(n: int) -> list[Balance]:
     return [
-        Balance(
+        Balance(venue="okex_v1",
             ts_recv=R + timedelta(seconds=i),
             account="spot",
             currency="bad" if i in (3, 37) else "btc",
