@@ -92,7 +92,11 @@ class ChannelSpec:
     def parse(cls, text: str) -> ChannelSpec:
         """Parse ``ticker``, ``depth``, ``depth_5``/``10``/``20``, ``deals`` or ``kline_<period>``."""
         if text.startswith("kline_"):
-            return cls(ChannelKind.KLINE, KlinePeriod.parse(text.removeprefix("kline_")))
+            period = KlinePeriod.parse(text.removeprefix("kline_"))
+            if period not in KlinePeriod.v1_periods():
+                raise ValueError(f"unknown kline period {period.value!r} (OKEx v1 has "
+                                 f"{', '.join(p.value for p in KlinePeriod.v1_periods())})")
+            return cls(ChannelKind.KLINE, period)
         try:
             kind = ChannelKind(text)
         except ValueError:

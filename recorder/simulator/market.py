@@ -182,7 +182,7 @@ class SymbolMarket:
             trade = Trade(self.next_tid, price, self._amount(price), side, now_ms - i * 1000)
             self.next_tid += 1
             self.trades.append(trade)
-        for period in KlinePeriod:
+        for period in KlinePeriod.v1_periods():
             length = int(period.duration.total_seconds() * 1000)
             start = period_start(now_ms, period)
             rows: dict[int, list[Decimal]] = {}

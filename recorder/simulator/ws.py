@@ -352,7 +352,7 @@ class WsHub:
         if step.trades:
             if prefix + "deals" in wanted:
                 objects[prefix + "deals"] = wire.ws_deals(step.trades, exponent=exp)
-            for period in KlinePeriod:
+            for period in KlinePeriod.v1_periods():
                 name = prefix + f"kline_{period.value}"
                 if name in wanted:
                     rows = sm.kline_rows(period, size=1)
