@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from bench import streams
 from bench.harness import BenchResult
 from recorder.collector.pipeline import FramePipeline, PipelineSettings
-from recorder.okex.frames import ms_to_datetime
 from recorder.records import BookSnapshot
 from recorder.storage.migrate import upgrade
 from recorder.storage.parquet import ParquetStore
 from recorder.storage.sql import SqlStore
+from recorder.venues.okex_v1.parse import ms_to_datetime
 
 SIZES = {"tiny": 3_000, "small": 40_000, "full": 200_000}  # frames (about 2/3 become snapshots)
 TARGET_PARQUET = 150.0

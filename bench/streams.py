@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 
-from recorder.okex.pairs import pairs
+from recorder.venues.okex_v1.pairs import pairs
 
 BASE_TS_MS = 1_795_000_000_000  # 2026-11-18, an ordinary day
 

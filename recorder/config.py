@@ -34,9 +34,9 @@ from typing import Any
 
 from recorder.backoff import BackoffPolicy
 from recorder.errors import ConfigError, SymbolError
-from recorder.okex.channels import Channel, validate_symbol
 from recorder.records import ChannelKind, KlinePeriod
 from recorder.storage.bus_config import BusConfig
+from recorder.venues.okex_v1.channels import Channel, validate_symbol
 
 __all__ = [
     "ACCOUNT_ENDPOINTS",

@@ -29,10 +29,10 @@ import httpx
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.collector.pipeline import FramePipeline
 from recorder.errors import RecorderError
-from recorder.okex.frames import decode_json
-from recorder.okex.rest import parse_depth
 from recorder.poller.ratelimit import RateLimiter
 from recorder.records import BookSnapshot, FeedEvent, FeedEventKind, utc_now
+from recorder.venues.okex_v1.parse import decode_json
+from recorder.venues.okex_v1.rest import parse_depth
 
 __all__ = ["BookAuditor"]
 

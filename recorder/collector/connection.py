@@ -40,8 +40,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.collector.pipeline import FRAME_DATA, FRAME_PONG, Control, ControlKind, Intake
 from recorder.errors import TransportError
-from recorder.okex.channels import Channel
 from recorder.records import utc_now
+from recorder.venues.okex_v1.channels import Channel
 
 __all__ = [
     "Connection", "ConnectionSettings", "ConnectionState", "ConnectionSubscriptions", "subscribe_messages",

@@ -38,9 +38,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from recorder.errors import BookError, CrossedBookError, DecodeError, RecorderError
-from recorder.okex.book import OrderBook
-from recorder.okex.channels import Channel
-from recorder.okex.frames import ErrorAck, Message, Pong, Rejected, SubscribeAck, decode_frame
 from recorder.records import (
     Balance,
     BookSnapshot,
@@ -57,6 +54,9 @@ from recorder.records import (
     Ticker,
     utc_now,
 )
+from recorder.venues.okex_v1.book import OrderBook
+from recorder.venues.okex_v1.channels import Channel
+from recorder.venues.okex_v1.parse import ErrorAck, Message, Pong, Rejected, SubscribeAck, decode_frame
 
 __all__ = [
     "FRAME_DATA",
@@ -88,7 +88,7 @@ Frame = bytes | str
 FRAME_TAKEN = 1
 """Bit of :meth:`FramePipeline.process_frame` / :meth:`Intake.frame`: the frame was taken (0: dropped)."""
 FRAME_PONG = 2
-"""Bit: the frame held a pong (as the decoder defines it: :class:`recorder.okex.frames.Pong`)."""
+"""Bit: the frame held a pong (as the decoder defines it: :class:`recorder.venues.okex_v1.parse.Pong`)."""
 FRAME_DATA = 4
 """Bit: the frame held anything other than a pong (data, acks, or it was malformed)."""
 
@@ -370,11 +370,11 @@ def table_of(record: Record) -> str:
 
 def _unlisted_hint(symbol: str) -> str:
     """A hint for a refusal of a symbol the exchange's published pair list does not hold (a typo?)."""
-    from recorder.okex.pairs import pairs
+    from recorder.venues.okex_v1.pairs import pairs
 
     if symbol in pairs():
         return ""
-    return (f" ({symbol} is not in the v1 pair table (recorder/okex/data/pairs_increment.csv): "
+    return (f" ({symbol} is not in the v1 pair table (recorder/venues/okex_v1/data/pairs_increment.csv): "
             "is it a listed pair? check collector.symbols)")
 
 

@@ -6,7 +6,7 @@ increasing), rolling 24 h ticker statistics and klines for every period. Time is
 passed in (``now_ms``), never read, and randomness comes from an RNG seeded with
 ``(seed, symbol)``: the same seed and the same calls give the same events.
 Prices and amounts are :class:`~decimal.Decimal` on the pair's increments
-(``recorder.okex.pairs``).
+(``recorder.venues.okex_v1.pairs``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 
-from recorder.okex.pairs import Pair, pairs
 from recorder.records import KlinePeriod, Side
+from recorder.venues.okex_v1.pairs import Pair, pairs
 
 # Rough starting prices (late 2018) for known pairs; others get a seeded price.
 _BASE_PRICES = {

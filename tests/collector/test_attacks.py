@@ -139,8 +139,8 @@ def test_depth_acks_and_refusals_in_another_case_are_about_the_channel_asked_for
     from datetime import UTC, datetime, timedelta
 
     from recorder.collector.pipeline import Control, ControlKind, FramePipeline, PipelineSettings
-    from recorder.okex.channels import Channel
     from recorder.records import BookSnapshot, ChannelKind
+    from recorder.venues.okex_v1.channels import Channel
 
     calls: list[Channel] = []
     p = FramePipeline(PipelineSettings(), {"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH)]},

@@ -17,7 +17,6 @@ from recorder.collector.pipeline import (
     RecordQueue,
     run_in_process,
 )
-from recorder.okex.channels import Channel
 from recorder.records import (
     BookSnapshot,
     ChannelKind,
@@ -26,6 +25,7 @@ from recorder.records import (
     QuarantinedFrame,
     Ticker,
 )
+from recorder.venues.okex_v1.channels import Channel
 from tests.collector.conftest import MemoryWriter
 
 T0 = datetime(2018, 11, 6, 12, 0, tzinfo=UTC)

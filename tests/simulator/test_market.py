@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from recorder.okex.pairs import pairs
 from recorder.records import KlinePeriod
 from recorder.simulator.market import BookSide, Market, SymbolMarket, format_decimal
+from recorder.venues.okex_v1.pairs import pairs
 
 NOW = 1_541_462_400_000  # 2018-11-06T00:00:00Z
 
