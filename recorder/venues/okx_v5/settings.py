@@ -61,7 +61,10 @@ class V5VenueSettings:
       ``accept_sequence_reset``, ``truncate_books``, ``one_arg_per_request``,
       ``max_depth_channels_per_connection``, ``max_args_per_connection``: §3.2, §2.4, §11.
     * ``inst_type``: the ``instType`` of ``/api/v5/public/instruments`` fetched at start (SPOT).
-    * ``planned_reconnect_lead``: seconds after a ``notice`` to open the replacement connection.
+    * ``planned_reconnect_lead``: seconds after a ``notice`` before the connection is replaced (the
+      server closes it about 60 s after the notice).
+    * ``record_instruments``: emit the configured instruments' reference data
+      (:class:`~recorder.records.Instrument`, the ``instruments`` dataset) when seen and changed.
     """
 
     public_url: str = "wss://ws.okx.com:8443/ws/v5/public"
@@ -88,6 +91,7 @@ class V5VenueSettings:
     max_args_per_connection: int = DEFAULT_MAX_ARGS_PER_CONNECTION
     inst_type: str = "SPOT"
     planned_reconnect_lead: float = 0.0
+    record_instruments: bool = True
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -116,15 +120,13 @@ class V5VenueSettings:
         """The WebSocket URL of ``kind`` (``public``, ``business``, ``private``)."""
         return {"public": self.public_url, "business": self.business_url, "private": self.private_url}[kind]
 
-
-DEFAULTS = V5VenueSettings()
-
 SUBTABLES: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 """Parsers of sub-tables (``[venues.okx_v5.<name>]``), registered by the parts that own them
 (e.g. the poller's): name -> function(mapping) -> frozen settings, raising ConfigError."""
 
 _TUPLES = ("instruments", "channels", "candle_bars")
-_BOOLS = ("snapshot_on_change", "accept_sequence_reset", "truncate_books", "one_arg_per_request")
+_BOOLS = ("record_instruments", "snapshot_on_change", "accept_sequence_reset", "truncate_books",
+          "one_arg_per_request")  # fmt: skip
 _INTS = ("snapshot_interval_ms", "snapshot_depth", "max_depth_channels_per_connection",
          "max_args_per_connection")  # fmt: skip
 _FLOATS = ("ping_after", "pong_timeout", "stall_timeout", "connect_timeout", "reconnect_initial",
@@ -240,3 +242,7 @@ def _check(s: V5VenueSettings) -> None:
         raise ConfigError(f"config: {PREFIX}.checksum must be 'verify_nonzero' or 'off', got {s.checksum!r}")
     if s.max_depth_channels_per_connection < 1 or s.max_args_per_connection < 1:
         raise ConfigError(f"config: {PREFIX}: connection limits must be >= 1")
+
+
+DEFAULTS = V5VenueSettings()
+"""Every default (the live OKX endpoints)."""
