@@ -106,6 +106,7 @@ class V5VenueSettings:
             checksum_mode=ChecksumMode(self.checksum),
             accept_sequence_reset=self.accept_sequence_reset,
             truncate_books=self.truncate_books,
+            resubscribe_on_gap=False,  # the venue session paces resubscriptions with the backoff
         )
 
     def args(self) -> list[ChannelArg]:

@@ -17,7 +17,9 @@ connection) and turns its output into venue-neutral records (:mod:`.neutral`) in
   :attr:`~recorder.venue.SessionTiming.ping_interval`), the text ``pong`` counts as a pong.
 * Books (§3.2): a sequence break, a non-zero checksum that fails, an update before the
   snapshot or an undecodable increment drops the book, opens a ``SEQUENCE_BREAK`` /
-  ``CHECKSUM_MISMATCH`` / ``BOOK_RESET`` span and resubscribes the channel; nothing of that
+  ``CHECKSUM_MISMATCH`` / ``BOOK_RESET`` span and resubscribes the channel (unsubscribe +
+  subscribe) after the backoff's next delay — the first within ``reconnect_initial`` s, growing
+  while fresh books keep breaking, afresh once a book held ``reconnect_cap`` s; nothing of that
   book is stored until the fresh snapshot, which closes the span. A checksum of 0 is not
   checked. ``books`` snapshots are stored with v1's cadence (on a change of the top
   ``snapshot_depth`` levels and/or one per ``snapshot_interval_ms`` of exchange time);
@@ -64,7 +66,7 @@ from recorder.venue import (
 
 from . import neutral
 from . import records as v5
-from .book import Scale
+from .book import OrderBook, Scale
 from .channels import Channel, ChannelArg, UrlKind, parse_channel
 from .channels import plan_connections as plan_args
 from .session import V5Session
@@ -136,6 +138,16 @@ class _Cadence:
 
 
 @dataclass(slots=True)
+class _Pace:
+    """Resubscriptions of one dropped book, paced: ``due`` is the next one, ``good_since`` when
+    its last fresh snapshot came (a book good for ``reconnect_cap`` s starts the backoff afresh)."""
+
+    delays: Iterator[float]
+    due: datetime | None = None
+    good_since: datetime | None = None
+
+
+@dataclass(slots=True)
 class _Refusal:
     arg: ChannelArg
     count: int = 0
@@ -180,6 +192,7 @@ class V5VenueSession:
         self._refused_spans: dict[tuple[str, str], FeedEvent] = {}
         self._refusals: dict[tuple[str, str], _Refusal] = {}
         self._cadence: dict[tuple[str, str], _Cadence] = {}
+        self._pace: dict[tuple[str, str], _Pace] = {}
         self._replace: str | None = None
         self._planned_pending = False  # a notice came on this connection: its span waits for the next one
         self._replace_at: datetime | None = None
@@ -198,6 +211,8 @@ class V5VenueSession:
         self._planned_pending = False
         for r in self._refusals.values():
             r.due = None
+        for pace in self._pace.values():
+            pace.due = None  # the new connection subscribes everything afresh
         self.out.append(FeedEvent(kind=FeedEventKind.CONNECTED, ts_start=now, ts_end=now,
                                   connection=self.plan.name, symbols=self.plan.symbols, detail=detail,
                                   venue=VENUE.name))  # fmt: skip
@@ -253,6 +268,12 @@ class V5VenueSession:
             )
         if self.core is None:
             return
+        for key, pace in self._pace.items():
+            if pace.due is not None and pace.due <= now:
+                pace.due = None
+                arg = next((a for a in self.args if a.key == key), None)
+                if arg is not None:
+                    self.core.resubscribe(arg)
         due = [r for r in self._refusals.values() if r.due is not None and r.due <= now]
         for r in due:
             r.due = None
@@ -263,6 +284,7 @@ class V5VenueSession:
 
     def next_deadline(self) -> datetime | None:
         times = [r.due for r in self._refusals.values() if r.due is not None]
+        times += [p.due for p in self._pace.values() if p.due is not None]
         if self._replace_at is not None:
             times.append(self._replace_at)
         return min(times) if times else None
@@ -357,12 +379,24 @@ class V5VenueSession:
                 if key not in self._book_spans:
                     self._book_spans[key] = self._open(neutral.gap_event(ev, self.plan.name))
                 self.counters.reject(ev.channel, f"book dropped: {ev.reason.value}")
+                self._schedule_resubscribe(key, ts_recv)
         elif isinstance(ev, v5.Instrument):
             self._instrument(ev)
         elif isinstance(ev, v5.ErrorEvent):
             self._error(ev)
         elif isinstance(ev, v5.Notice):
             self._notice(ev)
+
+    def _schedule_resubscribe(self, key: tuple[str, str], now: datetime) -> None:
+        """Resubscribe a dropped book after the backoff's next delay (§3.2 rule 6), so a feed that
+        breaks every fresh book is not resubscribed in a tight loop (§2.4: 480 requests an hour)."""
+        pace = self._pace.get(key)
+        healthy = timedelta(seconds=self.settings.reconnect_cap)
+        if pace is None or (pace.good_since is not None and now - pace.good_since >= healthy):
+            pace = self._pace[key] = _Pace(backoff(self._policy, self._rng))
+        pace.good_since = None
+        if pace.due is None:
+            pace.due = now + timedelta(seconds=next(pace.delays))
 
     def _open(self, span: FeedEvent) -> FeedEvent:
         self.out.append(span)
@@ -372,6 +406,11 @@ class V5VenueSession:
 
     def _book_snapshot(self, s: v5.BookSnapshot, ts_recv: datetime) -> None:
         key = (s.channel, s.instrument)
+        pace = self._pace.get(key)
+        if pace is not None:
+            pace.due = None  # a fresh snapshot came (e.g. the subscription's own): no resubscription due
+            if pace.good_since is None:
+                pace.good_since = ts_recv
         span = self._book_spans.pop(key, None)
         if span is not None:
             self.out.append(neutral.close(span, ts_recv))
@@ -379,7 +418,8 @@ class V5VenueSession:
             st = self._cadence[key] = _Cadence()
             depth = self.settings.snapshot_depth
             snap = neutral.book_snapshot(s, depth)
-            st.last_top = (snap.bids, snap.asks)
+            book = self.core.book(s.channel, s.instrument) if self.core is not None else None
+            st.last_top = _top(book, depth) if book is not None else None
             if self.settings.snapshot_interval_ms:
                 st.last_bucket = int(s.ts_event.timestamp() * 1000) // self.settings.snapshot_interval_ms
             self.out.append(snap)
@@ -403,7 +443,7 @@ class V5VenueSession:
                 st.last_bucket = bucket
                 take = True
         depth = settings.snapshot_depth
-        top = (book.bids(depth), book.asks(depth))
+        top = _top(book, depth)
         if settings.snapshot_on_change and top != st.last_top:
             take = True
         if not take:
@@ -498,6 +538,12 @@ class V5VenueSession:
         if isinstance(extra, tuple) and len(extra) == 2 and extra[0] == "okx_v5":
             return f"{extra[1]}:{key[1]}"
         return None
+
+
+def _top(book: OrderBook, depth: int) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+    """The top ``depth`` levels as ``(price_ticks, size_units)`` (order counts are not stored, so a
+    change of a count alone is no change of the stored book)."""
+    return (tuple(lv[:2] for lv in book.bids(depth)), tuple(lv[:2] for lv in book.asks(depth)))
 
 
 def _with_detail(span: FeedEvent, suffix: str) -> FeedEvent:

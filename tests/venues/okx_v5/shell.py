@@ -20,7 +20,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from recorder.records import Record
-from recorder.venue import FeedCounters, get_venue
+from recorder.venue import FRAME_DATA, FRAME_PONG, FeedCounters, get_venue
 from recorder.venues.okx_v5.settings import V5VenueSettings
 from recorder.venues.okx_v5.venue import V5VenueSession
 
@@ -86,7 +86,8 @@ class MiniShell:
                     self.connects[s.plan.name] = self.connects.get(s.plan.name, 0) + 1
                     s.start(self.now())
                     await self._send(ws, s)
-                    last_ping = time.monotonic()
+                    last_ping = last_data = time.monotonic()
+                    ping_out: float | None = None
                     while True:
                         wait = 0.1
                         try:
@@ -94,11 +95,23 @@ class MiniShell:
                         except TimeoutError:
                             frame = None
                         if frame is not None:
-                            s.receive(frame, self.now())
+                            flags = s.receive(frame, self.now())
+                            if flags & FRAME_PONG:
+                                ping_out = None
+                            if flags & FRAME_DATA:
+                                last_data = time.monotonic()
+                        mono = time.monotonic()
+                        if ping_out is not None and mono - ping_out >= s.timing.pong_timeout:
+                            reason = "no pong"
+                            break
+                        if mono - last_data >= s.timing.stall_timeout:
+                            reason = "stall: no data"
+                            break
                         s.on_timer(self.now())
                         await self._send(ws, s)
                         if time.monotonic() - last_ping >= s.timing.ping_interval:
                             last_ping = time.monotonic()
+                            ping_out = ping_out or last_ping
                             self.sent.append((s.plan.name, "ping"))
                             await ws.send(s.ping())
                         why = s.replace_reason()
