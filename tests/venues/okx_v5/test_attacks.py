@@ -196,7 +196,8 @@ async def test_odd_numbers_exponents_empty_fields_and_bad_ids() -> None:
             await ws.send(book_msg(arg, "update", finer_than_tick, [], seq=3, prev=2))
         elif arg["channel"] == "trades":
             def trade(tid: str, px: str) -> str:
-                item = {"instId": INST, "tradeId": tid, "px": px, "sz": "1e-3", "side": "buy", "ts": TS, "count": "2"}
+                item = {"instId": INST, "tradeId": tid, "px": px, "sz": "1e-3", "side": "buy", "ts": TS,
+                        "count": "2"}
                 return json.dumps({"arg": arg, "data": [item]})
             await ws.send(trade("242720720", "6.5E+3"))
             await ws.send(trade("abc-1", "6500"))
