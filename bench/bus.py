@@ -74,7 +74,7 @@ def produce(n_frames: int, n_symbols: int) -> list[list[Record]]:
     t0 = ms_to_datetime(streams.BASE_TS_MS)
     items = [("bench", t0 + timedelta(microseconds=10 * i), f.decode()) for i, f in enumerate(stream.frames)]
     capture = _Capture()
-    run_in_process(items, capture, batch_frames=BATCH_FRAMES)
+    run_in_process(items, capture, streams.pipeline(), batch_frames=BATCH_FRAMES)
     return [b for b in capture.batches if b]
 
 

@@ -107,7 +107,7 @@ def run_recorder(frames: list[str], sql_url: str, root: Path) -> float:
     writer = StorageWriter(SqlStore(sa_url(sql_url)), ParquetStore(root / "parquet"),
                            spill_dir=str(root / "spill"))
     with Timer() as t:
-        run_in_process(items, writer, batch_frames=BATCH_FRAMES)
+        run_in_process(items, writer, streams.pipeline(), batch_frames=BATCH_FRAMES)
     return t.seconds
 
 

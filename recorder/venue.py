@@ -191,6 +191,7 @@ class Session(Protocol):
         venue's (the status asks each venue in turn)."""
 
 
+@runtime_checkable
 class BookAuditSource(Protocol):
     """Optional: a venue whose incremental books can be audited against a REST book.
 

@@ -192,14 +192,14 @@ def test_two_depth_pushes_of_one_book_in_one_frame_give_two_snapshots_with_their
     whose SQL keys (symbol, ts_recv, source) differ, and the next frame's records come later still."""
     from datetime import UTC, datetime
 
-    from recorder.collector.pipeline import FramePipeline, PipelineSettings
     from recorder.records import BookSnapshot, ChannelKind, Ticker
     from recorder.venues.okex_v1.channels import Channel
+    from tests.venues.okex_v1.helpers import v1_pipeline
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     ms = int(t0.timestamp() * 1000)
-    p = FramePipeline(PipelineSettings(), {"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH_5),
-                                                    Channel("btc_usdt", ChannelKind.TICKER)]})
+    p = v1_pipeline({"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH_5),
+                              Channel("btc_usdt", ChannelKind.TICKER)]})
     ch = "ok_sub_spot_btc_usdt_depth_5"
 
     def book(bid_amount: str) -> tuple[str, Any]:
