@@ -59,8 +59,8 @@ def v5_config(tmp_path: Path, sim: Simulator, **table: Any) -> Config:
     return load_config(env={}, overrides={
         "venues": {"okex_v1": {"enabled": False}, "okx_v5": v5},
         "collector": {"status_interval": 0.5, "status_file": str(tmp_path / "status.json")},
-        "storage": {"sql_url": f"sqlite:///{tmp_path / 'rec.sqlite'}", "parquet_root": str(tmp_path / "parquet"),
-                    "spill_dir": str(tmp_path / "spill"), "parquet_journal_dir": str(tmp_path / "pq-journal"),
+        "storage": {"sql_url": f"sqlite:///{tmp_path / 'rec.sqlite'}", "parquet_root": str(tmp_path / "pq"),
+                    "spill_dir": str(tmp_path / "spill"), "parquet_journal_dir": str(tmp_path / "pqj"),
                     "flush_interval": 0.2},
     })  # fmt: skip
 
@@ -114,4 +114,4 @@ async def test_recorded_through_storage_equals_the_simulator_truth(sim: Simulato
     breaks = [e for e in events if e.kind is FeedEventKind.SEQUENCE_BREAK]
     assert len(breaks) == 3 and all(e.ts_end is not None and e.venue == "okx_v5" for e in breaks)
     for table in ("book_snapshots", "deals"):
-        assert len(stored_parquet(tmp_path / "parquet", table)) == len(stored(url, table))
+        assert len(stored_parquet(tmp_path / "pq", table)) == len(stored(url, table))
