@@ -100,9 +100,9 @@ def test_new_periods_are_not_v1_periods() -> None:
 
 
 def test_candle_to_kline() -> None:
-    prices = [Decimal("8533.02"), Decimal("8553.74"), Decimal("8527.17"), Decimal("8548.26")]
-    vols = (Decimal("45247"), Decimal("529.5858061"), Decimal("529.58"))
-    c = v5.Candle("BTC-USDT", "1D", EV, T0, *prices, *vols, True)
+    o, h, lo, c_ = Decimal("8533.02"), Decimal("8553.74"), Decimal("8527.17"), Decimal("8548.26")
+    c = v5.Candle("BTC-USDT", "1D", EV, T0, o, h, lo, c_, Decimal("45247"), Decimal("529.5858061"),
+                  Decimal("529.58"), True)  # fmt: skip
     k = neutral.kline(c)
     assert (k.venue, k.symbol, k.period, k.ts_event, k.confirmed) == (
         "okx_v5",
@@ -116,7 +116,8 @@ def test_candle_to_kline() -> None:
         Decimal("529.58"),
     )  # fmt: skip
     old = neutral.kline(
-        v5.Candle("BTC-USDT", "1m", EV, T0, *[Decimal(1)] * 4, Decimal(2), Decimal(3), None, None)
+        v5.Candle("BTC-USDT", "1m", EV, T0, Decimal(1), Decimal(1), Decimal(1), Decimal(1), Decimal(2),
+                  Decimal(3), None, None)  # fmt: skip
     )
     assert old.volume_quote == Decimal(3) and old.confirmed is None
 
