@@ -117,7 +117,7 @@ def test_candle_to_kline() -> None:
     )  # fmt: skip
     old = neutral.kline(
         v5.Candle("BTC-USDT", "1m", EV, T0, Decimal(1), Decimal(1), Decimal(1), Decimal(1), Decimal(2),
-                  Decimal(3), None, None)  # fmt: skip
+                  Decimal(3), None, None)
     )
     assert old.volume_quote == Decimal(3) and old.confirmed is None
 
