@@ -443,12 +443,13 @@ class V5VenueSession:
                 st.last_bucket = bucket
                 take = True
         depth = settings.snapshot_depth
-        top = _top(book, depth)
-        if settings.snapshot_on_change and top != st.last_top:
-            take = True
+        if settings.snapshot_on_change and (st.last_top is None or _touches_top(book, u, depth)):
+            top = _top(book, depth)
+            if top != st.last_top:
+                st.last_top = top
+                take = True
         if not take:
             return
-        st.last_top = top
         snap = book.snapshot(u.ts_recv, depth)
         self.out.append(neutral.book_snapshot(snap))
         self._accept(BookSnapshot, u.instrument, u.channel)
@@ -538,6 +539,28 @@ class V5VenueSession:
         if isinstance(extra, tuple) and len(extra) == 2 and extra[0] == "okx_v5":
             return f"{extra[1]}:{key[1]}"
         return None
+
+
+def _touches_top(book: OrderBook, u: v5.BookUpdate, depth: int) -> bool:
+    """Whether ``u`` (already applied) may have changed the top ``depth`` levels: a level at or
+    inside the ``depth``-th best price now (a deleted top level lowered that bound below it; a
+    level inserted or deleted outside it changed nothing there). Cheap: most updates of a
+    400-level book are outside the top 20, and those need no comparison of the top."""
+    bid_ticks = book.bid_ticks
+    if u.bids:
+        if len(bid_ticks) < depth:
+            return True
+        bound = bid_ticks[-depth]
+        if any(lv[0] >= bound for lv in u.bids):
+            return True
+    ask_ticks = book.ask_ticks
+    if u.asks:
+        if len(ask_ticks) < depth:
+            return True
+        bound = ask_ticks[depth - 1]
+        if any(lv[0] <= bound for lv in u.asks):
+            return True
+    return False
 
 
 def _top(book: OrderBook, depth: int) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:

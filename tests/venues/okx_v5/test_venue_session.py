@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -83,3 +84,43 @@ def test_closed_then_stop_closes_every_span() -> None:
     closed = [r for r in out if isinstance(r, FeedEvent) and r.ts_end == T0 + timedelta(seconds=2)]
     assert len(closed) == 2 and all("still open at shutdown" in e.detail for e in closed)
     assert s.open_spans() == []
+
+
+def test_change_cadence_stores_exactly_each_change_of_the_top() -> None:
+    """Random updates over a 60-level book (inside, at the edge of and outside the top 5): a snapshot
+    is stored exactly when the top 5 (prices, sizes) changed, and equals an independent book."""
+    rng = random.Random(5)
+    s, out = session(snapshot_depth=5)
+    s.start(T0)
+    s.receive(instruments_push(), T0)
+    s.data_to_send()
+    book: dict[str, dict[Decimal, Decimal]] = {"bids": {}, "asks": {}}
+    bids = [[f"{1000 - i}.0", "1", "0", "1"] for i in range(30)]
+    asks = [[f"{1001 + i}.0", "1", "0", "1"] for i in range(30)]
+    for side, levels in (("bids", bids), ("asks", asks)):
+        book[side] = {Decimal(p): Decimal(q) for p, q, _, _ in levels}
+    s.receive(book_msg(ARG, "snapshot", bids, asks, seq=1, prev=-1), T0)
+
+    def top() -> tuple[Any, ...]:
+        b = sorted(book["bids"].items(), reverse=True)[:5]
+        a = sorted(book["asks"].items())[:5]
+        return (tuple(b), tuple(a))
+
+    expected = [(1, top())]
+    for seq in range(2, 2000):
+        side = rng.choice(("bids", "asks"))
+        price = Decimal(1000 - rng.randrange(40)) if side == "bids" else Decimal(1001 + rng.randrange(40))
+        size = Decimal(0) if rng.random() < 0.3 else Decimal(rng.randrange(1, 4))
+        before = top()
+        if size:
+            book[side][price] = size
+        else:
+            book[side].pop(price, None)
+        lv = [[f"{price}.0", str(size), "0", "1"]]
+        s.receive(book_msg(ARG, "update", lv if side == "bids" else [], lv if side == "asks" else [],
+                           seq=seq, prev=seq - 1), T0)  # fmt: skip
+        if top() != before:
+            expected.append((seq, top()))
+    snaps = [r for r in out if isinstance(r, BookSnapshot)]
+    assert [(x.seq_id, (x.bids, x.asks)) for x in snaps] == expected
+    assert len(expected) > 100
