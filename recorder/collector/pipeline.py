@@ -45,6 +45,8 @@ from recorder.records import (
     Deal,
     FeedEvent,
     FeedEventKind,
+    Fill,
+    Instrument,
     Kline,
     Order,
     OrderStatusChange,
@@ -197,7 +199,7 @@ class RecordQueue:
 _TABLE_OF: dict[type, str] = {
     Ticker: "tickers", BookSnapshot: "book_snapshots", Deal: "deals", Kline: "klines",
     FeedEvent: "feed_events", QuarantinedFrame: "quarantine", Balance: "balances", Order: "orders",
-    OrderStatusChange: "order_status_changes",
+    OrderStatusChange: "order_status_changes", Instrument: "instruments", Fill: "fills",
 }
 
 
