@@ -36,7 +36,6 @@ from bench import streams
 from bench.harness import BenchResult, Timer
 from bench.ingest import TABLES, persisted
 from recorder.collector.pipeline import run_in_process
-from recorder.okex.frames import ms_to_datetime
 from recorder.records import BookSnapshot, Deal, Record, Ticker
 from recorder.storage.bus import BusStore
 from recorder.storage.bus_config import BusConfig
@@ -45,6 +44,7 @@ from recorder.storage.migrate import upgrade
 from recorder.storage.parquet import ParquetStore
 from recorder.storage.sql import SqlStore
 from recorder.storage.writer import StorageWriter
+from recorder.venues.okex_v1.parse import ms_to_datetime
 
 SIZES = {"tiny": (3_000, 20), "small": (30_000, 50), "full": (200_000, 100)}  # frames, symbols
 BATCH_FRAMES = 5_000
@@ -74,7 +74,7 @@ def produce(n_frames: int, n_symbols: int) -> list[list[Record]]:
     t0 = ms_to_datetime(streams.BASE_TS_MS)
     items = [("bench", t0 + timedelta(microseconds=10 * i), f.decode()) for i, f in enumerate(stream.frames)]
     capture = _Capture()
-    run_in_process(items, capture, batch_frames=BATCH_FRAMES)
+    run_in_process(items, capture, streams.pipeline(), batch_frames=BATCH_FRAMES)
     return [b for b in capture.batches if b]
 
 

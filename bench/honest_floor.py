@@ -9,7 +9,7 @@ frame or a value off its instrument's scale raises here), retries and spill.
 * **Decode**: msgspec into Structs (``list[_Push]`` with the data kept raw, then one typed
   decoder per channel kind).
 * **Book**: integer ticks. Prices and amounts are fixed-point ints scaled per instrument
-  from the pair table's increments (``recorder/okex/data/pairs_increment.csv``); each
+  from the pair table's increments (``recorder/venues/okex_v1/data/pairs_increment.csv``); each
   side is ``{price_ticks: amount_ticks}`` plus the sorted prices (bids negated, so both
   sides are ascending, best first). The level text of the book's JSON columns is the
   text the exchange sent (kept beside the ticks, as the recorder keeps the wire digits).
@@ -50,8 +50,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from recorder.okex.pairs import pairs
 from recorder.storage.schema import DATASETS, plain_decimal
+from recorder.venues.okex_v1.pairs import pairs
 
 __all__ = ["HonestFloor", "run_honest_floor", "scales"]
 

@@ -38,11 +38,11 @@ from bench.floor import run_floor
 from bench.harness import BenchResult, Timer
 from bench.honest_floor import run_honest_floor
 from recorder.collector.pipeline import run_in_process
-from recorder.okex.frames import ms_to_datetime
 from recorder.storage.migrate import upgrade
 from recorder.storage.parquet import ParquetStore
 from recorder.storage.sql import SqlStore
 from recorder.storage.writer import StorageWriter
+from recorder.venues.okex_v1.parse import ms_to_datetime
 
 SIZES = {"tiny": (3_000, 20), "small": (30_000, 50), "full": (200_000, 100)}  # frames, symbols
 TARGET_RATIO = 0.7  # recorder / honest floor (issue 16)
@@ -107,7 +107,7 @@ def run_recorder(frames: list[str], sql_url: str, root: Path) -> float:
     writer = StorageWriter(SqlStore(sa_url(sql_url)), ParquetStore(root / "parquet"),
                            spill_dir=str(root / "spill"))
     with Timer() as t:
-        run_in_process(items, writer, batch_frames=BATCH_FRAMES)
+        run_in_process(items, writer, streams.pipeline(), batch_frames=BATCH_FRAMES)
     return t.seconds
 
 

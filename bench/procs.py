@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from recorder.okex.pairs import pairs
+from recorder.venues.okex_v1.pairs import pairs
 
 BIN = Path(sys.executable).parent
 
@@ -159,7 +159,7 @@ def rss_kb(pid: int) -> tuple[int, int]:
 def idle_rss_kb() -> int:
     """Peak RSS of a fresh interpreter that imported the project (collector, storage, pyarrow)."""
     code = ("import recorder.collector.app, recorder.storage.sql, recorder.storage.parquet, "
-            "recorder.storage.writer, recorder.okex.frames, os;"
+            "recorder.storage.writer, recorder.venues.okex_v1.parse, os;"
             "print(open(f'/proc/{os.getpid()}/status').read())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():

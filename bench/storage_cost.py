@@ -21,12 +21,11 @@ import sqlalchemy as sa
 
 from bench import streams
 from bench.harness import BenchResult
-from recorder.collector.pipeline import FramePipeline, PipelineSettings
-from recorder.okex.frames import ms_to_datetime
 from recorder.records import BookSnapshot
 from recorder.storage.migrate import upgrade
 from recorder.storage.parquet import ParquetStore
 from recorder.storage.sql import SqlStore
+from recorder.venues.okex_v1.parse import ms_to_datetime
 
 SIZES = {"tiny": 3_000, "small": 40_000, "full": 200_000}  # frames (about 2/3 become snapshots)
 TARGET_PARQUET = 150.0
@@ -39,7 +38,7 @@ BATCH = 5_000
 
 def snapshots(n_frames: int, n_symbols: int = 50) -> list[BookSnapshot]:
     stream = streams.generate(n_frames, n_symbols)
-    pipeline = FramePipeline(PipelineSettings(snapshot_depth=20), {})
+    pipeline = streams.pipeline(snapshot_depth=20)
     t0 = ms_to_datetime(streams.BASE_TS_MS)
     for i, frame in enumerate(stream.frames):
         pipeline.process_frame("bench", t0 + timedelta(microseconds=10 * i), frame.decode())

@@ -13,8 +13,9 @@ import json
 import random
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
-from recorder.okex.pairs import pairs
+from recorder.venues.okex_v1.pairs import pairs
 
 BASE_TS_MS = 1_795_000_000_000  # 2026-11-18, an ordinary day
 
@@ -130,3 +131,17 @@ def generate(n_frames: int, n_symbols: int = 50, seed: int = 7, levels: int = 20
             frames.append(json.dumps([{"channel": f"ok_sub_spot_{sym}_deals", "data": deals}]).encode())
             counts["deals"] += 1
     return Stream(frames, symbols, counts)
+
+
+if TYPE_CHECKING:
+    from recorder.collector.pipeline import FramePipeline
+
+
+def pipeline(**settings: Any) -> FramePipeline:
+    """The collector's pipeline over OKEx v1 sessions (default settings, ``settings`` overriding),
+    a session opened per connection name on first use: what the generated frames go through."""
+    from recorder.collector.pipeline import FramePipeline
+    from recorder.venue import get_venue
+    from recorder.venues.okex_v1.settings import V1Settings
+
+    return FramePipeline.for_venue(get_venue("okex_v1"), V1Settings(**settings), [])

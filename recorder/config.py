@@ -34,9 +34,11 @@ from typing import Any
 
 from recorder.backoff import BackoffPolicy
 from recorder.errors import ConfigError, SymbolError
-from recorder.okex.channels import Channel, validate_symbol
-from recorder.records import ChannelKind, KlinePeriod
+from recorder.records import ChannelKind
 from recorder.storage.bus_config import BusConfig
+from recorder.venue import Venue, get_venue
+from recorder.venues.okex_v1.channels import Channel, validate_symbol
+from recorder.venues.okex_v1.settings import ChannelSpec
 
 __all__ = [
     "ACCOUNT_ENDPOINTS",
@@ -57,6 +59,7 @@ __all__ = [
     "StorageConfig",
     "load_config",
     "mask_url",
+    "venue_settings",
 ]
 
 DEFAULT_WS_URL = "wss://real.okex.com:10440/ws/v1"
@@ -79,37 +82,6 @@ def mask_url(url: str) -> str:
             user = creds.split(":", 1)[0]
             return f"{scheme}://{user}:***@{host}"
         return url
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class ChannelSpec:
-    """One channel kind to subscribe for a symbol: ``ticker``, ``depth``, ``depth_20``, ``kline_1min``…"""
-
-    kind: ChannelKind
-    period: KlinePeriod | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ChannelSpec:
-        """Parse ``ticker``, ``depth``, ``depth_5``/``10``/``20``, ``deals`` or ``kline_<period>``."""
-        if text.startswith("kline_"):
-            return cls(ChannelKind.KLINE, KlinePeriod.parse(text.removeprefix("kline_")))
-        try:
-            kind = ChannelKind(text)
-        except ValueError:
-            kind = None
-        if kind is None or kind in (ChannelKind.KLINE, ChannelKind.ORDER, ChannelKind.BALANCE):
-            raise ValueError(
-                f"unknown channel {text!r} (expected ticker, depth, depth_5, depth_10, depth_20, "
-                "deals or kline_<period> such as kline_1min)"
-            )
-        return cls(kind)
-
-    def channel(self, symbol: str) -> Channel:
-        """The concrete channel for ``symbol``."""
-        return Channel(symbol, self.kind, self.period)
-
-    def __str__(self) -> str:
-        return f"kline_{self.period.value}" if self.period is not None else self.kind.value
 
 
 class LogLevel(enum.Enum):
@@ -458,6 +430,58 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     bus: BusConfig = field(default_factory=BusConfig)  # [bus]: publish to NATS JetStream (docs/scale-out.md)
+    venues: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [venues.<name>], each venue's own
+
+
+LEGACY_VENUE = "okex_v1"
+"""The venue the ``[exchange]`` and ``[collector]`` keys configure (the layout before ``[venues.<name>]``)."""
+
+
+def _legacy_table(config: Config) -> dict[str, Any]:
+    """The ``[venues.okex_v1]`` keys that ``[exchange]`` and ``[collector]`` give (backward compatible)."""
+    c = config.collector
+    return {
+        "ws_url": config.exchange.ws_url, "rest_url": config.exchange.rest_url, "symbols": list(c.symbols),
+        "channels": list(c.channels), "symbol_channels": {k: list(v) for k, v in c.symbol_channels.items()},
+        "symbols_per_connection": c.symbols_per_connection, "subscribe_batch": c.subscribe_batch,
+        "compress": c.compress, "ping_interval": c.ping_interval, "pong_timeout": c.pong_timeout,
+        "stall_timeout": c.stall_timeout, "connect_timeout": c.connect_timeout,
+        "reconnect_initial": c.reconnect_initial, "reconnect_cap": c.reconnect_cap,
+        "snapshot_on_change": c.snapshot_on_change, "snapshot_interval_ms": c.snapshot_interval_ms,
+        "snapshot_depth": c.snapshot_depth,
+        "audit_history": c.book_audit_history if c.book_audit_interval > 0 else 0,
+    }
+
+
+def venue_settings(config: Config) -> list[tuple[Venue, Any]]:
+    """The enabled venues and their settings, in order: ``okex_v1`` (from ``[exchange]`` +
+    ``[collector]``, overridden by ``[venues.okex_v1]``), then every other ``[venues.<name>]``.
+
+    A table with ``enabled = false`` is skipped. Each venue parses its own table
+    (:meth:`recorder.venue.Venue.parse_settings`); raises ConfigError naming the bad key.
+    """
+    tables: dict[str, Mapping[str, Any]] = {LEGACY_VENUE: {}}
+    tables.update(config.venues)
+    out: list[tuple[Venue, Any]] = []
+    for name, raw in tables.items():
+        table = dict(raw)
+        enabled = table.pop("enabled", True)
+        if isinstance(enabled, str):
+            enabled = enabled.strip().lower() in ("1", "true", "yes", "on")
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"config: venues.{name}.enabled must be true or false, got {enabled!r}")
+        if not enabled:
+            continue
+        try:
+            venue = get_venue(name)
+        except ConfigError as exc:
+            raise ConfigError(f"config: venues.{name}: {exc}") from None
+        if name == LEGACY_VENUE:
+            table = {**_legacy_table(config), **table}
+        out.append((venue, venue.parse_settings(table)))
+    if not out:
+        raise ConfigError("config: no venue is enabled (venues.<name>.enabled): nothing to record")
+    return out
 
 
 def _check_symbol(key: str, symbol: object) -> None:
@@ -495,6 +519,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     result: Config = _build(Config, data, "")
     if not result.poller.symbols:  # orders are synced for the recorded symbols unless told otherwise
         result = replace(result, poller=replace(result.poller, symbols=result.collector.symbols))
+    venue_settings(result)  # every venue's table is checked at start
     return result
 
 
@@ -584,6 +609,8 @@ def _bad(name: str, value: object, expected: str) -> ConfigError:
 def _convert(hint: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if hint is Any:  # a venue's own table: the venue parses it
+        return value
     if dataclasses.is_dataclass(hint) and not hasattr(hint, "parse"):
         return _build(hint, value, f"{name}.")
     if origin in (types.UnionType, typing.Union):

@@ -1,6 +1,6 @@
 """API credentials (api key + secret key) from the environment or an owner-only file.
 
-The secret signs requests (:mod:`recorder.okex.signing`) and never travels, and it
+The secret signs requests (:mod:`recorder.venues.okex_v1.signing`) and never travels, and it
 never appears in a log line, repr, exception or row: :class:`Credentials` masks
 itself, and nothing in this module formats the secret (or a file's contents) into
 a message.

@@ -124,7 +124,7 @@ class Transport(enum.Enum):
 class ExchangeError(RecorderError):
     """The exchange answered with a documented (or undocumented) error code.
 
-    Built by :func:`recorder.okex.errorcodes.exchange_error`, which looks the code
+    Built by :func:`recorder.venues.okex_v1.errors.exchange_error`, which looks the code
     up in the documented table for its transport.
     """
 

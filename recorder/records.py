@@ -66,7 +66,20 @@ class ChannelKind(enum.Enum):
 
 
 class KlinePeriod(enum.Enum):
-    """Kline periods. The value is the WebSocket name; ``rest_name`` is the ``kline.do`` type."""
+    """Kline periods, venue-neutral. The value is what storage keeps (at most 8 characters).
+
+    The v1 periods (``1min`` .. ``week``: :meth:`v1_periods`) carry the OKEx v1 WebSocket name as
+    their value; ``rest_name`` is the v1 ``kline.do`` type. The others exist for OKX v5 bars.
+
+    Alignment: a period without a suffix starts at UTC boundaries (v5's ``...utc`` bars and the
+    minute/hour bars; v1 klines as the exchange sent them). A ``+8`` period starts at UTC+8
+    boundaries (Hong Kong / Beijing time: a ``day+8`` candle opens at 16:00 UTC of the day
+    before) — v5's ``6H``, ``12H``, ``1D``, ``2D``, ``3D``, ``5D``, ``1W``, ``1M``, ``3M``. The
+    1..4 hour bars are the same in both (8 h is a multiple of them). ``ts_event`` of a
+    :class:`Kline` is the period's start as the venue sent it, so the alignment is visible in
+    the data too. Weeks start on Monday (v5) and months on the calendar's first day: their
+    :attr:`duration` is the longest such period (31 days, 92 days), a bound, not a length.
+    """
 
     MIN_1 = "1min"
     MIN_3 = "3min"
@@ -81,10 +94,37 @@ class KlinePeriod(enum.Enum):
     DAY_1 = "day"
     DAY_3 = "3day"
     WEEK_1 = "week"
+    # OKX v5 (see the class docstring for alignment)
+    SEC_1 = "1sec"
+    DAY_2 = "2day"
+    DAY_5 = "5day"
+    MONTH_1 = "month"
+    MONTH_3 = "3month"
+    HOUR_6_UTC8 = "6hour+8"
+    HOUR_12_UTC8 = "12hour+8"
+    DAY_1_UTC8 = "day+8"
+    DAY_2_UTC8 = "2day+8"
+    DAY_3_UTC8 = "3day+8"
+    DAY_5_UTC8 = "5day+8"
+    WEEK_1_UTC8 = "week+8"
+    MONTH_1_UTC8 = "month+8"
+    MONTH_3_UTC8 = "3month+8"
+
+    @classmethod
+    def v1_periods(cls) -> tuple[KlinePeriod, ...]:
+        """The periods OKEx v1 has (``kline_<value>`` channels, ``kline.do``), in order."""
+        return _V1_PERIODS
+
+    @property
+    def utc8_aligned(self) -> bool:
+        """True for periods that start at UTC+8 boundaries (the ``+8`` values)."""
+        return self.value.endswith("+8")
 
     @property
     def rest_name(self) -> str | None:
         """The name ``GET /kline.do`` uses (``1day``, ``1week``); None where REST has none."""
+        if self not in _V1_PERIODS:
+            return None
         return {"day": "1day", "week": "1week", "3day": None}.get(self.value, self.value)
 
     @property
@@ -93,7 +133,7 @@ class KlinePeriod(enum.Enum):
 
     @classmethod
     def parse(cls, name: str) -> KlinePeriod:
-        """Accept the WebSocket name or the REST name (``1day``, ``1week``)."""
+        """Accept the value, the v1 WebSocket name or the v1 REST name (``1day``, ``1week``)."""
         try:
             return cls(_REST_ALIASES.get(name, name))
         except ValueError:
@@ -115,7 +155,26 @@ _PERIOD_DURATION = {
     KlinePeriod.DAY_1: timedelta(days=1),
     KlinePeriod.DAY_3: timedelta(days=3),
     KlinePeriod.WEEK_1: timedelta(weeks=1),
+    KlinePeriod.SEC_1: timedelta(seconds=1),
+    KlinePeriod.DAY_2: timedelta(days=2),
+    KlinePeriod.DAY_5: timedelta(days=5),
+    KlinePeriod.MONTH_1: timedelta(days=31),
+    KlinePeriod.MONTH_3: timedelta(days=92),
+    KlinePeriod.HOUR_6_UTC8: timedelta(hours=6),
+    KlinePeriod.HOUR_12_UTC8: timedelta(hours=12),
+    KlinePeriod.DAY_1_UTC8: timedelta(days=1),
+    KlinePeriod.DAY_2_UTC8: timedelta(days=2),
+    KlinePeriod.DAY_3_UTC8: timedelta(days=3),
+    KlinePeriod.DAY_5_UTC8: timedelta(days=5),
+    KlinePeriod.WEEK_1_UTC8: timedelta(weeks=1),
+    KlinePeriod.MONTH_1_UTC8: timedelta(days=31),
+    KlinePeriod.MONTH_3_UTC8: timedelta(days=92),
 }
+_V1_PERIODS = (
+    KlinePeriod.MIN_1, KlinePeriod.MIN_3, KlinePeriod.MIN_5, KlinePeriod.MIN_15, KlinePeriod.MIN_30,
+    KlinePeriod.HOUR_1, KlinePeriod.HOUR_2, KlinePeriod.HOUR_4, KlinePeriod.HOUR_6, KlinePeriod.HOUR_12,
+    KlinePeriod.DAY_1, KlinePeriod.DAY_3, KlinePeriod.WEEK_1,
+)  # fmt: skip
 
 
 class Side(enum.Enum):

@@ -26,22 +26,22 @@ from typing import TYPE_CHECKING, Any
 
 from recorder.backoff import BackoffPolicy
 from recorder.collector.audit import BookAuditor
-from recorder.collector.connection import Connection, ConnectionSettings, ConnectionSubscriptions
+from recorder.collector.connection import Connection
 from recorder.collector.pipeline import (
     Control,
     ControlKind,
     FramePipeline,
     Intake,
-    PipelineSettings,
     RecordQueue,
     RecordWriter,
     WriterThread,
 )
 from recorder.collector.status import StatusReporter
-from recorder.config import Config, mask_url
+from recorder.config import Config, mask_url, venue_settings
 from recorder.credentials import Credentials
 from recorder.poller.ratelimit import process_limiter
 from recorder.records import Record, utc_now
+from recorder.venue import BookAuditSource
 
 if TYPE_CHECKING:
     from recorder.collector.metrics import MetricsServer
@@ -92,34 +92,30 @@ class Recorder:
         c = config.collector
         self.records = RecordQueue(config.storage.writer_queue_rows,
                                    max_age=queue_max_age(config.storage.flush_interval))
-        conn_settings = ConnectionSettings(
-            url=config.exchange.ws_url, subscribe_batch=c.subscribe_batch, compress=c.compress,
-            ping_interval=c.ping_interval, pong_timeout=c.pong_timeout, stall_timeout=c.stall_timeout,
-            connect_timeout=c.connect_timeout,
-            backoff=BackoffPolicy(initial=c.reconnect_initial, cap=max(c.reconnect_cap, c.reconnect_initial)),
-        )
-        shares = {f"ws-{i}": [ch for symbol in symbols for ch in c.channels_for(symbol)]
-                  for i, symbols in enumerate(c.connection_shares())}
-        by_name: dict[str, Connection] = {}
-        self.pipeline = FramePipeline(
-            PipelineSettings(snapshot_depth=c.snapshot_depth, snapshot_on_change=c.snapshot_on_change,
-                             snapshot_interval_ms=c.snapshot_interval_ms,
-                             audit_history=c.book_audit_history if c.book_audit_interval > 0 else 0),
-            shares,
-            subscriptions=ConnectionSubscriptions(by_name),
-        )
+        self.venues = venue_settings(config)  # [(venue, its settings)], every enabled venue
+        self.pipeline = FramePipeline()
+        for venue, settings in self.venues:
+            self.pipeline.add(venue, settings)
         self.intake = Intake(self.pipeline, self.records, soft_rows=config.storage.batch_size)
-        self.connections = [Connection(name, channels, conn_settings, self.intake)
-                            for name, channels in shares.items()]
-        by_name.update((conn.name, conn) for conn in self.connections)
+        self.connections = [Connection(session, self.intake) for session in self.pipeline.sessions.values()]
         self.writer_thread = WriterThread(writer, self.records, batch_size=config.storage.batch_size,
                                           flush_interval=config.storage.flush_interval)
         self.credentials = credentials
         self.rest_url = rest_url or config.exchange.rest_url
-        self.auditor = (BookAuditor(self.pipeline, self.rest_url, interval=c.book_audit_interval,
-                                    slack=c.book_audit_slack_ms / 1000, depth=c.snapshot_depth,
-                                    policy=conn_settings.backoff, limiter=process_limiter(config.poller))
-                        if c.book_audit_interval > 0 else None)
+        self.auditors: list[BookAuditor] = []
+        if c.book_audit_interval > 0:
+            policy = BackoffPolicy(initial=c.reconnect_initial, cap=max(c.reconnect_cap, c.reconnect_initial))
+            for venue, settings in self.venues:
+                if not isinstance(venue, BookAuditSource):
+                    continue  # a venue without a REST book to audit against
+                url = venue.rest_url(settings)
+                if rest_url and url == config.exchange.rest_url:  # the [exchange] venue, its URL overridden
+                    url = rest_url
+                self.auditors.append(BookAuditor(
+                    self.pipeline, url, source=venue, venue=venue.name, interval=c.book_audit_interval,
+                    slack=c.book_audit_slack_ms / 1000, depth=c.snapshot_depth, policy=policy,
+                    limiter=process_limiter(config.poller), on_resubscribe=self._wake_connections))
+        self.auditor = self.auditors[0] if self.auditors else None
         self.poller: Any = None
         self.status = StatusReporter(self)
         self.stop_event: asyncio.Event | None = None
@@ -131,6 +127,19 @@ class Recorder:
         """Where the poller hands its records (in the loop's thread): through the intake, never refused."""
         if records:
             self.intake.control(Control(ControlKind.RECORDS, "rest", utc_now(), records=tuple(records)))
+
+    def _what(self) -> str:
+        """``okex_v1: 2 symbols from wss://…`` for every venue."""
+        parts = []
+        for venue, settings in self.venues:
+            urls = sorted({c.url for c in self.connections if c.session.plan.venue == venue.name})
+            parts.append(f"{venue.name}: {len(venue.symbols(settings))} symbols from {', '.join(urls)}")
+        return "; ".join(parts)
+
+    def _wake_connections(self) -> None:
+        """A session may have a request to send (after a book audit): let the connections look."""
+        for conn in self.connections:
+            conn.wake()
 
     def request_stop(self) -> None:
         """Stop receiving (thread-safe within the recorder's loop)."""
@@ -161,10 +170,9 @@ class Recorder:
                                  state_url=self.config.storage.sql_url)
             poller_task = asyncio.create_task(self.poller.run(stop), name="poller")
         status_task = asyncio.create_task(self.status.run(stop), name="status")
-        audit_task = (asyncio.create_task(self.auditor.run(stop), name="book-audit")
-                      if self.auditor is not None else None)
-        log.info("recording %d symbols over %d connection(s) from %s into %s and %s",
-                 len(self.config.collector.symbols), len(self.connections), self.config.exchange.ws_url,
+        audit_tasks = [asyncio.create_task(auditor.run(stop), name=f"book-audit-{auditor.venue}")
+                       for auditor in self.auditors]
+        log.info("recording %s over %d connection(s) into %s and %s", self._what(), len(self.connections),
                  mask_url(self.config.storage.sql_url), self.config.storage.parquet_root)
         if on_started is not None:
             on_started(self)
@@ -200,8 +208,8 @@ class Recorder:
             await asyncio.gather(*tasks, return_exceptions=True)
             if poller_task is not None:
                 await asyncio.gather(poller_task, return_exceptions=True)
-            if audit_task is not None:
-                await asyncio.gather(audit_task, return_exceptions=True)
+            if audit_tasks:
+                await asyncio.gather(*audit_tasks, return_exceptions=True)
             await asyncio.gather(pump, return_exceptions=True)
             self.intake.control(Control(ControlKind.SHUTDOWN, "collector", utc_now(), "clean stop"))
             self.records.close()
@@ -225,7 +233,7 @@ class Recorder:
             return
         if all(c.counters.connects == 0 and c.counters.reconnects > 0 for c in conns):
             self.unreachable_reported = True
-            log.error(unreachable_message(self.config.exchange.ws_url, conns[0].counters.last_error,
+            log.error(unreachable_message(conns[0].url, conns[0].counters.last_error,
                                           self.config.collector.reconnect_cap))
 
     def recorded_rows(self) -> dict[str, int]:
@@ -247,7 +255,7 @@ class Recorder:
         attempts = sum(c.counters.connects + c.counters.reconnects for c in conns)
         if conns and all(c.counters.connects == 0 for c in conns):
             last = conns[0].counters.last_error or "no attempt finished"
-            why = (f"no connection to {self.config.exchange.ws_url} ever succeeded "
+            why = (f"no connection to {conns[0].url} ever succeeded "
                    f"({attempts} failed attempts; last: {last}). Point exchange.ws_url at "
                    "`okex-recorder simulate` or check the network")
         else:

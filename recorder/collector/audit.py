@@ -1,15 +1,16 @@
-"""The book audit: incremental order books compared with the REST ``depth.do`` answer.
+"""The book audit: incremental order books compared with the venue's REST book.
 
-After every rebuild of an incremental book (``ok_sub_spot_X_depth``) and every
-``collector.book_audit_interval`` seconds (0 = never, not even after rebuilds), the
-auditor asks ``GET depth.do?symbol=X&size=D`` (D = ``snapshot_depth``) on
-``exchange.rest_url`` and hands the answer to
-:meth:`recorder.collector.pipeline.FramePipeline.audit_book`, which applies the rule
-(docs/collector.md "Book audit"): the answer's top D levels must equal those of one
-book state the recorder held during ``[asked - slack, answered + slack]``
-(``collector.book_audit_slack_ms``). The check waits ``slack`` after the answer, so
-states the WebSocket delivers a little later count. A failed audit is a
-``book_audit_failed`` feed event and a resubscription (the pipeline's doing).
+For each venue that offers it (:class:`recorder.venue.BookAuditSource`; OKEx v1: REST
+``depth.do``): after every rebuild of an incremental book and every
+``collector.book_audit_interval`` seconds (0 = never, not even after rebuilds), the auditor
+asks the venue's REST book of the top D levels (D = ``snapshot_depth``) on its REST URL and
+hands the answer to :meth:`recorder.collector.pipeline.FramePipeline.audit_book`; the session
+holding the book applies the rule (docs/collector.md "Book audit"): the answer's top D levels
+must equal those of one book state the recorder held during ``[asked - slack, answered + slack]``
+(``collector.book_audit_slack_ms``). The check waits ``slack`` after the answer, so states the
+WebSocket delivers a little later count. A failed audit is a ``book_audit_failed`` feed event
+and a resubscription (the session's doing; :attr:`BookAuditor.on_resubscribe` lets the
+connections send it at once).
 
 Runs as a task on the collector's event loop (httpx async: the loop never blocks).
 An unreachable or failing REST endpoint is logged once, recorded as an open
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
@@ -29,10 +31,9 @@ import httpx
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.collector.pipeline import FramePipeline
 from recorder.errors import RecorderError
-from recorder.okex.frames import decode_json
-from recorder.okex.rest import parse_depth
 from recorder.poller.ratelimit import RateLimiter
 from recorder.records import BookSnapshot, FeedEvent, FeedEventKind, utc_now
+from recorder.venue import BookAuditSource
 
 __all__ = ["BookAuditor"]
 
@@ -40,19 +41,25 @@ log = logging.getLogger("recorder.collector")
 
 
 class BookAuditor:
-    """Audits the pipeline's incremental books against REST ``depth.do`` (see the module doc).
+    """Audits one venue's incremental books against its REST book (see the module doc).
 
     ``interval`` s between periodic audits (> 0), ``slack`` s of tolerance around the REST
     call, ``depth`` levels compared, ``policy`` the backoff while REST is unreachable,
-    ``limiter`` the process-wide REST rate limiter (``depth.do``: 20 calls / 2 s) that
+    ``source`` the venue's REST book request and parser, ``venue`` its name (whose sessions are
+    audited), ``limiter`` the process-wide REST rate limiter (keyed by the endpoint's last path
+    segment, e.g. ``depth.do``: 20 calls / 2 s) that
     paces the calls (audits then run late rather than being refused).
     """
 
-    def __init__(self, pipeline: FramePipeline, rest_url: str, *, interval: float, slack: float, depth: int,
-                 policy: BackoffPolicy, limiter: RateLimiter | None = None, timeout: float = 10.0,
-                 poll: float = 0.2) -> None:
+    def __init__(self, pipeline: FramePipeline, rest_url: str, *, source: BookAuditSource, venue: str,
+                 interval: float, slack: float, depth: int, policy: BackoffPolicy,
+                 limiter: RateLimiter | None = None, timeout: float = 10.0, poll: float = 0.2,
+                 on_resubscribe: Callable[[], None] | None = None) -> None:
         self.pipeline = pipeline
         self.rest_url = rest_url.rstrip("/") + "/"
+        self.source = source
+        self.venue = venue
+        self.on_resubscribe = on_resubscribe
         self.interval = interval
         self.slack = slack
         self.depth = depth
@@ -87,7 +94,7 @@ class BookAuditor:
             periodic = loop.time() >= next_periodic
             if periodic:
                 next_periodic = loop.time() + self.interval
-            due.update(self.pipeline.audit_candidates(periodic=periodic))
+            due.update(self.pipeline.audit_candidates(periodic=periodic, venue=self.venue))
             for symbol, epoch in list(due.items()):
                 if stop.is_set():
                     return
@@ -101,16 +108,18 @@ class BookAuditor:
             await _sleep(stop, self.poll)
 
     async def _audit(self, client: httpx.AsyncClient, symbol: str, epoch: int) -> bool:
+        url, params = self.source.audit_request(self.rest_url, symbol, self.depth)
+        endpoint = url.rsplit("/", 1)[-1]
         if self.limiter is not None:  # the documented REST limits hold for the process (with the poller)
-            await self.limiter.acquire("depth.do")
+            await self.limiter.acquire(endpoint)
         sent = utc_now()
         try:
-            response = await client.get("depth.do", params={"symbol": symbol, "size": str(self.depth)})
+            response = await client.get(url, params=params)
             response.raise_for_status()
             answered = utc_now()
-            rest = parse_depth(decode_json(response.content), symbol, answered)
+            rest = self.source.audit_parse(response.content, symbol, answered)
         except (httpx.HTTPError, RecorderError) as exc:
-            self._unreachable(f"depth.do for {symbol}: {exc or type(exc).__name__}")
+            self._unreachable(f"{endpoint} for {symbol}: {exc or type(exc).__name__}")
             return False
         if self._unavailable is not None:
             log.info("book audit: %s answers again", self.rest_url)
@@ -124,8 +133,11 @@ class BookAuditor:
 
     def _check(self, symbol: str, epoch: int, sent: datetime, answered: datetime, rest: BookSnapshot) -> None:
         slack = timedelta(seconds=self.slack)
-        outcome = self.pipeline.audit_book(symbol, epoch, sent, answered, slack, rest, utc_now())
+        outcome = self.pipeline.audit_book(symbol, epoch, sent, answered, slack, rest, utc_now(),
+                                           venue=self.venue)
         self.outcomes[outcome.result] = self.outcomes.get(outcome.result, 0) + 1
+        if outcome.result == "fail" and self.on_resubscribe is not None:
+            self.on_resubscribe()  # the session queued a resubscription: the connection sends it
 
     def _unreachable(self, reason: str) -> None:
         if self._unavailable is not None:

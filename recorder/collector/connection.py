@@ -1,25 +1,22 @@
-"""One WebSocket connection to the exchange, owning a share of the subscriptions.
+"""One WebSocket connection to a venue: the I/O shell around the venue's sans-I/O session.
 
-A thin I/O shell (PROTOCOL.md "WebSocket"): connect, subscribe in batches (a JSON
-list of ``addChannel`` objects, ``"binary": "1"`` when compression is asked for),
-send ``{"event": "ping"}`` every ``ping_interval`` s, and hand every frame, stamped
-with its UTC receive time, to the :class:`~recorder.collector.pipeline.Intake`, which
-decodes it in this (the event loop's) thread. The shell never looks at a frame's
-text: whether a frame was a pong (or data) is what the decoder found
-(``FRAME_PONG`` / ``FRAME_DATA``), so the liveness watch and the decoder share one
-definition of a pong, and a binary frame is inflated once, by the decoder.
+The shell (docs/collector.md "Connections") knows no venue: it connects to the
+:class:`~recorder.venue.ConnectionPlan`'s URL, tells the session (through the
+:class:`~recorder.collector.pipeline.Intake`, in order with the frames) that a connection is
+open or lost, sends what the session hands out (:meth:`~recorder.venue.Session.data_to_send`:
+subscriptions, resubscriptions, retries of refused subscriptions), sends the session's ping
+every ``timing.ping_interval`` s, and hands every frame, stamped with a strictly increasing UTC
+receive time, to the intake, which decodes it in this (the event loop's) thread. The shell
+never looks at a frame's text: whether a frame was a pong (or data) is what the session's
+decoder found (``FRAME_PONG`` / ``FRAME_DATA``), and a binary frame is inflated once, there.
 
-Subscriptions the pipeline asks for again (a refused ``addChannel``, a book to rebuild
-with ``removeChannel`` + ``addChannel``) are paced per channel with the one backoff
-(:func:`recorder.backoff.backoff`, the reconnect policy) and coalesced while one is
-pending; a channel that delivers again starts from the backoff's first delay.
-
-The connection is dead when no pong arrives within ``pong_timeout`` after a ping,
-when no data arrives for ``stall_timeout``, when the server closes it, or when the
-writer is behind (the backpressure policy, docs/collector.md). It is then
-replaced, forever, with :func:`recorder.backoff.backoff` between attempts, and
-everything is subscribed again. Every loss is announced to the pipeline
-(``Control(DISCONNECTED)``), which records the gap and throws the books away.
+The connection is dead when no pong arrives within ``pong_timeout`` after a ping, when no data
+arrives for ``stall_timeout``, when the server closes it, when the session asks for a clean
+boundary (:meth:`~recorder.venue.Session.replace_reason`), or when the writer is behind (the
+backpressure policy, docs/collector.md). It is then replaced, forever, with
+:func:`recorder.backoff.backoff` between attempts, and the session subscribes everything again.
+Every loss is announced to the session (``Control(DISCONNECTED)``), which records the gap and
+throws its books away.
 """
 
 from __future__ import annotations
@@ -27,11 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import websockets
@@ -40,16 +35,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.collector.pipeline import FRAME_DATA, FRAME_PONG, Control, ControlKind, Intake
 from recorder.errors import TransportError
-from recorder.okex.channels import Channel
 from recorder.records import utc_now
+from recorder.venue import Session
 
-__all__ = [
-    "Connection", "ConnectionSettings", "ConnectionState", "ConnectionSubscriptions", "subscribe_messages",
-]
+__all__ = ["Connection", "ConnectionState"]
 
 log = logging.getLogger("recorder.collector")
 
-MAX_FRAME_BYTES = 16 * 1024 * 1024
 _ONE_US = timedelta(microseconds=1)
 
 
@@ -59,20 +51,6 @@ class ConnectionState(enum.Enum):
     RECEIVING = "receiving"
     WAITING = "waiting"  # backing off before the next attempt
     STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionSettings:
-    """The ``[collector]`` keys a connection uses."""
-
-    url: str
-    subscribe_batch: int = 50
-    compress: bool = False
-    ping_interval: float = 30.0
-    pong_timeout: float = 10.0
-    stall_timeout: float = 60.0
-    connect_timeout: float = 10.0
-    backoff: BackoffPolicy = field(default_factory=lambda: BackoffPolicy(initial=0.5, cap=30.0))
 
 
 @dataclass(slots=True)
@@ -86,19 +64,6 @@ class ConnectionCounters:
     last_error: str = ""
 
 
-def subscribe_messages(channels: Sequence[Channel], batch: int, *, compress: bool, event: str = "addChannel"
-                       ) -> Iterator[str]:
-    """The text frames that subscribe ``channels``: JSON lists of at most ``batch`` objects."""
-    for i in range(0, len(channels), batch):
-        objs: list[dict[str, str]] = []
-        for ch in channels[i:i + batch]:
-            obj = {"event": event, "channel": ch.name}
-            if compress:
-                obj["binary"] = "1"
-            objs.append(obj)
-        yield json.dumps(objs, separators=(",", ":"))
-
-
 class _Dead(Exception):
     """Internal: the watchdog found the connection dead (reason in args[0])."""
 
@@ -110,23 +75,26 @@ class _Dead(Exception):
 
 
 class Connection:
-    """One WebSocket connection: its channels, its liveness watch, its reconnect loop.
+    """One WebSocket connection: its session, its liveness watch, its reconnect loop.
 
-    ``name`` labels feed events and logs (``ws-0``…). Call :meth:`run` as a task;
-    it returns when ``stop`` is set. :meth:`resubscribe` may be called from any
-    thread (it hops onto the connection's event loop).
+    ``session`` (the venue's :class:`~recorder.venue.Session` for this connection) names it
+    (``plan.name`` labels feed events and logs) and gives its URL and timing; ``url`` overrides
+    the plan's. Call :meth:`run` as a task; it returns when ``stop`` is set.
     """
 
-    def __init__(self, name: str, channels: Sequence[Channel], settings: ConnectionSettings,
-                 intake: Intake) -> None:
-        self.name = name
-        self.channels = tuple(channels)
-        self.settings = settings
+    def __init__(self, session: Session, intake: Intake, *, url: str | None = None) -> None:
+        self.session = session
+        self.name = session.plan.name
+        self.url = url or session.plan.url
+        self.timing = session.timing
         self.intake = intake
+        self.policy = BackoffPolicy(initial=self.timing.reconnect_initial,
+                                    cap=max(self.timing.reconnect_cap, self.timing.reconnect_initial))
         self.counters = ConnectionCounters()
         self.state = ConnectionState.CONNECTING
         self._ws: ClientConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
         self._overflow = False
         self._session_data = False
         self._last_pong = time.monotonic()
@@ -135,10 +103,11 @@ class Connection:
         self._session_ts = self._last_ts  # when the current session started reading
         self._last_data_ts: datetime | None = None  # receive time of the last data frame
         self.failed_connects = 0  # consecutive attempts that could not connect (repeats are logged at DEBUG)
-        self._delays: dict[str, Iterator[float]] = {}  # channel -> its backoff (requests again)
-        self._pending: dict[str, tuple[ClientConnection, bool]] = {}  # channel -> (ws, remove first)
-        self._tasks: set[asyncio.Future[None]] = set()
-        self._replace_reason: str | None = None
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The venue's channel names this connection carries."""
+        return self.session.plan.channels
 
     @property
     def last_data(self) -> float | None:
@@ -146,92 +115,23 @@ class Connection:
         ts = self._last_data_ts
         return None if ts is None else ts.timestamp()
 
-    # -- called from the pipeline (the loop's thread) ----------------------------------------------
+    def wake(self) -> None:
+        """The session may have something to send or a new deadline (call in the loop's thread)."""
+        if self._wake is not None:
+            self._wake.set()
 
-    def resubscribe(self, channel: Channel) -> None:
-        """Send ``removeChannel`` then ``addChannel`` for ``channel``, paced by the backoff (thread-safe).
-
-        Once sent, ``Control(RESUBSCRIBE_SENT, channel=…)`` tells the pipeline, in order
-        with the frames, that the server's removeChannel ack is now the boundary.
-        """
-        self._threadsafe(lambda: self._request(channel, remove_first=True))
-
-    def subscribe(self, channel: Channel) -> None:
-        """Send ``addChannel`` for ``channel`` again (it was refused), paced by the backoff (thread-safe)."""
-        self._threadsafe(lambda: self._request(channel, remove_first=False))
-
-    def healthy(self, channel: Channel) -> None:
-        """``channel`` delivers: its next request starts from the backoff's first delay (thread-safe)."""
-        self._threadsafe(lambda: self._delays.pop(channel.name, None))
-
-    def replace(self, reason: str) -> None:
-        """Close this connection and open a new one (a clean subscription boundary; thread-safe)."""
-        def mark() -> None:
-            if self._ws is not None and self._replace_reason is None:
-                self._replace_reason = reason
-        self._threadsafe(mark)
-
-    def _threadsafe(self, fn: Callable[[], object]) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            fn()
-        else:
-            loop.call_soon_threadsafe(fn)
-
-    def _request(self, channel: Channel, *, remove_first: bool) -> None:
-        name = channel.name
-        pending = self._pending.get(name)
-        if pending is not None:  # one request per channel at a time; the stronger one wins, on this socket
-            self._pending[name] = (self._ws or pending[0], pending[1] or remove_first)
-            return
-        ws = self._ws
-        if ws is None:
-            return  # the next connection subscribes everything anyway
-        delays = self._delays.get(name)
-        if delays is None:
-            delays = self._delays[name] = backoff(self.settings.backoff)
-        delay = next(delays)
-        self._pending[name] = (ws, remove_first)
-        task = asyncio.ensure_future(self._send_request(channel, delay))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send_request(self, channel: Channel, delay: float) -> None:
-        name = channel.name
-        try:
-            await asyncio.sleep(delay)
-        finally:
-            ws, remove_first = self._pending.pop(name, (None, False))
-        if ws is None or ws is not self._ws:
-            return  # that connection is gone: its successor subscribed everything
-        s = self.settings
-        events = ("removeChannel", "addChannel") if remove_first else ("addChannel",)
-        if remove_first:  # before the send: the server's removeChannel ack can only come after it
-            self.intake.control(Control(ControlKind.RESUBSCRIBE_SENT, self.name, utc_now(),
-                                        f"removeChannel + addChannel {name}", channel=name))
-        try:
-            for event in events:
-                for text in subscribe_messages([channel], 1, compress=s.compress, event=event):
-                    await ws.send(text)
-        except websockets.ConnectionClosed:
-            return
-        if remove_first:
-            log.info("%s: resubscribed %s", self.name, name)
-        else:  # a refused channel: the pipeline logs the refusals, rate-limited
-            log.debug("%s: asked again for %s", self.name, name)
+    async def _flush(self, ws: ClientConnection) -> None:
+        """Send what the session hands out, in order."""
+        for message in self.session.data_to_send():
+            await ws.send(message)
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, subscribe, receive; on any failure wait (backoff) and start again, until ``stop``."""
         self._loop = asyncio.get_running_loop()
-        delays = backoff(self.settings.backoff)
+        self._wake = asyncio.Event()
+        delays = backoff(self.policy)
         try:
             while not stop.is_set():
                 got_data = False
@@ -255,7 +155,7 @@ class Connection:
                     stall_since=None if stall_since is None else _to_dt(stall_since),
                     dead_since=dead_since))
                 if got_data:
-                    delays = backoff(self.settings.backoff)  # it worked for a while: start small again
+                    delays = backoff(self.policy)  # it worked for a while: start small again
                 delay = next(delays)
                 self.state = ConnectionState.WAITING
                 log.log(logging.WARNING if self.failed_connects <= 1 else logging.DEBUG,
@@ -263,8 +163,6 @@ class Connection:
                 await self._wait(stop, delay)
         finally:
             self.state = ConnectionState.STOPPED
-            for task in list(self._tasks):
-                task.cancel()
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> None:
         deadline = time.monotonic() + delay
@@ -281,29 +179,28 @@ class Connection:
 
     async def _session(self, stop: asyncio.Event) -> bool:
         """One connection's life; returns whether any data arrived. Raises _Dead / TransportError."""
-        s = self.settings
+        t = self.timing
+        url = self.url
         self.state = ConnectionState.CONNECTING
         try:
-            ws = await connect(s.url, open_timeout=s.connect_timeout, ping_interval=None, proxy=None,
-                               max_size=MAX_FRAME_BYTES, max_queue=256, close_timeout=2)
+            ws = await connect(url, open_timeout=t.connect_timeout, ping_interval=None, proxy=None,
+                               max_size=t.max_frame_bytes, max_queue=256, close_timeout=2)
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             self.failed_connects += 1
-            raise TransportError(f"cannot connect to {s.url}: {exc or type(exc).__name__}") from exc
+            raise TransportError(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
         if self.failed_connects > 1:
-            log.warning("%s: connected to %s after %d failed attempts", self.name, s.url,
+            log.warning("%s: connected to %s after %d failed attempts", self.name, url,
                         self.failed_connects)
         self.failed_connects = 0
         self._overflow = False
-        self._replace_reason = None
         self._ws = ws
         self.counters.connects += 1
         got_data = False
         try:
             self.state = ConnectionState.SUBSCRIBING
-            for text in subscribe_messages(self.channels, s.subscribe_batch, compress=s.compress):
-                await ws.send(text)
-            self.intake.control(Control(ControlKind.CONNECTED, self.name, utc_now(),
-                                            f"subscribed {len(self.channels)} channels"))
+            # the session queues its subscriptions (a clean boundary for every book on it)
+            self.intake.control(Control(ControlKind.CONNECTED, self.name, utc_now()))
+            await self._flush(ws)
             self.state = ConnectionState.RECEIVING
             watchdog = asyncio.ensure_future(self._watch(ws))
             stopper = asyncio.ensure_future(stop.wait())
@@ -332,6 +229,10 @@ class Connection:
     async def _read(self, ws: ClientConnection) -> None:
         intake = self.intake
         take = intake.frame
+        session = self.session
+        outgoing = session.data_to_send
+        deadline = session.next_deadline
+        wake = self._wake
         name = self.name
         counters = self.counters
         self._session_data = False
@@ -358,6 +259,12 @@ class Connection:
                                 f"oldest received {records.age():.1f} s ago), frame dropped")
                 if flags & FRAME_PONG:
                     self._last_pong = mono()
+                messages = outgoing()
+                if messages:  # e.g. a resubscription the frame called for
+                    for message in messages:
+                        await ws.send(message)
+                if wake is not None and deadline() is not None:
+                    wake.set()  # a paced request: the watch sends it when due
                 if not flags & FRAME_DATA:
                     counters.pongs += 1  # frames holding only pongs (a pong inside a data frame is data)
                     continue
@@ -370,52 +277,48 @@ class Connection:
             raise TransportError(f"connection closed: {exc}") from exc
 
     async def _watch(self, ws: ClientConnection) -> None:
-        s = self.settings
-        tick = max(0.05, min(1.0, s.ping_interval / 4, s.pong_timeout / 4, s.stall_timeout / 4))
+        t = self.timing
+        session = self.session
+        wake = self._wake
+        assert wake is not None
+        tick = max(0.05, min(1.0, t.ping_interval / 4, t.pong_timeout / 4, t.stall_timeout / 4))
         last_ping = time.monotonic()
         ping_pending_since: float | None = None
         while True:
-            await asyncio.sleep(tick)
-            if self._replace_reason is not None:
-                raise _Dead(self._replace_reason)
+            sleep = tick
+            due = session.next_deadline()
+            if due is not None:
+                sleep = min(tick, max(0.0, (due - utc_now()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=sleep)
+            wake.clear()
+            reason = session.replace_reason()
+            if reason is not None:
+                raise _Dead(reason)
+            session.on_timer(utc_now())
+            try:
+                await self._flush(ws)
+            except websockets.ConnectionClosed as exc:
+                raise TransportError(f"connection closed: {exc}") from exc
             now = time.monotonic()
             if ping_pending_since is not None and self._last_pong >= ping_pending_since:
                 ping_pending_since = None
-            if ping_pending_since is not None and now - ping_pending_since > s.pong_timeout:
+            if ping_pending_since is not None and now - ping_pending_since > t.pong_timeout:
                 # nothing came back since the last frame received: the gap starts there, not now
                 heard = max(self._last_ts, self._session_ts)  # last frame received, or the session's start
-                raise _Dead(f"no pong within {s.pong_timeout:g} s", dead_since=heard)
-            if now - self._last_data_mono > s.stall_timeout:
+                raise _Dead(f"no pong within {t.pong_timeout:g} s", dead_since=heard)
+            if now - self._last_data_mono > t.stall_timeout:
                 since = time.time() - (now - self._last_data_mono)
-                raise _Dead(f"stalled: no data for {s.stall_timeout:g} s", stall_since=since)
-            if now - last_ping >= s.ping_interval:
+                raise _Dead(f"stalled: no data for {t.stall_timeout:g} s", stall_since=since)
+            if now - last_ping >= t.ping_interval:
                 last_ping = now
                 if ping_pending_since is None:
                     ping_pending_since = now
                 try:
-                    await ws.send('{"event":"ping"}')
+                    await ws.send(session.ping())
                 except websockets.ConnectionClosed as exc:
                     raise TransportError(f"connection closed: {exc}") from exc
 
 
 def _to_dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
-
-
-class ConnectionSubscriptions:
-    """The pipeline's :class:`~recorder.collector.pipeline.Subscriptions`, routed to connections by name."""
-
-    def __init__(self, connections: Mapping[str, Connection]) -> None:
-        self._connections = connections
-
-    def resubscribe(self, conn: str, channel: Channel) -> None:
-        self._connections[conn].resubscribe(channel)
-
-    def subscribe(self, conn: str, channel: Channel) -> None:
-        self._connections[conn].subscribe(channel)
-
-    def healthy(self, conn: str, channel: Channel) -> None:
-        self._connections[conn].healthy(channel)
-
-    def reconnect(self, conn: str, reason: str) -> None:
-        self._connections[conn].replace(reason)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.app import open_storage, record, setup_logging
-from recorder.config import Config, load_config
+from recorder.config import Config, load_config, venue_settings
 from recorder.errors import ConfigError
 
 __all__ = ["add_arguments", "demo_config", "run", "summarise"]
@@ -52,9 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "second run into the same directory records new trades and orders)")
 
 
-def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, ...]) -> Config:
-    """The demo's configuration: everything under ``data_dir``, the simulator as the exchange."""
+def demo_config(data_dir: Path, ws_url: str, rest_url: str, symbols: tuple[str, ...],
+                v5: dict[str, Any] | None = None) -> Config:  # fmt: skip
+    """The demo's configuration: everything under ``data_dir``, the simulator as the exchange.
+
+    ``v5``: the ``[venues.okx_v5]`` table (the v5 simulator's URLs and instruments) to record OKX v5
+    beside OKEx v1, or None for v1 only.
+    """
+    venues = {"okx_v5": v5} if v5 is not None else {}
     return load_config(env={}, overrides={
+        "venues": venues,
         "exchange": {"ws_url": ws_url, "rest_url": rest_url},
         "collector": {"symbols": list(symbols), "channels": ["ticker", "depth", "deals", "kline_1min"],
                       "status_file": str(data_dir / "status.json"), "status_interval": 10.0,
@@ -72,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from recorder.collector.status import row_counts
     from recorder.credentials import Credentials
     from recorder.simulator import SimulatorThread
+    from recorder.simulator.okx_v5 import SimulatorThread as V5SimulatorThread
+    from recorder.simulator.okx_v5 import V5Settings
     from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET, SimulatorSettings
     from recorder.storage import migrate
 
@@ -82,11 +91,22 @@ def run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     settings = SimulatorSettings(seed=seed, updates_per_second=args.rate, account_activity_interval=2.0,
                                  truth_memory=0)
-    with SimulatorThread(settings) as sim:
-        config = demo_config(data_dir, sim.ws_url, sim.rest_url, settings.symbols)
+    v5_settings = V5Settings(seed=seed, updates_per_second=args.rate, truth_memory=0)
+    with_v5 = _storage_takes(v5_settings.instruments[0])
+    with SimulatorThread(settings) as sim, V5SimulatorThread(v5_settings) as v5sim:
+        v5_table = {"public_url": v5sim.public_url, "business_url": v5sim.business_url,
+                    "private_url": v5sim.private_url, "rest_url": v5sim.rest_url,
+                    "instruments": list(v5_settings.instruments),
+                    "channels": ["tickers", "books", "trades"], "candle_bars": ["1m"]}  # fmt: skip
+        config = demo_config(data_dir, sim.ws_url, sim.rest_url, settings.symbols,
+                             v5_table if with_v5 else None)
         setup_logging(config)
-        print(f"okex-recorder demo: simulator at {sim.ws_url} and {sim.rest_url} (seed {seed}); "
-              f"recording {len(settings.symbols)} symbols for {args.duration:g} s into {data_dir}/")
+        if not with_v5:
+            print("okex-recorder demo: okx_v5 is not recorded: this storage refuses its instrument ids "
+                  f"({v5_settings.instruments[0]}; the venue-keyed storage accepts them)")
+        print(f"okex-recorder demo: OKEx v1 simulator at {sim.ws_url} and {sim.rest_url}, OKX v5 simulator "
+              f"at {v5sim.rest_url} (seed {seed}); recording {len(settings.symbols)} okex_v1 symbols and "
+              f"{len(v5_settings.instruments)} okx_v5 instruments for {args.duration:g} s into {data_dir}/")
         prepare_directories(config)
         with claim_storage(config, fix=f"another demo or run is recording into {data_dir}/; wait for it to "
                                        "finish, or give this demo another --data-dir"):
@@ -101,6 +121,24 @@ def run(args: argparse.Namespace) -> int:
                                         rest_url=sim.rest_url))
     print(summarise(config, result.status, data_dir, seed=seed, before=before))
     return result.exit_code
+
+
+def _storage_takes(symbol: str) -> bool:
+    """Whether storage's symbol rule accepts ``symbol`` (v5 ids are upper case: the storage before the
+    venue-keyed datasets refuses them)."""
+    from recorder.errors import SymbolError
+    from recorder.storage.keys import check_symbol
+
+    try:
+        check_symbol(symbol)
+    except SymbolError:
+        return False
+    return True
+
+
+def _venue_of(symbol: str) -> str:
+    """The venue of a stored symbol where storage has no ``venue`` column yet: v5 ids are upper case."""
+    return "okx_v5" if symbol != symbol.lower() else "okex_v1"
 
 
 def _python() -> str:
@@ -142,6 +180,8 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: i
     lines = ["", f"== this run: {elapsed:.0f} s"
              + ("" if seed is None else f", simulator seed {seed} (--seed {seed} repeats its market)")
              + " =="]
+    lines.append("venues: " + "; ".join(f"{venue.name} ({', '.join(venue.symbols(settings))})"
+                                        for venue, settings in venue_settings(config)))  # fmt: skip
     lines += rows_table(status, after, {t: after.get(t, 0) - before.get(t, 0) for t in after})
     lines.append("")
     if earlier:
@@ -158,12 +198,17 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: i
                 lines.append(f"{table.name:22} {total:8d} rows")
                 if table.name in _SYMBOL_TABLES and "symbol" in table.c and total:
                     sym = table.c.symbol
+                    if "venue" in table.c:  # per venue and symbol (the venue's own ids)
+                        qv = sa.select(table.c.venue, sym, sa.func.count()).group_by(table.c.venue, sym)
+                        for venue, symbol, n in conn.execute(qv.order_by(table.c.venue, sym)):
+                            lines.append(f"    {venue:8} {symbol:18} {n:8d}")
+                        continue
                     q = sa.select(sym, sa.func.count()).group_by(sym).order_by(sym)
                     for symbol, n in conn.execute(q):
-                        lines.append(f"    {symbol:18} {n:8d}")
+                        lines.append(f"    {_venue_of(symbol):8} {symbol:18} {n:8d}")
             fe = schema.metadata.tables["feed_events"]
             gap_kinds = ("disconnected", "stall", "book_reset", "resubscribed", "subscribe_refused", "ban",
-                         "store_outage")
+                         "store_outage", "sequence_break", "checksum_mismatch", "planned_disconnect")
             started = datetime.fromisoformat(status["started_at"])
             gaps = conn.execute(
                 sa.select(fe.c.kind, fe.c.ts_start, fe.c.ts_end, fe.c.connection, fe.c.detail)

@@ -7,7 +7,7 @@ sent. Private calls are ``POST`` with a form-encoded body carrying ``api_key``
 and ``sign`` (never the secret); public ones are ``GET``.
 
 Errors are translated once, here: an error answer becomes the typed
-:class:`~recorder.errors.ExchangeError` (via :func:`recorder.okex.rest.check_result`),
+:class:`~recorder.errors.ExchangeError` (via :func:`recorder.venues.okex_v1.rest.check_result`),
 HTTP 403 :class:`~recorder.errors.IpBannedError`, HTTP 5xx, timeouts and network
 failures :class:`~recorder.errors.TransportError`, an unreadable body
 :class:`~recorder.errors.DecodeError`. No message names a request parameter.
@@ -24,11 +24,11 @@ import httpx
 
 from recorder.credentials import Credentials
 from recorder.errors import ConfigError, DecodeError, IpBannedError, TransportError
-from recorder.okex import rest
-from recorder.okex.frames import decode_json
-from recorder.okex.signing import signed_params
 from recorder.poller.ratelimit import RateLimiter, process_limiter
 from recorder.records import Balance, Order, utc_now
+from recorder.venues.okex_v1 import rest
+from recorder.venues.okex_v1.parse import decode_json
+from recorder.venues.okex_v1.signing import signed_params
 
 __all__ = ["DEFAULT_REST_URL", "PRIVATE_READ_ENDPOINTS", "READ_ENDPOINTS", "ReadEndpoint", "ReadOnlyClient"]
 

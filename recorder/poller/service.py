@@ -50,7 +50,6 @@ from recorder.errors import (
     is_rate_limit,
     is_retryable,
 )
-from recorder.okex import rest
 from recorder.poller.client import DEFAULT_REST_URL, ReadOnlyClient
 from recorder.poller.ratelimit import RateLimiter, process_limiter
 from recorder.poller.state import OrderState, load_order_states
@@ -63,6 +62,7 @@ from recorder.records import (
     RecordSink,
     utc_now,
 )
+from recorder.venues.okex_v1 import rest
 
 __all__ = ["AUTH_HINTS", "CONNECTION", "Poller", "PollerOutcome"]
 

@@ -14,9 +14,9 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from recorder.errors import StoreUnavailableError
-from recorder.okex.enums import order_status
 from recorder.records import Order, OrderStatus
 from recorder.storage import schema
+from recorder.venues.okex_v1.enums import order_status
 
 __all__ = ["OrderState", "load_order_states"]
 

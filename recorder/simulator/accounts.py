@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Context, Decimal
 
-from recorder.okex.pairs import pairs
 from recorder.records import OrderStatus, OrderType, Side
 from recorder.simulator.market import Market, Trade
 from recorder.simulator.settings import AccountSettings
+from recorder.venues.okex_v1.pairs import pairs
 
 _HOUR_MS = 3_600_000
 # Balances are kept exactly, whatever their size: the default context would round every sum

@@ -6,7 +6,7 @@ increasing), rolling 24 h ticker statistics and klines for every period. Time is
 passed in (``now_ms``), never read, and randomness comes from an RNG seeded with
 ``(seed, symbol)``: the same seed and the same calls give the same events.
 Prices and amounts are :class:`~decimal.Decimal` on the pair's increments
-(``recorder.okex.pairs``).
+(``recorder.venues.okex_v1.pairs``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 
-from recorder.okex.pairs import Pair, pairs
 from recorder.records import KlinePeriod, Side
+from recorder.venues.okex_v1.pairs import Pair, pairs
 
 # Rough starting prices (late 2018) for known pairs; others get a seeded price.
 _BASE_PRICES = {
@@ -182,7 +182,7 @@ class SymbolMarket:
             trade = Trade(self.next_tid, price, self._amount(price), side, now_ms - i * 1000)
             self.next_tid += 1
             self.trades.append(trade)
-        for period in KlinePeriod:
+        for period in KlinePeriod.v1_periods():
             length = int(period.duration.total_seconds() * 1000)
             start = period_start(now_ms, period)
             rows: dict[int, list[Decimal]] = {}

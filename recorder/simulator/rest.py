@@ -21,13 +21,13 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from recorder.okex import signing
 from recorder.records import KlinePeriod, OrderStatus, OrderType
 from recorder.simulator import wire
 from recorder.simulator.accounts import Account, AccountError, Accounts, SimOrder
 from recorder.simulator.faults import Faults
 from recorder.simulator.market import Market, format_decimal
 from recorder.simulator.settings import SimulatorSettings
+from recorder.venues.okex_v1 import signing
 
 MISSING_PARAMETER = 10000
 RATE_LIMITED = 10001

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.errors import ConfigError
-from recorder.okex.channels import validate_symbol
+from recorder.venues.okex_v1.channels import validate_symbol
 
 DEMO_API_KEY = "0d3m0000-okex-4sim-8dem-0acc0un7key00"
 """The demo account's api_key (public: documented in docs/simulator.md)."""

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from recorder.okex.enums import ORDER_STATUS_CODE
-from recorder.okex.pairs import pairs
 from recorder.simulator.accounts import Account, SimOrder
 from recorder.simulator.market import BookChange, BookSide, KlineRow, TickerStats, Trade, format_decimal
+from recorder.venues.okex_v1.enums import ORDER_STATUS_CODE
+from recorder.venues.okex_v1.pairs import pairs
 
 EXCHANGE_TZ = timezone(timedelta(hours=8))
 """The exchange's wall clock for ``deals`` times (UTC+8)."""

@@ -27,8 +27,6 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from recorder.errors import ChannelError
-from recorder.okex import signing
-from recorder.okex.channels import Channel, parse_channel
 from recorder.records import ChannelKind, KlinePeriod
 from recorder.simulator import wire
 from recorder.simulator.accounts import Account, SimOrder
@@ -36,6 +34,8 @@ from recorder.simulator.faults import Faults
 from recorder.simulator.market import Market, StepResult, format_decimal
 from recorder.simulator.settings import SimulatorSettings
 from recorder.simulator.truth import Truth, TruthFault, TruthPush
+from recorder.venues.okex_v1 import signing
+from recorder.venues.okex_v1.channels import Channel, parse_channel
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ class WsHub:
         if step.trades:
             if prefix + "deals" in wanted:
                 objects[prefix + "deals"] = wire.ws_deals(step.trades, exponent=exp)
-            for period in KlinePeriod:
+            for period in KlinePeriod.v1_periods():
                 name = prefix + f"kline_{period.value}"
                 if name in wanted:
                     rows = sm.kline_rows(period, size=1)

@@ -138,17 +138,17 @@ def test_depth_acks_and_refusals_in_another_case_are_about_the_channel_asked_for
     instead of being held back until the channel is resubscribed, again and again."""
     from datetime import UTC, datetime, timedelta
 
-    from recorder.collector.pipeline import Control, ControlKind, FramePipeline, PipelineSettings
-    from recorder.okex.channels import Channel
+    from recorder.collector.pipeline import Control, ControlKind
     from recorder.records import BookSnapshot, ChannelKind
+    from recorder.venues.okex_v1.channels import Channel
+    from tests.venues.okex_v1.helpers import requested, v1_pipeline
 
-    calls: list[Channel] = []
-    p = FramePipeline(PipelineSettings(), {"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH)]},
-                      resubscribe=lambda conn, ch: calls.append(ch))
+    p = v1_pipeline({"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH)]})
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     ms = int(t0.timestamp() * 1000)
     depth = "ok_sub_spot_btc_usdt_depth"
     p.control(Control(ControlKind.CONNECTED, "ws-0", t0, "subscribed"))
+    assert requested(p) == [("addChannel", depth)]
     p.process_frame("ws-0", t0, json.dumps([ack(depth.upper())]))
     pushes = [{"bids": [["100", "1"]], "asks": [["101", "1"]], "timestamp": ms}]
     pushes += [{"bids": [["100", str(i)]], "asks": [], "timestamp": ms} for i in range(2, 30)]
@@ -157,7 +157,7 @@ def test_depth_acks_and_refusals_in_another_case_are_about_the_channel_asked_for
         p.process_frame("ws-0", t0 + timedelta(milliseconds=i + 1), frame)
     snaps = [r for r in p.take() if isinstance(r, BookSnapshot)]
     assert [s.bids for s in snaps] == [((Decimal(100), Decimal(i)),) for i in range(1, 30)]
-    assert calls == []
+    assert requested(p) == []  # never resubscribed
 
 
 async def test_pongs_answered_late_cost_one_connection_and_the_gap_is_on_the_record(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ async def test_a_corrupted_book_fails_its_audit_is_recorded_and_rebuilt(
 ) -> None:
     async def during(rec: Recorder) -> None:
         await wait_until(lambda: rec.pipeline.counters.audits.get("pass", 0) >= 3, timeout=60, what="audits")
-        book = rec.pipeline._books[("btc_usdt", ChannelKind.DEPTH)].book
+        book = rec.pipeline.sessions["ws-0"]._books[("btc_usdt", ChannelKind.DEPTH)].book  # type: ignore[attr-defined]
         bids, _ = book.top(8)
         # A silent corruption, as missed increments would leave: bid levels 3..8 gone (never crosses).
         for price, _amount in bids[2:]:

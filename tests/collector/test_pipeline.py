@@ -13,11 +13,9 @@ from recorder.collector.pipeline import (
     ControlKind,
     FramePipeline,
     Intake,
-    PipelineSettings,
     RecordQueue,
     run_in_process,
 )
-from recorder.okex.channels import Channel
 from recorder.records import (
     BookSnapshot,
     ChannelKind,
@@ -26,7 +24,9 @@ from recorder.records import (
     QuarantinedFrame,
     Ticker,
 )
+from recorder.venues.okex_v1.channels import Channel
 from tests.collector.conftest import MemoryWriter
+from tests.venues.okex_v1.helpers import requested, v1_pipeline
 
 T0 = datetime(2018, 11, 6, 12, 0, tzinfo=UTC)
 DEPTH = "ok_sub_spot_btc_usdt_depth"
@@ -48,13 +48,11 @@ def depth(bids: list[list[str]], asks: list[list[str]], ms: int) -> str:
     )
 
 
-def pipeline(resubscribed: list[tuple[str, Channel]] | None = None, **settings: Any) -> FramePipeline:
-    calls = resubscribed if resubscribed is not None else []
-    return FramePipeline(
-        PipelineSettings(**settings),
-        SHARES,  # type: ignore[arg-type]
-        resubscribe=lambda conn, ch: calls.append((conn, ch)),
-    )
+RESUBSCRIBE = [("removeChannel", DEPTH), ("addChannel", DEPTH)]  # what the session sends to rebuild the book
+
+
+def pipeline(**settings: Any) -> FramePipeline:
+    return v1_pipeline(SHARES, **settings)
 
 
 def test_full_push_then_increments_give_exact_top_snapshots() -> None:
@@ -96,12 +94,11 @@ def test_interval_cadence_takes_one_snapshot_per_bucket_of_exchange_time() -> No
 
 
 def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> None:
-    calls: list[tuple[str, Channel]] = []
-    p = pipeline(calls, snapshot_depth=1)
+    p = pipeline(snapshot_depth=1)
     p.process_frame("ws-0", ts(1), depth([["100", "1"]], [["101", "1"]], 1))
     p.take()
     p.process_frame("ws-0", ts(2), depth([["102", "1"]], [], 2))  # bid above the ask: crossed
-    p.control(Control(ControlKind.RESUBSCRIBE_SENT, "ws-0", ts(2), "sent", channel=DEPTH))
+    calls = requested(p)  # removeChannel + addChannel go out (paced by the backoff)
     p.process_frame("ws-0", ts(3), depth([["100", "9"]], [], 3))  # in flight before removeChannel: discarded
     removed = json.dumps([{"channel": "removeChannel", "data": {"result": True, "channel": DEPTH}}])
     ack = json.dumps({"channel": "addChannel", "data": {"result": True, "channel": DEPTH}})
@@ -109,7 +106,7 @@ def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> Non
     # the fresh full book and its ack in one frame, the book first
     p.process_frame("ws-0", ts(5), depth([["99", "1"]], [["100", "1"]], 5)[:-1] + "," + ack + "]")
     out = p.take()
-    assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
+    assert calls == RESUBSCRIBE and requested(p) == []
     crossed, opened, closed, snap = out
     assert isinstance(crossed, FeedEvent) and crossed.kind is FeedEventKind.CROSSED_BOOK
     assert opened.kind is FeedEventKind.RESUBSCRIBED and opened.ts_end is None  # type: ignore[union-attr]
@@ -200,12 +197,12 @@ def test_malformed_frames_are_quarantined_and_the_rest_still_decodes() -> None:
 
 
 def test_increments_without_an_ack_are_discarded_then_the_channel_is_asked_again() -> None:
-    calls: list[tuple[str, Channel]] = []
-    p = pipeline(calls, snapshot_depth=1)
+    p = pipeline(snapshot_depth=1)
     p.control(Control(ControlKind.CONNECTED, "ws-0", ts(0), "subscribed"))
+    assert requested(p) == [("addChannel", DEPTH), ("addChannel", "ok_sub_spot_btc_usdt_ticker")]
     for i in range(22):  # the ack and the full book were lost: these are increments (both sides)
         p.process_frame("ws-0", ts(i + 1), depth([["100", str(i + 1)]], [["101", "1"]], i + 1))
-    assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
+    assert requested(p) == RESUBSCRIBE
     out = p.take()
     assert [r.kind for r in out] == [FeedEventKind.CONNECTED, FeedEventKind.RESUBSCRIBED]  # type: ignore[union-attr]
     assert p.accounting()[DEPTH] == {"received": 22, "accepted": 0, "rejected": {
@@ -261,7 +258,7 @@ def test_intake_refuses_frames_while_the_writer_is_behind_and_hands_over_in_batc
 def test_run_in_process_writes_everything_and_flushes() -> None:
     w = MemoryWriter()
     frames = [("ws-0", ts(i), depth([["100", str(i + 1)]], [["101", "1"]], i)) for i in range(5)]
-    p = run_in_process(frames, w, PipelineSettings(snapshot_depth=1), SHARES, batch_frames=2)
+    p = run_in_process(frames, w, pipeline(snapshot_depth=1), batch_frames=2)
     assert [s.bids[0][1] for s in w.of(BookSnapshot)] == [D(1), D(2), D(3), D(4), D(5)]
     assert w.closed.is_set() and p.counters.frames == 5
 
@@ -272,8 +269,7 @@ def _rest(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> BookSnaps
 
 
 def test_book_audit_passes_when_rest_equals_any_state_held_in_the_window_else_fails_and_resyncs() -> None:
-    calls: list[tuple[str, Channel]] = []
-    p = pipeline(calls, snapshot_depth=2, audit_history=8)
+    p = pipeline(snapshot_depth=2, audit_history=8)
     p.process_frame("ws-0", ts(0), depth([["100", "1"], ["99", "1"]], [["101", "1"]], 0))
     p.process_frame("ws-0", ts(100), depth([["100", "2"]], [], 100))
     p.process_frame("ws-0", ts(200), depth([["100", "3"]], [], 200))
@@ -290,37 +286,24 @@ def test_book_audit_passes_when_rest_equals_any_state_held_in_the_window_else_fa
     assert isinstance(failed, FeedEvent) and failed.kind is FeedEventKind.BOOK_AUDIT_FAILED
     assert (failed.ts_start, failed.ts_end) == (ts(160), ts(300))  # since the last passed audit
     assert isinstance(resub, FeedEvent) and resub.kind is FeedEventKind.RESUBSCRIBED and resub.ts_end is None
-    assert calls == [("ws-0", Channel("btc_usdt", ChannelKind.DEPTH))]
+    assert requested(p) == RESUBSCRIBE
     void = p.audit_book(symbol, epoch, ts(150), ts(160), slack, older, ts(400))
     assert void.result == "void"  # the book was reset since
     assert p.counters.audits == {"pass": 1, "fail": 1, "void": 1}
 
 
 def test_a_refusal_opens_one_span_retries_each_time_and_first_data_closes_it() -> None:
-    class Subs:
-        def __init__(self) -> None:
-            self.calls: list[tuple[str, str]] = []
-
-        def resubscribe(self, conn: str, channel: Channel) -> None:
-            self.calls.append(("resubscribe", channel.name))
-
-        def subscribe(self, conn: str, channel: Channel) -> None:
-            self.calls.append(("subscribe", channel.name))
-
-        def healthy(self, conn: str, channel: Channel) -> None:
-            self.calls.append(("healthy", channel.name))
-
-        def reconnect(self, conn: str, reason: str) -> None:
-            self.calls.append(("reconnect", reason))
-
-    subs = Subs()
-    p = FramePipeline(PipelineSettings(), SHARES, subscriptions=subs)  # type: ignore[arg-type]
+    p = pipeline()
     tick = "ok_sub_spot_btc_usdt_ticker"
     p.process_frame("ws-0", ts(1), json.dumps([{"channel": tick, "success": False, "errorcode": 10015}]))
+    calls = requested(p)  # asked again (paced by the backoff) ...
     p.process_frame("ws-0", ts(2), json.dumps(  # the other shape, and one about a channel never asked for
         [{"channel": "addChannel", "data": {"result": False, "error_code": "10015", "channel": tick}},
          {"channel": "ok_sub_spot_xrp_usdt_ticker", "success": False, "errorcode": 10015}]))
     assert p.refused_subscriptions() == {tick: 2}
+    calls += requested(p)  # ... and again after the second refusal
+    session: Any = p.session("ws-0")
+    assert tick in session._delays  # the retries of the channel follow its backoff
     p.process_frame("ws-0", ts(3), json.dumps([{"channel": tick, "data": {
         "buy": "1", "sell": "2", "last": "1", "high": "2", "low": "1", "vol": "3", "timestamp": 1}}]))
     out = p.take()
@@ -332,7 +315,8 @@ def test_a_refusal_opens_one_span_retries_each_time_and_first_data_closes_it() -
         (FeedEventKind.SUBSCRIBE_REFUSED, tick, ts(1), ts(3)),
     ]
     assert isinstance(out[-2], Ticker) and "after 2 refusal(s)" in out[-1].detail  # type: ignore[union-attr]
-    assert subs.calls == [("subscribe", tick), ("subscribe", tick), ("healthy", tick)]
+    assert calls == [("addChannel", tick), ("addChannel", tick)]
+    assert tick not in session._delays  # it delivers: its next retry starts from the first delay
     assert p.refused_subscriptions() == {} and p.open_spans() == []
 
 
@@ -356,7 +340,7 @@ def test_a_pong_only_frame_is_not_data_and_is_taken_even_when_the_writer_is_behi
 
 
 def test_a_refusal_of_a_symbol_missing_from_the_pair_table_says_it_may_be_a_typo() -> None:
-    from recorder.collector.pipeline import _unlisted_hint
+    from recorder.venues.okex_v1.session import _unlisted_hint
 
     assert _unlisted_hint("btc_usdt") == ""  # listed: the exchange's own text says enough
     hint = _unlisted_hint("foo_bar")

@@ -192,14 +192,14 @@ def test_two_depth_pushes_of_one_book_in_one_frame_give_two_snapshots_with_their
     whose SQL keys (symbol, ts_recv, source) differ, and the next frame's records come later still."""
     from datetime import UTC, datetime
 
-    from recorder.collector.pipeline import FramePipeline, PipelineSettings
-    from recorder.okex.channels import Channel
     from recorder.records import BookSnapshot, ChannelKind, Ticker
+    from recorder.venues.okex_v1.channels import Channel
+    from tests.venues.okex_v1.helpers import v1_pipeline
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     ms = int(t0.timestamp() * 1000)
-    p = FramePipeline(PipelineSettings(), {"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH_5),
-                                                    Channel("btc_usdt", ChannelKind.TICKER)]})
+    p = v1_pipeline({"ws-0": [Channel("btc_usdt", ChannelKind.DEPTH_5),
+                              Channel("btc_usdt", ChannelKind.TICKER)]})
     ch = "ok_sub_spot_btc_usdt_depth_5"
 
     def book(bid_amount: str) -> tuple[str, Any]:
@@ -220,8 +220,8 @@ def test_impossible_values_are_rejected_alone_and_possible_ones_kept_exactly() -
     the reason; a ticker of 0 (no bid yet), a negative change, and their neighbours are kept."""
     from datetime import UTC, datetime
 
-    from recorder.okex.frames import Rejected, decode_frame
     from recorder.records import Kline, Ticker
+    from recorder.venues.okex_v1.parse import Rejected, decode_frame
 
     now = datetime.now(UTC)
     ms = int(now.timestamp() * 1000)

@@ -15,7 +15,6 @@ import pytest
 from recorder.backoff import BackoffPolicy
 from recorder.config import PollerSettings
 from recorder.credentials import Credentials
-from recorder.okex.signing import signed_params
 from recorder.poller.ratelimit import RateLimiter
 from recorder.poller.service import Poller
 from recorder.records import (
@@ -29,6 +28,7 @@ from recorder.records import (
 )
 from recorder.simulator import AccountSettings, Simulator, SimulatorSettings
 from recorder.simulator.accounts import SimOrder
+from recorder.venues.okex_v1.signing import signed_params
 from tests.fixtures.simulator import fast_settings
 
 API_KEY = "7e5t0000-poll-4sim-8abc-" + uuid.uuid4().hex[:12]

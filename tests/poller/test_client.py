@@ -22,10 +22,10 @@ from recorder.errors import (
     IpBannedError,
     TransportError,
 )
-from recorder.okex.signing import verify
 from recorder.poller.client import READ_ENDPOINTS, ReadOnlyClient
 from recorder.poller.ratelimit import RateLimiter
 from recorder.records import Balance, OrderStatus
+from recorder.venues.okex_v1.signing import verify
 
 API_KEY = "c821db84-6fbd-11e4-a9e3-c86000d26d7c"
 SECRET = "secretKey-that-must-never-travel"

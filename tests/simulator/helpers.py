@@ -20,7 +20,7 @@ TIMEOUT = 10.0
 
 
 def md5_sign(params: dict[str, str], secret: str) -> str:
-    """The seed document's rule, written out independently of recorder.okex.signing."""
+    """The seed document's rule, written out independently of recorder.venues.okex_v1.signing."""
     payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sign")
     return hashlib.md5(f"{payload}&secret_key={secret}".encode(), usedforsecurity=False).hexdigest().upper()
 

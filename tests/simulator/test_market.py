@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from recorder.okex.pairs import pairs
 from recorder.records import KlinePeriod
 from recorder.simulator.market import BookSide, Market, SymbolMarket, format_decimal
+from recorder.venues.okex_v1.pairs import pairs
 
 NOW = 1_541_462_400_000  # 2018-11-06T00:00:00Z
 
@@ -57,7 +57,7 @@ def test_trades_update_ticker_and_klines() -> None:
     row = m.kline_rows(KlinePeriod.MIN_1, size=1)[0]
     assert row.close == last.price and row.low <= last.price <= row.high
     assert row.ts_ms == last.ts_ms - last.ts_ms % 60_000
-    for period in KlinePeriod:
+    for period in KlinePeriod.v1_periods():
         assert len(m.kline_rows(period)) >= 300
 
 

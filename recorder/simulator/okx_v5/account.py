@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from recorder.okex.pairs import Pair, pairs
 from recorder.simulator.okx_v5.settings import V5Account
 from recorder.simulator.okx_v5.wire import inst_to_symbol, s
+from recorder.venues.okex_v1.pairs import Pair, pairs
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

@@ -14,10 +14,10 @@ import random
 from decimal import Decimal
 from typing import Any
 
-from recorder.okex.pairs import Pair
 from recorder.records import KlinePeriod, Side
 from recorder.simulator.market import BookSide, StepResult, SymbolMarket, Trade, period_start
 from recorder.simulator.okx_v5.wire import Level, checksum, level, s
+from recorder.venues.okex_v1.pairs import Pair
 
 BOOK_DEPTH = 400
 # v5 bar -> the model's period. UTC+8-aligned bars (6H, 12H, 1D, ...) and weeks/months are not modelled.

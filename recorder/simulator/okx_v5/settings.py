@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from recorder.errors import ConfigError
-from recorder.okex.pairs import pairs
 from recorder.simulator.okx_v5.wire import inst_to_symbol
+from recorder.venues.okex_v1.pairs import pairs
 
 DEMO_API_KEY = "5d3m05v5-0kx5-4sim-8dem-0acc0un7key05"
 """The v5 demo account's API key (public: documented in docs/simulator.md)."""

@@ -12,6 +12,9 @@ Built from PROTOCOL.md (OKX v5; copied facts, never read at run time). Modules:
   parsing, pagination cursors.
 * :mod:`.signing` — HMAC-SHA256 REST headers and WebSocket login.
 * :mod:`.errors` — documented error codes, texts and classes.
+* :mod:`.neutral` — v5 records → the venue-neutral records of :mod:`recorder.records`.
+* :mod:`.settings` — the ``[venues.okx_v5]`` table.
+* :mod:`.venue` — :data:`VENUE`, the :class:`recorder.venue.Venue` (plans, sessions).
 
 ``docs/venues/okx_v5.md`` describes what is implemented, the configurable
 unconfirmed points and the mapping to the project's neutral records.
@@ -19,12 +22,14 @@ unconfirmed points and the mapping to the project's neutral records.
 
 from .book import ChecksumMode, OrderBook, Scale, checksum
 from .channels import Channel, ChannelArg, UrlKind, candle_channel, plan_connections
-from .records import VENUE
+from .records import VENUE as VENUE_NAME
 from .session import SessionConfig, V5Session
 from .signing import V5Credentials
+from .venue import VENUE
 
 __all__ = [
     "VENUE",
+    "VENUE_NAME",
     "Channel",
     "ChannelArg",
     "ChecksumMode",

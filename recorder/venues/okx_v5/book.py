@@ -345,6 +345,16 @@ class OrderBook:
         asks = [(lv[2], lv[3]) for lv in (a.levels[t] for t in a.ticks[:n])]
         return checksum(bids, asks)
 
+    @property
+    def bid_ticks(self) -> list[int]:
+        """The bid prices held, in ticks, ascending (worst first; read only)."""
+        return self._bids.ticks
+
+    @property
+    def ask_ticks(self) -> list[int]:
+        """The ask prices held, in ticks, ascending (best first; read only)."""
+        return self._asks.ticks
+
     def bids(self, n: int | None = None) -> tuple[BookLevel, ...]:
         """The best ``n`` (default all) bids, highest first, as ``(price_ticks, size_units, count)``."""
         side = self._bids

@@ -1,11 +1,11 @@
-"""Exact numbers from the wire (recorder.okex.numbers)."""
+"""Exact numbers from the wire (recorder.venues.okex_v1.numbers)."""
 
 from decimal import Decimal
 
 import pytest
 
 from recorder.errors import DecodeError
-from recorder.okex.numbers import parse_decimal, parse_int
+from recorder.venues.okex_v1.numbers import parse_decimal, parse_int
 
 
 def test_exponent_form_and_plain_form_are_the_same_decimal() -> None:

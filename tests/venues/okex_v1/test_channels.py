@@ -3,8 +3,8 @@
 import pytest
 
 from recorder.errors import ChannelError, SymbolError
-from recorder.okex.channels import Channel, channel_name, parse_channel, validate_symbol
 from recorder.records import ChannelKind, KlinePeriod
+from recorder.venues.okex_v1.channels import Channel, channel_name, parse_channel, validate_symbol
 
 
 @pytest.mark.parametrize(

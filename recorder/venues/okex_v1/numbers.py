@@ -1,7 +1,7 @@
 """Exact numbers from the wire (PROTOCOL.md "WebSocket" and "REST": prices and amounts).
 
 OKEx sends prices and amounts as strings (``"33.15"``, ``"1E-8"``) or as JSON
-numbers. JSON is decoded with ``float_hook=Decimal`` (see :mod:`.frames`), so a
+numbers. JSON is decoded with ``float_hook=Decimal`` (see :mod:`.parse`), so a
 JSON number arrives here as an ``int`` or a :class:`~decimal.Decimal`, never as a
 binary float. :func:`parse_decimal` turns any of these into an exact Decimal.
 """

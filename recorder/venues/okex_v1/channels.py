@@ -36,7 +36,7 @@ def validate_symbol(symbol: object, *, known_only: bool = False) -> str:
             f"malformed symbol {symbol!r}: expected lower-case 'base_quote' such as 'btc_usdt'"
         )
     if known_only:
-        from recorder.okex.pairs import pairs
+        from recorder.venues.okex_v1.pairs import pairs
 
         if symbol not in pairs():
             raise SymbolError(f"unknown symbol {symbol!r}: not in the OKEx v1 spot pairs table")

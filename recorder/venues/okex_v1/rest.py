@@ -1,6 +1,6 @@
 """REST response parsing (PROTOCOL.md "REST"): decoded JSON in, typed records out.
 
-Every ``parse_*`` takes the decoded JSON answer (:func:`recorder.okex.frames.decode_json`)
+Every ``parse_*`` takes the decoded JSON answer (:func:`recorder.venues.okex_v1.parse.decode_json`)
 and the local receive time ``ts_recv`` (plus the ``symbol`` where the answer
 does not name it), and returns typed records. A wrong shape (missing field,
 wrong type, bad number) raises :class:`~recorder.errors.DecodeError`, never a bare
@@ -16,10 +16,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from recorder.errors import DecodeError, Transport
-from recorder.okex.enums import order_status
-from recorder.okex.errorcodes import exchange_error
-from recorder.okex.frames import ms_to_datetime, parse_balance_maps
-from recorder.okex.numbers import parse_decimal, parse_int
 from recorder.records import (
     Balance,
     BookSnapshot,
@@ -33,6 +29,10 @@ from recorder.records import (
     Side,
     Ticker,
 )
+from recorder.venues.okex_v1.enums import order_status
+from recorder.venues.okex_v1.errors import exchange_error
+from recorder.venues.okex_v1.numbers import parse_decimal, parse_int
+from recorder.venues.okex_v1.parse import ms_to_datetime, parse_balance_maps
 
 __all__ = [
     "OrderHistoryPage",
@@ -119,7 +119,7 @@ def check_result(obj: object, context: str = "") -> None:
 
     ``context`` (e.g. the endpoint) is carried in the error's message. Returns
     None for anything else. Raises :class:`~recorder.errors.ExchangeError` built by
-    :func:`recorder.okex.errorcodes.exchange_error` with transport REST, or
+    :func:`recorder.venues.okex_v1.errors.exchange_error` with transport REST, or
     :class:`~recorder.errors.DecodeError` for ``result: false`` without a usable
     code. PROTOCOL.md "REST".
     """

@@ -6,19 +6,6 @@ from decimal import Decimal
 import pytest
 
 from recorder.errors import DecodeError, ErrorClass, ExchangeError, Transport, is_rate_limit
-from recorder.okex.frames import decode_json
-from recorder.okex.rest import (
-    OrderHistoryPage,
-    check_result,
-    parse_depth,
-    parse_klines,
-    parse_order_history,
-    parse_orders,
-    parse_ticker,
-    parse_trades,
-    parse_userinfo,
-    parse_wallet_info,
-)
 from recorder.records import (
     Balance,
     BookSnapshot,
@@ -31,6 +18,19 @@ from recorder.records import (
     OrderType,
     Side,
     Ticker,
+)
+from recorder.venues.okex_v1.parse import decode_json
+from recorder.venues.okex_v1.rest import (
+    OrderHistoryPage,
+    check_result,
+    parse_depth,
+    parse_klines,
+    parse_order_history,
+    parse_orders,
+    parse_ticker,
+    parse_trades,
+    parse_userinfo,
+    parse_wallet_info,
 )
 
 RECV = datetime(2018, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Signing: the documented test vectors (PROTOCOL.md "Signing", the seed's 参数签名)."""
 
-from recorder.okex.signing import sign, signed_params, signing_payload, verify
+from recorder.venues.okex_v1.signing import sign, signed_params, signing_payload, verify
 
 API_KEY = "c821db84-6fbd-11e4-a9e3-c86000d26d7c"
 

@@ -36,10 +36,6 @@ from typing import cast
 import msgspec
 
 from recorder.errors import ChannelError, DecodeError, ExchangeError, Transport
-from recorder.okex.channels import Channel, parse_channel
-from recorder.okex.enums import order_status
-from recorder.okex.errorcodes import exchange_error
-from recorder.okex.numbers import parse_decimal, parse_int
 from recorder.records import (
     Balance,
     ChannelKind,
@@ -53,6 +49,10 @@ from recorder.records import (
     Side,
     Ticker,
 )
+from recorder.venues.okex_v1.channels import Channel, parse_channel
+from recorder.venues.okex_v1.enums import order_status
+from recorder.venues.okex_v1.errors import exchange_error
+from recorder.venues.okex_v1.numbers import parse_decimal, parse_int
 
 __all__ = [
     "MAX_INFLATED_SIZE",

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from recorder.okex.pairs import Pair, pairs
+from recorder.venues.okex_v1.pairs import Pair, pairs
 
 
 def test_pairs_table_has_every_documented_pair_with_exact_increments() -> None:

@@ -1,4 +1,4 @@
-"""Error codes per transport (recorder.okex.errorcodes, data/error-codes.csv)."""
+"""Error codes per transport (recorder.venues.okex_v1.errors, data/error-codes.csv)."""
 
 import csv
 import io
@@ -16,11 +16,11 @@ from recorder.errors import (
     is_rate_limit,
     is_retryable,
 )
-from recorder.okex.errorcodes import HTTP_403_CODE, classify, error_table, exchange_error, lookup
+from recorder.venues.okex_v1.errors import HTTP_403_CODE, classify, error_table, exchange_error, lookup
 
 
 def _csv_rows() -> list[dict[str, str]]:
-    text = resources.files("recorder.okex").joinpath("data/error-codes.csv").read_text("utf-8")
+    text = resources.files("recorder.venues.okex_v1").joinpath("data/error-codes.csv").read_text("utf-8")
     return list(csv.DictReader(io.StringIO(text)))
 
 

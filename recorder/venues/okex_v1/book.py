@@ -238,11 +238,14 @@ class OrderBook:
         return self._asks.levels[prices[0]] if prices else None
 
     def snapshot(
-        self, depth: int | None = None, ts_event: datetime | None = None, ts_recv: datetime | None = None
+        self, depth: int | None = None, ts_event: datetime | None = None, ts_recv: datetime | None = None,
+        *, top: tuple[tuple[Level, ...], tuple[Level, ...]] | None = None,
     ) -> BookSnapshot:
         """The top ``depth`` levels (all with None) as a :class:`~recorder.records.BookSnapshot`.
 
-        ``ts_event`` / ``ts_recv`` default to those of the last update applied.
+        The one place a v1 book snapshot is built. ``ts_event`` / ``ts_recv`` default to those
+        of the last update applied; ``top`` is :meth:`top` already taken by the caller (the
+        session's snapshot cadence compares it), so it is not walked twice.
         Raises :class:`~recorder.errors.BookError` when the book is not ready
         (no full push yet, or invalid after a crossed update).
         """
@@ -253,7 +256,7 @@ class OrderBook:
         ts_recv = ts_recv if ts_recv is not None else self.ts_recv
         if ts_event is None or ts_recv is None:  # pragma: no cover - a ready book has both
             raise BookError(f"book of {self.symbol} has no timestamps")
-        bids, asks = self.top(depth)
+        bids, asks = self.top(depth) if top is None else top
         return BookSnapshot(
             venue="okex_v1", symbol=self.symbol, ts_event=ts_event, ts_recv=ts_recv, bids=bids, asks=asks,
             source=self._source.value,

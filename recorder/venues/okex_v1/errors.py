@@ -39,7 +39,7 @@ HTTP_403_CODE = 403
 @functools.cache
 def error_table() -> dict[tuple[Transport, int], ErrorCode]:
     """Every documented code, keyed by ``(transport, code)``."""
-    text = resources.files("recorder.okex").joinpath("data/error-codes.csv").read_text("utf-8")
+    text = resources.files("recorder.venues.okex_v1").joinpath("data/error-codes.csv").read_text("utf-8")
     table: dict[tuple[Transport, int], ErrorCode] = {}
     for row in csv.DictReader(io.StringIO(text)):
         transport = Transport(row["transport"])

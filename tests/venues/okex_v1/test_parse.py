@@ -7,19 +7,6 @@ from decimal import Decimal
 import pytest
 
 from recorder.errors import DecodeError, ErrorClass, Transport
-from recorder.okex.frames import (
-    MAX_INFLATED_SIZE,
-    ErrorAck,
-    LoginResult,
-    Pong,
-    Rejected,
-    SubscribeAck,
-    deal_timestamp,
-    decode_frame,
-    decode_json,
-    inflate,
-    ms_to_datetime,
-)
 from recorder.records import (
     Balance,
     ChannelKind,
@@ -32,6 +19,19 @@ from recorder.records import (
     OrderType,
     Side,
     Ticker,
+)
+from recorder.venues.okex_v1.parse import (
+    MAX_INFLATED_SIZE,
+    ErrorAck,
+    LoginResult,
+    Pong,
+    Rejected,
+    SubscribeAck,
+    deal_timestamp,
+    decode_frame,
+    decode_json,
+    inflate,
+    ms_to_datetime,
 )
 
 RECV = datetime(2018, 3, 1, 12, 0, 0, 500000, tzinfo=UTC)

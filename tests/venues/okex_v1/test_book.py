@@ -1,4 +1,4 @@
-"""The order book (recorder.okex.book; PROTOCOL.md "WebSocket", depth channels)."""
+"""The order book (recorder.venues.okex_v1.book; PROTOCOL.md "WebSocket", depth channels)."""
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -9,10 +9,10 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from recorder.errors import BookError, CrossedBookError
-from recorder.okex.book import OrderBook, whole_book_problem
-from recorder.okex.frames import decode_frame
-from recorder.okex.numbers import parse_decimal
 from recorder.records import BookSnapshot, ChannelKind, DepthUpdate, Level
+from recorder.venues.okex_v1.book import OrderBook, whole_book_problem
+from recorder.venues.okex_v1.numbers import parse_decimal
+from recorder.venues.okex_v1.parse import decode_frame
 
 T0 = datetime(2018, 3, 1, 12, 0, tzinfo=UTC)
 D = Decimal

@@ -30,7 +30,7 @@ class Pair:
 @functools.cache
 def pairs() -> dict[str, Pair]:
     """Every documented pair, keyed by symbol, in file order."""
-    text = resources.files("recorder.okex").joinpath("data/pairs_increment.csv").read_text("utf-8")
+    text = resources.files("recorder.venues.okex_v1").joinpath("data/pairs_increment.csv").read_text("utf-8")
     rows = csv.reader(io.StringIO(text))
     next(rows)  # header
     out: dict[str, Pair] = {}

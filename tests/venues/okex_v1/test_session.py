@@ -1,0 +1,112 @@
+"""The v1 sans-I/O session on its own: what it asks the shell to send, and when."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from recorder.errors import ConfigError
+from recorder.records import ChannelKind, FeedEvent, FeedEventKind, Record
+from recorder.venue import FRAME_DATA, FRAME_PONG, FRAME_TAKEN, FeedCounters, Session, get_venue
+from recorder.venues.okex_v1.channels import Channel
+from recorder.venues.okex_v1.session import PING, V1Session, plan_connection
+from recorder.venues.okex_v1.settings import V1Settings, parse_settings
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+DEPTH = "ok_sub_spot_btc_usdt_depth"
+TICKER = "ok_sub_spot_btc_usdt_ticker"
+
+
+def session(**settings: Any) -> tuple[V1Session, list[Record]]:
+    out: list[Record] = []
+    channels = [Channel("btc_usdt", ChannelKind.DEPTH), Channel("btc_usdt", ChannelKind.TICKER)]
+    plan = plan_connection("ws-0", channels, "ws://127.0.0.1:1/ws")
+    return V1Session(plan, V1Settings(**settings), out, FeedCounters()), out
+
+
+def sent(s: V1Session) -> list[dict[str, str]]:
+    return [obj for message in s.data_to_send() for obj in json.loads(message)]
+
+
+def depth(bids: list[list[str]], asks: list[list[str]]) -> str:
+    return json.dumps([{"channel": DEPTH, "data": {"bids": bids, "asks": asks, "timestamp": 1767225600000}}])
+
+
+def test_the_venue_plans_connections_and_opens_sessions_that_satisfy_the_interface() -> None:
+    venue = get_venue("okex_v1")
+    settings = venue.parse_settings({"symbols": ["btc_usdt", "eth_usdt", "ltc_btc"],
+                                     "channels": "ticker,depth", "symbols_per_connection": 2,
+                                     "ws_url": "ws://127.0.0.1:1/ws"})
+    plans = venue.plan_connections(settings)
+    assert [(p.name, p.symbols, len(p.channels)) for p in plans] == [
+        ("ws-0", ("btc_usdt", "eth_usdt"), 4), ("ws-1", ("ltc_btc",), 2)]
+    assert {p.url for p in plans} == {"ws://127.0.0.1:1/ws"} and {p.venue for p in plans} == {"okex_v1"}
+    s = venue.open_session(plans[0], settings, [], FeedCounters())
+    assert isinstance(s, Session) and s.ping() == PING == '{"event":"ping"}'
+
+
+def test_settings_refuse_bad_keys_naming_them() -> None:
+    with pytest.raises(ConfigError, match=r"venues.okex_v1.symbols: .*'BTC-USDT'"):
+        parse_settings({"symbols": ["BTC-USDT"]})
+    with pytest.raises(ConfigError, match=r"unknown key 'venues.okex_v1.symbolz'"):
+        parse_settings({"symbolz": ["btc_usdt"]})
+    with pytest.raises(ConfigError, match=r"venues.okex_v1.channels: unknown channel 'books'"):
+        parse_settings({"channels": ["books"]})
+    assert parse_settings({"compress": "true", "ping_interval": "5"}).timing.ping_interval == 5.0
+
+
+def test_start_subscribes_everything_in_batches_with_the_binary_flag_when_compressing() -> None:
+    s, out = session(subscribe_batch=1, compress=True)
+    s.start(T0)
+    messages = s.data_to_send()
+    assert [json.loads(m) for m in messages] == [
+        [{"event": "addChannel", "channel": DEPTH, "binary": "1"}],
+        [{"event": "addChannel", "channel": TICKER, "binary": "1"}]]
+    assert s.data_to_send() == []
+    (connected,) = out
+    assert isinstance(connected, FeedEvent) and connected.kind is FeedEventKind.CONNECTED
+    assert connected.detail == "subscribed 2 channels" and connected.symbols == ("btc_usdt",)
+
+
+def test_a_crossed_book_is_resubscribed_once_when_due_and_the_pong_is_what_the_decoder_says() -> None:
+    s, _ = session()
+    assert s.receive('{"event":"pong"}', T0) == FRAME_TAKEN | FRAME_PONG
+    flags = s.receive(depth([["100", "1"]], [["101", "1"]]), T0 + timedelta(milliseconds=1))
+    assert flags == FRAME_TAKEN | FRAME_DATA
+    s.receive(depth([["102", "1"]], []), T0 + timedelta(milliseconds=2))  # crossed
+    due = s.next_deadline()
+    assert due is not None and due <= T0 + timedelta(milliseconds=2, seconds=0.5)  # the backoff's first delay
+    s.on_timer(due - timedelta(microseconds=1))
+    assert s.data_to_send() == []  # not yet
+    s.receive(depth([["100", "1"]], [["101", "1"]]), T0 + timedelta(milliseconds=3))  # discarded: no request
+    s.on_timer(due)
+    assert [(o["event"], o["channel"]) for o in sent(s)] == [("removeChannel", DEPTH), ("addChannel", DEPTH)]
+    assert s.next_deadline() is None
+
+
+def test_a_lost_connection_drops_pending_requests_the_next_one_subscribes_everything() -> None:
+    s, out = session()
+    s.receive(json.dumps([{"channel": TICKER, "success": False, "errorcode": 10015}]), T0)
+    assert s.next_deadline() is not None
+    s.closed(T0 + timedelta(seconds=1), "server closed the connection")
+    assert s.next_deadline() is None and s.data_to_send() == []
+    kinds = [r.kind for r in out if isinstance(r, FeedEvent)]
+    assert kinds == [FeedEventKind.SUBSCRIBE_ERROR, FeedEventKind.SUBSCRIBE_REFUSED,
+                     FeedEventKind.DISCONNECTED]
+    s.start(T0 + timedelta(seconds=2))
+    assert [(o["event"], o["channel"]) for o in sent(s)] == [("addChannel", DEPTH), ("addChannel", TICKER)]
+
+
+def test_no_removechannel_ack_asks_for_a_new_connection() -> None:
+    s, _ = session()
+    s.receive(depth([["100", "1"]], [["101", "1"]]), T0)
+    s.receive(depth([["102", "1"]], []), T0 + timedelta(milliseconds=1))  # crossed: resubscribe
+    s.on_timer(T0 + timedelta(seconds=5))
+    assert sent(s)  # removeChannel + addChannel went out
+    for i in range(20):  # pushes keep coming, no removeChannel ack
+        s.receive(depth([["100", str(i + 2)]], []), T0 + timedelta(seconds=6, milliseconds=i))
+    assert (s.replace_reason() or "").startswith(f"no removeChannel ack for {DEPTH}")
+    assert s.replace_reason() is None  # read once
