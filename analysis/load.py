@@ -66,7 +66,7 @@ from recorder.records import KlinePeriod
 from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
 from recorder.storage.datasets import Merge
-from recorder.storage.schema import DATASETS, Dataset
+from recorder.storage.schema import DATASETS, STATUS_COLUMNS, Dataset, status_names
 
 __all__ = [
     "ParquetSource",
@@ -193,6 +193,9 @@ class ParquetSource:
             except FileNotFoundError:  # listed before a compaction's swap, opened after: list again
                 if attempt == 19:
                     raise
+        for i, name in enumerate(table.column_names):  # v1 codes in files from before revision 0003
+            if name in STATUS_COLUMNS:
+                table = table.set_column(i, name, status_names(table.column(i)))
         return table.cast(schema)
 
     @staticmethod

@@ -378,8 +378,8 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     for f in schema:
         if f.name in names:
             column = table.column(f.name)
-            if f.name in ("status", "previous_status") and pa.types.is_integer(column.type):
-                column = _status_names(column)
+            if f.name in STATUS_COLUMNS and pa.types.is_integer(column.type):
+                column = status_names(column)
             columns.append(column)
         elif f.name in legacy:
             columns.append(pa.array([legacy[f.name]] * table.num_rows, f.type))
@@ -395,8 +395,16 @@ V1_STATUS_NAMES = {-1: "cancelled", 0: "open", 1: "partially_filled", 2: "filled
 """How schema revisions 0001-0002 held an order status (OkEx v1's small ints); 0003 stores the names."""
 
 
-def _status_names(column: pa.ChunkedArray) -> pa.Array:
-    return pa.array([None if v is None else V1_STATUS_NAMES[v] for v in column.to_pylist()], pa.string())
+STATUS_COLUMNS = ("status", "previous_status")
+_NAME_OF_CODE = {**{str(code): name for code, name in V1_STATUS_NAMES.items()},
+                 **{name: name for name in V1_STATUS_NAMES.values()}}
+
+
+def status_names(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """An order-status column as names: v1 codes (ints, or their text as a reader casting an old
+    file to the new schema gives) become ``V1_STATUS_NAMES``; names stay."""
+    values = column.to_pylist()
+    return pa.array([None if v is None else _NAME_OF_CODE.get(str(v), str(v)) for v in values], pa.string())
 
 
 def _legacy_values(schema: pa.Schema) -> dict[str, Any]:
