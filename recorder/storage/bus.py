@@ -242,6 +242,8 @@ class BusStore:
     :class:`StorageError` for rows the Arrow schema cannot hold.
     """
 
+    name = "bus"  # the Store seam (recorder.storage.store): its name in the writer's stats
+
     def __init__(self, bus: BusConfig, *, collector_id: str, venue: str = VENUE) -> None:
         if not bus.url:
             raise StorageError("the bus store needs bus.url (nats://HOST:PORT)")

@@ -356,6 +356,8 @@ class ParquetStore:
     cannot be created, and from :meth:`write_batch` if the journal cannot be written.
     """
 
+    name = "parquet"  # the Store seam (recorder.storage.store): its name in the writer's stats
+
     def __init__(
         self,
         root: str | os.PathLike[str],

@@ -482,6 +482,32 @@ class Batch(Sequence[Record]):
         """``records`` as a batch (itself if it is one already)."""
         return records if isinstance(records, Batch) else cls(records)
 
+    @classmethod
+    def from_table(cls, name: str, table: pa.Table) -> Batch:
+        """A batch of one dataset's rows already in Arrow form (a journal segment being replayed).
+
+        Stores take the table as it is (no records are rebuilt, no second conversion); the
+        records are built from it only if something asks for them (a store refusing rows,
+        which the writer then isolates one by one). ``table`` is conformed to the dataset's
+        schema (rows of an older schema version read as the spec says).
+        """
+        table = conform(table, DATASETS[name].arrow_schema)
+        batch = cls.__new__(cls)
+        lazy = _TableRecords(name, table)
+        batch._records = lazy
+        batch._tables = {name: table}
+        batch.groups = {name: lazy}  # type: ignore[dict-item]
+        return batch
+
+    def rows(self, name: str) -> list[dict[str, Any]]:
+        """One dataset's rows as dicts (:attr:`Dataset.to_row` values): from the records, or
+        from the Arrow table of a batch made by :meth:`from_table`."""
+        group = self.groups[name]
+        if isinstance(group, _TableRecords):
+            return group.table.to_pylist()
+        to_row = DATASETS[name].to_row
+        return [to_row(r) for r in group]
+
     def __len__(self) -> int:
         return len(self._records)
 
@@ -508,3 +534,33 @@ class Batch(Sequence[Record]):
         if table is None:
             table = self._tables[name] = DATASETS[name].to_table(self.groups[name])
         return table
+
+
+class _TableRecords(Sequence[Record]):
+    """The records of an Arrow table, built from it on first use only."""
+
+    __slots__ = ("_records", "name", "table")
+
+    def __init__(self, name: str, table: pa.Table) -> None:
+        self.name = name
+        self.table = table
+        self._records: list[Record] | None = None
+
+    def _built(self) -> list[Record]:
+        if self._records is None:
+            from_row = DATASETS[self.name].from_row
+            self._records = [from_row(r) for r in self.table.to_pylist()]
+        return self._records
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Record]: ...
+    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
+        return self._built()[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._built())

@@ -143,6 +143,8 @@ class SqlStore:
     foreign keys on; PostgreSQL connections are pinged before use.
     """
 
+    name = "sql"  # the Store seam (recorder.storage.store): its name in the writer's stats
+
     def __init__(self, url: str | sa.URL) -> None:
         parsed = parse_url(url)
         self.url = mask_url(parsed)
@@ -212,7 +214,7 @@ class SqlStore:
             direct = params is not None
             if params is None:
                 try:
-                    params = plan.prepare([plan.dataset.to_row(r) for r in group])
+                    params = plan.prepare(batch.rows(name))
                 except (TypeError, ValueError, AttributeError) as exc:
                     raise StorageError(f"cannot store a batch for {self.url}: {exc}") from exc
             work.append((plan, params, direct))
