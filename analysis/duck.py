@@ -36,9 +36,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from recorder.storage.datasets import LEGACY_VENUE
 from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
-from recorder.storage.datasets import LEGACY_VENUE
 from recorder.storage.schema import DATASETS, V1_STATUS_NAMES, Dataset
 
 __all__ = ["connect", "register_views"]
@@ -70,7 +70,8 @@ def register_views(
                 continue
             # union_by_name: files written before a column existed (feed_events.collector) read it as NULL
             relation = con.read_parquet(str(directory / pattern), hive_partitioning=True, union_by_name=True)
-            parts.append(relation.select(*_view_columns(dataset, relation.columns, legacy_venue=bool(legacy))))
+            columns = _view_columns(dataset, relation.columns, legacy_venue=bool(legacy))
+            parts.append(relation.select(*columns))
         if not parts:
             continue
         view = parts[0]

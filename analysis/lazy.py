@@ -58,9 +58,11 @@ def scan(parquet_root: str | Path, name: str, *, dedupe: bool = True) -> pl.Lazy
     lazy = pl.scan_pyarrow_dataset(open_dataset(base, name, filesystem=fs))
     if "symbol" in dataset.arrow_schema.names:  # normalized currency codes, as analysis.load.pair_of
         symbol = pl.col("symbol")
+        base = r"^([A-Za-z0-9]+)[-_/][A-Za-z0-9]+(?:[-_].*)?$"
+        quote = r"^[A-Za-z0-9]+[-_/]([A-Za-z0-9]+)(?:[-_].*)?$"
         lazy = lazy.with_columns(
-            symbol.str.extract(r"^([A-Za-z0-9]+)[-_/][A-Za-z0-9]+(?:[-_].*)?$", 1).str.to_uppercase().alias("base"),
-            symbol.str.extract(r"^[A-Za-z0-9]+[-_/]([A-Za-z0-9]+)(?:[-_].*)?$", 1).str.to_uppercase().alias("quote"),
+            symbol.str.extract(base, 1).str.to_uppercase().alias("base"),
+            symbol.str.extract(quote, 1).str.to_uppercase().alias("quote"),
         )
     spec = _SPECS.get(name)
     if not dedupe or spec is None:

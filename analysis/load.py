@@ -63,9 +63,9 @@ import pyarrow.dataset as ds
 import sqlalchemy as sa
 
 from recorder.records import KlinePeriod
+from recorder.storage.datasets import Merge
 from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
-from recorder.storage.datasets import Merge
 from recorder.storage.schema import DATASETS, STATUS_COLUMNS, Dataset, status_names
 
 __all__ = [
@@ -167,7 +167,7 @@ class SqlSource:
 
 
 class ParquetSource:
-    """A recording as Parquet datasets: ``<root>/<dataset>/venue=<venue>/date=YYYY-MM-DD/<key>=<value>/*.parquet``.
+    """A recording as Parquet datasets: ``<root>/<dataset>/venue=<v>/date=<d>/<key>=<value>/*.parquet``.
 
     ``<key>`` is the dataset's key column (``symbol``, ``currency`` for balances,
     ``connection`` for feed events, which have no ``venue=`` level); roots written before
@@ -604,7 +604,8 @@ def _add_pair(frame: pd.DataFrame, wanted: Sequence[str]) -> None:
     pairs = {s: pair_of(s) for s in pd.unique(frame["symbol"])} if len(frame) else {}
     for i, column in enumerate(DERIVED):
         if column in wanted:
-            frame[column] = pd.Series([pairs[s][i] for s in frame["symbol"]], index=frame.index, dtype="object")
+            values = [pairs[s][i] for s in frame["symbol"]]
+            frame[column] = pd.Series(values, index=frame.index, dtype="object")
 
 
 def _load(

@@ -115,7 +115,7 @@ def upgrade() -> None:
                 batch.add_column(sa.Column(f"{column}_name", sa.String(length=16), nullable=True))
     for table, columns in STATUS_COLUMNS.items():
         sets = ", ".join(f"{c}_name = {_case(c, STATUS)}" for c in columns)
-        op.execute(f"UPDATE {table} SET {sets}")
+        op.execute(f"UPDATE {table} SET {sets}")  # noqa: S608 -- constant names and codes only
     for table, (key, index) in KEYED.items():
         if index is not None:
             op.drop_index(index[0], table_name=table)
@@ -125,8 +125,8 @@ def upgrade() -> None:
             batch.drop_constraint(f"pk_{table}", type_="primary")
             for column in STATUS_COLUMNS.get(table, []):
                 batch.drop_column(column)
-                batch.alter_column(f"{column}_name", new_column_name=column, existing_type=sa.String(length=16),
-                                   nullable=column == "previous_status")
+                batch.alter_column(f"{column}_name", new_column_name=column,
+                                   existing_type=sa.String(length=16), nullable=column == "previous_status")
             if table == "tickers":
                 for column in TICKER_PRICES:
                     batch.alter_column(column, existing_type=_dec_type(), nullable=True)
@@ -184,13 +184,14 @@ def downgrade() -> None:
     op.drop_index("ix_instruments_venue_symbol_ts_recv", table_name="instruments")
     op.drop_table("instruments")
     for table in EVENTS:
-        op.execute(f"DELETE FROM {table} WHERE venue <> '' AND venue <> '{V1}'")
+        op.execute(f"DELETE FROM {table} WHERE venue <> '' AND venue <> '{V1}'")  # noqa: S608 -- constants
         with op.batch_alter_table(table) as batch:
             batch.drop_column("venue")
     for table, (key, index) in KEYED.items():
-        op.execute(f"DELETE FROM {table} WHERE venue <> '{V1}'")
+        op.execute(f"DELETE FROM {table} WHERE venue <> '{V1}'")  # noqa: S608 -- constants
         if table == "tickers":
-            op.execute("DELETE FROM tickers WHERE " + " OR ".join(f"{c} IS NULL" for c in TICKER_PRICES))
+            nulls = " OR ".join(f"{c} IS NULL" for c in TICKER_PRICES)
+            op.execute("DELETE FROM tickers WHERE " + nulls)  # noqa: S608 -- constant column names
         if index is not None:
             op.drop_index(index[0].replace(f"ix_{table}_", f"ix_{table}_venue_"), table_name=table)
         for column in STATUS_COLUMNS.get(table, []):
@@ -198,7 +199,7 @@ def downgrade() -> None:
         codes = {name: code for code, name in STATUS.items()}
         sets = ", ".join(f"{c}_code = {_case(c, codes)}" for c in STATUS_COLUMNS.get(table, []))
         if sets:
-            op.execute(f"UPDATE {table} SET {sets}")
+            op.execute(f"UPDATE {table} SET {sets}")  # noqa: S608 -- constant names and codes only
         with op.batch_alter_table(table, recreate=_recreate()) as batch:
             batch.drop_constraint(f"pk_{table}", type_="primary")
             batch.drop_column("venue")

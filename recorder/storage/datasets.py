@@ -37,7 +37,7 @@ from recorder.records import (
 )
 from recorder.storage.codecs import levels_from_json, levels_to_json
 
-__all__ = ["SPECS", "Column", "Kind", "Merge", "Spec", "LEGACY_VENUE"]
+__all__ = ["LEGACY_VENUE", "SPECS", "Column", "Kind", "Merge", "Spec"]
 
 LEGACY_VENUE = "okex_v1"
 """The venue of rows written before the ``venue`` column existed (schema revisions 0001-0002)."""
@@ -174,7 +174,8 @@ SPECS: tuple[Spec, ...] = (
         (
             _venue(), _symbol(),
             _ts("ts_event", "exchange time (UTC)"), _ts("ts_recv", "local receive time (UTC)"),
-            Column("source", _T, length=16, doc="the venue's channel: depth, depth_5, books, books5, bbo-tbt"),
+            Column("source", _T, length=16,
+                   doc="the venue's channel: depth, depth_5, books, books5, bbo-tbt"),
             Column("depth", Kind.INT32, field=None, doc="levels on the fuller side",
                    get=lambda r: max(len(r.bids), len(r.asks))),
             Column("best_bid", _D, True, "quote currency", field=None, get=_best("bids", 0)),

@@ -122,7 +122,8 @@ def partition_fields(dataset: Dataset) -> list[str]:
 def dataset_partitioning(dataset: Dataset) -> pads.Partitioning:
     """The Hive partitioning of ``dataset``: (``venue``,) ``date`` (date32), its key column (string)."""
     return pads.partitioning(
-        pa.schema([pa.field(p, pa.date32() if p == "date" else pa.string()) for p in partition_fields(dataset)]),
+        pa.schema([pa.field(p, pa.date32() if p == "date" else pa.string())
+                   for p in partition_fields(dataset)]),
         flavor="hive",
     )
 

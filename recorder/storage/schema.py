@@ -139,10 +139,11 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 def _sql_type(c: Column) -> sa.types.TypeEngine[Any]:
     if c.kind is Kind.TEXT:
         return sa.String(c.length) if c.length is not None else sa.Text()
-    return {
+    types: dict[Kind, sa.types.TypeEngine[Any]] = {
         Kind.DECIMAL: ExactDecimal(), Kind.TIMESTAMP: UtcDateTime(), Kind.INT32: sa.Integer(),
         Kind.INT64: sa.BigInteger(), Kind.BOOL: sa.Boolean(), Kind.BYTES: sa.LargeBinary(),
-    }[c.kind]
+    }
+    return types[c.kind]
 
 
 _ARROW_TYPES = {
@@ -176,6 +177,10 @@ def _enum_value(v: Any) -> Any:
     return None if v is None else v.value
 
 
+def _enum_getter(get: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda r: _enum_value(get(r))
+
+
 def _row_converter(spec: Spec) -> Callable[[Any], dict[str, Any]]:
     getters: list[tuple[str, Callable[[Any], Any]]] = []
     for c in spec.columns:
@@ -184,7 +189,7 @@ def _row_converter(spec: Spec) -> Callable[[Any], dict[str, Any]]:
         if c.get is not None:
             getters.append((c.name, c.get))
         elif c.enum is not None:
-            getters.append((c.name, lambda r, _a=attrgetter(c.attr or c.name): _enum_value(_a(r))))
+            getters.append((c.name, _enum_getter(attrgetter(c.attr or c.name))))
         else:
             getters.append((c.name, attrgetter(c.attr or c.name)))
 

@@ -34,9 +34,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from recorder.errors import ConfigError, StorageError, StoreUnavailableError
 from recorder.records import Record
-from recorder.storage.migrate import mask_url, parse_url, require_head, translate_db_error
 from recorder.storage.codecs import decimal_texts, utc_texts
 from recorder.storage.datasets import Merge
+from recorder.storage.migrate import mask_url, parse_url, require_head, translate_db_error
 from recorder.storage.schema import DATASETS, Batch, Dataset
 
 __all__ = ["SqlStore"]

@@ -127,7 +127,8 @@ class StorageWriter:
     ``stores`` are the stores in write order; ``sql``, ``parquet`` and ``bus`` are the same
     for the usual three (positional ``sql``/``parquet`` kept for callers of earlier releases),
     written first. Each store is named by its ``name`` attribute (``sql``, ``parquet``, ``bus``)
-    and must have a name of its own. ``max_pending_rows`` bounds the rows kept in memory per store while it is down;
+    and must have a name of its own.
+    ``max_pending_rows`` bounds the rows kept in memory per store while it is down;
     ``spill_dir`` (a local directory) holds what goes beyond, and rows no store could
     write. ``bus`` is a third store (``recorder.storage.bus.BusStore``; usually the only one).
     ``policy`` is the retry backoff; ``clock`` returns monotonic seconds.

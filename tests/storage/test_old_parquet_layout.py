@@ -31,9 +31,11 @@ def write_old_layout(root: Path, records: list[Record], part: str) -> None:
         if "status" in row:
             row["status"] = CODE_OF[row["status"]]
             fields = [pa.field("status", pa.int16(), False) if f.name == "status" else f for f in fields]
-        directory = root / ds.name / f"date={ds.partition_date(ds.to_row(record))}" / f"symbol={record.symbol}"
+        day = ds.partition_date(ds.to_row(record))
+        directory = root / ds.name / f"date={day}" / f"symbol={record.symbol}"
         directory.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist([row], schema=pa.schema(fields)), directory / f"part-{part}{i}.parquet")
+        table = pa.Table.from_pylist([row], schema=pa.schema(fields))
+        pq.write_table(table, directory / f"part-{part}{i}.parquet")
 
 
 def old_records() -> list[Record]:

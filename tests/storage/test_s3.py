@@ -292,7 +292,8 @@ def test_compact_command_takes_an_s3_root(
     before = load_deals(root)
     assert compact_cmd.run(argparse.Namespace(parquet_root=root, date="2026-11-23", dataset="deals")) == 0
     out = capsys.readouterr().out
-    assert f"compacted {s3.bucket}/rec/deals/venue=okex_v1/date=2026-11-23/symbol=btc_usdt: 6 files -> 1 (12 rows)" in out
+    partition = "rec/deals/venue=okex_v1/date=2026-11-23/symbol=btc_usdt"
+    assert f"compacted {s3.bucket}/{partition}: 6 files -> 1 (12 rows)" in out
     assert FAKE_SECRET not in out
     pd.testing.assert_frame_equal(load_deals(root), before)
 

@@ -294,7 +294,7 @@ class ArrowStore:
         return out
 
 
-def test_a_store_is_plugged_in_through_the_seam_with_its_own_accounting_and_arrow_replay(tmp_path: Path) -> None:
+def test_a_store_is_plugged_in_through_the_seam_with_accounting_and_arrow_replay(tmp_path: Path) -> None:
     from recorder.storage.schema import _TableRecords
 
     sql, extra, clock = FakeSql(), ArrowStore(), ManualClock()
