@@ -4,11 +4,13 @@
     >>> con = connect("data/parquet")
     >>> con.sql("SELECT symbol, count(*) FROM deals GROUP BY symbol").df()
 
-Each view reads ``<root>/<dataset>/date=*/<key>=*/*.parquet`` with Hive partitioning, so
-it has the dataset's columns (:data:`recorder.storage.schema.DATASETS`) plus ``date``
-(DATE, the UTC date partition) and the partition key column (``symbol``; ``currency``
-for balances; ``connection`` for feed events) as VARCHAR; a ``WHERE`` on ``date`` or the
-key skips whole directories. Files written before a column existed read it as NULL
+Each view reads ``<root>/<dataset>/venue=*/date=*/<key>=*/*.parquet`` with Hive partitioning,
+and, in roots written before schema revision 0003, ``<root>/<dataset>/date=*/<key>=*/*.parquet``
+(venue ``okex_v1``, v1 order status codes shown as their names), so it has the dataset's columns
+(:data:`recorder.storage.schema.DATASETS`, in that order) plus ``date`` (DATE, the UTC date
+partition); the partition columns (``venue``, and ``symbol``; ``currency`` for balances;
+``connection`` for feed events) are VARCHAR; a ``WHERE`` on ``date``, the venue or the key skips
+whole directories. Files written before a column existed read it as NULL
 (``feed_events.collector``, ``quarantine.collector``: schema revision 0002). Decimals
 are ``DECIMAL(38,18)``, timestamps ``TIMESTAMP WITH TIME ZONE`` (set
 ``SET TimeZone = 'UTC'`` to see them in UTC; the connection made here does).
@@ -34,9 +36,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from recorder.storage.datasets import LEGACY_VENUE
 from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
-from recorder.storage.schema import DATASETS
+from recorder.storage.schema import DATASETS, V1_STATUS_NAMES, Dataset
 
 __all__ = ["connect", "register_views"]
 
@@ -58,27 +61,64 @@ def register_views(
     for name in names:
         dataset = DATASETS[name]
         directory = root / name
-        if not any(directory.glob("*/*/*.parquet")):
+        parts = []
+        # The layout since schema revision 0003 (venue=V/date=D/key=K), and the one before it
+        # (date=D/key=K, venue okex_v1); feed events and quarantine have no venue level.
+        layouts = [("venue=*/date=*/*/*.parquet", None), ("date=*/*/*.parquet", dataset.venue_partitioned)]
+        for pattern, legacy in layouts:
+            if not any(directory.glob(pattern)):
+                continue
+            # union_by_name: files written before a column existed (feed_events.collector) read it as NULL
+            relation = con.read_parquet(str(directory / pattern), hive_partitioning=True, union_by_name=True)
+            columns = _view_columns(dataset, relation.columns, legacy_venue=bool(legacy))
+            parts.append(relation.select(*columns))
+        if not parts:
             continue
-        # union_by_name: files written before a column existed (feed_events.collector) read it as NULL
-        relation = con.read_parquet(str(directory / "*" / "*" / "*.parquet"), hive_partitioning=True,
-                                    union_by_name=True)
-        key = dataset.key_column
-        columns = [
-            duckdb.ColumnExpression(c).cast(duckdb.sqltypes.VARCHAR).alias(c)
-            if c == key
-            else duckdb.ColumnExpression(c).cast(duckdb.sqltypes.DATE).alias(c)
-            if c == "date"
-            else duckdb.ColumnExpression(c)
-            for c in relation.columns
-        ]
-        columns += [  # a column no file has yet (only files older than it): NULL
-            duckdb.ConstantExpression(None).cast(duckdb.sqltypes.VARCHAR).alias(f.name)
-            for f in dataset.arrow_schema if f.name not in relation.columns and f.type == pa.string()
-        ]
-        relation.select(*columns).create_view(name, replace=True)
+        view = parts[0]
+        for part in parts[1:]:
+            view = view.union(part)  # UNION ALL
+        view.create_view(name, replace=True)
         created.append(name)
     return created
+
+
+_DUCK_TYPES = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN",
+               pa.binary(): "BLOB"}
+
+
+def _duck_type(kind: pa.DataType) -> str:
+    if pa.types.is_decimal(kind):
+        return f"DECIMAL({kind.precision}, {kind.scale})"
+    if pa.types.is_timestamp(kind):
+        return "TIMESTAMPTZ"
+    return _DUCK_TYPES[kind]
+
+
+def _view_columns(dataset: Dataset, present: list[str], *, legacy_venue: bool) -> list[duckdb.Expression]:
+    """The columns of :func:`recorder.storage.parquet.open_dataset`: the file columns in schema order,
+    then the partitions in path order (``venue``, ``date`` as DATE, the key as VARCHAR). A column no
+    file has yet is NULL; the venue of a root without the venue level is ``okex_v1``."""
+    out: list[duckdb.Expression] = []
+    partitions = [p for p in dataset.spec.partition] if dataset.spec is not None else []
+    fields = [f for f in dataset.arrow_schema if f.name not in partitions]
+    for f in fields:
+        if f.name in ("status", "previous_status") and legacy_venue and f.name in present:
+            # v1 small-int statuses in files written before revision 0003: their neutral names
+            whens = " ".join(f"WHEN '{code}' THEN '{name}'" for code, name in V1_STATUS_NAMES.items())
+            text = f'CAST("{f.name}" AS VARCHAR)'
+            out.append(duckdb.SQLExpression(f"CASE {text} {whens} ELSE {text} END").alias(f.name))
+        elif f.name not in present:
+            out.append(duckdb.SQLExpression(f"CAST(NULL AS {_duck_type(f.type)})").alias(f.name))
+        else:
+            out.append(duckdb.ColumnExpression(f.name))
+    for p in partitions:
+        if p == "date":
+            out.append(duckdb.ColumnExpression("date").cast(duckdb.sqltypes.DATE).alias("date"))
+        elif p == "venue" and legacy_venue:
+            out.append(duckdb.ConstantExpression(LEGACY_VENUE).cast(duckdb.sqltypes.VARCHAR).alias("venue"))
+        else:
+            out.append(duckdb.ColumnExpression(p).cast(duckdb.sqltypes.VARCHAR).alias(p))
+    return out
 
 
 def _register_arrow_views(con: duckdb.DuckDBPyConnection, root: str, names: list[str]) -> list[str]:

@@ -37,8 +37,10 @@ __all__ = ["scan"]
 def scan(parquet_root: str | Path, name: str, *, dedupe: bool = True) -> pl.LazyFrame:
     """The rows of dataset ``name`` under ``parquet_root`` (local directory or ``s3://bucket/prefix``).
 
-    Columns: those inside the dataset's Parquet files (its schema minus the key column), then
-    ``date`` and the key column (``symbol``...) from the partitions; one row per record.
+    Columns: those inside the dataset's Parquet files (its schema minus the partition columns), then
+    the partitions (``venue``, ``date``, the key column ``symbol``...; roots written before schema
+    revision 0003 read as venue ``okex_v1``), then for market data ``base`` / ``quote`` (upper-case
+    currency codes from the symbol, as :func:`analysis.load.pair_of`); one row per record.
     ``dedupe=False`` gives every stored copy, in file order. An absent dataset is an empty
     frame with those columns. Raises KeyError for an unknown dataset, ImportError without
     polars.
@@ -54,6 +56,14 @@ def scan(parquet_root: str | Path, name: str, *, dedupe: bool = True) -> pl.Lazy
         assert isinstance(frame, pl.DataFrame)
         return frame.lazy()
     lazy = pl.scan_pyarrow_dataset(open_dataset(base, name, filesystem=fs))
+    if "symbol" in dataset.arrow_schema.names:  # normalized currency codes, as analysis.load.pair_of
+        symbol = pl.col("symbol")
+        base = r"^([A-Za-z0-9]+)[-_/][A-Za-z0-9]+(?:[-_].*)?$"
+        quote = r"^[A-Za-z0-9]+[-_/]([A-Za-z0-9]+)(?:[-_].*)?$"
+        lazy = lazy.with_columns(
+            symbol.str.extract(base, 1).str.to_uppercase().alias("base"),
+            symbol.str.extract(quote, 1).str.to_uppercase().alias("quote"),
+        )
     spec = _SPECS.get(name)
     if not dedupe or spec is None:
         return lazy

@@ -17,6 +17,10 @@ exact=False, ...)``:
   overlapping the range are kept (``ts_start < end`` and ``ts_end >= start`` or still open).
   Naive values raise ValueError.
 * ``columns``: the subset of value columns to read (the index column is always read).
+* ``venues``: venue names (``"okex_v1"``, ``"okx_v5"``) to keep, ``None`` for all. Every
+  frame has a ``venue`` column; market frames also ``base`` / ``quote``: upper-case currency
+  codes derived from the venue's own symbol (``btc_usdt`` and ``BTC-USDT`` both give
+  ``BTC`` / ``USDT``, see :func:`pair_of`), so two venues' data can be put side by side.
 * ``exact``: ``False`` (default) gives prices and amounts as float64 (each the float
   nearest the stored decimal); ``True`` keeps them as :class:`decimal.Decimal`
   (``object`` dtype), exactly as recorded.
@@ -59,9 +63,10 @@ import pyarrow.dataset as ds
 import sqlalchemy as sa
 
 from recorder.records import KlinePeriod
+from recorder.storage.datasets import Merge
 from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
-from recorder.storage.schema import DATASETS, STATUS_CODE, Dataset
+from recorder.storage.schema import DATASETS, STATUS_COLUMNS, Dataset, status_names
 
 __all__ = [
     "ParquetSource",
@@ -73,11 +78,14 @@ __all__ = [
     "load_book_top",
     "load_deals",
     "load_feed_events",
+    "load_fills",
+    "load_instruments",
     "load_klines",
     "load_order_status_changes",
     "load_orders",
     "load_tickers",
     "open_source",
+    "pair_of",
 ]
 
 TimeLike = datetime | pd.Timestamp | str | None
@@ -93,7 +101,7 @@ class Query:
     ``keys`` filters ``dataset.key_column`` (the ``symbol=`` partition); ``start``/``end``
     bound ``time_column`` (``start <= t < end``); with ``span_end`` set the filter is an
     overlap (``time_column < end`` and (``span_end >= start`` or NULL)). ``equals`` holds
-    extra equality filters (column -> value).
+    extra equality filters (column -> value); ``venues`` keeps those venues (the ``venue=`` partition).
     """
 
     dataset: Dataset
@@ -104,6 +112,7 @@ class Query:
     end: datetime | None = None
     span_end: str | None = None
     equals: tuple[tuple[str, object], ...] = ()
+    venues: tuple[str, ...] | None = None
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -149,6 +158,8 @@ class SqlSource:
                 stmt = stmt.where(sa.or_(span_end.is_(None), span_end >= query.start))
         for column, value in query.equals:
             stmt = stmt.where(table.c[column] == value)
+        if query.venues is not None:
+            stmt = stmt.where(table.c["venue"].in_(query.venues))
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         data = {c: [row[i] for row in rows] for i, c in enumerate(query.columns)}
@@ -156,10 +167,12 @@ class SqlSource:
 
 
 class ParquetSource:
-    """A recording as Parquet datasets: ``<root>/<dataset>/date=YYYY-MM-DD/<key>=<value>/*.parquet``.
+    """A recording as Parquet datasets: ``<root>/<dataset>/venue=<v>/date=<d>/<key>=<value>/*.parquet``.
 
     ``<key>`` is the dataset's key column (``symbol``, ``currency`` for balances,
-    ``connection`` for feed events); see :mod:`recorder.storage.parquet`. Rows still in
+    ``connection`` for feed events, which have no ``venue=`` level); roots written before
+    schema revision 0003 (no ``venue=`` level) read as venue ``okex_v1``; see
+    :mod:`recorder.storage.parquet`. Rows still in
     the store's journal (a recording being written) are not visible until rolled over.
     """
 
@@ -180,6 +193,9 @@ class ParquetSource:
             except FileNotFoundError:  # listed before a compaction's swap, opened after: list again
                 if attempt == 19:
                     raise
+        for i, name in enumerate(table.column_names):  # v1 codes in files from before revision 0003
+            if name in STATUS_COLUMNS:
+                table = table.set_column(i, name, status_names(table.column(i)))
         return table.cast(schema)
 
     @staticmethod
@@ -216,6 +232,8 @@ class ParquetSource:
                 parts.append(span_end.is_null() | (span_end >= start))
         for column, value in query.equals:
             parts.append(ds.field(column) == value)
+        if query.venues is not None:
+            parts.append(ds.field("venue").isin(list(query.venues)))
         if not parts:
             return None
         expr = parts[0]
@@ -537,14 +555,6 @@ def _fast_rows(table: pa.Table, spec: _Spec) -> np.ndarray | bool | None:
     return keep[_lex_order([key[keep] for key in order_keys])]
 
 
-_STATUS_NAMES = {code: s.value for s, code in STATUS_CODE.items()}
-
-
-def _status_names(values: pd.Series) -> pd.Series:
-    names = [None if pd.isna(v) else _STATUS_NAMES[int(v)] for v in values]
-    return pd.Series(names, index=values.index, dtype="object", name=values.name)
-
-
 @dataclass(frozen=True, slots=True)
 class _Spec:
     """How one dataset becomes a frame: its index, the columns that identify a row, dedupe rule."""
@@ -555,16 +565,47 @@ class _Spec:
     latest: str | None = None  # keep the row with the greatest value of this column per key
 
 
-_SPECS = {
-    "tickers": _Spec("tickers", "ts_event", ("symbol", "ts_recv")),
-    "book_snapshots": _Spec("book_snapshots", "ts_event", ("symbol", "ts_recv", "source")),
-    "deals": _Spec("deals", "ts_event", ("symbol", "tid")),
-    "klines": _Spec("klines", "ts_event", ("symbol", "period", "ts_event"), latest="ts_recv"),
-    "balances": _Spec("balances", "ts_recv", ("account", "currency", "ts_recv")),
-    "orders": _Spec("orders", "ts_event", ("order_id",), latest="ts_recv"),
-    "order_status_changes": _Spec("order_status_changes", "ts_recv", ("order_id", "status")),
-    "feed_events": _Spec("feed_events", "ts_start", ("event_id",), latest="ts_end"),
+_INDEX = {
+    "tickers": "ts_event", "book_snapshots": "ts_event", "deals": "ts_event", "klines": "ts_event",
+    "balances": "ts_recv", "orders": "ts_event", "order_status_changes": "ts_recv",
+    "instruments": "ts_recv", "fills": "ts_event", "feed_events": "ts_start",
 }
+"""The frame's index column per dataset (an analysis choice; everything else comes from the spec)."""
+
+_LATEST = {Merge.LAST_SEEN_WINS: "ts_recv", Merge.SPAN: "ts_end"}
+
+
+def _spec(name: str) -> _Spec:
+    """The de-duplication of one dataset, from the storage spec (:mod:`recorder.storage.datasets`):
+    its natural key, and for the merge rules that keep the latest state, the column that orders it."""
+    dataset = DATASETS[name]
+    return _Spec(name, _INDEX[name], dataset.key, _LATEST.get(dataset.merge))
+
+
+_SPECS = {name: _spec(name) for name in _INDEX}
+
+DERIVED = ("base", "quote")
+"""Columns derived from ``symbol`` by every market loader: upper-case currency codes."""
+
+_PAIR = re.compile(r"([A-Za-z0-9]+)[-_/]([A-Za-z0-9]+)(?:[-_].*)?")
+
+
+def pair_of(symbol: str) -> tuple[str | None, str | None]:
+    """``(base, quote)`` upper-case currency codes of a venue's instrument id, e.g.
+    ``btc_usdt`` (okex v1) and ``BTC-USDT`` (okx v5) both give ``("BTC", "USDT")``;
+    ``(None, None)`` for an id of another shape."""
+    match = _PAIR.fullmatch(symbol)
+    if match is None:
+        return None, None
+    return match.group(1).upper(), match.group(2).upper()
+
+
+def _add_pair(frame: pd.DataFrame, wanted: Sequence[str]) -> None:
+    pairs = {s: pair_of(s) for s in pd.unique(frame["symbol"])} if len(frame) else {}
+    for i, column in enumerate(DERIVED):
+        if column in wanted:
+            values = [pairs[s][i] for s in frame["symbol"]]
+            frame[column] = pd.Series(values, index=frame.index, dtype="object")
 
 
 def _load(
@@ -580,17 +621,24 @@ def _load(
     span_end: str | None = None,
     equals: tuple[tuple[str, object], ...] = (),
     filter_keys: bool = True,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     spec = _SPECS[name]
     dataset = DATASETS[name]
-    available = [c for c in dataset.arrow_schema.names if c != spec.index]
+    stored = [c for c in dataset.arrow_schema.names if c != spec.index]
+    derived = [c for c in DERIVED if "symbol" in stored and c not in stored]
+    available = [*stored, *derived]
     wanted = list(default_columns if default_columns is not None else available)
     if columns is not None:
         unknown = sorted(set(columns) - set(available))
         if unknown:
             raise ValueError(f"{name} has no column(s) {unknown}; it has {available}")
         wanted = list(columns)
-    needed = [spec.index, *wanted]
+    pair = [c for c in wanted if c in derived]
+    read = [c for c in wanted if c not in derived]
+    if pair and "symbol" not in read:
+        read.append("symbol")
+    needed = [spec.index, *read]
     for extra in (*spec.key, spec.latest, span_end):
         if extra is not None and extra not in needed:
             needed.append(extra)
@@ -603,6 +651,7 @@ def _load(
         end=_instant(end, "end"),
         span_end=span_end,
         equals=equals,
+        venues=_keys(venues),
     )
     table = open_source(source).read(query)
     rows = _fast_rows(table, spec) if table.num_rows else None
@@ -611,8 +660,10 @@ def _load(
         frame = _dedupe(frame, spec)
         frame = frame.sort_values([spec.index, *[k for k in spec.key if k != spec.index]], kind="stable")
     else:
-        frame = _to_pandas(table.select([spec.index, *wanted]), exact, rows)  # type: ignore[arg-type]
+        frame = _to_pandas(table.select([spec.index, *read]), exact, rows)  # type: ignore[arg-type]
     frame = frame.set_index(spec.index)
+    if pair:
+        _add_pair(frame, pair)
     return frame[wanted]
 
 
@@ -638,12 +689,13 @@ def load_tickers(
     *,
     columns: Sequence[str] | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Ticker pushes. Index ``ts_event``; columns ``symbol``, ``ts_recv``, ``buy``, ``sell``,
     ``last``, ``high``, ``low``, ``vol``, ``change``, ``day_high``, ``day_low`` (float64,
     NaN where not sent). ``buy``/``sell`` are the best bid/ask. See the module docstring
     for the arguments."""
-    return _load(source, "tickers", symbols, start, end, columns, exact)
+    return _load(source, "tickers", symbols, start, end, columns, exact, venues=venues)
 
 
 _TOP_RENAME = {
@@ -662,16 +714,18 @@ def load_book_top(
     *,
     columns: Sequence[str] | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Top of book of each snapshot (no level lists read). Index ``ts_event``; columns
     ``symbol``, ``ts_recv``, ``source`` (the channel the book was kept from, ``"depth"``,
     ``"depth_5"``...), ``depth`` (int32, levels on the fuller side), ``bid_price``,
     ``bid_amount``, ``ask_price``, ``ask_amount`` (float64; NaN for an empty side).
     ``columns`` uses these names."""
-    names = ["symbol", "ts_recv", "source", "depth", *_TOP_RENAME]
+    names = ["symbol", "ts_recv", "source", "depth", *_TOP_RENAME, "venue", "base", "quote", "seq_id"]
     inverse = {v: k for k, v in _TOP_RENAME.items()}
     stored = None if columns is None else [inverse.get(c, c) for c in columns]
-    frame = _load(source, "book_snapshots", symbols, start, end, stored, exact, default_columns=names)
+    frame = _load(source, "book_snapshots", symbols, start, end, stored, exact, default_columns=names,
+                  venues=venues)
     return frame.rename(columns=_TOP_RENAME)
 
 
@@ -683,6 +737,7 @@ def load_book_levels(
     *,
     depth: int | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Every level of every snapshot, long (tidy): one row per ``(snapshot, side, level)``.
 
@@ -698,7 +753,7 @@ def load_book_levels(
         raise ValueError("depth must be at least 1")
     snaps = _load(
         source, "book_snapshots", symbols, start, end, None, False,
-        default_columns=["symbol", "ts_recv", "source", "bids", "asks"],
+        default_columns=["venue", "symbol", "ts_recv", "source", "bids", "asks"], venues=venues,
     )
     index: list[int] = []
     sides: list[str] = []
@@ -717,7 +772,7 @@ def load_book_levels(
             prices.extend(p for p, _ in parsed)
             amounts.extend(a for _, a in parsed)
     positions = np.asarray(index, dtype="int64")
-    meta = snaps.reset_index()[["ts_event", "symbol", "ts_recv", "source"]].iloc[positions]
+    meta = snaps.reset_index()[["ts_event", "venue", "symbol", "ts_recv", "source"]].iloc[positions]
     frame = meta.reset_index(drop=True)
     frame["side"] = pd.Series(sides, dtype="str")
     frame["level"] = np.asarray(levels, dtype="int64")
@@ -738,11 +793,12 @@ def load_deals(
     *,
     columns: Sequence[str] | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Trades. Index ``ts_event`` (rebuilt from the exchange's whole seconds); columns
     ``symbol``, ``tid`` (int64), ``price``, ``amount`` (float64), ``side`` (aggressor,
     ``"buy"``/``"sell"``), ``ts_recv``. Sorted by time, then symbol, then ``tid``."""
-    return _load(source, "deals", symbols, start, end, columns, exact)
+    return _load(source, "deals", symbols, start, end, columns, exact, venues=venues)
 
 
 def load_klines(
@@ -754,6 +810,7 @@ def load_klines(
     period: KlinePeriod | str | None = None,
     columns: Sequence[str] | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Candles, the last pushed state of each. Index ``ts_event`` (the period's start);
     columns ``symbol``, ``period`` (``"1min"``...), ``ts_recv``, ``open``, ``high``,
@@ -763,7 +820,7 @@ def load_klines(
     if period is not None:
         value = period.value if isinstance(period, KlinePeriod) else KlinePeriod.parse(period).value
         equals = (("period", value),)
-    return _load(source, "klines", symbols, start, end, columns, exact, equals=equals)
+    return _load(source, "klines", symbols, start, end, columns, exact, equals=equals, venues=venues)
 
 
 def load_balances(
@@ -774,10 +831,11 @@ def load_balances(
     *,
     columns: Sequence[str] | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Balance polls. Index ``ts_recv``; columns ``account`` (``"spot"``/``"wallet"``),
     ``currency``, ``free``, ``frozen`` (float64). ``symbols`` filters currencies."""
-    return _load(source, "balances", symbols, start, end, columns, exact)
+    return _load(source, "balances", symbols, start, end, columns, exact, venues=venues)
 
 
 def load_orders(
@@ -788,16 +846,14 @@ def load_orders(
     *,
     columns: Sequence[str] | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Orders, the last seen state of each. Index ``ts_event`` (creation time); columns
     ``order_id`` (int64), ``symbol``, ``type`` (``"buy"``, ``"sell"``, ``"buy_market"``,
     ``"sell_market"``), ``price``, ``amount`` (float64, NaN where the order type has
     none), ``deal_amount``, ``avg_price``, ``status`` (``"open"``, ``"filled"``...),
     ``ts_recv`` (when that state was seen)."""
-    frame = _load(source, "orders", symbols, start, end, columns, exact)
-    if "status" in frame.columns:
-        frame["status"] = _status_names(frame["status"])
-    return frame
+    return _load(source, "orders", symbols, start, end, columns, exact, venues=venues)
 
 
 def load_order_status_changes(
@@ -808,14 +864,15 @@ def load_order_status_changes(
     *,
     columns: Sequence[str] | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Order status transitions. Index ``ts_recv`` (first seen in ``status``); columns
     ``order_id`` (int64), ``symbol``, ``status``, ``previous_status`` (names as in
     :func:`load_orders`; None when the order was first seen), ``deal_amount``."""
-    frame = _load(source, "order_status_changes", symbols, start, end, columns, exact)
-    for column in ("status", "previous_status"):
-        if column in frame.columns:
-            frame[column] = _status_names(frame[column])
+    frame = _load(source, "order_status_changes", symbols, start, end, columns, exact, venues=venues)
+    if "previous_status" in frame.columns:  # None (not NaN) for a first sight
+        column = frame["previous_status"].astype("object")
+        frame["previous_status"] = column.where(column.notna(), None)
     return frame
 
 
@@ -827,6 +884,7 @@ def load_feed_events(
     *,
     columns: Sequence[str] | None = None,
     exact: bool = False,
+    venues: Iterable[str] | str | None = None,
 ) -> pd.DataFrame:
     """Feed events (spans and instants), the latest state of each. Index ``ts_start``;
     columns ``event_id``, ``kind`` (``"disconnected"``...), ``ts_end`` (NaT while open),
@@ -834,10 +892,11 @@ def load_feed_events(
     ``channel``, ``detail``, ``collector`` (the collector's id; None in rows recorded
     before schema revision 0002, also in older Parquet files without the column). Spans
     overlapping ``[start, end)`` are kept; ``symbols`` keeps events naming one of them or
-    naming none."""
+    naming none; ``venues`` keeps events of those venues and of no one venue (``venue`` ``""``)."""
     wanted = None if columns is None else list(dict.fromkeys([*columns, "symbols"]))
     frame = _load(
-        source, "feed_events", None, start, end, wanted, exact, span_end="ts_end", filter_keys=False
+        source, "feed_events", None, start, end, wanted, exact, span_end="ts_end", filter_keys=False,
+        venues=None if venues is None else ("", *(_keys(venues) or ())),
     )
     frame["symbols"] = pd.Series(
         [tuple(s.split(",")) if s else () for s in frame["symbols"]], index=frame.index, dtype="object"
@@ -849,3 +908,37 @@ def load_feed_events(
         keep = [not named or bool(set(named) & set(keys)) for named in frame["symbols"]]
         frame = frame[np.asarray(keep, dtype=bool)]
     return frame if columns is None else frame[list(columns)]
+
+
+def load_instruments(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+    venues: Iterable[str] | str | None = None,
+) -> pd.DataFrame:
+    """Instrument reference data, one row per observed change. Index ``ts_recv``; columns
+    ``venue``, ``symbol``, ``base``, ``quote`` (upper-case codes as the venue sent them),
+    ``tick_size`` (quote currency), ``lot_size``, ``min_size`` (base currency), ``state``
+    (``"live"``, ``"suspend"``...), ``inst_type``, ``ts_listed``, ``ts_expiry``."""
+    return _load(source, "instruments", symbols, start, end, columns, exact, venues=venues)
+
+
+def load_fills(
+    source: Source | sa.Engine | str | Path,
+    symbols: Iterable[str] | str | None = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+    venues: Iterable[str] | str | None = None,
+) -> pd.DataFrame:
+    """The account's fills. Index ``ts_event``; columns ``venue``, ``symbol``, ``bill_id``,
+    ``trade_id``, ``order_id`` (int64), ``side``, ``price`` (quote currency), ``amount`` (base
+    currency), ``fee`` (signed, negative = charged), ``fee_currency``, ``liquidity``
+    (``"maker"``/``"taker"``), ``ts_recv``, ``base``, ``quote``."""
+    return _load(source, "fills", symbols, start, end, columns, exact, venues=venues)

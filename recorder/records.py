@@ -494,7 +494,8 @@ class Fill:
 
 
 Record = (
-    Ticker | BookSnapshot | Deal | Kline | Balance | Order | OrderStatusChange | FeedEvent | QuarantinedFrame
+    Ticker | BookSnapshot | Deal | Kline | Balance | Order | OrderStatusChange | Instrument | Fill
+    | FeedEvent | QuarantinedFrame
 )
 """Anything the storage writer accepts."""
 

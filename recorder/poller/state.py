@@ -50,11 +50,12 @@ class OrderState:
 
 
 def load_order_states(
-    url_or_engine: str | sa.Engine, symbols: Iterable[str] | None = None
+    url_or_engine: str | sa.Engine, symbols: Iterable[str] | None = None, *, venue: str | None = None
 ) -> dict[int, OrderState]:
     """Read ``order_id -> OrderState`` from the ``orders`` table (read-only, bound parameters).
 
-    ``symbols`` restricts the load to those symbols. A database that has no
+    ``symbols`` restricts the load to those symbols, ``venue`` to that venue's orders (the
+    ``venue`` column, schema revision 0003). A database that has no
     ``orders`` table yet gives an empty mapping. Raises
     :class:`~recorder.errors.StoreUnavailableError` when the database cannot be read.
     """
@@ -63,12 +64,14 @@ def load_order_states(
     query = sa.select(t.c.order_id, t.c.status, t.c.deal_amount, t.c.avg_price)
     if symbols is not None:
         query = query.where(t.c.symbol.in_(list(symbols)))
+    if venue is not None:
+        query = query.where(t.c.venue == venue)
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(t.name):
                 return {}
             return {
-                int(row.order_id): OrderState(order_status(row.status), row.deal_amount, row.avg_price)
+                int(row.order_id): OrderState(OrderStatus(row.status), row.deal_amount, row.avg_price)
                 for row in conn.execute(query)
             }
     except sa.exc.SQLAlchemyError as exc:

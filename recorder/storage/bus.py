@@ -242,6 +242,8 @@ class BusStore:
     :class:`StorageError` for rows the Arrow schema cannot hold.
     """
 
+    name = "bus"  # the Store seam (recorder.storage.store): its name in the writer's stats
+
     def __init__(self, bus: BusConfig, *, collector_id: str, venue: str = VENUE) -> None:
         if not bus.url:
             raise StorageError("the bus store needs bus.url (nats://HOST:PORT)")
@@ -313,13 +315,15 @@ class BusStore:
     def _messages(self, dataset: Dataset, table: pa.Table) -> list[_Message]:
         ids = row_identities(dataset, table)
         keys = table.column(dataset.key_column).to_pylist()
-        by_key: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            by_key.setdefault(str(key), []).append(i)
+        # the row's own venue (a writer may carry several); "" (an event of no one venue): this store's
+        venues = table.column("venue").to_pylist() if "venue" in table.column_names else [""] * len(keys)
+        by_key: dict[tuple[str, str], list[int]] = {}
+        for i, (venue, key) in enumerate(zip(venues, keys, strict=True)):
+            by_key.setdefault((venue or self.venue, str(key)), []).append(i)
         out: list[_Message] = []
         per_row = dataset.name in PER_ROW_DATASETS
-        for key, rows in by_key.items():
-            subject = subject_for(self.bus.subject_prefix, dataset.name, key, self.venue)
+        for (venue, key), rows in by_key.items():
+            subject = subject_for(self.bus.subject_prefix, dataset.name, key, venue)
             chunks = [[i] for i in rows] if per_row else self._chunks(table, rows)
             for chunk in chunks:
                 part = _take(table, chunk)
@@ -329,7 +333,7 @@ class BusStore:
                     MSG_ID: f"{dataset.name}:{digest.hex()}",
                     HEADER_DATASET: dataset.name,
                     HEADER_SCHEMA: schema_version(),
-                    HEADER_VENUE: self.venue,
+                    HEADER_VENUE: venue,
                     HEADER_COLLECTOR: self.collector_id,
                     HEADER_ROWS: str(len(chunk)),
                 }

@@ -4,7 +4,8 @@ Two users: ``okex-recorder compact`` (by hand, :func:`compact`) and the running 
 (:class:`AutoCompactor`, driven by :class:`~recorder.storage.parquet.ParquetStore` from the
 writer thread in bounded steps). docs/storage.md "Compaction" states the guarantees.
 
-How a partition ``<root>/<dataset>/date=D/<key>=V/`` is compacted (local file systems
+How a partition ``<root>/<dataset>/venue=X/date=D/<key>=V/`` (or, written before schema
+revision 0003, ``<root>/<dataset>/date=D/<key>=V/``) is compacted (local file systems
 on Linux): the rows of its files (in the order they were written) are streamed into
 ``part-compact-<ns>-<uuid>.parquet`` inside a staging directory
 ``<root>/_compact/<id>/p/`` (outside every dataset); files that arrived meanwhile are
@@ -141,7 +142,7 @@ def compact(root: str, *, day: date | None = None, dataset: str | None = None,
     try:
         for name in names:
             date_glob = f"date={day.isoformat()}" if day is not None else None
-            for date_dir in _subdirs(fs, f"{base}/{name}"):
+            for date_dir in _date_dirs(fs, f"{base}/{name}"):
                 if date_glob is not None and date_dir.rsplit("/", 1)[1] != date_glob:
                     continue
                 for part_dir in _subdirs(fs, date_dir):
@@ -154,6 +155,18 @@ def compact(root: str, *, day: date | None = None, dataset: str | None = None,
     except OSError as exc:
         raise StoreUnavailableError(f"cannot compact parquet root {base}: {exc}") from exc
     return results
+
+
+def _date_dirs(fs: pafs.FileSystem, path: str) -> list[str]:
+    """The ``date=`` directories of a dataset: below its ``venue=`` directories, or directly below it
+    (the layout written before schema revision 0003)."""
+    out = []
+    for sub in _subdirs(fs, path):
+        if sub.rsplit("/", 1)[1].startswith("venue="):
+            out.extend(_subdirs(fs, sub))
+        else:
+            out.append(sub)
+    return out
 
 
 def _subdirs(fs: pafs.FileSystem, path: str) -> list[str]:
@@ -675,13 +688,12 @@ class AutoCompactor:
         today = datetime.fromtimestamp(self.wall_clock(), UTC).date()
         first = today - timedelta(days=self.policy.lookback_days)
         for name in sorted(DATASETS):
-            base = f"{self.root}/{name}"
-            for date_dir in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-                day = _day_of(f"{base}/{date_dir}/x")
+            for date_path in _date_dirs(pafs.LocalFileSystem(), f"{self.root}/{name}"):
+                day = _day_of(f"{date_path}/x")
                 if day is None or day < first:
                     continue
-                for key_dir in sorted(os.listdir(f"{base}/{date_dir}")):
-                    directory = f"{base}/{date_dir}/{key_dir}"
+                for key_dir in sorted(os.listdir(date_path)):
+                    directory = f"{date_path}/{key_dir}"
                     if key_dir[:1] not in "._" and os.path.isdir(directory):
                         self._parts[directory] = _Partition(name, day)
                         self._unlisted.append(directory)

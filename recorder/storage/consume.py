@@ -38,7 +38,7 @@ from recorder.errors import ConfigError, SchemaNotAtHeadError, StorageError, Sto
 from recorder.records import Record
 from recorder.storage.bus import HEADER_COLLECTOR, VENUE, decode_message, ensure_stream
 from recorder.storage.bus_config import BusConfig
-from recorder.storage.writer import Store
+from recorder.storage.store import Store
 
 __all__ = ["WorkerStats", "add_arguments", "consume", "run"]
 

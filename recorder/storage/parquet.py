@@ -1,16 +1,22 @@
 """The Parquet store: one Hive-partitioned dataset per kind of record, on :mod:`pyarrow.fs`.
 
-Layout (``schema.Dataset`` gives the partition columns)::
+Layout (the dataset spec, :mod:`recorder.storage.datasets`, gives the partition columns)::
 
-    <root>/<dataset>/date=YYYY-MM-DD/<key>=<value>/part-<segment>.parquet
+    <root>/<dataset>/venue=<venue>/date=YYYY-MM-DD/<key>=<value>/part-<segment>.parquet
+    <root>/feed_events/date=YYYY-MM-DD/connection=<connection>/part-<segment>.parquet   (and quarantine)
     <root>/_journal/<dataset>/<ns>-<uuid>.arrows        rows flushed, not yet in a Parquet file
 
-``date`` is the UTC date of the dataset's ``date_column``; ``<key>`` is its
-``key_column`` (``symbol`` for market data and orders, ``currency`` for balances,
-``connection`` for feed events and quarantined frames). The partition column is not
-repeated inside the files: readers (``pyarrow.dataset``, pandas, DuckDB with
-``hive_partitioning=true``) take it from the path. :func:`open_dataset` gives a
+``venue`` is the record's venue (``okex_v1``, ``okx_v5``); ``date`` the UTC date of the
+dataset's ``date_column``; ``<key>`` its ``key_column`` (``symbol`` for market data, orders,
+instruments and fills, ``currency`` for balances, ``connection`` for feed events and
+quarantined frames, whose venue is a plain column). Partition columns are not repeated
+inside the files: readers (``pyarrow.dataset``, pandas, DuckDB with
+``hive_partitioning=true``) take them from the path. :func:`open_dataset` gives a
 ``pyarrow.dataset`` with the exact types (``date`` as ``date32``).
+
+Roots written before schema revision 0003 have no ``venue=`` level
+(``<dataset>/date=.../symbol=.../``): :func:`open_dataset` reads both layouts, side by side in
+one root too, and gives the old files the venue ``okex_v1``.
 
 Durability: :meth:`ParquetStore.write_batch` appends the rows to the journal (an Arrow
 IPC stream, fsync'd) and returns only then; that is the acknowledgement. Rows become
@@ -62,7 +68,7 @@ from recorder.storage.fs import (
     writes_in_place,
 )
 from recorder.storage.journal import Journal, Segment, iter_segment
-from recorder.storage.keys import check_symbol
+from recorder.storage.keys import check_symbol, check_venue
 from recorder.storage.schema import DATASETS, Batch, Dataset, conform
 
 if TYPE_CHECKING:
@@ -76,6 +82,8 @@ __all__ = [
     "batch_to_table",
     "file_schema",
     "open_dataset",
+    "partition_directory",
+    "partition_fields",
     "partition_value",
     "records_to_table",
     "write_parquet_atomically",
@@ -92,34 +100,70 @@ _SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 
 
 def file_schema(dataset: Dataset) -> pa.Schema:
-    """The schema inside a Parquet file of ``dataset``: its Arrow schema minus the partition column."""
+    """The schema inside a Parquet file of ``dataset``: its Arrow schema minus the partition columns."""
     return _FILE_SCHEMAS[dataset.name]
 
 
-_FILE_SCHEMAS = {
-    d.name: d.arrow_schema.remove(d.arrow_schema.get_field_index(d.key_column)) for d in DATASETS.values()
-}
+def _without(schema: pa.Schema, names: Sequence[str]) -> pa.Schema:
+    for name in names:
+        schema = schema.remove(schema.get_field_index(name))
+    return schema
+
+
+_FILE_SCHEMAS = {d.name: _without(d.arrow_schema, d.partition_columns) for d in DATASETS.values()}
+
+
+def partition_fields(dataset: Dataset) -> list[str]:
+    """The partition levels of ``dataset`` in path order: ``venue``?, ``date``, its key column."""
+    assert dataset.spec is not None
+    return list(dataset.spec.partition)
 
 
 def dataset_partitioning(dataset: Dataset) -> pads.Partitioning:
-    """The Hive partitioning of ``dataset``: ``date`` (date32) then its key column (string)."""
+    """The Hive partitioning of ``dataset``: (``venue``,) ``date`` (date32), its key column (string)."""
     return pads.partitioning(
-        pa.schema([pa.field("date", pa.date32()), pa.field(dataset.key_column, pa.string())]),
+        pa.schema([pa.field(p, pa.date32() if p == "date" else pa.string())
+                   for p in partition_fields(dataset)]),
         flavor="hive",
     )
 
 
 def open_dataset(root: str, name: str, *, filesystem: pafs.FileSystem | None = None) -> pads.Dataset:
-    """``pyarrow.dataset`` of one dataset under ``root`` with the exact schema and typed partitions."""
+    """``pyarrow.dataset`` of one dataset under ``root`` with the exact schema and typed partitions.
+
+    Reads both layouts: ``venue=<v>/date=<d>/<key>=<k>/`` and the layout written before schema
+    revision 0003 (``date=<d>/<key>=<k>/``, venue ``okex_v1``). Files and directories whose
+    name starts with ``.`` or ``_`` are skipped (temporaries, the journal). Partition values
+    are URI-decoded; filters on partition columns prune whole files.
+    """
     dataset = _dataset(name)
     fs, base = _resolve(root, filesystem)
-    return pads.dataset(
-        f"{base}/{name}",
-        schema=pa.unify_schemas([file_schema(dataset), dataset_partitioning(dataset).schema]),
-        format="parquet",
-        partitioning=dataset_partitioning(dataset),
-        filesystem=fs,
-    )
+    top = f"{base}/{name}"
+    schema = pa.unify_schemas([file_schema(dataset), dataset_partitioning(dataset).schema])
+    types = {f.name: f.type for f in dataset_partitioning(dataset).schema}
+    legacy = {c.name: c.legacy for c in dataset.spec.columns if c.legacy is not None} if dataset.spec else {}
+    fmt = pads.ParquetFileFormat()
+    fragments = []
+    infos = fs.get_file_info(pafs.FileSelector(top, allow_not_found=True, recursive=True))
+    for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
+        rel = info.path[len(top) + 1:].split("/")
+        if any(part.startswith((".", "_")) for part in rel):
+            continue
+        values: dict[str, Any] = {}
+        for part in rel[:-1]:
+            key, eq, value = part.partition("=")
+            if eq and key in types:
+                values[key] = urllib.parse.unquote(value)
+        for key, default in legacy.items():
+            if key in types and key not in values:
+                values[key] = default  # the layout before the venue level: okex_v1
+        expression = None
+        for key, value in values.items():
+            scalar = pa.scalar(value).cast(types[key])
+            term = pc.field(key) == scalar
+            expression = term if expression is None else expression & term
+        fragments.append(fmt.make_fragment(info.path, filesystem=fs, partition_expression=expression))
+    return pads.FileSystemDataset(fragments, schema, fmt, fs)
 
 
 def records_to_table(dataset: Dataset, records: Sequence[Record]) -> pa.Table:
@@ -136,14 +180,17 @@ def records_to_table(dataset: Dataset, records: Sequence[Record]) -> pa.Table:
         raise StorageError(f"{dataset.name}: value does not fit the Parquet schema: {exc}") from exc
 
 
-def partition_value(dataset: Dataset, value: object) -> str:
-    """A partition directory value that cannot escape its directory.
+def partition_value(dataset: Dataset, value: object, column: str | None = None) -> str:
+    """A partition directory value of ``column`` (default: the key column) that cannot escape its directory.
 
-    Symbols must pass storage's own rule :func:`~recorder.storage.keys.check_symbol` (raises
-    :class:`~recorder.errors.SymbolError`); other values (currency, connection) are kept if
+    Venues and symbols must pass storage's own rule :func:`~recorder.storage.keys.check_path_value`
+    (raises :class:`~recorder.errors.SymbolError`); other values (currency, connection) are kept if
     they are plain names, else percent-encoded (pyarrow decodes them on read).
     """
-    if dataset.key_column == "symbol":
+    column = dataset.key_column if column is None else column
+    if column == "venue":
+        return check_venue(value)
+    if column in dataset.path_checked:
         return check_symbol(value)
     text = str(value)
     if _SAFE_VALUE.fullmatch(text) and ".." not in text:
@@ -310,6 +357,8 @@ class ParquetStore:
     cannot be created, and from :meth:`write_batch` if the journal cannot be written.
     """
 
+    name = "parquet"  # the Store seam (recorder.storage.store): its name in the writer's stats
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -454,8 +503,9 @@ class ParquetStore:
     # -- internals ---------------------------------------------------------------------------------
 
     def _check_partition_values(self, dataset: Dataset, table: pa.Table) -> None:
-        for value in pc.unique(table[dataset.key_column]).to_pylist():
-            partition_value(dataset, value)
+        for column in dataset.partition_columns:
+            for value in pc.unique(table[column]).to_pylist():
+                partition_value(dataset, value, column)
 
     def _seal(self, name: str) -> None:
         seg = self._journal.seal(name)
@@ -515,9 +565,7 @@ class ParquetStore:
                 entry[1] += int(n * per_row)
         todo: dict[str, str] = {}  # label -> final path
         for label in sizes:
-            date_text, key = label.split("/", 1)
-            value = partition_value(dataset, key)
-            directory = f"{self.root}/{dataset.name}/date={date_text}/{dataset.key_column}={value}"
+            directory = f"{self.root}/{dataset.name}/{partition_directory(dataset, label)}"
             final = f"{directory}/{part_name}"
             if (self._fs.get_file_info(final).type == pafs.FileType.NotFound
                     and not (self._recovering and self._merged_by_compaction(directory, part_name))):
@@ -654,15 +702,32 @@ def _segment_tables(dataset: Dataset, segment: Segment) -> Iterator[pa.Table]:
 
 
 def _partition_labels(dataset: Dataset, table: pa.Table) -> pa.ChunkedArray:
-    """Per row ``<YYYY-MM-DD>/<key value>`` (the date has no slash: split at the first one)."""
-    dates = pc.fill_null(pc.strftime(table[dataset.date_column], format="%Y-%m-%d"), "None")
-    keys = pc.fill_null(pc.cast(table[dataset.key_column], pa.string()), "None")
-    return pc.binary_join_element_wise(dates, keys, "/")
+    """Per row its partition values in path order joined by ``/`` (``okex_v1/2026-11-23/btc_usdt``).
+
+    Only the last value (the key) may contain a slash: venues are checked path-safe, dates have none.
+    """
+    parts = []
+    for p in partition_fields(dataset):
+        if p == "date":
+            parts.append(pc.fill_null(pc.strftime(table[dataset.date_column], format="%Y-%m-%d"), "None"))
+        else:
+            parts.append(pc.fill_null(pc.cast(table[p], pa.string()), "None"))
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, "/")
+
+
+def partition_directory(dataset: Dataset, label: str) -> str:
+    """The directory (relative to the dataset's) of a partition label: ``venue=V/date=D/symbol=S``."""
+    fields = partition_fields(dataset)
+    values = label.split("/", len(fields) - 1)
+    return "/".join(f"{p}={v}" if p == "date" else f"{p}={partition_value(dataset, v, p)}"
+                    for p, v in zip(fields, values, strict=True))
 
 
 def _split_table(dataset: Dataset, table: pa.Table,
                  wanted: pa.Array | None = None) -> Iterator[tuple[str, pa.Table]]:
-    """Yield ``(partition label, rows without the key column)``, arrival order kept per partition.
+    """Yield ``(partition label, rows without the partition columns)``, arrival order kept per partition.
 
     ``wanted`` (labels) keeps only those partitions. One stable sort by label, then slices.
     """
@@ -672,7 +737,7 @@ def _split_table(dataset: Dataset, table: pa.Table,
         table, labels = table.filter(mask), labels.filter(mask)
         if table.num_rows == 0:
             return
-    body = table.drop_columns([dataset.key_column])
+    body = table.drop_columns(list(dataset.partition_columns))
     counts = pc.value_counts(labels)
     if len(counts) != 1:
         order = pc.sort_indices(labels)  # stable: rows of one partition keep their order
@@ -684,11 +749,10 @@ def _split_table(dataset: Dataset, table: pa.Table,
         offset += n
 
 
-def _split_partitions(dataset: Dataset, table: pa.Table) -> Iterator[tuple[str, str, pa.Table]]:
-    """Yield ``(date, key value, rows without the key column)`` per partition, arrival order kept."""
+def _split_partitions(dataset: Dataset, table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """Yield ``(partition directory relative to the dataset's, rows without the partition columns)``."""
     for label, part in _split_table(dataset, table):
-        date_text, key = label.split("/", 1)
-        yield date_text, partition_value(dataset, key), part
+        yield partition_directory(dataset, label), part
 
 
 def _dataset(name: str) -> Dataset:

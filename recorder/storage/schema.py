@@ -1,37 +1,32 @@
-"""The storage schema, defined once: SQL tables and, beside each, its Parquet (Arrow) schema.
+"""The storage schema, derived from the one declarative spec :mod:`recorder.storage.datasets`.
 
 Every record type of :mod:`recorder.records` has one *dataset*: a SQL table in
 :data:`metadata` and an explicit :class:`pyarrow.Schema` with the same columns,
-joined by one converter (:attr:`Dataset.to_row`) that both stores use. A test
-checks the two schemas column by column, so they cannot drift apart.
+joined by one converter (:attr:`Dataset.to_row`) that every store uses. All of them
+are built here from :data:`recorder.storage.datasets.SPECS`; nothing is written twice.
 
 Representations (see ``docs/storage.md``):
 
 * **Decimals** are exact everywhere. SQL: :class:`ExactDecimal` is ``NUMERIC``
   (unconstrained, so nothing is rounded) on PostgreSQL and ``TEXT`` holding the
-  canonical plain string (``0.00000001``, never ``1E-8``; no trailing zeros after
-  the point) on SQLite; both read back as :class:`~decimal.Decimal`. On SQLite,
-  compare numerically with ``CAST(col AS REAL)``. Arrow: ``decimal128(38, 18)``
-  (up to 20 integer and 18 fractional digits; pyarrow refuses, rather than rounds,
-  anything else).
+  canonical plain string (:func:`recorder.storage.codecs.decimal_text`) on SQLite;
+  both read back as :class:`~decimal.Decimal`. Arrow: ``decimal128(38, 18)``.
 * **Timestamps** are timezone-aware UTC. SQL: :class:`UtcDateTime` is
   ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL and the fixed-width ISO text
   ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC, sorts correctly) on SQLite; both read back
   tz-aware UTC. Arrow: ``timestamp("us", tz="UTC")``.
-* **Enums** are stored as their values (``"buy"``, ``"depth_5"``, ``"1min"``; order
-  statuses as their small integers).
+* **Enums** are stored as their values (``"buy"``, ``"depth_5"``, ``"1min"``, order
+  statuses as their neutral names ``"filled"``... since revision 0003).
 * **Book levels** are JSON text ``[["price", "amount"], ...]`` (plain decimal strings,
   best level first) in both stores, beside queryable top-of-book columns.
 
-Partitions (Parquet): every dataset is partitioned by the UTC date of
-:attr:`Dataset.date_column` and by the value of :attr:`Dataset.key_column`
-(``<key_column>=<value>``): the symbol for market data and orders, the *currency*
-for balances, the *connection* for feed events and quarantined frames.
+Partitions (Parquet): ``<dataset>/venue=<venue>/date=<UTC date>/<key>=<value>/`` for
+every market and account dataset; ``<dataset>/date=.../connection=.../`` for feed events
+and quarantined frames (their ``venue`` is a plain column: many events belong to no one venue).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -39,29 +34,13 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any, overload
 
-import msgspec
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from recorder.records import (
-    Balance,
-    BookSnapshot,
-    Deal,
-    FeedEvent,
-    FeedEventKind,
-    Kline,
-    KlinePeriod,
-    Level,
-    Order,
-    OrderStatus,
-    OrderStatusChange,
-    OrderType,
-    QuarantinedFrame,
-    Record,
-    Side,
-    Ticker,
-)
+from recorder.records import BookSnapshot, Record
+from recorder.storage.codecs import decimal_text, levels_from_json, levels_to_json, to_utc
+from recorder.storage.datasets import SPECS, Column, Kind, Merge, Spec
 
 __all__ = [
     "ARROW_DECIMAL",
@@ -70,23 +49,15 @@ __all__ = [
     "Batch",
     "Dataset",
     "ExactDecimal",
+    "Merge",
     "RowLike",
     "UtcDateTime",
-    "balances",
-    "book_snapshots",
     "conform",
     "dataset_for",
-    "deals",
-    "feed_events",
-    "klines",
     "levels_from_json",
     "levels_to_json",
     "metadata",
-    "order_status_changes",
-    "orders",
     "plain_decimal",
-    "quarantine",
-    "tickers",
 ]
 
 NAMING_CONVENTION = {
@@ -106,22 +77,10 @@ RowLike = Mapping[Any, Any]
 ARROW_DECIMAL = pa.decimal128(38, 18)
 ARROW_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
+plain_decimal = decimal_text  # the one exact-decimal codec (recorder.storage.codecs), old name
+
 
 # --------------------------------------------------------------------------- column types
-
-
-def plain_decimal(value: Decimal) -> str:
-    """The canonical plain string of a finite Decimal: no exponent, no trailing fractional zeros.
-
-    ``Decimal("1E-8")`` -> ``"0.00000001"``; ``Decimal("1.50")`` -> ``"1.5"``;
-    ``Decimal("100")`` -> ``"100"``. Raises ValueError for NaN and infinities.
-    """
-    if not value.is_finite():
-        raise ValueError(f"not a finite decimal: {value!r}")
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
 
 
 class ExactDecimal(sa.types.TypeDecorator[Decimal]):
@@ -144,7 +103,7 @@ class ExactDecimal(sa.types.TypeDecorator[Decimal]):
             if not value.is_finite():
                 raise ValueError(f"not a finite decimal: {value!r}")
             return value
-        return plain_decimal(value)
+        return decimal_text(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None or isinstance(value, Decimal):
@@ -161,9 +120,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
-        value = value.astimezone(UTC)
+        value = to_utc(value)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -176,387 +133,140 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _symbol() -> sa.Column[str]:
-    return sa.Column("symbol", sa.String(32), nullable=False)
+# --------------------------------------------------------------------------- derivation
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column[datetime]:
-    return sa.Column(name, UtcDateTime(), nullable=nullable)
-
-
-def _dec(name: str, nullable: bool = False) -> sa.Column[Decimal]:
-    return sa.Column(name, ExactDecimal(), nullable=nullable)
-
-
-# --------------------------------------------------------------------------- tables
-# Keys: replaying the same records (e.g. from the journal after an outage) writes nothing
-# twice. Conflicts are "do nothing" except where noted as upsert (see recorder.storage.sql).
-
-tickers = sa.Table(
-    "tickers",
-    metadata,
-    _symbol(),
-    _ts("ts_event"),
-    _ts("ts_recv"),
-    _dec("buy"),
-    _dec("sell"),
-    _dec("last"),
-    _dec("high"),
-    _dec("low"),
-    _dec("vol"),
-    _dec("change", nullable=True),
-    _dec("day_high", nullable=True),
-    _dec("day_low", nullable=True),
-    sa.PrimaryKeyConstraint("symbol", "ts_recv"),
-    sa.Index("ix_tickers_symbol_ts_event", "symbol", "ts_event"),
-)
-
-book_snapshots = sa.Table(
-    "book_snapshots",
-    metadata,
-    _symbol(),
-    _ts("ts_event"),
-    _ts("ts_recv"),
-    sa.Column("source", sa.String(16), nullable=False),  # ChannelKind value: depth, depth_5, ...
-    sa.Column("depth", sa.Integer, nullable=False),  # levels on the fuller side
-    _dec("best_bid", nullable=True),
-    _dec("best_bid_amount", nullable=True),
-    _dec("best_ask", nullable=True),
-    _dec("best_ask_amount", nullable=True),
-    sa.Column("bids", sa.Text, nullable=False),  # JSON [["price", "amount"], ...], best first
-    sa.Column("asks", sa.Text, nullable=False),
-    sa.PrimaryKeyConstraint("symbol", "ts_recv", "source"),
-    sa.Index("ix_book_snapshots_symbol_ts_event", "symbol", "ts_event"),
-)
-
-deals = sa.Table(
-    "deals",
-    metadata,
-    _symbol(),
-    sa.Column("tid", sa.BigInteger, nullable=False, autoincrement=False),
-    _dec("price"),
-    _dec("amount"),
-    sa.Column("side", sa.String(8), nullable=False),  # Side value: buy, sell
-    _ts("ts_event"),
-    _ts("ts_recv"),
-    sa.PrimaryKeyConstraint("symbol", "tid"),
-    sa.Index("ix_deals_symbol_ts_event", "symbol", "ts_event"),
-)
-
-klines = sa.Table(  # upsert: the open candle is pushed repeatedly, the last write wins
-    "klines",
-    metadata,
-    _symbol(),
-    sa.Column("period", sa.String(8), nullable=False),  # KlinePeriod value: 1min, ..., day, week
-    _ts("ts_event"),  # the period's start
-    _ts("ts_recv"),
-    _dec("open"),
-    _dec("high"),
-    _dec("low"),
-    _dec("close"),
-    _dec("volume"),
-    sa.PrimaryKeyConstraint("symbol", "period", "ts_event"),
-    sa.Index("ix_klines_symbol_ts_event", "symbol", "ts_event"),
-)
-
-balances = sa.Table(
-    "balances",
-    metadata,
-    _ts("ts_recv"),
-    sa.Column("account", sa.String(16), nullable=False),  # spot | wallet
-    sa.Column("currency", sa.String(16), nullable=False),
-    _dec("free"),
-    _dec("frozen"),
-    sa.PrimaryKeyConstraint("account", "currency", "ts_recv"),
-    sa.Index("ix_balances_ts_recv", "ts_recv"),
-)
-
-orders = sa.Table(  # upsert by order_id: one row per order, its current state
-    "orders",
-    metadata,
-    sa.Column("order_id", sa.BigInteger, nullable=False, autoincrement=False),
-    _symbol(),
-    sa.Column("type", sa.String(16), nullable=False),  # OrderType value
-    _dec("price", nullable=True),
-    _dec("amount", nullable=True),
-    _dec("deal_amount"),
-    _dec("avg_price"),
-    sa.Column("status", sa.SmallInteger, nullable=False),  # OrderStatus value (-1 .. 5)
-    _ts("ts_event"),  # create_date
-    _ts("ts_recv"),  # when this state was seen
-    sa.PrimaryKeyConstraint("order_id"),
-    sa.Index("ix_orders_symbol_ts_event", "symbol", "ts_event"),
-)
-
-order_status_changes = sa.Table(
-    "order_status_changes",
-    metadata,
-    sa.Column("order_id", sa.BigInteger, nullable=False, autoincrement=False),
-    _symbol(),
-    sa.Column("status", sa.SmallInteger, nullable=False),
-    sa.Column("previous_status", sa.SmallInteger, nullable=True),
-    _dec("deal_amount"),
-    _ts("ts_recv"),
-    sa.PrimaryKeyConstraint("order_id", "status"),
-    sa.Index("ix_order_status_changes_symbol_ts_recv", "symbol", "ts_recv"),
-)
-
-feed_events = sa.Table(  # upsert by event_id: a span is written open, then again closed
-    "feed_events",
-    metadata,
-    sa.Column("event_id", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(24), nullable=False),  # FeedEventKind value
-    _ts("ts_start"),
-    _ts("ts_end", nullable=True),  # NULL while the span is open
-    sa.Column("connection", sa.String(64), nullable=False),
-    sa.Column("symbols", sa.Text, nullable=False),  # comma-separated, "" for none
-    sa.Column("channel", sa.Text, nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-    sa.Column("collector", sa.String(64), nullable=True),  # collector.id; NULL before revision 0002
-    sa.PrimaryKeyConstraint("event_id"),
-    sa.Index("ix_feed_events_ts_start", "ts_start"),
-    sa.Index("ix_feed_events_kind_ts_start", "kind", "ts_start"),
-)
-
-quarantine = sa.Table(  # plain insert; ``id`` exists in SQL only
-    "quarantine",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True, info={"sql_only": True}),
-    _ts("ts_recv"),
-    sa.Column("connection", sa.String(64), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("channel", sa.Text, nullable=False),
-    sa.Column("payload", sa.LargeBinary, nullable=False),
-    sa.Column("collector", sa.String(64), nullable=True),  # collector.id; NULL before revision 0002
-    sa.Index("ix_quarantine_ts_recv", "ts_recv"),
-)
-
-
-# --------------------------------------------------------------------------- converters
-
-
-def _level_text(value: Decimal) -> str:
-    # str() is the fast path and exact; only exponent forms (1E-8) and non-finite values go the long way.
-    text = str(value)
-    if "E" in text or "N" in text or "I" in text:
-        return plain_decimal(value)
-    return text
-
-
-def _levels_to_json_slowly(levels: tuple[Level, ...]) -> str:
-    t = _level_text
-    return "[" + ",".join([f'["{t(p)}","{t(a)}"]' for p, a in levels]) + "]"
-
-
-_levels_encoder = msgspec.json.Encoder(decimal_format="string")
-
-
-def levels_to_json(levels: tuple[Level, ...]) -> str:
-    """``((price, amount), ...)`` -> ``'[["price","amount"],...]'``: exact decimals without exponent.
-
-    Digits are kept as given (``1.50`` stays ``"1.50"``); ``1E-8`` becomes ``"0.00000001"``.
-    Raises ValueError for NaN and infinities.
-    """
-    # The hot path of a book snapshot: msgspec writes str() of every value at C level; then
-    # one look for the letters only exponents (E), NaN (N) and Infinity (I) produce.
-    text = _levels_encoder.encode(levels).decode()
-    if "E" in text or "N" in text or "I" in text:
-        return _levels_to_json_slowly(levels)
-    return text
-
-
-def levels_from_json(text: str) -> tuple[Level, ...]:
-    """Inverse of :func:`levels_to_json`."""
-    return tuple((Decimal(p), Decimal(a)) for p, a in json.loads(text))
-
-
-def _ticker_row(r: Ticker) -> dict[str, Any]:
-    return {
-        "symbol": r.symbol, "ts_event": r.ts_event, "ts_recv": r.ts_recv,
-        "buy": r.buy, "sell": r.sell, "last": r.last, "high": r.high, "low": r.low, "vol": r.vol,
-        "change": r.change, "day_high": r.day_high, "day_low": r.day_low,
+def _sql_type(c: Column) -> sa.types.TypeEngine[Any]:
+    if c.kind is Kind.TEXT:
+        return sa.String(c.length) if c.length is not None else sa.Text()
+    types: dict[Kind, sa.types.TypeEngine[Any]] = {
+        Kind.DECIMAL: ExactDecimal(), Kind.TIMESTAMP: UtcDateTime(), Kind.INT32: sa.Integer(),
+        Kind.INT64: sa.BigInteger(), Kind.BOOL: sa.Boolean(), Kind.BYTES: sa.LargeBinary(),
     }
+    return types[c.kind]
 
 
-_TICKER_FIELDS = (
-    "symbol", "ts_event", "ts_recv", "buy", "sell", "last", "high", "low", "vol",
-    "change", "day_high", "day_low",
-)
-
-
-def _ticker_from(row: RowLike) -> Ticker:
-    return Ticker(venue="okex_v1", **{k: row[k] for k in _TICKER_FIELDS})
-
-
-def _book_row(r: BookSnapshot) -> dict[str, Any]:
-    bids, asks = r.bids, r.asks
-    bb = bids[0] if bids else (None, None)
-    ba = asks[0] if asks else (None, None)
-    return {
-        "symbol": r.symbol, "ts_event": r.ts_event, "ts_recv": r.ts_recv, "source": r.source,
-        "depth": max(len(bids), len(asks)),
-        "best_bid": bb[0], "best_bid_amount": bb[1], "best_ask": ba[0], "best_ask_amount": ba[1],
-        "bids": levels_to_json(bids), "asks": levels_to_json(asks),
-    }
-
-
-def _book_from(row: RowLike) -> BookSnapshot:
-    return BookSnapshot(venue="okex_v1",
-        symbol=row["symbol"], ts_event=row["ts_event"], ts_recv=row["ts_recv"],
-        bids=levels_from_json(row["bids"]), asks=levels_from_json(row["asks"]),
-        source=row["source"],
-    )
-
-
-def _deal_row(r: Deal) -> dict[str, Any]:
-    return {
-        "symbol": r.symbol, "tid": r.tid, "price": r.price, "amount": r.amount, "side": r.side.value,
-        "ts_event": r.ts_event, "ts_recv": r.ts_recv,
-    }
-
-
-def _deal_from(row: RowLike) -> Deal:
-    return Deal(venue="okex_v1",
-        symbol=row["symbol"], tid=row["tid"], price=row["price"], amount=row["amount"],
-        side=Side(row["side"]), ts_event=row["ts_event"], ts_recv=row["ts_recv"],
-    )
-
-
-def _kline_row(r: Kline) -> dict[str, Any]:
-    return {
-        "symbol": r.symbol, "period": r.period.value, "ts_event": r.ts_event, "ts_recv": r.ts_recv,
-        "open": r.open, "high": r.high, "low": r.low, "close": r.close, "volume": r.volume,
-    }
-
-
-def _kline_from(row: RowLike) -> Kline:
-    return Kline(venue="okex_v1",
-        symbol=row["symbol"], period=KlinePeriod(row["period"]), ts_event=row["ts_event"],
-        ts_recv=row["ts_recv"], open=row["open"], high=row["high"], low=row["low"],
-        close=row["close"], volume=row["volume"],
-    )
-
-
-def _balance_row(r: Balance) -> dict[str, Any]:
-    return {"ts_recv": r.ts_recv, "account": r.account, "currency": r.currency, "free": r.free,
-            "frozen": r.frozen}
-
-
-def _balance_from(row: RowLike) -> Balance:
-    return Balance(venue="okex_v1", ts_recv=row["ts_recv"], account=row["account"], currency=row["currency"],
-                   free=row["free"], frozen=row["frozen"])
-
-
-STATUS_CODE: dict[OrderStatus, int] = {
-    OrderStatus.CANCELLED: -1, OrderStatus.OPEN: 0, OrderStatus.PARTIALLY_FILLED: 1, OrderStatus.FILLED: 2,
-    OrderStatus.CANCELLING: 3, OrderStatus.FAILED: 4, OrderStatus.PLACING: 5,
+_ARROW_TYPES = {
+    Kind.TEXT: pa.string(), Kind.DECIMAL: ARROW_DECIMAL, Kind.TIMESTAMP: ARROW_TIMESTAMP,
+    Kind.INT32: pa.int32(), Kind.INT64: pa.int64(), Kind.BOOL: pa.bool_(), Kind.BYTES: pa.binary(),
 }
-"""How the ``status`` columns (schema revisions 0001-0002) hold an :class:`OrderStatus`: a small integer."""
-_STATUS_OF_CODE = {code: status for status, code in STATUS_CODE.items()}
 
 
-def order_status(code: int) -> OrderStatus:
-    """The :class:`OrderStatus` a stored ``status`` code stands for (see :data:`STATUS_CODE`)."""
-    return _STATUS_OF_CODE[code]
+def _table(spec: Spec) -> sa.Table:
+    items: list[Any] = []
+    for c in spec.columns:
+        if c.sql_only:
+            items.append(sa.Column(c.name, _sql_type(c), primary_key=True, autoincrement=True,
+                                   info={"sql_only": True}, comment=None))
+            continue
+        items.append(sa.Column(c.name, _sql_type(c), nullable=c.nullable,
+                               autoincrement=False if c.kind is Kind.INT64 else "auto"))
+    if spec.key:
+        items.append(sa.PrimaryKeyConstraint(*spec.key))
+    for cols in spec.indexes:
+        items.append(sa.Index(f"ix_{spec.name}_{'_'.join(cols)}", *cols))
+    return sa.Table(spec.name, metadata, *items)
 
 
-def _order_row(r: Order) -> dict[str, Any]:
-    return {
-        "order_id": r.order_id, "symbol": r.symbol, "type": r.type.value, "price": r.price,
-        "amount": r.amount, "deal_amount": r.deal_amount, "avg_price": r.avg_price,
-        "status": STATUS_CODE[r.status], "ts_event": r.ts_event, "ts_recv": r.ts_recv,
-    }
+def _arrow_schema(spec: Spec) -> pa.Schema:
+    return pa.schema([pa.field(c.name, _ARROW_TYPES[c.kind], nullable=c.nullable)
+                      for c in spec.columns if not c.sql_only])
 
 
-def _order_from(row: RowLike) -> Order:
-    return Order(venue="okex_v1",
-        order_id=row["order_id"], symbol=row["symbol"], type=OrderType(row["type"]),
-        price=row["price"], amount=row["amount"], deal_amount=row["deal_amount"],
-        avg_price=row["avg_price"], status=order_status(row["status"]), ts_event=row["ts_event"],
-        ts_recv=row["ts_recv"],
-    )
+def _enum_value(v: Any) -> Any:
+    return None if v is None else v.value
 
 
-def _status_change_row(r: OrderStatusChange) -> dict[str, Any]:
-    prev = r.previous_status
-    return {
-        "order_id": r.order_id, "symbol": r.symbol, "status": STATUS_CODE[r.status],
-        "previous_status": None if prev is None else STATUS_CODE[prev], "deal_amount": r.deal_amount,
-        "ts_recv": r.ts_recv,
-    }
+def _enum_getter(get: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda r: _enum_value(get(r))
 
 
-def _status_change_from(row: RowLike) -> OrderStatusChange:
-    prev = row["previous_status"]
-    return OrderStatusChange(venue="okex_v1",
-        order_id=row["order_id"], symbol=row["symbol"], status=order_status(row["status"]),
-        previous_status=None if prev is None else order_status(prev), deal_amount=row["deal_amount"],
-        ts_recv=row["ts_recv"],
-    )
+def _row_converter(spec: Spec) -> Callable[[Any], dict[str, Any]]:
+    getters: list[tuple[str, Callable[[Any], Any]]] = []
+    for c in spec.columns:
+        if c.sql_only:
+            continue
+        if c.get is not None:
+            getters.append((c.name, c.get))
+        elif c.enum is not None:
+            getters.append((c.name, _enum_getter(attrgetter(c.attr or c.name))))
+        else:
+            getters.append((c.name, attrgetter(c.attr or c.name)))
+
+    def to_row(record: Any) -> dict[str, Any]:
+        return {name: get(record) for name, get in getters}
+
+    return to_row
 
 
-def _feed_event_row(r: FeedEvent) -> dict[str, Any]:
-    return {
-        "event_id": r.event_id, "kind": r.kind.value, "ts_start": r.ts_start, "ts_end": r.ts_end,
-        "connection": r.connection, "symbols": ",".join(r.symbols), "channel": r.channel,
-        "detail": r.detail, "collector": r.collector,
-    }
+def _column_converter(spec: Spec) -> Callable[[Sequence[Any]], Columns]:
+    plan: list[tuple[str, Callable[[Any], Any], bool]] = []  # name, getter, enum
+    for c in spec.columns:
+        if c.sql_only:
+            continue
+        if c.get is not None:
+            plan.append((c.name, c.get, False))
+        else:
+            plan.append((c.name, attrgetter(c.attr or c.name), c.enum is not None))
 
-
-def _feed_event_from(row: RowLike) -> FeedEvent:
-    symbols = row["symbols"]
-    return FeedEvent(
-        event_id=row["event_id"], kind=FeedEventKind(row["kind"]), ts_start=row["ts_start"],
-        ts_end=row["ts_end"], connection=row["connection"],
-        symbols=tuple(symbols.split(",")) if symbols else (), channel=row["channel"],
-        detail=row["detail"], collector=row.get("collector"),
-    )
-
-
-def _quarantine_row(r: QuarantinedFrame) -> dict[str, Any]:
-    return {"ts_recv": r.ts_recv, "connection": r.connection, "reason": r.reason,
-            "channel": r.channel, "payload": r.payload, "collector": r.collector}
-
-
-def _quarantine_from(row: RowLike) -> QuarantinedFrame:
-    return QuarantinedFrame(ts_recv=row["ts_recv"], connection=row["connection"], reason=row["reason"],
-                            channel=row["channel"], payload=bytes(row["payload"]),
-                            collector=row.get("collector"))
-
-
-# Column-wise converters (records -> {column: values}) for the high-volume datasets: the
-# same values as ``to_row``, built one column at a time instead of one dict per record.
-
-Columns = dict[str, list[Any]]
-
-
-def _attribute_columns(names: Sequence[str], enums: Sequence[str] = ()) -> Callable[[Sequence[Any]], Columns]:
     def columns(records: Sequence[Any]) -> Columns:
-        out = {name: list(map(attrgetter(name), records)) for name in names}
-        for name in enums:
-            out[name] = [v.value for v in out[name]]
+        out: Columns = {}
+        for name, get, is_enum in plan:
+            values = list(map(get, records))
+            out[name] = [None if v is None else v.value for v in values] if is_enum else values
         return out
 
     return columns
 
 
+def _reader(spec: Spec) -> Callable[[RowLike], Any]:
+    fields: list[tuple[str, str, bool, Callable[[Any], Any] | None, Any]] = []
+    for c in spec.columns:
+        attr = c.attr
+        if attr is None or c.sql_only:
+            continue
+        convert = c.put if c.put is not None else c.enum
+        fields.append((attr, c.name, c.nullable or c.legacy is not None, convert, c.legacy))
+    kind = spec.record_type
+
+    def from_row(row: RowLike) -> Any:
+        kwargs = {}
+        for attr, name, optional, convert, legacy in fields:
+            v = row.get(name, legacy) if optional else row[name]
+            if v is None:
+                v = legacy
+            elif convert is not None:
+                v = convert(v)
+            kwargs[attr] = v
+        return kind(**kwargs)
+
+    return from_row
+
+
+Columns = dict[str, list[Any]]
+
 _NO_LEVEL = (None, None)
 
 
 def _book_columns(records: Sequence[BookSnapshot]) -> Columns:
+    # The hot path of the busiest dataset: the same values as the spec's getters, fewer passes.
     bids = [r.bids for r in records]
     asks = [r.asks for r in records]
     best_bids = [b[0] if b else _NO_LEVEL for b in bids]
     best_asks = [a[0] if a else _NO_LEVEL for a in asks]
     return {
+        "venue": [r.venue for r in records],
         "symbol": [r.symbol for r in records], "ts_event": [r.ts_event for r in records],
         "ts_recv": [r.ts_recv for r in records], "source": [r.source for r in records],
         "depth": [max(len(b), len(a)) for b, a in zip(bids, asks, strict=True)],
         "best_bid": [b[0] for b in best_bids], "best_bid_amount": [b[1] for b in best_bids],
         "best_ask": [a[0] for a in best_asks], "best_ask_amount": [a[1] for a in best_asks],
         "bids": list(map(levels_to_json, bids)), "asks": list(map(levels_to_json, asks)),
+        "seq_id": [r.seq_id for r in records],
     }
 
+
+_FAST_COLUMNS: dict[str, Callable[[Sequence[Any]], Columns]] = {"book_snapshots": _book_columns}
 
 _UTC_ZONES = frozenset({UTC})
 
@@ -576,13 +286,15 @@ def _check_aware(values: list[Any]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Dataset:
-    """One kind of record in both stores: its SQL table, its Arrow schema, and the converters.
+    """One kind of record in every store, derived from its :class:`~recorder.storage.datasets.Spec`.
 
     ``to_row(record)`` gives a dict keyed by column name with Python values (Decimal,
     aware UTC datetime, enum *values*, str, int, bytes), usable as SQL bind
-    parameters and as Arrow input alike; ``from_row(mapping)`` rebuilds the record.
-    ``date_column`` holds the datetime whose UTC date is the Parquet ``date=``
-    partition; ``key_column`` names the second partition (``<key_column>=<value>``).
+    parameters and as Arrow input alike; ``from_row(mapping)`` rebuilds the record
+    (a row of an older schema version lacking a column gets the spec's ``legacy`` value,
+    e.g. venue ``okex_v1``). ``date_column`` holds the datetime whose UTC date is the
+    Parquet ``date=`` partition; ``partition_columns`` the other partition columns in path
+    order (``venue`` then ``key_column`` for market data), ``key_column`` the last one.
     """
 
     name: str
@@ -594,6 +306,30 @@ class Dataset:
     date_column: str
     key_column: str
     columns: Callable[[Sequence[Any]], Columns] | None = None
+    spec: Spec | None = None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The natural key (the SQL primary key; () for quarantine)."""
+        return self.spec.key if self.spec is not None else ()
+
+    @property
+    def merge(self) -> Merge:
+        return self.spec.merge if self.spec is not None else Merge.KEEP_FIRST
+
+    @property
+    def partition_columns(self) -> tuple[str, ...]:
+        """Partition columns other than ``date``, in path order (e.g. ``("venue", "symbol")``)."""
+        assert self.spec is not None
+        return tuple(p for p in self.spec.partition if p != "date")
+
+    @property
+    def venue_partitioned(self) -> bool:
+        return self.spec is not None and "venue" in self.spec.partition
+
+    @property
+    def path_checked(self) -> tuple[str, ...]:
+        return self.spec.path_checked if self.spec is not None else ()
 
     def to_columns(self, records: Sequence[Any]) -> Columns:
         """The rows of ``records`` as columns: the same values as :attr:`to_row`, keyed by column name."""
@@ -624,25 +360,34 @@ class Dataset:
         return ts.astimezone(UTC).date()
 
     def partition_key(self, row: RowLike) -> str:
-        """The value of the row's second partition: its symbol, currency or connection."""
+        """The value of the row's last partition: its symbol, currency or connection."""
         return str(row[self.key_column])
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` in ``schema``: its columns in that order, cast, nullable columns it lacks added as nulls.
+    """``table`` in ``schema``: its columns in that order, cast, columns it lacks added.
 
     For rows written by an older schema version (e.g. Parquet files, journal segments or bus
-    messages from before the ``collector`` column of revision 0002). Columns ``schema`` does not
-    name are dropped. Raises KeyError for a missing non-nullable column and pyarrow's
-    ``ArrowInvalid`` / ``ArrowTypeError`` for a column that cannot be cast.
+    messages from before the ``collector`` column of revision 0002 or the ``venue`` column of
+    0003). A missing column is filled with its spec's ``legacy`` value (``venue``: ``okex_v1``),
+    else with nulls if nullable. Columns ``schema`` does not name are dropped. Raises KeyError
+    for a missing non-nullable column without a legacy value and pyarrow's ``ArrowInvalid`` /
+    ``ArrowTypeError`` for a column that cannot be cast (v1 small-int order statuses are
+    mapped to their names).
     """
     if table.column_names == schema.names:
         return table.cast(schema)
     names = set(table.column_names)
+    legacy = _legacy_values(schema)
     columns = []
     for f in schema:
         if f.name in names:
-            columns.append(table.column(f.name))
+            column = table.column(f.name)
+            if f.name in STATUS_COLUMNS and pa.types.is_integer(column.type):
+                column = status_names(column)
+            columns.append(column)
+        elif f.name in legacy:
+            columns.append(pa.array([legacy[f.name]] * table.num_rows, f.type))
         elif f.nullable:
             columns.append(pa.nulls(table.num_rows, f.type))
         else:
@@ -650,85 +395,55 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
 
 
-def _arrow(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
-    return pa.schema([pa.field(name, kind, nullable=nullable) for name, kind, nullable in fields])
+V1_STATUS_NAMES = {-1: "cancelled", 0: "open", 1: "partially_filled", 2: "filled", 3: "cancelling",
+                   4: "failed", 5: "placing"}
+"""How schema revisions 0001-0002 held an order status (OkEx v1's small ints); 0003 stores the names."""
 
 
-_S, _TS, _D = pa.string(), ARROW_TIMESTAMP, ARROW_DECIMAL
+STATUS_COLUMNS = ("status", "previous_status")
+_NAME_OF_CODE = {**{str(code): name for code, name in V1_STATUS_NAMES.items()},
+                 **{name: name for name in V1_STATUS_NAMES.values()}}
 
-DATASETS: dict[str, Dataset] = {
-    d.name: d
-    for d in (
-        Dataset(
-            "tickers", tickers,
-            _arrow(("symbol", _S, False), ("ts_event", _TS, False), ("ts_recv", _TS, False),
-                   ("buy", _D, False), ("sell", _D, False), ("last", _D, False), ("high", _D, False),
-                   ("low", _D, False), ("vol", _D, False), ("change", _D, True),
-                   ("day_high", _D, True), ("day_low", _D, True)),
-            Ticker, _ticker_row, _ticker_from, "ts_event", "symbol", _attribute_columns(_TICKER_FIELDS),
-        ),
-        Dataset(
-            "book_snapshots", book_snapshots,
-            _arrow(("symbol", _S, False), ("ts_event", _TS, False), ("ts_recv", _TS, False),
-                   ("source", _S, False), ("depth", pa.int32(), False),
-                   ("best_bid", _D, True), ("best_bid_amount", _D, True),
-                   ("best_ask", _D, True), ("best_ask_amount", _D, True),
-                   ("bids", _S, False), ("asks", _S, False)),
-            BookSnapshot, _book_row, _book_from, "ts_event", "symbol", _book_columns,
-        ),
-        Dataset(
-            "deals", deals,
-            _arrow(("symbol", _S, False), ("tid", pa.int64(), False), ("price", _D, False),
-                   ("amount", _D, False), ("side", _S, False), ("ts_event", _TS, False),
-                   ("ts_recv", _TS, False)),
-            Deal, _deal_row, _deal_from, "ts_event", "symbol",
-            _attribute_columns(("symbol", "tid", "price", "amount", "side", "ts_event", "ts_recv"),
-                               enums=("side",)),
-        ),
-        Dataset(
-            "klines", klines,
-            _arrow(("symbol", _S, False), ("period", _S, False), ("ts_event", _TS, False),
-                   ("ts_recv", _TS, False), ("open", _D, False), ("high", _D, False),
-                   ("low", _D, False), ("close", _D, False), ("volume", _D, False)),
-            Kline, _kline_row, _kline_from, "ts_event", "symbol",
-        ),
-        Dataset(
-            "balances", balances,
-            _arrow(("ts_recv", _TS, False), ("account", _S, False), ("currency", _S, False),
-                   ("free", _D, False), ("frozen", _D, False)),
-            Balance, _balance_row, _balance_from, "ts_recv", "currency",
-        ),
-        Dataset(
-            "orders", orders,
-            _arrow(("order_id", pa.int64(), False), ("symbol", _S, False), ("type", _S, False),
-                   ("price", _D, True), ("amount", _D, True), ("deal_amount", _D, False),
-                   ("avg_price", _D, False), ("status", pa.int16(), False), ("ts_event", _TS, False),
-                   ("ts_recv", _TS, False)),
-            Order, _order_row, _order_from, "ts_recv", "symbol",
-        ),
-        Dataset(
-            "order_status_changes", order_status_changes,
-            _arrow(("order_id", pa.int64(), False), ("symbol", _S, False), ("status", pa.int16(), False),
-                   ("previous_status", pa.int16(), True), ("deal_amount", _D, False),
-                   ("ts_recv", _TS, False)),
-            OrderStatusChange, _status_change_row, _status_change_from, "ts_recv", "symbol",
-        ),
-        Dataset(
-            "feed_events", feed_events,
-            _arrow(("event_id", _S, False), ("kind", _S, False), ("ts_start", _TS, False),
-                   ("ts_end", _TS, True), ("connection", _S, False), ("symbols", _S, False),
-                   ("channel", _S, False), ("detail", _S, False), ("collector", _S, True)),
-            FeedEvent, _feed_event_row, _feed_event_from, "ts_start", "connection",
-        ),
-        Dataset(
-            "quarantine", quarantine,
-            _arrow(("ts_recv", _TS, False), ("connection", _S, False), ("reason", _S, False),
-                   ("channel", _S, False), ("payload", pa.binary(), False), ("collector", _S, True)),
-            QuarantinedFrame, _quarantine_row, _quarantine_from, "ts_recv", "connection",
-        ),
+
+def status_names(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """An order-status column as names: v1 codes (ints, or their text as a reader casting an old
+    file to the new schema gives) become ``V1_STATUS_NAMES``; names stay."""
+    values = column.to_pylist()
+    return pa.array([None if v is None else _NAME_OF_CODE.get(str(v), str(v)) for v in values], pa.string())
+
+
+def _legacy_values(schema: pa.Schema) -> dict[str, Any]:
+    """The spec's ``legacy`` values of the dataset ``schema`` (or a file schema: a subset) belongs to."""
+    names = set(schema.names)
+    for spec in SPECS:
+        if names <= {c.name for c in spec.columns}:
+            return {c.name: c.legacy for c in spec.columns if c.legacy is not None}
+    return {}
+
+
+def _dataset(spec: Spec) -> Dataset:
+    partition = [p for p in spec.partition if p != "date"]
+    return Dataset(
+        spec.name, _table(spec), _arrow_schema(spec), spec.record_type, _row_converter(spec), _reader(spec),
+        spec.date_column, partition[-1], _FAST_COLUMNS.get(spec.name, _column_converter(spec)), spec,
     )
-}
+
+
+DATASETS: dict[str, Dataset] = {spec.name: _dataset(spec) for spec in SPECS}
 """Every dataset by name (the SQL table name, and the Parquet dataset directory name)."""
+
+# The SQL tables by name, for readers and tests (``schema.deals``...).
+tickers = DATASETS["tickers"].table
+book_snapshots = DATASETS["book_snapshots"].table
+deals = DATASETS["deals"].table
+klines = DATASETS["klines"].table
+balances = DATASETS["balances"].table
+orders = DATASETS["orders"].table
+order_status_changes = DATASETS["order_status_changes"].table
+instruments = DATASETS["instruments"].table
+fills = DATASETS["fills"].table
+feed_events = DATASETS["feed_events"].table
+quarantine = DATASETS["quarantine"].table
 
 _BY_TYPE: dict[type, Dataset] = {d.record_type: d for d in DATASETS.values()}
 
@@ -772,6 +487,32 @@ class Batch(Sequence[Record]):
         """``records`` as a batch (itself if it is one already)."""
         return records if isinstance(records, Batch) else cls(records)
 
+    @classmethod
+    def from_table(cls, name: str, table: pa.Table) -> Batch:
+        """A batch of one dataset's rows already in Arrow form (a journal segment being replayed).
+
+        Stores take the table as it is (no records are rebuilt, no second conversion); the
+        records are built from it only if something asks for them (a store refusing rows,
+        which the writer then isolates one by one). ``table`` is conformed to the dataset's
+        schema (rows of an older schema version read as the spec says).
+        """
+        table = conform(table, DATASETS[name].arrow_schema)
+        batch = cls.__new__(cls)
+        lazy = _TableRecords(name, table)
+        batch._records = lazy
+        batch._tables = {name: table}
+        batch.groups = {name: lazy}  # type: ignore[dict-item]
+        return batch
+
+    def rows(self, name: str) -> list[dict[str, Any]]:
+        """One dataset's rows as dicts (:attr:`Dataset.to_row` values): from the records, or
+        from the Arrow table of a batch made by :meth:`from_table`."""
+        group = self.groups[name]
+        if isinstance(group, _TableRecords):
+            return group.table.to_pylist()
+        to_row = DATASETS[name].to_row
+        return [to_row(r) for r in group]
+
     def __len__(self) -> int:
         return len(self._records)
 
@@ -798,3 +539,33 @@ class Batch(Sequence[Record]):
         if table is None:
             table = self._tables[name] = DATASETS[name].to_table(self.groups[name])
         return table
+
+
+class _TableRecords(Sequence[Record]):
+    """The records of an Arrow table, built from it on first use only."""
+
+    __slots__ = ("_records", "name", "table")
+
+    def __init__(self, name: str, table: pa.Table) -> None:
+        self.name = name
+        self.table = table
+        self._records: list[Record] | None = None
+
+    def _built(self) -> list[Record]:
+        if self._records is None:
+            from_row = DATASETS[self.name].from_row
+            self._records = [from_row(r) for r in self.table.to_pylist()]
+        return self._records
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Record]: ...
+    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
+        return self._built()[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._built())

@@ -5,20 +5,14 @@ One :meth:`SqlStore.write_batch` call is one transaction with one bulk
 Identity keys make every write idempotent, so replaying records (e.g. from the
 journal after an outage) writes nothing twice:
 
-=====================  =====================================  =============================
-table                  key                                     on conflict
-=====================  =====================================  =============================
-tickers                symbol, ts_recv                         keep the stored row
-book_snapshots         symbol, ts_recv, source                 keep the stored row
-deals                  symbol, tid                             keep the stored row
-klines                 symbol, period, ts_event                update if ts_recv >= stored
-balances               account, currency, ts_recv              keep the stored row
-orders                 order_id                                update if ts_recv >= stored
-order_status_changes   order_id, status                        keep the stored row
-feed_events            event_id                                update; a NULL ts_end never
-                                                               reopens a closed span
-quarantine             (serial id)                             always insert
-=====================  =====================================  =============================
+The key and the merge rule of each table come from its dataset spec
+(:mod:`recorder.storage.datasets`: ``key``, ``merge``):
+
+* ``keep_first`` -- on conflict keep the stored row (tickers, book_snapshots, deals, balances,
+  order_status_changes, instruments, fills);
+* ``last_seen_wins`` -- update if ts_recv >= stored (klines, orders);
+* ``span`` -- update; a NULL ts_end never reopens a closed span (feed_events);
+* ``append`` -- always insert (quarantine, serial id).
 
 "Update if ts_recv >= stored" makes the most recently *seen* state win, even when
 an older state is replayed later. On PostgreSQL the rows of each table are written
@@ -30,20 +24,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recorder.errors import ConfigError, StorageError, StoreUnavailableError
 from recorder.records import Record
+from recorder.storage.codecs import decimal_texts, utc_texts
+from recorder.storage.datasets import Merge
 from recorder.storage.migrate import mask_url, parse_url, require_head, translate_db_error
-from recorder.storage.schema import DATASETS, Batch, Dataset, plain_decimal
+from recorder.storage.schema import DATASETS, Batch, Dataset
 
 __all__ = ["SqlStore"]
 
@@ -85,7 +79,7 @@ class _Plan:
 
     def __init__(self, dataset: Dataset, dialect: str) -> None:
         table = dataset.table
-        pk = [c.name for c in table.primary_key.columns]
+        pk = list(dataset.key)
         self.dataset = dataset
         self.key: Callable[[Row], Any] | None = None
         self.dedup: _Dedup | None = None
@@ -94,20 +88,21 @@ class _Plan:
         self.direct_columns: list[str] = []
         insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(table)
-        if dataset.name == "quarantine":
+        merge = dataset.merge
+        if merge is Merge.APPEND:
             self.statement: Any = stmt
             self.sort = False
             self._compile_direct(dialect)
             return
         self.key = itemgetter(*pk) if len(pk) > 1 else (lambda row, _c=pk[0]: row[_c])
-        if dataset.name in ("klines", "orders"):
+        if merge is Merge.LAST_SEEN_WINS:
             self.dedup = _latest_seen
             self.statement = stmt.on_conflict_do_update(
                 index_elements=pk,
                 set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk},
                 where=stmt.excluded.ts_recv >= table.c.ts_recv,
             )
-        elif dataset.name == "feed_events":
+        elif merge is Merge.SPAN:
             self.dedup = _merge_spans
             values = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk}
             values["ts_end"] = sa.func.coalesce(stmt.excluded.ts_end, table.c.ts_end)
@@ -147,6 +142,8 @@ class SqlStore:
     SQLite runs in WAL mode with ``synchronous=NORMAL``, a busy timeout and
     foreign keys on; PostgreSQL connections are pinged before use.
     """
+
+    name = "sql"  # the Store seam (recorder.storage.store): its name in the writer's stats
 
     def __init__(self, url: str | sa.URL) -> None:
         parsed = parse_url(url)
@@ -217,7 +214,7 @@ class SqlStore:
             direct = params is not None
             if params is None:
                 try:
-                    params = plan.prepare([plan.dataset.to_row(r) for r in group])
+                    params = plan.prepare(batch.rows(name))
                 except (TypeError, ValueError, AttributeError) as exc:
                     raise StorageError(f"cannot store a batch for {self.url}: {exc}") from exc
             work.append((plan, params, direct))
@@ -266,25 +263,12 @@ def _direct_params(batch: Batch, plan: _Plan) -> list[tuple[Any, ...]] | None:
         column = table.column(name)
         kind = column.type
         if pa.types.is_decimal(kind):
-            columns.append(_plain_decimal_texts(column))
+            columns.append(decimal_texts(column))
         elif pa.types.is_timestamp(kind):
-            columns.append(column.cast(pa.timestamp(kind.unit)).cast(pa.string()).to_pylist())
+            columns.append(utc_texts(column))
         else:
             columns.append(column.to_pylist())
     return list(zip(*columns, strict=True))
-
-
-def _plain_decimal_texts(column: pa.ChunkedArray) -> list[str | None]:
-    # Arrow prints decimal128(38, 18) with all 18 fractional digits ("1.500000000000000000"):
-    # trim the zeros and the point. Below 1E-6 (and 0) it prints an exponent ("0E-18"): those few
-    # values take the Python path.
-    text = column.cast(pa.string())
-    out: list[str | None] = pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".").to_pylist()
-    exponent = pc.match_substring(text, "E")
-    if pc.any(exponent).as_py():
-        for i in pc.indices_nonzero(exponent).to_pylist():
-            out[i] = plain_decimal(Decimal(text[i].as_py()))
-    return out
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,8 +11,8 @@ The rules are derived from the schema (:mod:`recorder.storage.schema`), column b
 * text (``String(n)`` / ``Text``): valid UTF-8 (no lone surrogates), no NUL character
   (PostgreSQL refuses it), at most ``n`` characters where the column says so;
 * integers (``SmallInteger``/``Integer``/``BigInteger``): within 16/32/64 bits;
-* non-nullable columns hold a value; the ``symbol`` partition passes storage's own
-  :func:`~recorder.storage.keys.check_symbol` (it becomes a directory name; no venue's rule);
+* non-nullable columns hold a value; the ``venue`` and ``symbol`` partitions pass storage's own
+  :func:`~recorder.storage.keys.check_path_value` (they become directory names; no venue's rule);
 * exchange times are plausible against the receive time (:class:`~recorder.config.PlausibilityConfig`).
 
 The fast path builds each dataset's Arrow table once (the same table both stores then use)
@@ -55,7 +55,7 @@ from recorder.records import (
     Ticker,
     utc_now,
 )
-from recorder.storage.keys import check_symbol
+from recorder.storage.keys import check_symbol, check_venue
 from recorder.storage.schema import ARROW_DECIMAL, DATASETS, Batch, Dataset, ExactDecimal, UtcDateTime
 
 __all__ = ["QUARANTINE_CONNECTION", "Problem", "Screen", "ScreenResult", "record_problem"]
@@ -159,6 +159,8 @@ def _column_problem(column: sa.Column[Any], value: object) -> str | None:
         return _time_problem(value)
     if isinstance(kind, sa.String):
         return _text_problem(value, kind.length)
+    if isinstance(kind, sa.Boolean):
+        return None if isinstance(value, bool) else "not a boolean"
     if isinstance(kind, sa.Integer):
         if isinstance(value, bool) or not isinstance(value, int):
             return "not an integer"
@@ -401,11 +403,11 @@ def record_problem(dataset: Dataset, record: Any) -> Problem | None:
         problem = _column_problem(column, value)
         if problem is not None:
             return Problem(f"{dataset.name}.{column.name}: {problem}", _show(value))
-    if dataset.key_column == "symbol":
+    for name in dataset.path_checked:
         try:
-            check_symbol(row["symbol"])
+            _PATH_CHECK[name](row[name])
         except SymbolError as exc:
-            return Problem(f"{dataset.name}.symbol: not a symbol", str(exc))
+            return Problem(f"{dataset.name}.{name}: not a {name}", str(exc))
     return None
 
 
@@ -458,15 +460,18 @@ def _column_problems(dataset: Dataset, table: pa.Table) -> dict[int, Problem]:
             for j in pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist():
                 problems.setdefault(j, Problem(f"{dataset.name}.{column.name}: {what}",
                                                _show(values[j].as_py())))
-    if dataset.key_column == "symbol":
-        symbols = table.column("symbol")
+    for name in dataset.path_checked:  # each distinct value checked once
+        symbols = table.column(name)
         for value in pc.unique(symbols).to_pylist():
             try:
-                check_symbol(value)
+                _PATH_CHECK[name](value)
             except SymbolError as exc:
                 for j in pc.indices_nonzero(pc.equal(symbols, value)).to_pylist():
-                    problems.setdefault(j, Problem(f"{dataset.name}.symbol: not a symbol", str(exc)))
+                    problems.setdefault(j, Problem(f"{dataset.name}.{name}: not a {name}", str(exc)))
     return problems
+
+
+_PATH_CHECK: dict[str, Callable[[object], str]] = {"symbol": check_symbol, "venue": check_venue}
 
 
 def _window_suspects(dataset: Dataset, table: pa.Table, behind: timedelta, ahead: timedelta) -> list[int]:

@@ -34,7 +34,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+
+import pyarrow as pa
 
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.config import PlausibilityConfig
@@ -43,6 +44,7 @@ from recorder.records import FeedEvent, FeedEventKind, QuarantinedFrame, Record,
 from recorder.storage.arrow import PartialWriteError, batch_to_table
 from recorder.storage.journal import Journal, Segment, iter_segment, segment_rows
 from recorder.storage.schema import DATASETS, Batch, Dataset, dataset_for
+from recorder.storage.store import Store, store_name
 from recorder.storage.validate import Problem, Screen
 
 _STAMPED = (FeedEvent, QuarantinedFrame)  # record types with a ``collector`` column
@@ -53,14 +55,6 @@ _REPLAY_CHUNK = 20_000
 REFUSAL_HOLD = 60.0  # s a store that refused rows is reported unhealthy afterwards
 
 log = logging.getLogger("recorder.storage")
-
-
-class Store(Protocol):
-    """What the writer needs of a store (``SqlStore``, ``ParquetStore``, test fakes)."""
-
-    def write_batch(self, records: Sequence[Record]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +122,12 @@ def _batch(records: Sequence[Record]) -> _Batch:
 
 
 class StorageWriter:
-    """Writes typed records to a SQL store and a Parquet store (either may be None).
+    """Writes typed records to a sequence of stores (:class:`~recorder.storage.store.Store`).
 
+    ``stores`` are the stores in write order; ``sql``, ``parquet`` and ``bus`` are the same
+    for the usual three (positional ``sql``/``parquet`` kept for callers of earlier releases),
+    written first. Each store is named by its ``name`` attribute (``sql``, ``parquet``, ``bus``)
+    and must have a name of its own.
     ``max_pending_rows`` bounds the rows kept in memory per store while it is down;
     ``spill_dir`` (a local directory) holds what goes beyond, and rows no store could
     write. ``bus`` is a third store (``recorder.storage.bus.BusStore``; usually the only one).
@@ -143,9 +141,10 @@ class StorageWriter:
 
     def __init__(
         self,
-        sql: Store | None,
-        parquet: Store | None,
+        sql: Store | None = None,
+        parquet: Store | None = None,
         *,
+        stores: Sequence[Store] = (),
         max_pending_rows: int = 200_000,
         spill_dir: str | None = None,
         policy: BackoffPolicy = BackoffPolicy(initial=1.0, cap=30.0),
@@ -155,10 +154,15 @@ class StorageWriter:
         plausibility: PlausibilityConfig | None = None,
         collector: str | None = None,
     ) -> None:
-        if sql is None and parquet is None and bus is None:
+        named = [(store_name(store, slot), store) for slot, store in (("sql", sql), ("parquet", parquet),
+                                                                      ("bus", bus)) if store is not None]
+        named += [(store_name(store, type(store).__name__), store) for store in stores]
+        if not named:
             raise StorageError("a storage writer needs at least one store")
-        self._states = [_StoreState(name, store) for name, store in (("sql", sql), ("parquet", parquet),
-                                                                     ("bus", bus)) if store is not None]
+        names = [name for name, _ in named]
+        if len(set(names)) != len(names):
+            raise StorageError(f"two stores share a name: {names}")
+        self._states = [_StoreState(name, store) for name, store in named]
         self._max_pending = max_pending_rows
         self._policy = policy
         self._clock = clock
@@ -442,14 +446,18 @@ class StorageWriter:
         assert self._journal is not None
         self._journal.seal(seg.stream)
         dataset = DATASETS[seg.stream.split(".", 1)[1]]
-        chunk: list[Record] = []  # streamed: never the whole segment in memory
+        # Streamed (never the whole segment in memory) and handed over as Arrow: the rows are
+        # not rebuilt into records to be converted back (Batch.from_table).
+        pieces: list[pa.RecordBatch] = []
+        rows = 0
         for batch in iter_segment(seg.path):
-            chunk.extend(dataset.from_row(r) for r in batch.to_pylist())
-            if len(chunk) >= _REPLAY_CHUNK:
-                state.store.write_batch(chunk)
-                chunk = []
-        if chunk:
-            state.store.write_batch(chunk)
+            pieces.append(batch)
+            rows += batch.num_rows
+            if rows >= _REPLAY_CHUNK:
+                state.store.write_batch(Batch.from_table(dataset.name, pa.Table.from_batches(pieces)))
+                pieces, rows = [], 0
+        if pieces:
+            state.store.write_batch(Batch.from_table(dataset.name, pa.Table.from_batches(pieces)))
         # Written: a crash before the removal replays it again, which the unique keys absorb.
         self._journal.remove(seg)
         n = state.segment_counts.pop(str(seg.path), 0)

@@ -55,7 +55,7 @@ def test_append_only_states_and_the_latest_one(root: Path) -> None:
         "SELECT status FROM orders WHERE order_id = 7 "
         "QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY ts_recv DESC) = 1"
     ).fetchall()
-    assert latest == [(2,)]  # OrderStatus.FILLED
+    assert latest == [("filled",)]  # OrderStatus.FILLED (a name since schema revision 0003; v1 code 2)
 
 
 def test_register_views_limits_to_named_datasets(root: Path) -> None:

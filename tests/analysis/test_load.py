@@ -106,7 +106,8 @@ def test_columns_reads_only_what_is_asked(recording: tuple[str, Path]) -> None:
 def test_book_top_and_levels(recording: tuple[str, Path]) -> None:
     top = load.load_book_top(recording[1])
     assert top.columns.tolist() == [
-        "symbol", "ts_recv", "source", "depth", "bid_price", "bid_amount", "ask_price", "ask_amount"
+        "symbol", "ts_recv", "source", "depth", "bid_price", "bid_amount", "ask_price", "ask_amount",
+        "venue", "base", "quote", "seq_id",  # since schema revision 0003
     ]
     assert top[["bid_price", "ask_price"]].to_numpy().tolist()[0] == [100.0, 101.0]
     assert np.isnan(top.loc[ts(1.5), "ask_price"])  # eth: no asks
@@ -165,7 +166,7 @@ def test_feed_events_closed_span_and_overlap_filter(recording: tuple[str, Path])
 def test_parquet_reads_only_the_partitions_asked_for(recording: tuple[str, Path]) -> None:
     root = recording[1]
     # a broken file in the second day's partition: scanning it fails, pruning it does not
-    bad = root / "deals" / "date=2024-05-02" / "symbol=btc_usdt" / "part-broken.parquet"
+    bad = root / "deals" / "venue=okex_v1" / "date=2024-05-02" / "symbol=btc_usdt" / "part-broken.parquet"
     bad.write_bytes(b"not parquet")
     frame = load.load_deals(root, start=at(0), end="2024-05-02T00:00Z")
     assert frame["tid"].tolist() == [1, 2, 1]

@@ -33,6 +33,8 @@ from recorder.records import (
     Deal,
     FeedEvent,
     FeedEventKind,
+    Fill,
+    Instrument,
     Kline,
     KlinePeriod,
     Order,
@@ -161,6 +163,15 @@ def good_records() -> dict[str, list[Record]]:
                 event_id=f"ev{i:04d}",
             )
         )
+        out["instruments"].append(
+            Instrument(venue="okx_v5", symbol=f"X{i}-USDT", ts_recv=recv, base=f"X{i}", quote="USDT",
+                       tick_size=Decimal("0.0001"), lot_size=Decimal("1E-8"), min_size=None, state="live")
+        )
+        out["fills"].append(
+            Fill(venue="okx_v5", symbol="BTC-USDT", bill_id=f"b{i}", trade_id=f"t{i}", order_id=700_000 + i,
+                 side=Side.BUY, price=Decimal("6500.1"), amount=Decimal("0.001"), fee=Decimal("-0.0000001"),
+                 fee_currency="BTC", liquidity="taker", ts_event=recv - _ms(2), ts_recv=recv)
+        )
         out["quarantine"].append(
             QuarantinedFrame(
                 ts_recv=recv,
@@ -237,6 +248,11 @@ def bad_records() -> dict[str, list[tuple[Record, str]]]:
         ts_recv=recv,
     )
     event = FeedEvent(kind=FeedEventKind.STALL, ts_start=recv, ts_end=None, connection="ws-1", event_id="bad")
+    instrument = Instrument(venue="okx_v5", symbol="BAD-USDT", ts_recv=recv, base="BAD", quote="USDT",
+                            tick_size=Decimal("0.1"), lot_size=Decimal("1"), min_size=None, state="live")
+    fill = Fill(venue="okx_v5", symbol="BTC-USDT", bill_id="bad", trade_id="t", order_id=1, side=Side.SELL,
+                price=Decimal(1), amount=Decimal(1), fee=None, fee_currency=None, liquidity=None,
+                ts_event=recv, ts_recv=recv)
     d31 = "more than 18 fractional digits (Parquet decimal128(38, 18))"
     i20 = "more than 20 integer digits (Parquet decimal128(38, 18))"
     return {
@@ -258,7 +274,7 @@ def bad_records() -> dict[str, list[tuple[Record, str]]]:
                 ),  # epoch seconds read as ms
                 "tickers.ts_event: more than 300 s before receipt",
             ),
-            (replace(ticker, ts_recv=recv + _ms(5), symbol="ETH_USDT"), "tickers.symbol: not a symbol"),
+            (replace(ticker, ts_recv=recv + _ms(5), symbol="ETH USDT"), "tickers.symbol: not a symbol"),
         ],
         "book_snapshots": [
             (
@@ -323,6 +339,14 @@ def bad_records() -> dict[str, list[tuple[Record, str]]]:
                 replace(event, event_id="bad2", connection="c" * 65),
                 "feed_events.connection: longer than 64 characters",
             ),
+        ],
+        "instruments": [
+            (replace(instrument, tick_size=FRACTION_31), f"instruments.tick_size: {d31}"),
+            (replace(instrument, symbol="BAD/USDT"), "instruments.symbol: not a symbol"),
+        ],
+        "fills": [
+            (replace(fill, bill_id="b" * 65), "fills.bill_id: longer than 64 characters"),
+            (replace(fill, bill_id="bad2", venue="../v5"), "fills.venue: not a venue"),
         ],
         "quarantine": [],  # quarantine rows are repaired, never quarantined (see the repaired one below)
     }

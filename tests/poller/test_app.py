@@ -15,7 +15,6 @@ from recorder.config import load_config
 from recorder.errors import ConfigError
 from recorder.poller.service import Poller
 from recorder.simulator import Simulator, SimulatorThread
-from recorder.storage.schema import STATUS_CODE
 from tests.poller.conftest import API_KEY, CREDS, SECRET, RecordingSink, servable_orders, sim_settings
 
 
@@ -71,8 +70,8 @@ def test_poll_records_into_sql_and_parquet_and_leaks_no_secret(
         orders = dict(db.execute("SELECT order_id, status FROM orders").fetchall())
         changes = db.execute("SELECT order_id, status FROM order_status_changes").fetchall()
         balances = db.execute("SELECT DISTINCT currency FROM balances WHERE account = 'spot'").fetchall()
-    assert orders == {oid: STATUS_CODE[o.status] for oid, o in truth.items()}
-    assert sorted(changes) == sorted((oid, STATUS_CODE[o.status]) for oid, o in truth.items())
+    assert orders == {oid: o.status.value for oid, o in truth.items()}
+    assert sorted(changes) == sorted((oid, o.status.value) for oid, o in truth.items())
     assert {c for (c,) in balances} == set(sim.sim.accounts[API_KEY].currencies())
     assert list((tmp_path / "parquet").rglob("*.parquet"))
 

@@ -16,7 +16,6 @@ from recorder.poller.service import PollerOutcome
 from recorder.poller.state import load_order_states
 from recorder.records import Balance, FeedEvent, FeedEventKind, OrderStatus
 from recorder.simulator import FaultSettings, RateLimits, Simulator
-from recorder.storage.schema import STATUS_CODE, order_status
 from recorder.storage.sql import SqlStore
 from tests.poller.conftest import (
     API_KEY,
@@ -254,8 +253,8 @@ async def test_a_restart_mid_history_resumes_without_gaps_or_duplicates(
         rows = _stored_orders(store)
         assert rows == {oid: order_view(o)[:-1] for oid, o in truth.items()}
         changes = _stored_changes(store)
-        expected = {(oid, STATUS_CODE[o.status]) for oid, o in truth.items()}
-        expected |= {(was_open, STATUS_CODE[OrderStatus.OPEN])}
+        expected = {(oid, o.status.value) for oid, o in truth.items()}
+        expected |= {(was_open, OrderStatus.OPEN.value)}
         assert set(changes) == expected and len(changes) == len(expected)
     finally:
         store.close()
@@ -271,7 +270,7 @@ def _stored_orders(store: SqlStore) -> dict[int, tuple[object, ...]]:
     with store.engine.connect() as conn:
         return {
             r.order_id: (r.order_id, r.symbol, OrderType(r.type), r.price, r.amount, r.deal_amount,
-                         r.avg_price, order_status(r.status))
+                         r.avg_price, OrderStatus(r.status))
             for r in conn.execute(sa.select(t))
         }
 

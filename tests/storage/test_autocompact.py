@@ -32,8 +32,8 @@ from tests.fixtures.storage import sample_deal
 pytestmark = pytest.mark.skipif(not exchange_supported("/tmp"),
                                 reason="needs renameat2(RENAME_EXCHANGE): Linux and a local file system")
 
-BTC = Path("deals") / "date=2026-11-23" / "symbol=btc_usdt"
-ETH = Path("deals") / "date=2026-11-23" / "symbol=eth_btc"
+BTC = Path("deals") / "venue=okex_v1" / "date=2026-11-23" / "symbol=btc_usdt"
+ETH = Path("deals") / "venue=okex_v1" / "date=2026-11-23" / "symbol=eth_btc"
 OPEN_DAY = datetime(2026, 11, 23, 18, 0, tzinfo=UTC).timestamp()  # the deals' own day, not yet over
 
 
@@ -302,7 +302,7 @@ async def test_the_running_recorder_compacts_as_configured_and_keeps_every_row(
         assert len(in_parquet) == recorder.writer_thread.counters.rows_written[table]
     deals = stored_parquet(root, "deals")
     assert len({(d.symbol, d.tid) for d in deals}) == len(deals)  # nothing doubled by a merge
-    for directory in root.glob("*/date=*/*=*"):
+    for directory in [*root.glob("*/date=*/*=*"), *root.glob("*/venue=*/date=*/*=*")]:
         rolls = [p for p in directory.glob("part-*.parquet") if not p.name.startswith("part-compact-")]
         assert len(rolls) <= 3 + 2, directory  # merged past 3 (the last rolls may not be merged yet)
 

@@ -42,7 +42,7 @@ def all_deals(root: Path) -> list[Deal]:
 def test_compaction_merges_a_days_files_and_preserves_every_row(tmp_path: Path) -> None:
     records = write_small_files(tmp_path)
     before = all_deals(tmp_path)
-    btc = tmp_path / "deals" / "date=2026-11-23" / "symbol=btc_usdt"
+    btc = tmp_path / "deals" / "venue=okex_v1" / "date=2026-11-23" / "symbol=btc_usdt"
     assert len(files_in(btc)) == 6
 
     results = compact(str(tmp_path), day=sample_deal(1).ts_event.date(), dataset="deals")
@@ -54,7 +54,7 @@ def test_compaction_merges_a_days_files_and_preserves_every_row(tmp_path: Path) 
     assert [r["tid"] for r in pq.read_table(btc / merged).to_pylist()] == list(range(1, 13))  # written order
     assert all_deals(tmp_path) == before
     assert before == sorted(records, key=lambda d: (d.symbol, d.ts_event, d.tid))
-    other_day = tmp_path / "deals" / "date=2026-11-24" / "symbol=btc_usdt"
+    other_day = tmp_path / "deals" / "venue=okex_v1" / "date=2026-11-24" / "symbol=btc_usdt"
     assert len(files_in(other_day)) == 1  # untouched
     assert compact(str(tmp_path), dataset="deals") == []  # idempotent
 
@@ -62,7 +62,7 @@ def test_compaction_merges_a_days_files_and_preserves_every_row(tmp_path: Path) 
 def test_a_compaction_that_died_before_deleting_the_old_files_is_finished_without_doubles(
         tmp_path: Path) -> None:
     write_small_files(tmp_path)
-    btc = tmp_path / "deals" / "date=2026-11-23" / "symbol=btc_usdt"
+    btc = tmp_path / "deals" / "venue=okex_v1" / "date=2026-11-23" / "symbol=btc_usdt"
     saved = tmp_path / "saved"
     shutil.copytree(btc, saved)
     compact(str(tmp_path), dataset="deals")

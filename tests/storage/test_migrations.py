@@ -78,11 +78,11 @@ def test_check_sees_a_drifted_database(migrated_sqlite_url: str) -> None:
     engine = sa.create_engine(migrated_sqlite_url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            conn.exec_driver_sql("DROP INDEX ix_deals_symbol_ts_event")
+            conn.exec_driver_sql("DROP INDEX ix_deals_venue_symbol_ts_event")
     finally:
         engine.dispose()
     differences = migrate.check(migrated_sqlite_url)
-    assert len(differences) == 1 and "ix_deals_symbol_ts_event" in differences[0]
+    assert len(differences) == 1 and "ix_deals_venue_symbol_ts_event" in differences[0]
 
 
 def test_current_of_an_empty_database_is_none_and_require_head_names_the_command(db_url: str) -> None:

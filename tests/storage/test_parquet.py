@@ -58,11 +58,11 @@ def test_round_trip_through_pyarrow_pandas_and_duckdb_is_exact(tmp_path: Path) -
     files = [p.relative_to(tmp_path).as_posix() for p in parquet_files(tmp_path)]
     assert all(f.rsplit("/", 1)[1].startswith("part-") and f.endswith(".parquet") for f in files)
     assert sorted(f.rsplit("/", 1)[0] for f in files) == [
-        "book_snapshots/date=2026-11-23/symbol=btc_usdt",
-        "book_snapshots/date=2026-11-23/symbol=eth_btc",
-        "book_snapshots/date=2026-11-24/symbol=btc_usdt",
-        "book_snapshots/date=2026-11-24/symbol=eth_btc",
-        "deals/date=2026-11-23/symbol=btc_usdt",
+        "book_snapshots/venue=okex_v1/date=2026-11-23/symbol=btc_usdt",
+        "book_snapshots/venue=okex_v1/date=2026-11-23/symbol=eth_btc",
+        "book_snapshots/venue=okex_v1/date=2026-11-24/symbol=btc_usdt",
+        "book_snapshots/venue=okex_v1/date=2026-11-24/symbol=eth_btc",
+        "deals/venue=okex_v1/date=2026-11-23/symbol=btc_usdt",
     ]
     # inside a file: the explicit schema minus the partition column, zstd
     meta = pq.ParquetFile(tmp_path / files[0]).metadata
@@ -96,12 +96,12 @@ def test_round_trip_through_pyarrow_pandas_and_duckdb_is_exact(tmp_path: Path) -
         got = con.execute(
             "select symbol, date, count(*), min(best_bid), max(ts_recv)"
             " from read_parquet(?, hive_partitioning=true) group by all order by 1, 2",
-            [f"{tmp_path}/book_snapshots/*/*/*.parquet"],
+            [f"{tmp_path}/book_snapshots/*/*/*/*.parquet"],
         ).fetchall()
         one = con.execute(
             "select bids, best_ask_amount, typeof(best_ask) from read_parquet(?, hive_partitioning=true)"
             " where symbol = 'eth_btc' and ts_recv = ?",
-            [f"{tmp_path}/book_snapshots/*/*/*.parquet", books[1500 + 7].ts_recv],
+            [f"{tmp_path}/book_snapshots/*/*/*/*.parquet", books[1500 + 7].ts_recv],
         ).fetchone()
     per_part: dict[tuple[str, date], list[BookSnapshot]] = {}
     for b in books:
@@ -169,7 +169,7 @@ def test_abandoned_store_with_a_torn_journal_recovers_every_flushed_row(tmp_path
     (segment,) = (tmp_path / "_journal" / "book_snapshots").iterdir()
     os.truncate(segment, segment.stat().st_size - 20)
     # and a roll of an earlier life died between writing a temporary file and renaming it
-    junk_dir = tmp_path / "book_snapshots" / "date=2026-11-23" / "symbol=btc_usdt"
+    junk_dir = tmp_path / "book_snapshots" / "venue=okex_v1" / "date=2026-11-23" / "symbol=btc_usdt"
     junk_dir.mkdir(parents=True)
     (junk_dir / ".part-0-dead.parquet.tmp").write_bytes(b"PAR1 half a file")
 
@@ -190,9 +190,9 @@ def test_crash_between_partition_files_of_one_roll_writes_nothing_twice(tmp_path
     from recorder.storage.parquet import _split_partitions, write_parquet_atomically
 
     table = pa.ipc.open_stream(segment.read_bytes()).read_all()
-    d, key, part = next(_split_partitions(DATASETS["deals"], table))
+    directory, part = next(_split_partitions(DATASETS["deals"], table))
     name = f"part-{segment.name.removesuffix('.arrows')}.parquet"
-    write_parquet_atomically(pafs.LocalFileSystem(), f"{tmp_path}/deals/date={d}/symbol={key}/{name}", part)
+    write_parquet_atomically(pafs.LocalFileSystem(), f"{tmp_path}/deals/{directory}/{name}", part)
 
     ParquetStore(tmp_path, fsync=False).close()
     back = pads.dataset(tmp_path / "deals", partitioning="hive").to_table().to_pylist()

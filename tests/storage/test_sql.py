@@ -22,7 +22,7 @@ from recorder.records import Record
 from recorder.storage import migrate, schema
 from recorder.storage.schema import DATASETS
 from recorder.storage.sql import SqlStore
-from tests.fixtures.storage import T0, sample_records
+from tests.fixtures.storage import T0, sample_records, v5_records
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def order(status: rec.OrderStatus, deal_amount: str, seen: datetime) -> rec.Orde
 
 
 def test_every_table_round_trips_exact_values(store: SqlStore) -> None:
-    originals = sample_records()
+    originals = [*sample_records(), *v5_records()]  # both venues: same symbols' keys never collide
     store.write_batch(originals)
     for name in DATASETS:
         expected = [r for r in originals if isinstance(r, DATASETS[name].record_type)]
@@ -110,8 +110,17 @@ def test_writing_the_same_records_twice_leaves_one_row_each(store: SqlStore) -> 
     counts = {name: count(store, name) for name in DATASETS}
     assert counts == {
         "tickers": 1, "book_snapshots": 2, "deals": 1, "klines": 1, "balances": 1, "orders": 1,
-        "order_status_changes": 1, "feed_events": 2,
+        "order_status_changes": 1, "feed_events": 2, "instruments": 0, "fills": 0,
         "quarantine": 2,  # no identity: every quarantined frame is kept
+    }
+    # The same keys on another venue are other rows (venue is part of every natural key).
+    v5 = v5_records()
+    store.write_batch(v5)
+    store.write_batch(v5)
+    counts = {name: count(store, name) for name in DATASETS}
+    assert counts == {
+        "tickers": 2, "book_snapshots": 3, "deals": 2, "klines": 2, "balances": 2, "orders": 2,
+        "order_status_changes": 2, "feed_events": 3, "instruments": 1, "fills": 1, "quarantine": 2,
     }
 
 

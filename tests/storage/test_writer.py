@@ -264,3 +264,62 @@ def test_real_postgres_refusing_connections_then_back(migrated_pg_url: str, tmp_
     assert [tuple(r) for r in got] == [(d.tid, d.price, d.amount) for d in deals(1, 15)]
     back = pads.dataset(tmp_path / "pq" / "deals", partitioning="hive").to_table()
     assert sorted(back["tid"].to_pylist()) == list(range(1, 16))
+
+
+class ArrowStore:
+    """A third store, plugged in through the Store seam only (``stores=[...]``); keeps Arrow tables."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.batches: list[object] = []
+        self.down = False
+
+    def write_batch(self, records: Sequence[Record]) -> None:
+        if self.down:
+            raise StoreUnavailableError("memory store down")
+        self.batches.append(records)
+
+    def close(self) -> None:
+        pass
+
+    def deals(self) -> list[Deal]:
+        from recorder.storage.schema import Batch
+
+        out: list[Deal] = []
+        for b in self.batches:
+            assert isinstance(b, Batch)
+            if "deals" in b.groups:
+                out.extend(DATASETS["deals"].from_row(r) for r in b.rows("deals"))
+        return out
+
+
+def test_a_store_is_plugged_in_through_the_seam_with_accounting_and_arrow_replay(tmp_path: Path) -> None:
+    from recorder.storage.schema import _TableRecords
+
+    sql, extra, clock = FakeSql(), ArrowStore(), ManualClock()
+    writer = StorageWriter(sql, stores=[extra], policy=POLICY, clock=clock, spill_dir=str(tmp_path / "spill"),
+                           max_pending_rows=5, fsync=False)
+    extra.down = True
+    writer.write(deals(1, 20))
+    writer.flush()  # sql writes; the memory store is down: its rows spill beyond 5 pending
+    stats = writer.stats()
+    assert set(stats) == {"sql", "memory"}
+    assert stats["memory"].healthy is False
+    counts = stats["memory"].datasets["deals"]
+    assert counts.written == 0 and counts.pending + counts.spilled == 20
+    extra.down = False
+    clock.advance(60)
+    writer.flush()
+    assert sorted(d.tid for d in extra.deals()) == list(range(1, 21))
+    # the spilled rows came back as Arrow, never rebuilt into records on the way
+    replayed = [b for b in extra.batches if isinstance(b.groups.get("deals"), _TableRecords)]  # type: ignore[attr-defined]
+    assert replayed and all(b.groups["deals"]._records is None for b in replayed)  # type: ignore[attr-defined]
+    assert writer.stats()["memory"].datasets["deals"].written == 20
+    assert writer.stats()["sql"].datasets["deals"].written == 20
+    writer.close()
+
+
+def test_two_stores_may_not_share_a_name() -> None:
+    with pytest.raises(StorageError, match="share a name"):
+        StorageWriter(stores=[ArrowStore(), ArrowStore()])
