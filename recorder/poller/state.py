@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from recorder.errors import StoreUnavailableError
 from recorder.records import Order, OrderStatus
 from recorder.storage import schema
-from recorder.venues.okex_v1.enums import order_status
 
 __all__ = ["OrderState", "load_order_states"]
 

@@ -463,8 +463,7 @@ class V5VenueSession:
         self.known[inst.instrument] = inst
         changed = old is None or any(getattr(old, f) != getattr(inst, f) for f in _INSTRUMENT_FIELDS)
         if changed and self.settings.record_instruments:
-            # Instrument joins the Record union with its dataset (datasets branch)
-            self.out.append(neutral.instrument(inst))  # type: ignore[arg-type]
+            self.out.append(neutral.instrument(inst))
         try:
             scale = Scale.from_sizes(str(inst.tick_size), str(inst.lot_size))
         except RecorderError as exc:
