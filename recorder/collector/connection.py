@@ -95,6 +95,7 @@ class Connection:
         self._ws: ClientConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._armed: datetime | None = None  # the deadline the watch sleeps towards
         self._overflow = False
         self._session_data = False
         self._last_pong = time.monotonic()
@@ -263,8 +264,10 @@ class Connection:
                 if messages:  # e.g. a resubscription the frame called for
                     for message in messages:
                         await ws.send(message)
-                if wake is not None and deadline() is not None:
-                    wake.set()  # a paced request: the watch sends it when due
+                if wake is not None:
+                    due = deadline()
+                    if due is not None and (self._armed is None or due < self._armed):
+                        wake.set()  # a new paced request: the watch sends it when due
                 if not flags & FRAME_DATA:
                     counters.pongs += 1  # frames holding only pongs (a pong inside a data frame is data)
                     continue
@@ -286,7 +289,7 @@ class Connection:
         ping_pending_since: float | None = None
         while True:
             sleep = tick
-            due = session.next_deadline()
+            due = self._armed = session.next_deadline()
             if due is not None:
                 sleep = min(tick, max(0.0, (due - utc_now()).total_seconds()))
             with contextlib.suppress(TimeoutError):

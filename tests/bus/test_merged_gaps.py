@@ -79,8 +79,8 @@ async def outage(sim: Simulator, recorder: Recorder, cids: set[int], steps: int,
     """The recorder loses its connection (aborted by the server, no close frame) and cannot reconnect
     while the market moves ``steps``; then it reconnects. Returns the pushes sent meanwhile (to others)."""
     conn = recorder.connections[0]
-    settings = conn.settings
-    conn.settings = dataclasses.replace(settings, url=dead_url())  # held down until restored
+    url = conn.url
+    conn.url = dead_url()  # held down until restored
     (old,) = [c for c in cids if c in sim.ws.connections]
     connects, failed = conn.counters.connects, conn.failed_connects
     sim.ws.connections[old].ws.transport.abort()
@@ -90,7 +90,7 @@ async def outage(sim: Simulator, recorder: Recorder, cids: set[int], steps: int,
     await drive(sim, steps, watchers)
     sent = len(sim.truth.pushes()) - before
     seen = set(sim.ws.connections)
-    conn.settings = settings
+    conn.url = url
     await wait_until(lambda: conn.counters.connects > connects, timeout=30, what="reconnected")
     await wait_until(lambda: len(set(sim.ws.connections) - seen) == 1, what="its new connection")
     cids |= set(sim.ws.connections) - seen
