@@ -17,6 +17,7 @@ from recorder.records import (
     Ticker,
     utc_now,
 )
+from recorder.venues.okex_v1.enums import order_status
 
 T0 = datetime(2018, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -61,7 +62,10 @@ def test_unknown_kline_period_is_named() -> None:
 
 
 def test_order_status_codes_and_finality() -> None:
-    assert [s.value for s in OrderStatus] == [-1, 0, 1, 2, 3, 4, 5]
+    assert [s.value for s in OrderStatus] == [
+        "cancelled", "open", "partially_filled", "filled", "cancelling", "failed", "placing"
+    ]
+    assert [order_status(code) for code in range(-1, 6)] == list(OrderStatus)  # the v1 codes, in order
     assert {s for s in OrderStatus if s.is_final} == {
         OrderStatus.CANCELLED, OrderStatus.FILLED, OrderStatus.FAILED
     }
@@ -73,7 +77,7 @@ def test_book_snapshot_best_levels() -> None:
                         bids=((Decimal("0.1"), Decimal(1)),), asks=())
     assert snap.best_bid == (Decimal("0.1"), Decimal(1))
     assert snap.best_ask is None
-    assert snap.source is ChannelKind.DEPTH
+    assert snap.source == ChannelKind.DEPTH.value
 
 
 def test_feed_event_spans_and_instants() -> None:
