@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import (
@@ -42,7 +42,7 @@ from recorder.errors import (
     is_retryable,
 )
 from recorder.poller.ratelimit import RateLimiter
-from recorder.records import FeedEvent, FeedEventKind, Record, RecordSink, utc_now
+from recorder.records import FeedEvent, FeedEventKind, Fill, Instrument, Record, RecordSink, utc_now
 
 __all__ = ["AuthFailed", "Job", "PollLoop", "PollerOutcome"]
 
@@ -61,7 +61,7 @@ class PollerOutcome(enum.Enum):
 
 
 class AuthFailed(Exception):
-    """Raised by :meth:`PollLoop.call` after an authentication failure was reported; ends :meth:`PollLoop.run`."""
+    """Raised by :meth:`PollLoop.call` after an auth failure was reported; ends :meth:`PollLoop.run`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +105,11 @@ class PollLoop:
         self.rate_limited = 0
         self.retries = 0
 
-    def emit(self, records: Sequence[Record]) -> None:
+    def emit(self, records: Sequence[Record | Fill | Instrument]) -> None:
+        """Hand ``records`` to the sink (nothing when empty). Fill/Instrument join the Record union
+        with the datasets branch; until then the sink receives them as they are."""
         if records:
-            self._sink(records)
+            self._sink(cast(Sequence[Record], records))
 
     async def call(self, what: str, endpoint: str, fn: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``fn`` (one REST call to ``endpoint``) until it succeeds; None when skipped.
@@ -162,7 +164,7 @@ class PollLoop:
             return result
 
     async def run(self, jobs: Sequence[Job], stop: asyncio.Event | None = None) -> PollerOutcome:
-        """Run ``jobs`` on their intervals until ``stop`` is set or an auth failure; never raises for those."""
+        """Run ``jobs`` on their intervals until ``stop`` is set or an auth failure (never raised)."""
         stop = stop or asyncio.Event()
         loop_task = asyncio.create_task(self._loop(jobs), name=f"poll-{self.venue}")
         stop_task = asyncio.create_task(stop.wait())
@@ -195,7 +197,8 @@ class PollLoop:
         if self._ban_event is None:
             self._ban_event = FeedEvent(
                 kind=FeedEventKind.BAN, ts_start=self._clock(), ts_end=None, connection=CONNECTION,
-                venue=self.venue, detail=f"{exc}: all {self.venue} REST calls stopped for {self._ban_seconds:g} s",
+                venue=self.venue,
+                detail=f"{exc}: all {self.venue} REST calls stopped for {self._ban_seconds:g} s",
             )
             self.emit([self._ban_event])
             log.error("%s: %s; REST calls stop for %g s, then resume by themselves",
@@ -204,7 +207,8 @@ class PollLoop:
 
     def _close_ban(self, why: str) -> None:
         assert self._ban_event is not None
-        event = dataclasses.replace(self._ban_event, ts_end=self._clock(), detail=f"{self._ban_event.detail}; {why}")
+        event = dataclasses.replace(self._ban_event, ts_end=self._clock(),
+                                    detail=f"{self._ban_event.detail}; {why}")
         self._ban_event = None
         self.emit([event])
         log.info("%s: REST ban over (%s)", self.venue, why)

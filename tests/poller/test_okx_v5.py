@@ -1,4 +1,4 @@
-"""The OKX v5 poller against the v5 simulator with real signing: what it emits equals the simulator's truth."""
+"""The OKX v5 poller vs the v5 simulator with real signing: what it emits equals the simulator's truth."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import recorder.poller
 from recorder.backoff import BackoffPolicy
 from recorder.errors import ConfigError
 from recorder.poller.loop import PollerOutcome
-from recorder.poller.okx_v5 import V5Poller, V5PollerSettings, load_v5_credentials
 from recorder.poller.ratelimit import RateLimit, RateLimiter
+from recorder.poller.rest import RestPoller
 from recorder.records import (
     Balance,
     FeedEvent,
@@ -30,6 +30,7 @@ from recorder.records import (
 )
 from recorder.simulator.okx_v5 import Simulator, V5Account, V5Settings
 from recorder.venues.okx_v5 import rest
+from recorder.venues.okx_v5.poll import V5AccountSource, V5PollSettings, load_v5_credentials
 from recorder.venues.okx_v5.signing import V5Credentials
 
 KEY = "v5poll-" + uuid.uuid4().hex
@@ -49,19 +50,25 @@ async def sim() -> AsyncIterator[Simulator]:
         yield s
 
 
-def make_poller(sim: Simulator, out: list[Any], creds: V5Credentials = CREDS, **kw: Any) -> V5Poller:
-    settings = V5PollerSettings(rest_url=sim.rest_url, backoff=FAST, **kw)
+def make_poller(sim: Simulator, out: list[Any], creds: V5Credentials = CREDS, **kw: Any) -> RestPoller:
+    settings = V5PollSettings(rest_url=sim.rest_url, backoff=FAST, **kw)
     limiter = RateLimiter({p: RateLimit(e.limit, float(e.window_s)) for p, e in rest.ENDPOINTS.items()},
                           RateLimit(10_000, 2.0))
-    return V5Poller(settings, creds, out.extend, limiter=limiter)
+    return RestPoller(V5AccountSource(settings, creds), out.extend, policy=FAST, limiter=limiter)
 
 
 def of(out: list[Any], t: type) -> list[Any]:
     return [r for r in out if type(r) is t]
 
 
-def expected_orders(sim: Simulator) -> dict[int, tuple[str, str, OrderStatus, Decimal, Decimal | None]]:
+def account(sim: Simulator) -> Any:
     acct = sim.accounts.get(KEY)
+    assert acct is not None
+    return acct
+
+
+def expected_orders(sim: Simulator) -> dict[int, tuple[str, str, OrderStatus, Decimal, Decimal | None]]:
+    acct = account(sim)
     visible = acct.open_orders() + acct.finished_orders(sim.now_ms(), 90 * DAY_MS)
     return {o.ord_id: (o.inst_id, o.state, STATUS[o.state], o.acc_fill_sz, o.px) for o in visible}
 
@@ -71,7 +78,7 @@ def got_orders(out: list[Any]) -> dict[int, tuple[str, str, OrderStatus, Decimal
 
 
 def expected_fills(sim: Simulator) -> dict[str, tuple[int, str, Decimal, Decimal, Decimal]]:
-    acct = sim.accounts.get(KEY)
+    acct = account(sim)
     return {str(f.bill_id): (f.ord_id, f.inst_id, f.px, f.sz, f.fee)
             for f in acct.recent_fills(sim.now_ms(), 90 * DAY_MS)}
 
@@ -84,9 +91,9 @@ async def test_first_round_equals_the_simulator_truth(sim: Simulator) -> None:
     out: list[Any] = []
     poller = make_poller(sim, out)
     assert await poller.run_once() is PollerOutcome.RUNNING
-    await poller.client.aclose()
+    await poller.aclose()
     # balances: one per currency, account "trading", free = cash - frozen
-    acct = sim.accounts.get(KEY)
+    acct = account(sim)
     frozen = acct.frozen()
     want = {c: (v - frozen.get(c, Decimal(0)), frozen.get(c, Decimal(0))) for c, v in acct.cash.items() if v}
     assert {b.currency: (b.free, b.frozen) for b in of(out, Balance)} == want
@@ -111,37 +118,37 @@ async def test_later_rounds_emit_only_changes(sim: Simulator) -> None:
     poller = make_poller(sim, out)
     await poller.run_once()
     out.clear()
-    await poller.sync_orders()
-    await poller.refresh_instruments()
+    await poller.jobs()[2].run()
+    await poller.jobs()[0].run()
     assert out == []  # nothing changed: nothing written
     inst = sim.settings.instruments[0]
     price = sim.feeds[inst].instrument()["tickSz"]
     placed = sim.place_order(inst, "buy", Decimal(price) * 1000, "0.01")
-    await poller.sync_orders()
+    await poller.jobs()[2].run()
     changes = of(out, OrderStatusChange)
     assert [(c.order_id, c.status, c.previous_status) for c in changes] == [
         (int(placed["ordId"]), OrderStatus.OPEN, None)]
     out.clear()
     sim.fill_order(placed["ordId"], "0.01")
-    await poller.sync_orders()
+    await poller.jobs()[2].run()
     changes = of(out, OrderStatusChange)
     assert [(c.status, c.previous_status) for c in changes] == [(OrderStatus.FILLED, OrderStatus.OPEN)]
     assert got_orders(out) == {k: v for k, v in expected_orders(sim).items() if k == int(placed["ordId"])}
     assert [f.order_id for f in of(out, Fill)] == [int(placed["ordId"])]
-    await poller.client.aclose()
+    await poller.aclose()
 
 
 async def test_instrument_state_change_is_recorded_once(sim: Simulator) -> None:
     out: list[Any] = []
     poller = make_poller(sim, out)
-    await poller.refresh_instruments()
+    await poller.jobs()[0].run()
     out.clear()
     inst = sim.settings.instruments[1]
     sim.set_instrument_state(inst, "suspend")
-    await poller.refresh_instruments()
-    await poller.refresh_instruments()
+    await poller.jobs()[0].run()
+    await poller.jobs()[0].run()
     assert [(i.symbol, i.state) for i in out] == [(inst, "suspend")]
-    await poller.client.aclose()
+    await poller.aclose()
 
 
 @pytest.mark.parametrize("skew_ms", [120_000, -120_000])
@@ -150,15 +157,15 @@ async def test_server_clock_skew_never_gives_50102(sim: Simulator, skew_ms: int)
     out: list[Any] = []
     poller = make_poller(sim, out)
     assert await poller.run_once() is PollerOutcome.RUNNING
-    assert abs(poller.client.offset_ms - skew_ms) < 2_000
+    assert abs(poller.offset_ms - skew_ms) < 2_000
     assert got_orders(out) == expected_orders(sim)
     assert not [e for e in of(out, FeedEvent) if e.kind is FeedEventKind.AUTH_FAILURE]
     # the skew changes while running: one resync, still no auth failure
     sim.set_clock_skew(-skew_ms)
     out.clear()
-    await poller.poll_balances()
+    await poller.jobs()[1].run()
     assert of(out, Balance) and poller.loop.outcome is PollerOutcome.RUNNING
-    await poller.client.aclose()
+    await poller.aclose()
 
 
 @pytest.mark.parametrize("http_status", [429, 200])
@@ -171,7 +178,7 @@ async def test_rate_limit_storm_is_backed_off_and_nothing_is_lost(sim: Simulator
     assert len(limited) == 8 and all(e.venue == "okx_v5" for e in limited)
     assert got_orders(out) == expected_orders(sim)
     assert got_fills(out) == expected_fills(sim)
-    await poller.client.aclose()
+    await poller.aclose()
 
 
 @pytest.mark.parametrize(
@@ -182,8 +189,9 @@ async def test_rate_limit_storm_is_backed_off_and_nothing_is_lost(sim: Simulator
         (V5Credentials(KEY, SECRET, "WRONG-PASS-" + uuid.uuid4().hex), 50105, "passphrase is wrong"),
     ],
 )
-async def test_auth_failure_stops_with_one_message(sim: Simulator, creds: V5Credentials, code: int, cause: str,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_auth_failure_stops_with_one_message(
+    sim: Simulator, creds: V5Credentials, code: int, cause: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     out: list[Any] = []
     poller = make_poller(sim, out, creds, balance_interval=0.05, order_interval=0.05)
@@ -207,7 +215,7 @@ async def test_secrets_never_in_logs_reprs_exceptions_or_records(sim: Simulator,
     poller = make_poller(sim, out)
     sim.rate_limit_storm(requests=2)
     await poller.run_once()
-    texts = [caplog.text, repr(out), repr(poller.client), repr(CREDS), str(CREDS), repr(poller.settings)]
+    texts = [caplog.text, repr(out), repr(poller), repr(CREDS), str(CREDS), repr(poller.source)]
     try:
         load_v5_credentials(environ={"OKX_API_KEY": KEY, "OKX_API_SECRET": SECRET})
     except ConfigError as exc:
@@ -215,7 +223,7 @@ async def test_secrets_never_in_logs_reprs_exceptions_or_records(sim: Simulator,
     for text in texts:
         for secret in (SECRET, PASSPHRASE, KEY):
             assert secret not in text
-    await poller.client.aclose()
+    await poller.aclose()
 
 
 def test_credentials_from_the_environment_or_an_owner_only_file(tmp_path: Path) -> None:
@@ -236,14 +244,14 @@ def test_credentials_from_the_environment_or_an_owner_only_file(tmp_path: Path) 
 
 
 def test_settings_from_the_venues_okx_v5_poller_table() -> None:
-    s = V5PollerSettings.from_table({"enabled": True, "balance_interval": 3, "instruments_interval": 60,
+    s = V5PollSettings.from_table({"enabled": True, "balance_interval": 3, "instruments_interval": 60,
                                      "credentials_file": "~/okx.toml"})
     assert s.enabled and s.balance_interval == 3 and s.instruments_interval == 60
     assert s.credentials_file == Path("~/okx.toml").expanduser()
     with pytest.raises(ConfigError, match="unknown"):
-        V5PollerSettings.from_table({"symbols": []})
+        V5PollSettings.from_table({"symbols": []})
     with pytest.raises(ConfigError, match="order_interval"):
-        V5PollerSettings.from_table({"order_interval": 0})
+        V5PollSettings.from_table({"order_interval": 0})
 
 
 def test_v5_allowlist_is_read_only_and_no_trading_path_exists() -> None:
@@ -252,7 +260,7 @@ def test_v5_allowlist_is_read_only_and_no_trading_path_exists() -> None:
     assert all(p.startswith("/api/v5/") for p in rest.ENDPOINTS)
     with pytest.raises(ConfigError):
         rest.build_request("/api/v5/trade/cancel-order", {}, credentials=CREDS, epoch_ms=0)
-    sources = [Path(recorder.poller.__file__).parent / n for n in ("okx_v5.py", "loop.py")]
+    sources = [Path(recorder.poller.__file__).parent / n for n in ("rest.py", "loop.py")]
     sources.append(Path(rest.__file__).parent / "poll.py")
     post = re.compile(r"\.post\(|\.put\(|\.delete\(|\"POST\"|cancel-order|withdrawal")
     for path in sources:
@@ -264,14 +272,16 @@ async def test_through_storage_secret_search(sim: Simulator, tmp_path: Path) -> 
     """LEAD: after merging `datasets`, remove the skip. Writes the poller's records through the
     StorageWriter into SQLite + Parquet, checks fills/orders against the truth and searches the
     bytes of every file for the three secrets."""
-    from recorder.storage.writer import StorageWriter  # type: ignore[attr-defined]
+    from recorder.storage.consume import open_stores
+    from recorder.storage.writer import StorageWriter
 
     out: list[Any] = []
     poller = make_poller(sim, out)
     await poller.run_once()
-    await poller.client.aclose()
+    await poller.aclose()
     db = tmp_path / "rec.sqlite"
-    writer = StorageWriter(f"sqlite:///{db}", tmp_path / "parquet")  # adjust to the merged constructor
+    stores = open_stores(f"sqlite:///{db}", str(tmp_path / "parquet"))  # db upgraded first (adjust)
+    writer = StorageWriter(stores["sql"], stores["parquet"])
     writer.write(out)
     writer.close()
     for f in [db, *tmp_path.rglob("*.parquet")]:
