@@ -458,6 +458,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     bus: BusConfig = field(default_factory=BusConfig)  # [bus]: publish to NATS JetStream (docs/scale-out.md)
+    venues: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [venues.<name>], each venue's own
 
 
 def _check_symbol(key: str, symbol: object) -> None:
@@ -584,6 +585,8 @@ def _bad(name: str, value: object, expected: str) -> ConfigError:
 def _convert(hint: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if hint is Any:  # a venue's own table: the venue parses it
+        return value
     if dataclasses.is_dataclass(hint) and not hasattr(hint, "parse"):
         return _build(hint, value, f"{name}.")
     if origin in (types.UnionType, typing.Union):
