@@ -89,8 +89,10 @@ class PollLoop:
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        label: str | None = None,
     ) -> None:
         self.venue = venue
+        self.label = label or venue  # how log lines name the exchange ("OKEx error 10001: ...")
         self._sink = sink
         self.limiter = limiter
         self._policy = policy
@@ -111,16 +113,21 @@ class PollLoop:
         if records:
             self._sink(cast(Sequence[Record], records))
 
-    async def call(self, what: str, endpoint: str, fn: Callable[[], Awaitable[T]]) -> T | None:
+    async def call(self, what: str, endpoint: str | None, fn: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``fn`` (one REST call to ``endpoint``) until it succeeds; None when skipped.
+
+        ``endpoint`` None: ``fn`` waits for the limiter itself (the v1 client); the feed events
+        then name the first word of ``what``.
 
         Raises :class:`AuthFailed` after reporting an authentication failure.
         """
         if self.outcome is PollerOutcome.AUTH_FAILED:
             raise AuthFailed
         delays = backoff(self._policy, self._rng)
+        channel = endpoint if endpoint is not None else what.split()[0]
         while True:
-            await self.limiter.acquire(endpoint)
+            if endpoint is not None:
+                await self.limiter.acquire(endpoint)
             try:
                 result = await fn()
             except IpBannedError as exc:
@@ -138,26 +145,26 @@ class PollLoop:
                     self.rate_limited += 1
                     now = self._clock()
                     self.emit([FeedEvent(kind=FeedEventKind.RATE_LIMITED, ts_start=now, ts_end=now,
-                                         connection=CONNECTION, channel=endpoint, venue=self.venue,
+                                         connection=CONNECTION, channel=channel, venue=self.venue,
                                          detail=f"error {exc.code}: {exc.message_en}")])
                 if not is_retryable(exc):
-                    log.error("%s %s: error %d (%s): skipped until the next round",
-                              self.venue, what, exc.code, exc.message_en)
+                    log.error("%s: %s error %d: %s: skipped until the next round",
+                              what, self.label, exc.code, exc.message_en)
                     return None
                 delay = next(delays)
                 self.retries += 1
-                log.warning("%s %s: error %d (%s); retrying in %.2f s",
-                            self.venue, what, exc.code, exc.message_en, delay)
+                log.warning("%s: %s error %d: %s; retrying in %.2f s",
+                            what, self.label, exc.code, exc.message_en, delay)
                 await self._sleep(delay)
                 continue
             except TransportError as exc:
                 delay = next(delays)
                 self.retries += 1
-                log.warning("%s %s: %s; retrying in %.2f s", self.venue, what, exc, delay)
+                log.warning("%s: %s; retrying in %.2f s", what, exc, delay)
                 await self._sleep(delay)
                 continue
             except ProtocolError as exc:
-                log.error("%s %s: unreadable answer, skipped until the next round: %s", self.venue, what, exc)
+                log.error("%s: unreadable answer, skipped until the next round: %s", what, exc)
                 return None
             if self._ban_event is not None:
                 self._close_ban("calls resumed")

@@ -100,7 +100,7 @@ class RestPoller:
         self.source = source
         self.loop = PollLoop(venue=source.venue, sink=sink, limiter=limiter or venue_limiter(source),
                              policy=policy, ban_seconds=ban_seconds, auth_message=source.auth_message,
-                             clock=clock, rng=rng)
+                             clock=clock, rng=rng, label=source.venue)
         self._http = httpx.AsyncClient(base_url=source.rest_url.rstrip("/"), timeout=request_timeout,
                                        transport=transport, follow_redirects=False,
                                        headers={"User-Agent": "okex-recorder"})
@@ -173,7 +173,7 @@ class RestPoller:
                     return parse(status, body, ts)
                 raise
 
-        return await self.loop.call(path, path, once)
+        return await self.loop.call(f"{self.source.venue} {path}", path, once)
 
     # --- jobs and state changes ---------------------------------------------------------------
 
