@@ -138,6 +138,22 @@ async def test_later_rounds_emit_only_changes(sim: Simulator) -> None:
     await poller.aclose()
 
 
+async def test_a_restart_resumes_from_the_known_order_states(sim: Simulator) -> None:
+    out: list[Any] = []
+    first = make_poller(sim, out)
+    await first.run_once()
+    await first.aclose()
+    inst = sim.settings.instruments[0]
+    placed = sim.place_order(inst, "sell", "1000000", "0.01")
+    again: list[Any] = []
+    settings = V5PollSettings(rest_url=sim.rest_url, backoff=FAST)
+    second = RestPoller(V5AccountSource(settings, CREDS), again.extend, policy=FAST, known_orders=first.known)
+    await second.run_once()
+    await second.aclose()
+    assert [(o.order_id, o.status) for o in of(again, Order)] == [(int(placed["ordId"]), OrderStatus.OPEN)]
+    assert [c.order_id for c in of(again, OrderStatusChange)] == [int(placed["ordId"])]
+
+
 async def test_instrument_state_change_is_recorded_once(sim: Simulator) -> None:
     out: list[Any] = []
     poller = make_poller(sim, out)

@@ -24,6 +24,7 @@ Credentials (:func:`load_v5_credentials`): ``OKX_API_KEY`` / ``OKX_API_SECRET`` 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import stat
 import tomllib
@@ -374,3 +375,18 @@ class V5AccountSource:
                 gone = neutral_instrument(change.old)
                 out.append(dataclasses.replace(gone, state="gone", ts_recv=ts or gone.ts_recv))
         return out
+
+
+def _register_subtable() -> None:
+    """Let the venue's own settings parser (``settings.SUBTABLES``, branch v5collector) accept
+    ``[venues.okx_v5.poller]``; a no-op where that module does not exist yet."""
+    try:
+        settings = importlib.import_module(f"{__package__}.settings")
+    except ModuleNotFoundError:
+        return
+    subtables = getattr(settings, "SUBTABLES", None)
+    if isinstance(subtables, dict):
+        subtables.setdefault("poller", V5PollSettings.from_table)
+
+
+_register_subtable()
