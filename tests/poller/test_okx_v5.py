@@ -184,6 +184,24 @@ async def test_server_clock_skew_never_gives_50102(sim: Simulator, skew_ms: int)
     await poller.aclose()
 
 
+async def test_the_per_endpoint_limiter_keeps_within_the_server_windows() -> None:
+    tight = {"trade/orders-history": 1, "trade/orders-history-archive": 1, "trade/fills-history": 1,
+             "trade/orders-pending": 1, "account/balance": 1, "public/instruments": 1, "public/time": 1}
+    settings = V5Settings(seed=7, updates_per_second=0.0, accounts=(ACCOUNT,), rate_window=0.25,
+                          rate_limits=tight)
+    async with Simulator(settings) as sim:
+        out: list[Any] = []
+        limiter = RateLimiter({f"/api/v5/{p}": RateLimit(n, 0.25) for p, n in tight.items()},
+                              RateLimit(10_000, 2.0), slack=0.05)
+        poller = RestPoller(V5AccountSource(V5PollSettings(rest_url=sim.rest_url, backoff=FAST), CREDS),
+                            out.extend, policy=FAST, limiter=limiter)
+        assert await poller.run_once() is PollerOutcome.RUNNING
+        await poller.aclose()
+        assert not of(out, FeedEvent)  # not one 50011: every request waited for its own window
+        assert got_orders(out) == expected_orders(sim)
+        assert got_fills(out) == expected_fills(sim)
+
+
 @pytest.mark.parametrize("http_status", [429, 200])
 async def test_rate_limit_storm_is_backed_off_and_nothing_is_lost(sim: Simulator, http_status: int) -> None:
     sim.rate_limit_storm(requests=8, http_status=http_status)
