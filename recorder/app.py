@@ -32,7 +32,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,12 @@ from recorder.config import Config, load_config, mask_url
 from recorder.credentials import Credentials, load_credentials, require_credentials
 from recorder.errors import ConfigError, SchemaNotAtHeadError
 from recorder.logs import setup_logging
+from recorder.poller.loop import PollerOutcome as RestPollerOutcome
+from recorder.poller.rest import RestPoller
 from recorder.poller.service import Poller, PollerOutcome
-from recorder.records import Record
+from recorder.poller.state import load_order_states
+from recorder.records import Record, RecordSink
+from recorder.venues.okx_v5.poll import V5AccountSource, V5PollSettings, load_v5_credentials
 
 __all__ = [
     "EXIT_AUTH_FAILED",
@@ -320,6 +324,41 @@ def _install_signals(loop: asyncio.AbstractEventLoop, recorder: Recorder) -> Non
             loop.add_signal_handler(sig, on_signal, sig.name)
 
 
+def okx_v5_poll_settings(config: Config) -> V5PollSettings | None:
+    """The ``[venues.okx_v5.poller]`` settings when that table says ``enabled = true``, else None."""
+    venue = dict(config.venues.get("okx_v5") or {})
+    table = venue.get("poller")
+    if table is None:
+        extra = venue.get("extra")  # parsed by the venue's own settings (SUBTABLES) after the merge
+        table = extra.get("poller") if isinstance(extra, Mapping) else None
+    if table is None:
+        return None
+    settings = table if isinstance(table, V5PollSettings) else V5PollSettings.from_table(table)
+    return settings if settings.enabled else None
+
+
+def okx_v5_poller(config: Config, sink: RecordSink, *, known_orders: bool = True) -> RestPoller | None:
+    """The OKX v5 REST account poller when ``[venues.okx_v5.poller] enabled = true``, else None.
+
+    Raises :class:`ConfigError` when it is enabled but no OKX v5 credentials are configured
+    (``OKX_API_KEY``/``OKX_API_SECRET``/``OKX_API_PASSPHRASE`` or the credentials file).
+    ``known_orders``: resume from the order states stored in ``storage.sql_url`` (read-only).
+    """
+    settings = okx_v5_poll_settings(config)
+    if settings is None:
+        return None
+    credentials = load_v5_credentials(settings.credentials_file)
+    if credentials is None:
+        raise ConfigError("venues.okx_v5.poller is enabled but no OKX v5 credentials are configured: set "
+                          "OKX_API_KEY, OKX_API_SECRET and OKX_API_PASSPHRASE, or an owner-only "
+                          "credentials_file (api_key, secret_key, passphrase)")
+    known = load_order_states(config.storage.sql_url) if known_orders else {}
+    log.info("OKX v5 poller on (%s) with %r", settings.rest_url, credentials)
+    return RestPoller(V5AccountSource(settings, credentials), sink, policy=settings.backoff,
+                      ban_seconds=settings.ban_seconds, request_timeout=settings.request_timeout,
+                      time_sync_interval=settings.time_sync_interval, known_orders=known)
+
+
 async def record(config: Config, *, duration: float | None = None, writer: RecordWriter | None = None,
                  credentials: Credentials | None = None, rest_url: str | None = None,
                  signals: bool = True) -> RunResult:
@@ -329,7 +368,26 @@ async def record(config: Config, *, duration: float | None = None, writer: Recor
     recorder = Recorder(config, writer, credentials=credentials, rest_url=rest_url)
     if signals:
         _install_signals(asyncio.get_running_loop(), recorder)
-    return await recorder.run(duration)
+    v5_tasks: list[asyncio.Task[RestPollerOutcome]] = []
+
+    def start_v5(rec: Recorder) -> None:  # the OKX v5 account poller beside the collector
+        stop = rec.stop_event
+        assert stop is not None
+
+        def sink(records: Sequence[Record]) -> None:
+            if not stop.is_set():  # the intake closes after the stop; the next run re-reads the state
+                rec.sink(records)
+
+        poller = okx_v5_poller(config, sink)
+        if poller is not None:
+            v5_tasks.append(asyncio.create_task(poller.run(stop), name="poller-okx_v5"))
+
+    try:
+        return await recorder.run(duration, on_started=start_v5)
+    finally:
+        for outcome in await asyncio.gather(*v5_tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.error("the OKX v5 poller failed: %r", outcome)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -344,6 +402,11 @@ def run_command(args: argparse.Namespace) -> int:
     check_duration(args.duration)
     setup_logging(config)
     credentials = load_credentials(config.poller.credentials_file)
+    v5_settings = okx_v5_poll_settings(config)
+    if v5_settings is not None and load_v5_credentials(v5_settings.credentials_file) is None:
+        raise ConfigError("venues.okx_v5.poller is enabled but no OKX v5 credentials are configured: set "
+                          "OKX_API_KEY, OKX_API_SECRET and OKX_API_PASSPHRASE, or an owner-only "
+                          "credentials_file")
     if config.bus.url:  # no database here: `okex-recorder store` writes the stores
         prepare_directories(config)
     else:
@@ -364,9 +427,11 @@ def check_duration(duration: float | None) -> None:
                           " (leave it out to run until SIGINT/SIGTERM)")
 
 
-async def poll(config: Config, credentials: Credentials, *, duration: float | None = None,
+async def poll(config: Config, credentials: Credentials | None, *, duration: float | None = None,
                rest_url: str | None = None, signals: bool = True) -> PollerOutcome:
-    """Open the storage, run a :class:`Poller` until stopped, flush and close; return why it ended."""
+    """Open the storage, run the v1 :class:`Poller` (when ``credentials``) and the OKX v5 poller (when
+    ``[venues.okx_v5.poller]`` is enabled) until stopped, flush and close; return why they ended
+    (AUTH_FAILED when any poller's credentials were rejected)."""
     writer = await asyncio.to_thread(open_storage, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -385,11 +450,19 @@ async def poll(config: Config, credentials: Credentials, *, duration: float | No
                 await asyncio.wait_for(stop.wait(), config.storage.flush_interval)
             writer.flush()
 
-    poller = Poller(config.poller, credentials, sink, rest_url=rest_url or config.exchange.rest_url,
-                    state_url=config.storage.sql_url)
+    runs: list[Any] = []
+    if credentials is not None:
+        poller = Poller(config.poller, credentials, sink, rest_url=rest_url or config.exchange.rest_url,
+                        state_url=config.storage.sql_url)
+        runs.append(poller.run(stop))
+    v5 = await asyncio.to_thread(okx_v5_poller, config, sink)
+    if v5 is not None:
+        runs.append(v5.run(stop))
     flusher = asyncio.create_task(flush_periodically(), name="poll-flush")
     try:
-        outcome = await poller.run(stop)
+        outcomes = await asyncio.gather(*runs)
+        failed = any(o.value == PollerOutcome.AUTH_FAILED.value for o in outcomes)
+        outcome = PollerOutcome.AUTH_FAILED if failed else PollerOutcome.STOPPED
     finally:
         stop.set()
         if timer is not None:
@@ -423,11 +496,14 @@ def poll_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     check_duration(args.duration)
     setup_logging(config)
-    credentials = require_credentials(config.poller.credentials_file)
-    if not config.poller.symbols:
+    v5_on = okx_v5_poll_settings(config) is not None
+    credentials = (load_credentials(config.poller.credentials_file) if v5_on
+                   else require_credentials(config.poller.credentials_file))
+    if credentials is not None and not config.poller.symbols:
         poll_log.warning("poller.symbols is empty: only balances are polled")
     prepare_storage(config)
-    poll_log.info("polling %s with %r", config.exchange.rest_url, credentials)
+    if credentials is not None:
+        poll_log.info("polling %s with %r", config.exchange.rest_url, credentials)
     with claim_storage(config, status_file=False):
         outcome = asyncio.run(poll(config, credentials, duration=args.duration))
     return EXIT_AUTH_FAILED if outcome is PollerOutcome.AUTH_FAILED else 0

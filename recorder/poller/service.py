@@ -25,37 +25,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import enum
 import functools
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
 import httpx
 
-from recorder.backoff import backoff
 from recorder.config import PollerSettings
 from recorder.credentials import Credentials
 from recorder.errors import (
     ExchangeError,
-    IpBannedError,
-    ProtocolError,
-    TransportError,
-    is_auth_failure,
-    is_ban,
-    is_rate_limit,
-    is_retryable,
 )
 from recorder.poller.client import DEFAULT_REST_URL, ReadOnlyClient
+from recorder.poller.loop import AuthFailed, Job, PollerOutcome, PollLoop
 from recorder.poller.ratelimit import RateLimiter, process_limiter
 from recorder.poller.state import OrderState, load_order_states
 from recorder.records import (
-    FeedEvent,
-    FeedEventKind,
     Order,
     OrderStatusChange,
     Record,
@@ -91,16 +79,7 @@ _ABSORB_CHUNK = 1000
 open-orders answer (thousands) must not hold up the next page request."""
 
 
-class PollerOutcome(enum.Enum):
-    """Why :meth:`Poller.run` returned."""
-
-    RUNNING = "running"
-    STOPPED = "stopped"  # the stop event was set
-    AUTH_FAILED = "auth_failed"  # credentials rejected: polling stopped
-
-
-class _AuthFailed(Exception):
-    """Internal: unwinds the polling loop after an authentication failure was reported."""
+_AuthFailed = AuthFailed
 
 
 class Poller:
@@ -145,15 +124,25 @@ class Poller:
         self._known: dict[int, OrderState] = dict(known_orders or {})
         self._state_url = state_url if known_orders is None else None
         self._rng = rng
-        self._ban_event: FeedEvent | None = None
-        self.outcome = PollerOutcome.RUNNING
-        self.auth_error: ExchangeError | None = None
+        self._core = PollLoop(venue="okex_v1", sink=sink, limiter=self._limiter, policy=settings.backoff,
+                              ban_seconds=settings.ban_seconds, auth_message=self._auth_message,
+                              clock=self._clock, rng=rng, label="OKEx")
         self.rounds = 0  # completed order sweeps (all symbols)
         self.balance_polls = 0
 
     def __repr__(self) -> str:
         symbols = self._settings.symbols
         return f"Poller(symbols={symbols!r}, {self._credentials!r}, outcome={self.outcome.value})"
+
+    @property
+    def outcome(self) -> PollerOutcome:
+        """RUNNING, STOPPED or AUTH_FAILED (the generic loop's)."""
+        return self._core.outcome
+
+    @property
+    def auth_error(self) -> ExchangeError | None:
+        """The error that stopped polling (an authentication failure), if any."""
+        return self._core.auth_error
 
     @property
     def known_orders(self) -> Mapping[int, OrderState]:
@@ -181,23 +170,13 @@ class Poller:
         """
         if self._state_url is not None:
             await self.load_known_orders(self._state_url)
-        loop_task = asyncio.create_task(self._loop(), name="poller")
-        stop_task = asyncio.create_task(stop.wait(), name="poller-stop")
+        jobs = [Job("balances", self._settings.balance_interval, self.poll_balances)]
+        if self._settings.symbols:
+            jobs.append(Job("orders", self._settings.order_interval, self.sync_orders))
         try:
-            await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            return await self._core.run(jobs, stop)
         finally:
-            for task in (loop_task, stop_task):
-                task.cancel()
-            await asyncio.gather(loop_task, stop_task, return_exceptions=True)
-            if self._ban_event is not None:  # stopped while banned: close the span now
-                self._close_ban("poller stopped during the ban")
             await self.aclose()
-        if loop_task.done() and not loop_task.cancelled() and (exc := loop_task.exception()) is not None:
-            if isinstance(exc, _AuthFailed):
-                return self.outcome
-            raise exc
-        self.outcome = PollerOutcome.STOPPED
-        return self.outcome
 
     async def load_known_orders(self, url: str) -> int:
         """Read the last stored state of every order of the configured symbols (in a thread).
@@ -211,20 +190,6 @@ class Poller:
         self._state_url = None
         log.info("poller: %d known orders loaded from storage", len(known))
         return len(known)
-
-    async def _loop(self) -> None:
-        next_balance = next_orders = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if now >= next_balance:
-                next_balance = now + self._settings.balance_interval
-                await self.poll_balances()
-            now = time.monotonic()
-            if self._settings.symbols and now >= next_orders:
-                next_orders = now + self._settings.order_interval
-                await self.sync_orders()
-            due = min(next_balance, next_orders) if self._settings.symbols else next_balance
-            await asyncio.sleep(max(due - time.monotonic(), 0.0))
 
     # --- one round of each job -----------------------------------------------------------------
 
@@ -342,86 +307,17 @@ class Poller:
     # --- error handling ------------------------------------------------------------------------
 
     async def _step(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
-        """Run ``call`` until it succeeds; None if it failed in a way retrying cannot fix.
+        """Run ``call`` through the generic loop (retries, ban, auth; see the module docstring).
 
-        Raises :class:`_AuthFailed` (after reporting it) on an authentication failure.
+        The client waits for the limiter itself, so the loop does not. Raises
+        :class:`AuthFailed` (after reporting it) on an authentication failure.
         """
-        delays = backoff(self._settings.backoff, self._rng)
-        while True:
-            try:
-                result = await call()
-            except IpBannedError as exc:
-                await self._sit_out_ban(exc)
-                delays = backoff(self._settings.backoff, self._rng)
-                continue
-            except ExchangeError as exc:
-                if is_auth_failure(exc):  # reported once, in one message with code and text
-                    self._report_auth_failure(exc)
-                    raise _AuthFailed from exc
-                log.warning("%s: OKEx error %d: %s", what, exc.code, exc.message_en)
-                if is_ban(exc):
-                    await self._sit_out_ban(exc)
-                    continue
-                if is_rate_limit(exc):
-                    now = self._clock()
-                    self._emit(FeedEvent(kind=FeedEventKind.RATE_LIMITED, ts_start=now, ts_end=now,
-                                         connection=CONNECTION, channel=what.split()[0],
-                                         detail=f"error {exc.code}: {exc.message_en}"))
-                if not is_retryable(exc):
-                    log.error("%s: giving up on this step until the next round (error %d)", what, exc.code)
-                    return None
-                await asyncio.sleep(next(delays))
-                continue
-            except TransportError as exc:
-                delay = next(delays)
-                log.warning("%s: %s; retrying in %.2f s", what, exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            except ProtocolError as exc:
-                log.error("%s: unreadable answer, skipped until the next round: %s", what, exc)
-                return None
-            if self._ban_event is not None:
-                self._close_ban("calls resumed")
-            return result
+        return await self._core.call(what, None, call)
 
-    async def _sit_out_ban(self, exc: Exception) -> None:
-        seconds = self._settings.ban_seconds
-        self._limiter.ban(seconds)
-        if self._ban_event is None:
-            self._ban_event = FeedEvent(
-                kind=FeedEventKind.BAN,
-                ts_start=self._clock(),
-                ts_end=None,
-                connection=CONNECTION,
-                detail=f"HTTP 403: IP banned; all REST calls stopped for {seconds:g} s",
-            )
-            self._emit(self._ban_event)
-            log.error("%s; every REST call stops for %g s, then resumes by itself", exc, seconds)
-        await asyncio.sleep(self._limiter.banned_for)
-
-    def _close_ban(self, why: str) -> None:
-        assert self._ban_event is not None
-        event = dataclasses.replace(self._ban_event, ts_end=self._clock(),
-                                    detail=f"{self._ban_event.detail}; {why}")
-        self._ban_event = None
-        self._emit(event)
-        log.info("REST ban over (%s)", why)
-
-    def _report_auth_failure(self, exc: ExchangeError) -> None:
-        if self.outcome is PollerOutcome.AUTH_FAILED:
-            return  # two calls in flight can both be refused: one message is enough
+    def _auth_message(self, exc: ExchangeError) -> str:
         hint = AUTH_HINTS.get(exc.code, "the credentials were rejected")
-        message = (
+        return (
             f"OKEx rejected the API credentials ({self._credentials.masked_api_key}): error {exc.code} "
             f"\u201c{exc.message_en}\u201d: likely cause: {hint}. Polling stopped; fix the "
             "credentials and restart (the collector keeps recording)."
         )
-        log.error(message)
-        now = self._clock()
-        self._emit(FeedEvent(kind=FeedEventKind.AUTH_FAILURE, ts_start=now, ts_end=now,
-                             connection=CONNECTION, detail=message))
-        self.outcome = PollerOutcome.AUTH_FAILED
-        self.auth_error = exc
-
-    def _emit(self, event: FeedEvent) -> None:
-        self._sink([event])
