@@ -301,11 +301,12 @@ def test_v5_allowlist_is_read_only_and_no_trading_path_exists() -> None:
         assert not post.search(path.read_text("utf-8")), path
 
 
-@pytest.mark.skip(reason="ENABLE AFTER MERGING `datasets`: needs the fills/instruments datasets in storage")
-async def test_through_storage_secret_search(sim: Simulator, tmp_path: Path) -> None:  # pragma: no cover
-    """LEAD: after merging `datasets`, remove the skip. Writes the poller's records through the
-    StorageWriter into SQLite + Parquet, checks fills/orders against the truth and searches the
-    bytes of every file for the three secrets."""
+async def test_through_storage_fills_are_exact_and_no_secret_is_stored(sim: Simulator, tmp_path: Path) -> None:
+    """The poller's records through the real StorageWriter into SQLite + Parquet: the stored
+    fills equal the simulator's truth, and no file holds the key, secret or passphrase."""
+    import sqlite3
+
+    from recorder.storage import migrate
     from recorder.storage.consume import open_stores
     from recorder.storage.writer import StorageWriter
 
@@ -314,10 +315,17 @@ async def test_through_storage_secret_search(sim: Simulator, tmp_path: Path) -> 
     await poller.run_once()
     await poller.aclose()
     db = tmp_path / "rec.sqlite"
-    stores = open_stores(f"sqlite:///{db}", str(tmp_path / "parquet"))  # db upgraded first (adjust)
+    migrate.upgrade(f"sqlite:///{db}")
+    stores = open_stores(f"sqlite:///{db}", str(tmp_path / "parquet"))
     writer = StorageWriter(stores["sql"], stores["parquet"])
     writer.write(out)
     writer.close()
+    truth = expected_fills(sim)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT bill_id, order_id, symbol, price, amount, fee FROM fills WHERE venue = 'okx_v5'")
+        stored = {bill: (oid, sym, Decimal(px), Decimal(sz), None if fee is None else Decimal(fee))
+                  for bill, oid, sym, px, sz, fee in rows}
+    assert stored == truth
     for f in [db, *tmp_path.rglob("*.parquet")]:
         data = f.read_bytes()
         for secret in (SECRET, PASSPHRASE, KEY):

@@ -82,7 +82,6 @@ async def _truth(thread: SimulatorThread) -> Any:
     return expected_orders(thread.sim)
 
 
-@pytest.mark.skip(reason="ENABLE AFTER MERGING `datasets`: the instruments/fills datasets store them")
 def test_poll_command_records_v5_and_leaks_no_secret(  # pragma: no cover
     tmp_path: Path, v5thread: SimulatorThread, monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
