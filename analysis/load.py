@@ -627,7 +627,9 @@ def _load(
     dataset = DATASETS[name]
     stored = [c for c in dataset.arrow_schema.names if c != spec.index]
     derived = [c for c in DERIVED if "symbol" in stored and c not in stored]
-    available = [*stored, *derived]
+    # the columns of earlier releases first (their positions unchanged), then venue, base, quote
+    venue = ["venue"] if "venue" in stored else []
+    available = [*(c for c in stored if c != "venue"), *venue, *derived]
     wanted = list(default_columns if default_columns is not None else available)
     if columns is not None:
         unknown = sorted(set(columns) - set(available))

@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from recorder.storage.schema import DATASETS, plain_decimal
+from recorder.storage.schema import DATASETS, conform, plain_decimal
 from recorder.venues.okex_v1.pairs import pairs
 
 __all__ = ["HonestFloor", "run_honest_floor", "scales"]
@@ -260,15 +260,16 @@ class _Columns:
                 "bids": pa.array(b["bids"], pa.string()),
                 "asks": pa.array(b["asks"], pa.string()),
             }
-            out["book_snapshots"] = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+            out["book_snapshots"] = _conformed(cols, schema)
         t = self.tick
         if t["symbol"]:
             schema = DATASETS["tickers"].arrow_schema
-            cols = {f.name: (_dec_strings(t[f.name]) if f.type == _D else None) for f in schema}
+            cols = {f.name: (_dec_strings(t[f.name]) if f.type == _D and f.name in t else None)
+                    for f in schema}
             cols["symbol"] = pa.array(t["symbol"], pa.string())
             cols["ts_event"] = pa.array(t["ts_event"], pa.int64()).cast(_TS)
             cols["ts_recv"] = pa.array(t["ts_recv"], pa.int64()).cast(_TS)
-            out["tickers"] = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+            out["tickers"] = _conformed(cols, schema)
         d = self.deal
         if d["symbol"]:
             schema = DATASETS["deals"].arrow_schema
@@ -279,8 +280,13 @@ class _Columns:
                 "ts_event": pa.array(d["ts_event"], pa.int64()).cast(_TS),
                 "ts_recv": pa.array(d["ts_recv"], pa.int64()).cast(_TS),
             }
-            out["deals"] = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+            out["deals"] = _conformed(cols, schema)
         return out
+
+
+def _conformed(cols: dict[str, Any], schema: pa.Schema) -> pa.Table:
+    """The columns built here in ``schema``: venue okex_v1, the columns not built null (revision 0003)."""
+    return conform(pa.table({k: v for k, v in cols.items() if v is not None}), schema)
 
 
 _SIDES = {"bid": "buy", "ask": "sell"}

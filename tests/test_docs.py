@@ -321,7 +321,7 @@ def insert_gaps(url: str) -> None:
         conn.execute(table.insert(), [
             {"event_id": f"{event_id:0>32}", "kind": kind, "ts_start": midnight + timedelta(seconds=start),
              "ts_end": midnight + timedelta(seconds=end), "connection": "ws-9", "symbols": symbols,
-             "channel": "", "detail": "docs-test"}
+             "channel": "", "detail": "docs-test", "venue": ""}  # venue: schema revision 0003
             for event_id, kind, start, end, symbols in GAP_ROWS
         ])
     engine.dispose()

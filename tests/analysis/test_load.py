@@ -178,7 +178,8 @@ def test_parquet_reads_only_the_partitions_asked_for(recording: tuple[str, Path]
 def test_missing_dataset_reads_empty(tmp_path: Path) -> None:
     frame = load.load_deals(tmp_path / "nothing")
     assert len(frame) == 0
-    assert frame.columns.tolist() == ["symbol", "tid", "price", "amount", "side", "ts_recv"]
+    assert frame.columns.tolist() == ["symbol", "tid", "price", "amount", "side", "ts_recv",
+                                      "count", "venue", "base", "quote"]  # since schema revision 0003
     assert str(frame.index.dtype) == "datetime64[us, UTC]"
 
 
@@ -267,7 +268,8 @@ def _book_rows(seed: int, n: int, duplicates: bool) -> pa.Table:
         "depth": pa.array(np.arange(rows, dtype=np.int32)),
         "best_bid": prices, "best_bid_amount": prices, "best_ask": prices, "best_ask_amount": prices,
         "bids": pa.array(["[]"] * rows), "asks": pa.array(["[]"] * rows),
-    }).cast(schema)
+        "venue": pa.array(["okex_v1"] * rows), "seq_id": pa.nulls(rows, pa.int64()),  # since revision 0003
+    }).select(schema.names).cast(schema)
     return table.take(pa.array(order))
 
 
