@@ -73,6 +73,7 @@ log = logging.getLogger("recorder.storage")
 WriterFactory = Callable[[], Any]
 """Builds the real writer in the child (a picklable top-level callable, e.g. a ``functools.partial``)."""
 
+_ZERO = {"written": 0, "pending": 0, "spilled": 0, "refused": 0}
 _ANSWER_POLL = 0.25  # s between liveness checks while waiting for an answer
 
 
@@ -109,7 +110,7 @@ def decode_batch(parts: Sequence[tuple[str, str, bytes]]) -> list[Record]:
     records: list[Record] = []
     for name, kind, payload in parts:
         if kind == "pickle":
-            records.extend(pickle.loads(payload))  # noqa: S301 - our own child process, our own bytes
+            records.extend(pickle.loads(payload))  # our own child process, our own bytes
             continue
         from_row = DATASETS[name].from_row
         reader = pa.ipc.open_stream(payload)
@@ -199,7 +200,7 @@ def _add_stores(base: dict[str, dict[str, Any]], stores: dict[str, Any]) -> dict
         old = base.get(name, {}).get("datasets", {})
         datasets = {}
         for ds in {*old, *now.get("datasets", {})}:
-            c = dict(now.get("datasets", {}).get(ds) or {"written": 0, "pending": 0, "spilled": 0, "refused": 0})
+            c = dict(now.get("datasets", {}).get(ds) or _ZERO)
             o = old.get(ds, {})
             c["written"] = c.get("written", 0) + o.get("written", 0)
             c["refused"] = c.get("refused", 0) + o.get("refused", 0)
@@ -343,7 +344,7 @@ class ProcessWriter:
                 waiting.update(s.counts)
         for st in stores.values():
             for ds, n in waiting.items():
-                c = st["datasets"].setdefault(ds, {"written": 0, "pending": 0, "spilled": 0, "refused": 0})
+                c = st["datasets"].setdefault(ds, dict(_ZERO))
                 c["pending"] = c.get("pending", 0) + n
             if self._conn is None:
                 st["healthy"] = False
