@@ -244,6 +244,7 @@ class ProcessWriter:
         self._acked = 0
         self._sent_upto = 0  # highest seq handed to the current child
         self._proc: Any = None
+        self._starting: tuple[Any, multiprocessing.connection.Connection, float] | None = None
         self._conn: multiprocessing.connection.Connection | None = None
         self._delays: Iterator[float] | None = None
         self._retry_at = 0.0
@@ -378,21 +379,39 @@ class ProcessWriter:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def _start(self, *, wait: bool = True) -> None:
+        """Launch the child; with ``wait``, until it is ready (else :meth:`_ready` finishes the start).
+
+        Raises :class:`StoreUnavailableError` if it exits or says it failed before it is ready.
+        """
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_child_main, args=(child, self._factory), name="okex-storage-writer",
                                  daemon=False)
         proc.start()
         child.close()
-        deadline = time.monotonic() + self._start_timeout
+        self._starting = (proc, parent, time.monotonic() + self._start_timeout)
+        if wait:
+            while not self._ready(_ANSWER_POLL):
+                pass
+
+    def _ready(self, timeout: float = 0.0) -> bool:
+        """Whether the child being started is ready now (waits up to ``timeout`` s for it).
+
+        Raises :class:`StoreUnavailableError` if it exited, failed or took too long.
+        """
+        assert self._starting is not None
+        proc, parent, deadline = self._starting
         try:
-            while not parent.poll(_ANSWER_POLL):
+            if not parent.poll(timeout):
                 if not proc.is_alive() or time.monotonic() > deadline:
                     raise EOFError(f"exit code {proc.exitcode}")
+                return False
             msg = parent.recv()
         except (EOFError, OSError) as exc:
+            self._starting = None
             self._reap(proc, parent)
             raise StoreUnavailableError(f"the writer process did not start ({exc})") from None
+        self._starting = None
         if msg[0] != "ready":
             self._reap(proc, parent)
             raise StoreUnavailableError(f"the writer process did not start: {msg[1]}")
@@ -404,6 +423,7 @@ class ProcessWriter:
                         proc.pid, time.monotonic() - self._down_since, self._unacked_rows)
         self._down_since = None
         self._delays = None
+        return True
 
     @staticmethod
     def _reap(proc: Any, conn: multiprocessing.connection.Connection) -> None:
@@ -450,12 +470,18 @@ class ProcessWriter:
     def _exchange(self, *, force_restart: bool = False) -> None:
         """(Re)start the child if due, send what it has not seen, wait for the answers to all of it."""
         if self._conn is None:
-            now = time.monotonic()
-            if not force_restart and now < self._retry_at:
-                return
             try:
-                self.restarts += 1
-                self._start()
+                if self._starting is None:
+                    if not force_restart and time.monotonic() < self._retry_at:
+                        return
+                    self.restarts += 1
+                    self._start(wait=force_restart)
+                elif force_restart:
+                    while not self._ready(_ANSWER_POLL):
+                        pass
+                if self._starting is not None and not self._ready():
+                    self._down_reason = "restarting"
+                    return  # not ready yet: the batches wait (bounded), the caller goes on
             except StoreUnavailableError as exc:
                 self._down_reason = str(exc)
                 if self._delays is None:
@@ -525,11 +551,15 @@ class ProcessWriter:
         return problem
 
     def _stop_child(self) -> None:
+        if self._starting is not None:
+            starting, pipe, _ = self._starting
+            self._starting = None
+            self._reap(starting, pipe)
         proc, conn = self._proc, self._conn
-        if proc is None:
+        if proc is None or conn is None:
             return
         with contextlib.suppress(OSError):
-            conn.close()  # type: ignore[union-attr]
+            conn.close()
         proc.join(60)
         if proc.is_alive():
             proc.kill()
