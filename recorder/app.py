@@ -310,11 +310,13 @@ def open_writer_in_child(storage: StorageConfig, plausibility: PlausibilityConfi
 
 def _open_writer(s: StorageConfig, plausibility: PlausibilityConfig, collector_id: str) -> RecordWriter:
     """``StorageWriter(SqlStore, ParquetStore)`` for ``[storage]``, in this process."""
+    from recorder.storage import memory
     from recorder.storage.compact import CompactionPolicy
     from recorder.storage.parquet import ParquetStore
     from recorder.storage.sql import SqlStore
     from recorder.storage.writer import StorageWriter
 
+    memory.configure()  # Arrow on the system allocator, trimmed after rolls (bench/README.md "Memory")
     compaction = None
     if s.compact:
         compaction = CompactionPolicy(max_files=s.compact_max_files, closed_after=s.compact_closed_after,

@@ -37,12 +37,18 @@ def test_wire_receives_and_persists_every_frame() -> None:
     rows = next(f for f in result.figures if f.metric == "rows persisted (SQL)")
     assert rows.ok is True and rows.value > 0, result.notes
     assert 0 < v["latency receive -> durable p99"] < 60_000
+    # the same run with [storage] writer_process = true: every row in both stores too
+    assert v["writer process: frames dropped (backpressure)"] == 0
+    rows = next(f for f in result.figures if f.metric == "writer process: rows persisted (SQL)")
+    assert rows.ok is True and rows.value > 0, result.notes
+    assert v["ratio persisted writer process / in process (same run)"] > 0
 
 
 def test_memory_samples_the_recorder() -> None:
     result, v = _run("memory")
-    assert 50 < v["idle interpreter + project imported (baseline)"] < v["recorder peak RSS (VmHWM)"] < 4096
-    assert v["frames received"] > 0 and v["rows written"] > 0, result.notes
+    for variant in ("tuned", "untuned"):  # the memory tuning on (default) and off, same run
+        assert 50 < v["idle interpreter + project imported (baseline)"] < v[f"{variant}: peak RSS (VmHWM)"] < 4096
+        assert v[f"{variant}: frames received"] > 0 and v[f"{variant}: rows written"] > 0, result.notes
 
 
 def test_rest_sync_records_the_whole_history_without_10001() -> None:
