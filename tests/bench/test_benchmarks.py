@@ -95,3 +95,12 @@ def test_bus_stores_every_produced_row_through_jetstream_and_directly() -> None:
     assert v["direct records/s (StorageWriter -> SQLite + Parquet)"] > 0
     assert v["bus records/s (publish -> JetStream -> 2 writers -> SQLite + Parquet)"] > 0
     assert v["messages published"] > 0 and v["ratio bus / direct"] > 0
+
+
+@pytest.mark.postgres
+def test_peer_cryptofeed_records_from_the_v5_simulator() -> None:
+    """Only with the ``peer`` extra installed (cryptofeed): offline, against the local v5 simulator."""
+    pytest.importorskip("cryptofeed")
+    result, v = _run("peer_cryptofeed")
+    assert v["cryptofeed msg/s received (OKX feed, PostgreSQL backend)"] > 0, result.notes
+    assert v["cryptofeed rows stored"] > 0, result.notes
