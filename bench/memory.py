@@ -4,7 +4,7 @@ The simulator (a subprocess) serves 200 documented symbols at ``updates_per_seco
 steps per symbol; two recorders (subprocesses) subscribe ticker + depth + deals for all of
 them, in the same run: ``tuned`` (the default: Arrow on the system allocator, Arrow's pool
 released and glibc's heaps trimmed after every Parquet roll, :mod:`recorder.storage.memory`)
-and ``untuned`` (``OKEX_RECORDER_MEMORY_TUNING=0``: the behaviour before). Both record to
+and ``untuned`` (``OKEX_MEMORY_TUNING=0``: the behaviour before). Both record to
 SQLite + Parquet and roll the Parquet journal every ``ROLL_SECONDS`` s, so a short run sees
 several rolls (the moments native memory is allocated and freed in bulk).
 
@@ -13,7 +13,7 @@ end. Growth = the least-squares slope of RSS over the samples after the warm-up 
 third of the run, at least 30 s when the run is long enough), in MB per minute. The target
 applies to ``tuned``.
 
-Duration: ``OKEX_BENCH_MEMORY_SECONDS`` (default by size: tiny 3 s, small 180 s, full 600 s).
+Duration: ``OKEX_BENCH_MEMORY_SECONDS`` (default by size: tiny 8 s, small 180 s, full 600 s).
 Baseline: the peak RSS of an idle interpreter that imported the project.
 """
 
@@ -29,12 +29,12 @@ from pathlib import Path
 from bench import procs
 from bench.harness import BenchResult
 
-DURATIONS = {"tiny": 3.0, "small": 180.0, "full": 600.0}
+DURATIONS = {"tiny": 8.0, "small": 180.0, "full": 600.0}
 N_SYMBOLS = 200
 RATE = 5.0  # market steps per second per symbol (the simulator's default)
 ROLL_SECONDS = 60.0
 PEAK_MB, GROWTH_MB_MIN = 300.0, 1.0
-VARIANTS = {"tuned": {}, "untuned": {"OKEX_RECORDER_MEMORY_TUNING": "0"}}
+VARIANTS = {"tuned": {}, "untuned": {"OKEX_MEMORY_TUNING": "0"}}
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -87,6 +87,9 @@ def run(size: str) -> BenchResult:
                     samples[name].append((time.monotonic() - t0, rss / 1024))
                 time.sleep(1.0)
         for name in VARIANTS:
+            if recs[name].returncode != 0:
+                log = (work / name / "recorder.log").read_text()[-1500:]
+                result.notes.append(f"the {name} recorder exited {recs[name].returncode}: {log}")
             try:
                 statuses[name] = json.loads((work / name / "status.json").read_text())
             except (OSError, ValueError):

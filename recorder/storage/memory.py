@@ -12,7 +12,7 @@ one moment a lot of Arrow buffers and Python objects are allocated and freed at 
   unused memory and glibc to return the free pages of its heaps (``malloc_trim(0)``), where the
   C library is glibc.
 
-``OKEX_RECORDER_MEMORY_TUNING=0`` in the environment turns both off (the memory benchmark
+``OKEX_MEMORY_TUNING=0`` in the environment turns both off (the memory benchmark
 measures the difference in one run); anything else, or unset, keeps them on.
 """
 
@@ -29,8 +29,8 @@ __all__ = ["configure", "enabled", "release"]
 
 
 def enabled() -> bool:
-    """False when ``OKEX_RECORDER_MEMORY_TUNING=0`` is set."""
-    return os.environ.get("OKEX_RECORDER_MEMORY_TUNING", "1").strip() != "0"
+    """False when ``OKEX_MEMORY_TUNING=0`` is set."""
+    return os.environ.get("OKEX_MEMORY_TUNING", "1").strip() != "0"
 
 
 def _load_trim() -> Callable[[int], int] | None:
