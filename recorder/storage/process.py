@@ -19,9 +19,10 @@ Collector side, :class:`ProcessWriter` (what the writer thread drives, a ``Recor
   it, as for a store outage) and batches wait in memory, at most ``max_unacked_rows`` rows;
   beyond that ``flush()`` waits for the child (the writer thread stops taking rows, the record
   queue fills and the collector's backpressure policy drops frames inside a recorded gap).
-* :meth:`stats` / :meth:`quarantine_stats` / :attr:`made`: the child's figures (sent with every
-  answer), summed over the child's incarnations; while the child is down every store is
-  reported unhealthy (``writer process down: ...``) with the unacknowledged rows as pending.
+* :meth:`stats` (``StoreStatus`` per store, as the in-process writer) / :meth:`quarantine_stats` /
+  :attr:`made`: the child's figures (sent with every answer), summed over the child's incarnations;
+  while the child is down every store is reported unhealthy (``writer process down: ...``), with
+  the unacknowledged rows as pending.
 * ``close()``: sends what is left, asks the child to close (flush, roll Parquet, close the
   stores) and waits for it. If the child cannot be brought back, the unacknowledged batches
   are written to the spill journal (``storage.spill_dir``, streams ``sql.<dataset>`` and
@@ -65,6 +66,7 @@ from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import RecorderError, StorageError, StoreUnavailableError
 from recorder.records import Record
 from recorder.storage.schema import DATASETS, Batch
+from recorder.storage.writer import DatasetCounts, StoreStatus
 
 __all__ = ["ProcessWriter", "decode_batch", "encode_batch", "serve"]
 
@@ -333,8 +335,8 @@ class ProcessWriter:
 
     # -- status ------------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """Per store, the child's figures summed over its incarnations (plain dicts, as ``StoreStatus``).
+    def stats(self) -> dict[str, StoreStatus]:
+        """Per store, the child's figures summed over its incarnations (as ``StorageWriter.stats()``).
 
         While the child is down every store is reported unhealthy; unacknowledged rows count as pending.
         """
@@ -350,7 +352,10 @@ class ProcessWriter:
             if self._conn is None:
                 st["healthy"] = False
                 st["last_error"] = f"writer process down: {self._down_reason}"[:500]
-        return stores
+        return {name: StoreStatus(name, bool(st.get("healthy")), st.get("last_error"),
+                                  {ds: DatasetCounts(**c) for ds, c in sorted(st["datasets"].items())},
+                                  st.get("outage_since"), int(st.get("outages", 0)))
+                for name, st in sorted(stores.items())}
 
     def quarantine_stats(self) -> dict[str, object]:
         """The child's quarantine figures, summed over its incarnations."""

@@ -223,9 +223,9 @@ def test_writer_process_down_status_says_so_and_flush_raises_until_it_is_back(tm
         stats = pw.stats()
         assert set(stats) == {"sql", "parquet"}
         for st in stats.values():
-            assert st["healthy"] is False and "writer process down" in st["last_error"]
-            assert st["datasets"]["deals"]["written"] == 100
-            assert st["datasets"]["deals"]["pending"] == 100
+            assert st.healthy is False and "writer process down" in (st.last_error or "")
+            assert st.datasets["deals"].written == 100
+            assert st.datasets["deals"].pending == 100
         assert pw.unacked_rows == 100
         marker.unlink()
         deadline = time.monotonic() + 90
@@ -238,8 +238,8 @@ def test_writer_process_down_status_says_so_and_flush_raises_until_it_is_back(tm
                 time.sleep(0.2)
         stats = pw.stats()
         for st in stats.values():
-            assert st["healthy"] is True
-            assert st["datasets"]["deals"]["written"] == 200 and st["datasets"]["deals"]["pending"] == 0
+            assert st.healthy is True
+            assert st.datasets["deals"].written == 200 and st.datasets["deals"].pending == 0
     finally:
         pw.close()
     engine = sa.create_engine(url)
