@@ -190,17 +190,17 @@ def run(size: str, recorder_command: RecorderCommand | None = None) -> BenchResu
             try:
                 out = work / "cryptofeed.json"
                 child = ["--child", str(sim.port), db_url, str(seconds), ",".join(instruments), str(out)]
-                cf = subprocess.Popen([sys.executable, "-m", "bench.peer_cryptofeed", *child],
-                                      cwd=Path(__file__).parent.parent, stdout=subprocess.DEVNULL,
-                                      stderr=open(work / "cryptofeed.log", "wb"))  # noqa: SIM115
+                with open(work / "cryptofeed.log", "wb") as cf_log:  # cwd: its feedhandler.log lands there
+                    cf = subprocess.Popen([sys.executable, "-m", "bench.peer_cryptofeed", *child],
+                                          cwd=work, stdout=subprocess.DEVNULL, stderr=cf_log,
+                                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
                 rec = None
                 if recorder_command is not None:
                     rec_dir = work / "recorder"
                     rec_dir.mkdir()
                     command = recorder_command(sim.public_url, sim.rest_url, rec_dir, instruments, seconds)
-                    rec = subprocess.Popen(command, cwd=rec_dir,
-                                           stdout=open(rec_dir / "recorder.log", "wb"),  # noqa: SIM115
-                                           stderr=subprocess.STDOUT)
+                    with open(rec_dir / "recorder.log", "wb") as rec_log:
+                        rec = subprocess.Popen(command, cwd=rec_dir, stdout=rec_log, stderr=subprocess.STDOUT)
                 cf.wait(seconds + 120)
                 if rec is not None:
                     rec.wait(seconds + 120)
