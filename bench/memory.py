@@ -1,19 +1,27 @@
-"""Memory: resident memory of ``okex-recorder run`` recording 200 symbols from the simulator.
+"""Memory: resident memory of ``okex-recorder run`` recording 200 symbols, with and without the memory tuning.
 
 The simulator (a subprocess) serves 200 documented symbols at ``updates_per_second``
-steps per symbol; the recorder (a subprocess) subscribes ticker + depth + deals for all
-of them and records to SQLite + Parquet. Every second VmRSS of the recorder is read
-from ``/proc/<pid>/status``; peak = VmHWM at the end. Growth = the slope (least
-squares) of RSS over the samples after the warm-up (the first third of the run, at
-least 30 s when the run is long enough), in MB per minute.
+steps per symbol; two recorders (subprocesses) subscribe ticker + depth + deals for all of
+them, in the same run: ``tuned`` (the default: Arrow on the system allocator, Arrow's pool
+released and glibc's heaps trimmed after every Parquet roll, :mod:`recorder.storage.memory`)
+and ``untuned`` (``OKEX_MEMORY_TUNING=0``: the behaviour before). Both record to
+SQLite + Parquet and roll the Parquet journal every ``ROLL_SECONDS`` s, so a short run sees
+several rolls (the moments native memory is allocated and freed in bulk).
 
-Duration: ``OKEX_BENCH_MEMORY_SECONDS`` (default by size: tiny 6 s, small 60 s,
-full 600 s). Baseline: the peak RSS of an idle interpreter that imported the project.
+Every second VmRSS of each recorder is read from ``/proc/<pid>/status``; peak = VmHWM at the
+end. Growth = the least-squares slope of RSS over the samples after the warm-up (the first
+third of the run, at least 30 s when the run is long enough), in MB per minute. The target
+applies to ``tuned``.
+
+Duration: ``OKEX_BENCH_MEMORY_SECONDS`` (default by size: tiny 8 s, small 180 s, full 600 s).
+Baseline: the peak RSS of an idle interpreter that imported the project.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,10 +29,12 @@ from pathlib import Path
 from bench import procs
 from bench.harness import BenchResult
 
-DURATIONS = {"tiny": 3.0, "small": 60.0, "full": 600.0}
+DURATIONS = {"tiny": 8.0, "small": 180.0, "full": 600.0}
 N_SYMBOLS = 200
 RATE = 5.0  # market steps per second per symbol (the simulator's default)
+ROLL_SECONDS = 60.0
 PEAK_MB, GROWTH_MB_MIN = 300.0, 1.0
+VARIANTS = {"tuned": {}, "untuned": {"OKEX_MEMORY_TUNING": "0"}}
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -37,51 +47,77 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return sum((p[0] - mx) * (p[1] - my) for p in points) / den if den else 0.0
 
 
+def _start(work: Path, ws_url: str, symbols: list[str], seconds: float,
+           env: dict[str, str]) -> subprocess.Popen[bytes]:
+    work.mkdir()
+    config = procs.recorder_config(work, ws_url, symbols, ["ticker", "depth", "deals"],
+                                   parquet_roll_seconds=ROLL_SECONDS)
+    log = open(work / "recorder.log", "wb")  # noqa: SIM115 - the child owns it
+    try:
+        return subprocess.Popen([str(procs.BIN / "okex-recorder"), "run", "--config", str(config),
+                                 "--duration", str(seconds)], stdout=log, stderr=subprocess.STDOUT,
+                                cwd=work, env={**os.environ, **env})
+    finally:
+        log.close()
+
+
 def run(size: str) -> BenchResult:
     seconds = procs.env_float("OKEX_BENCH_MEMORY_SECONDS", DURATIONS[size])
     result = BenchResult("memory", size)
     symbols = procs.known_symbols(N_SYMBOLS)
     idle_mb = procs.idle_rss_kb() / 1024
-    samples: list[tuple[float, float]] = []
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    peaks = dict.fromkeys(VARIANTS, 0)
+    statuses: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         work = Path(tmp)
         with procs.Simulator(work, symbols, RATE) as sim:
-            config = procs.recorder_config(work, sim.ws_url, symbols, ["ticker", "depth", "deals"])
-            rec = procs.start_recorder(work, config, seconds)
+            recs = {name: _start(work / name, sim.ws_url, symbols, seconds, env)
+                    for name, env in VARIANTS.items()}
             t0 = time.monotonic()
-            peak_kb = 0
-            while rec.poll() is None:
-                try:
-                    rss, hwm = procs.rss_kb(rec.pid)
-                except (OSError, ValueError):
-                    break
-                peak_kb = max(peak_kb, hwm)
-                samples.append((time.monotonic() - t0, rss / 1024))
+            while any(p.poll() is None for p in recs.values()):
+                for name, rec in recs.items():
+                    if rec.poll() is not None:
+                        continue
+                    try:
+                        rss, hwm = procs.rss_kb(rec.pid)
+                    except (OSError, ValueError):
+                        continue
+                    peaks[name] = max(peaks[name], hwm)
+                    samples[name].append((time.monotonic() - t0, rss / 1024))
                 time.sleep(1.0)
-            rec.wait()
-        status = {}
-        try:
-            status = json.loads((work / "status.json").read_text())
-        except (OSError, ValueError):
-            result.notes.append("no status.json from the recorder")
+        for name in VARIANTS:
+            if recs[name].returncode != 0:
+                log = (work / name / "recorder.log").read_text()[-1500:]
+                result.notes.append(f"the {name} recorder exited {recs[name].returncode}: {log}")
+            try:
+                statuses[name] = json.loads((work / name / "status.json").read_text())
+            except (OSError, ValueError):
+                result.notes.append(f"no status.json from the {name} recorder")
+                statuses[name] = {}
     warm = max(seconds / 3, min(30.0, seconds / 2))
-    after = [(t / 60, mb) for t, mb in samples if t >= warm and t <= seconds - 1]
-    growth = _slope(after)
-    peak_mb = peak_kb / 1024
-    frames = status.get("frames", {}).get("received", 0)
-    rows = sum(status.get("rows", {}).get("written", {}).values())
     result.add("idle interpreter + project imported (baseline)", idle_mb, "MB")
-    result.add("recorder peak RSS (VmHWM)", peak_mb, "MB", "<= 300", peak_mb <= PEAK_MB)
-    result.add("ratio peak / idle", peak_mb / idle_mb if idle_mb else 0.0, "")
-    result.add("RSS growth after warm-up", growth, "MB/min", "< 1", growth < GROWTH_MB_MIN)
-    result.add("frames received", frames, "frames")
-    result.add("rows written", rows, "rows")
+    notes = []
+    for name in VARIANTS:
+        after = [(t / 60, mb) for t, mb in samples[name] if warm <= t <= seconds - 1]
+        growth = _slope(after)
+        peak_mb = peaks[name] / 1024
+        target = name == "tuned"
+        result.add(f"{name}: peak RSS (VmHWM)", peak_mb, "MB", "<= 300" if target else "",
+                   peak_mb <= PEAK_MB if target else None)
+        result.add(f"{name}: RSS growth after warm-up", growth, "MB/min", "< 1" if target else "",
+                   growth < GROWTH_MB_MIN if target else None)
+        status = statuses[name]
+        frames = status.get("frames", {}).get("received", 0)  # type: ignore[attr-defined]
+        rows = sum(status.get("rows", {}).get("written", {}).values())  # type: ignore[attr-defined]
+        result.add(f"{name}: frames received", frames, "frames")
+        result.add(f"{name}: rows written", rows, "rows")
+        notes.append(f"{name}: RSS first/last after warm-up {after[0][1] if after else 0:.1f} / "
+                     f"{after[-1][1] if after else 0:.1f} MB over {len(after)} samples")
     result.notes.append(
-        f"{seconds:.0f} s recording of {N_SYMBOLS} symbols (ticker + depth + deals) at {RATE:g} "
-        f"steps/s/symbol; "
-        f"{len(samples)} samples, growth fitted over {len(after)} samples after {warm:.0f} s; "
-        f"RSS first/last after warm-up: {after[0][1] if after else 0:.1f} / "
-        f"{after[-1][1] if after else 0:.1f} MB")
+        f"{seconds:.0f} s, two recorders side by side against one simulator ({N_SYMBOLS} symbols, ticker + "
+        f"depth + deals, {RATE:g} steps/s/symbol), Parquet roll every {ROLL_SECONDS:g} s; growth fitted "
+        f"after {warm:.0f} s; " + "; ".join(notes))
     return result
 
 

@@ -12,7 +12,8 @@ It does the handshake (RFC 6455), answers ``addChannel`` with the exchange's ack
 ``{"event":"ping"}`` with ``{"event":"pong"}``, WebSocket pings with pongs and a close
 with a close; 0.5 s after the first subscription it sends every frame once (to the
 first connection only; later connections are just kept alive). It prints ``ready``,
-then ``sent N in S`` on stdout when the last byte was handed to the socket.
+then ``sent N in S max_pause P`` on stdout when the last byte was handed to the socket (``P``:
+the longest time, s, writing waited for the receiver to read: its longest reading stall).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class ReplayProtocol(asyncio.Protocol):
         self.next = 0
         self.t0 = 0.0
         self.started = False
+        self.paused_at = 0.0
+        self.max_pause = 0.0  # s: the longest time the receiver left the socket full (a reading stall)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -176,14 +179,17 @@ class ReplayProtocol(asyncio.Protocol):
             t.write(chunks[self.next])
             self.next += 1
         if self.next == len(chunks) and chunks:
-            print(f"sent {self.server.n_frames} in {time.monotonic() - self.t0:.3f}", flush=True)
+            print(f"sent {self.server.n_frames} in {time.monotonic() - self.t0:.3f} "
+                  f"max_pause {self.max_pause:.3f}", flush=True)
             self.chunks = []
 
     def pause_writing(self) -> None:
         self.paused = True
+        self.paused_at = time.monotonic()
 
     def resume_writing(self) -> None:
         self.paused = False
+        self.max_pause = max(self.max_pause, time.monotonic() - self.paused_at)
         if self.chunks:
             self.pump()
 

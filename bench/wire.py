@@ -47,6 +47,9 @@ TARGET_RATE = 40_000.0
 TARGET_RATIO = 0.35  # persisted / decoding client (issue 16)
 DEFLATE = os.environ.get("OKEX_BENCH_WIRE_DEFLATE", "") not in ("", "0")  # binary DEFLATE frames
 CHANNELS = ("ticker", "depth", "depth_20", "deals")
+# The recorder a second time with ``[storage] writer_process = true`` (same server, same frames, same
+# run); OKEX_BENCH_WIRE_WRITER_PROCESS=0 leaves it out.
+WRITER_PROCESS = os.environ.get("OKEX_BENCH_WIRE_WRITER_PROCESS", "1") not in ("", "0")
 
 
 def _start_replay(workdir: Path, frames_file: Path) -> tuple[subprocess.Popen[str], int]:
@@ -102,81 +105,127 @@ def run(size: str) -> BenchResult:
         finally:
             _stop(replay)
 
-        # The recorder.
-        replay, port = _start_replay(work, frames_file)
-        try:
-            config = procs.recorder_config(
-                work, f"ws://127.0.0.1:{port}/ws/v1", stream.symbols, CHANNELS,
-                flush_interval=FLUSH_INTERVAL)
-            text = config.read_text().replace("[collector]\n", "[collector]\nsymbols_per_connection = 1000\n")
-            config.write_text(text)
-            timeout = max(60.0, n_frames / 2_000)
-            rec = procs.start_recorder(work, config, timeout)
-            t_start = time.monotonic()
-            first_data = None
-            received_at = persisted_at = None
-            status: dict[str, Any] | None = None
-            received = decoded = 0
-            while time.monotonic() - t_start < timeout:
-                time.sleep(0.2)
-                status = _read_status(work / "status.json")
-                if status is None:
-                    continue
-                now = time.monotonic()
-                frames = status["frames"]
-                received = frames["received"] - frames["pongs"]
-                decoded = frames["decoded"]
-                if first_data is None and received > 0:
-                    first_data = now - 1.0  # the status file is at most one interval old
-                # A frame dropped under backpressure closes the connection; the replay server
-                # does not resend, so the run ends with what was received.
-                if received_at is None and (received >= n_frames or frames["dropped_backpressure"]):
-                    received_at = now
-                queues = status["queues"]
-                written = sum(status["rows"]["written"].values())
-                drained = not queues["frames"] and not queues["writer_rows"]
-                produced = sum(status["rows"]["produced"].values())
-                if received_at is not None and drained and written >= produced:
-                    persisted_at = now
-                    break
-            _stop_recorder(rec)
-            final = _read_status(work / "status.json") or status or {}
-        finally:
-            _stop(replay)
-        sql_counts, pq_counts = _counts(work)
+        inproc = _measure(work, stream, frames_file, n_frames, channels_kinds=CHANNELS)
+        if WRITER_PROCESS:
+            child = _measure(work / "wp", stream, frames_file, n_frames, channels_kinds=CHANNELS,
+                             writer_process=True)
+    result.add("frame-counting client msg/s (server ceiling)", bare, "msg/s")
+    result.add("decoding client msg/s (inflate + msgspec, stores nothing)", decoding, "msg/s")
+    _report(result, inproc, decoding, "")
+    if WRITER_PROCESS:
+        _report(result, child, decoding, "writer process: ")
+        ratio = child["persisted"] / inproc["persisted"] if inproc["persisted"] else 0.0
+        result.add("ratio persisted writer process / in process (same run)", ratio, "")
+    return result
+
+
+def _measure(work: Path, stream: streams.Stream, frames_file: Path, n_frames: int, *,
+             channels_kinds: tuple[str, ...], writer_process: bool = False) -> dict[str, Any]:
+    """One recorder run against a fresh replay server: rates, lag, stall, rows (SQL and Parquet)."""
+    work.mkdir(exist_ok=True)
+    replay, port = _start_replay(work, frames_file)
+    notes: list[str] = []
+    try:
+        config = procs.recorder_config(
+            work, f"ws://127.0.0.1:{port}/ws/v1", stream.symbols, channels_kinds,
+            flush_interval=FLUSH_INTERVAL, writer_process=writer_process)
+        text = config.read_text().replace("[collector]\n", "[collector]\nsymbols_per_connection = 1000\n")
+        config.write_text(text)
+        timeout = max(120.0, n_frames / 1_000)  # a loaded 2-core machine may run at a few thousand msg/s
+        rec = procs.start_recorder(work, config, timeout)
+        t_start = time.monotonic()
+        first_data = None
+        received_at = persisted_at = None
+        status: dict[str, Any] | None = None
+        received = decoded = 0
+        while time.monotonic() - t_start < timeout:
+            time.sleep(0.2)
+            status = _read_status(work / "status.json")
+            if status is None:
+                continue
+            now = time.monotonic()
+            frames = status["frames"]
+            received = frames["received"] - frames["pongs"]
+            decoded = frames["decoded"]
+            if first_data is None and received > 0:
+                first_data = now - 1.0  # the status file is at most one interval old
+            # A frame dropped under backpressure closes the connection; the replay server
+            # does not resend, so the run ends with what was received.
+            if received_at is None and (received >= n_frames or frames["dropped_backpressure"]):
+                received_at = now
+            queues = status["queues"]
+            written = sum(status["rows"]["written"].values())
+            drained = not queues["frames"] and not queues["writer_rows"]
+            produced = sum(status["rows"]["produced"].values())
+            if received_at is not None and drained and written >= produced:
+                persisted_at = now
+                break
+        _stop_recorder(rec)
+        final = _read_status(work / "status.json") or status or {}
+    finally:
+        stall = _max_pause(replay)
+        _stop(replay)
+    sql_counts, pq_counts = _counts(work)
     if first_data is None or received_at is None or persisted_at is None:
-        result.notes.append(f"the recorder did not receive/persist every frame within {timeout:.0f} s")
+        notes.append(f"the recorder did not receive/persist every frame within {timeout:.0f} s")
         received_at = received_at or time.monotonic()
         persisted_at = persisted_at or time.monotonic()
         first_data = first_data or t_start
-    recv_rate = received / max(received_at - first_data, 1e-9)
-    pers_rate = decoded / max(persisted_at - first_data, 1e-9)
     lag = final.get("lag_seconds", {})
-    p50, p99 = lag.get("p50") or 0.0, lag.get("p99") or 0.0
-    result.add("frame-counting client msg/s (server ceiling)", bare, "msg/s")
-    result.add("decoding client msg/s (inflate + msgspec, stores nothing)", decoding, "msg/s")
-    result.add("recorder received msg/s", recv_rate, "msg/s", ">= 40,000", recv_rate >= TARGET_RATE)
-    result.add("recorder persisted msg/s", pers_rate, "msg/s", ">= 40,000", pers_rate >= TARGET_RATE)
+    dropped = final.get("frames", {}).get("dropped_backpressure", 0)
+    if received < n_frames:
+        why = ("the writer queue filled, a frame was dropped and the connection closed (backpressure)"
+               if dropped else f"the rest had not arrived after {timeout:.0f} s")
+        notes.append(f"only {received:,} of {n_frames:,} frames received: {why}; rates are over what arrived")
+    return {"received": received / max(received_at - first_data, 1e-9),
+            "persisted": decoded / max(persisted_at - first_data, 1e-9),
+            "p50": lag.get("p50") or 0.0, "p99": lag.get("p99") or 0.0, "stall": stall,
+            "produced": final.get("rows", {}).get("produced", {}),
+            "dropped": dropped,
+            "sql": sql_counts, "parquet": pq_counts, "notes": notes}
+
+
+def _max_pause(replay: subprocess.Popen[str]) -> float | None:
+    """The replay server's longest wait for the receiver to read (``max_pause`` of its ``sent`` line),
+    or None when it has not sent everything (it prints the line after the last byte)."""
+    import select
+
+    out = replay.stdout
+    if out is None:
+        return None
+    while select.select([out], [], [], 0.5)[0]:
+        line = out.readline()
+        if not line:
+            return None
+        if line.startswith("sent ") and "max_pause" in line:
+            return float(line.split("max_pause", 1)[1])
+    return None
+
+
+def _report(result: BenchResult, m: dict[str, Any], decoding: float, prefix: str) -> None:
+    recv_rate, pers_rate = m["received"], m["persisted"]
+    result.add(f"{prefix}recorder received msg/s", recv_rate, "msg/s", ">= 40,000", recv_rate >= TARGET_RATE)
+    result.add(f"{prefix}recorder persisted msg/s", pers_rate, "msg/s", ">= 40,000", pers_rate >= TARGET_RATE)
     ratio = pers_rate / decoding if decoding else 0.0
-    result.add("ratio persisted / decoding client", ratio, "", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
-    result.add("latency receive -> durable p50", p50 * 1000, "ms")
+    result.add(f"{prefix}ratio persisted / decoding client", ratio, "", f">= {TARGET_RATIO}",
+               ratio >= TARGET_RATIO)
+    result.add(f"{prefix}latency receive -> durable p50", m["p50"] * 1000, "ms")
     budget = (FLUSH_INTERVAL + 0.25) * 1000
-    result.add("latency receive -> durable p99", p99 * 1000, "ms", f"<= {budget:.0f}", p99 * 1000 <= budget)
-    produced = final.get("rows", {}).get("produced", {})
+    result.add(f"{prefix}latency receive -> durable p99", m["p99"] * 1000, "ms", f"<= {budget:.0f}",
+               m["p99"] * 1000 <= budget)
+    if m["stall"] is not None:
+        result.add(f"{prefix}longest reading stall (server waited to write)", m["stall"] * 1000, "ms",
+                   f"<= {FLUSH_INTERVAL * 1000:.0f}", m["stall"] <= FLUSH_INTERVAL)
+    produced, sql_counts, pq_counts = m["produced"], m["sql"], m["parquet"]
     ok = all(sql_counts.get(t, 0) == produced.get(t, 0) == pq_counts.get(t, 0)
              for t in ("book_snapshots", "tickers", "deals"))
-    dropped = final.get("frames", {}).get("dropped_backpressure", 0)
-    result.add("frames dropped (backpressure)", dropped, "frames", "== 0", dropped == 0)
-    result.add("rows persisted (SQL)", sum(sql_counts.values()), "rows",
+    result.add(f"{prefix}frames dropped (backpressure)", m["dropped"], "frames", "== 0", m["dropped"] == 0)
+    result.add(f"{prefix}rows persisted (SQL)", sum(sql_counts.values()), "rows",
                f"== {sum(produced.get(t, 0) for t in sql_counts)}", ok)
-    if received < n_frames:
-        result.notes.append(f"only {received:,} of {n_frames:,} frames received: the writer queue filled, "
-                            "a frame was dropped and the connection closed (backpressure); "
-                            "rates are over what arrived")
+    result.notes.extend(m["notes"])
     result.notes.append(
-        f"{n_frames:,} frames, {n_symbols} symbols over one connection; flush_interval {FLUSH_INTERVAL} s, "
-        f"batch_size 5000; rows produced {produced}; SQL {sql_counts}; Parquet {pq_counts}")
-    return result
+        f"{prefix or 'in process: '}flush_interval {FLUSH_INTERVAL} s, batch_size 5000; rows produced "
+        f"{produced}; SQL {sql_counts}; Parquet {pq_counts}")
 
 
 def _stop_recorder(proc: subprocess.Popen[bytes]) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 
 from recorder.collector.app import Recorder, RunResult
 from recorder.collector.pipeline import RecordWriter
-from recorder.config import Config, load_config, mask_url
+from recorder.config import Config, PlausibilityConfig, StorageConfig, load_config, mask_url
 from recorder.credentials import Credentials, load_credentials, require_credentials
 from recorder.errors import ConfigError, SchemaNotAtHeadError
 from recorder.logs import setup_logging
@@ -278,18 +278,49 @@ def prepare_database(config: Config) -> None:
 def open_storage(config: Config) -> RecordWriter:
     """The :class:`~recorder.storage.writer.StorageWriter` for ``config.storage``: SQL + Parquet.
 
+    With ``[storage] writer_process`` the writer runs in a child process behind a
+    :class:`~recorder.storage.process.ProcessWriter` (docs/operations.md "Writer process").
     Raises :class:`~recorder.errors.StorageError` (e.g. SchemaNotAtHeadError) from the stores.
     """
+    s = config.storage
+    if config.bus.url:  # collectors publish; `okex-recorder store` writes the stores
+        from recorder.storage.bus import open_bus_writer
+        return open_bus_writer(config)
+    if s.writer_process:  # the same writer, in a child process (recorder/storage/process.py)
+        import functools
+
+        from recorder.storage.process import ProcessWriter
+
+        child = functools.partial(open_writer_in_child, s, config.plausibility, _collector_id(config),
+                                  config.log.level.number)
+        return ProcessWriter(child, max_unacked_rows=s.max_pending_rows, spill_dir=s.spill_dir)
+    return _open_writer(s, config.plausibility, _collector_id(config))
+
+
+def _collector_id(config: Config) -> str:
     from recorder.storage.bus_config import default_collector_id
+
+    return config.collector.id or default_collector_id()
+
+
+def open_writer_in_child(storage: StorageConfig, plausibility: PlausibilityConfig, collector_id: str,
+                         log_level: int) -> RecordWriter:
+    """The writer process's writer (``[storage] writer_process``): logging as configured, then the
+    writer :func:`open_storage` would open in process. Runs in the child: its arguments are picklable."""
+    logging.basicConfig(level=log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    return _open_writer(storage, plausibility, collector_id)
+
+
+def _open_writer(s: StorageConfig, plausibility: PlausibilityConfig, collector_id: str) -> RecordWriter:
+    """``StorageWriter(SqlStore, ParquetStore)`` for ``[storage]``, in this process."""
+    from recorder.storage import memory
     from recorder.storage.compact import CompactionPolicy
     from recorder.storage.parquet import ParquetStore
     from recorder.storage.sql import SqlStore
     from recorder.storage.writer import StorageWriter
 
-    s = config.storage
-    if config.bus.url:  # collectors publish; `okex-recorder store` writes the stores
-        from recorder.storage.bus import open_bus_writer
-        return open_bus_writer(config)
+    memory.configure()  # Arrow on the system allocator, trimmed after rolls (bench/README.md "Memory")
     compaction = None
     if s.compact:
         compaction = CompactionPolicy(max_files=s.compact_max_files, closed_after=s.compact_closed_after,
@@ -303,8 +334,7 @@ def open_storage(config: Config) -> RecordWriter:
         sql.close()
         raise
     return StorageWriter(sql, parquet, max_pending_rows=s.max_pending_rows, spill_dir=str(s.spill_dir),
-                         plausibility=config.plausibility,
-                         collector=config.collector.id or default_collector_id())
+                         plausibility=plausibility, collector=collector_id)
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, recorder: Recorder) -> None:

@@ -210,6 +210,8 @@ class StorageConfig:
     compact_closed_after: float = 600.0
     compact_step_bytes: int = 8 * 1024 * 1024
     compact_grace: float = 60.0
+    # the storage writer in a second process (docs/operations.md "Writer process")
+    writer_process: bool = False
 
     def __post_init__(self) -> None:
         root = str(self.parquet_root)

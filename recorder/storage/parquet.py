@@ -56,6 +56,7 @@ import pyarrow.parquet as pq
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import StorageError, StoreUnavailableError
 from recorder.records import Record
+from recorder.storage import memory
 from recorder.storage.arrow import PartialWriteError, batch_to_table
 from recorder.storage.fs import (
     TMP_PREFIX,
@@ -527,8 +528,9 @@ class ParquetStore:
                 state.sealed.pop(0)
                 state.rows_in_files += rows
                 state.files_written += files
-                # A roll is the one moment Arrow allocates a lot: hand the freed pages back to the OS.
-                pa.default_memory_pool().release_unused()
+                # A roll is the one moment Arrow allocates a lot: hand the freed pages back to the OS
+                # (Arrow's pool and glibc's heaps: recorder/storage/memory.py).
+                memory.release()
         if self._delays is not None:
             log.warning("parquet root %s writable again: journaled rows rolled into files", self.root)
         self._delays = None

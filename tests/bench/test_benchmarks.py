@@ -37,12 +37,19 @@ def test_wire_receives_and_persists_every_frame() -> None:
     rows = next(f for f in result.figures if f.metric == "rows persisted (SQL)")
     assert rows.ok is True and rows.value > 0, result.notes
     assert 0 < v["latency receive -> durable p99"] < 60_000
+    # the same run with [storage] writer_process = true: every row in both stores too
+    assert v["writer process: frames dropped (backpressure)"] == 0
+    rows = next(f for f in result.figures if f.metric == "writer process: rows persisted (SQL)")
+    assert rows.ok is True and rows.value > 0, result.notes
+    assert v["ratio persisted writer process / in process (same run)"] > 0
 
 
 def test_memory_samples_the_recorder() -> None:
     result, v = _run("memory")
-    assert 50 < v["idle interpreter + project imported (baseline)"] < v["recorder peak RSS (VmHWM)"] < 4096
-    assert v["frames received"] > 0 and v["rows written"] > 0, result.notes
+    for variant in ("tuned", "untuned"):  # the memory tuning on (default) and off, same run
+        idle = v["idle interpreter + project imported (baseline)"]
+        assert 50 < idle < v[f"{variant}: peak RSS (VmHWM)"] < 4096
+        assert v[f"{variant}: frames received"] > 0 and v[f"{variant}: rows written"] > 0, result.notes
 
 
 def test_rest_sync_records_the_whole_history_without_10001() -> None:
@@ -88,3 +95,12 @@ def test_bus_stores_every_produced_row_through_jetstream_and_directly() -> None:
     assert v["direct records/s (StorageWriter -> SQLite + Parquet)"] > 0
     assert v["bus records/s (publish -> JetStream -> 2 writers -> SQLite + Parquet)"] > 0
     assert v["messages published"] > 0 and v["ratio bus / direct"] > 0
+
+
+@pytest.mark.postgres
+def test_peer_cryptofeed_records_from_the_v5_simulator() -> None:
+    """Only with the ``peer`` extra installed (cryptofeed): offline, against the local v5 simulator."""
+    pytest.importorskip("cryptofeed")
+    result, v = _run("peer_cryptofeed")
+    assert v["cryptofeed msg/s received (OKX feed, PostgreSQL backend)"] > 0, result.notes
+    assert v["cryptofeed rows stored"] > 0, result.notes
