@@ -301,7 +301,7 @@ def test_v5_allowlist_is_read_only_and_no_trading_path_exists() -> None:
         assert not post.search(path.read_text("utf-8")), path
 
 
-async def test_through_storage_fills_are_exact_and_no_secret_is_stored(sim: Simulator, tmp_path: Path) -> None:
+async def test_stored_fills_are_exact_and_no_secret_is_stored(sim: Simulator, tmp_path: Path) -> None:
     """The poller's records through the real StorageWriter into SQLite + Parquet: the stored
     fills equal the simulator's truth, and no file holds the key, secret or passphrase."""
     import sqlite3
@@ -322,9 +322,13 @@ async def test_through_storage_fills_are_exact_and_no_secret_is_stored(sim: Simu
     writer.close()
     truth = expected_fills(sim)
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT bill_id, order_id, symbol, price, amount, fee FROM fills WHERE venue = 'okx_v5'")
-        stored = {bill: (oid, sym, Decimal(px), Decimal(sz), None if fee is None else Decimal(fee))
-                  for bill, oid, sym, px, sz, fee in rows}
+        rows = conn.execute(
+            "SELECT bill_id, order_id, symbol, price, amount, fee FROM fills WHERE venue = 'okx_v5'"
+        )
+        stored = {
+            bill: (oid, sym, Decimal(px), Decimal(sz), None if fee is None else Decimal(fee))
+            for bill, oid, sym, px, sz, fee in rows
+        }
     assert stored == truth
     for f in [db, *tmp_path.rglob("*.parquet")]:
         data = f.read_bytes()
