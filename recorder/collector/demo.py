@@ -231,7 +231,7 @@ def summarise(config: Config, status: dict[str, Any], data_dir: Path, *, seed: i
         "",
         "== where the data is ==",
         f"  SQLite:  {data_dir / 'recording.sqlite'}",
-        f"  Parquet: {data_dir / 'parquet'}/<table>/date=YYYY-MM-DD/symbol=<symbol>/*.parquet",
+        f"  Parquet: {data_dir / 'parquet'}/<table>/venue=<venue>/date=YYYY-MM-DD/symbol=<symbol>/*.parquet",
         f"  status:  {status_file}  ({_okex_recorder()} status --status-file {status_file})",
         "",
         "== query it ==",
