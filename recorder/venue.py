@@ -81,6 +81,8 @@ class SessionTiming:
     ``stall_timeout``: no data that long and it is dead (a stall); ``connect_timeout``: the
     WebSocket opening handshake; ``reconnect_initial`` / ``reconnect_cap``: the reconnect
     backoff (:func:`recorder.backoff.backoff`); ``max_frame_bytes``: the largest frame accepted.
+    ``ping_when_idle``: ping only once nothing at all was received for ``ping_interval`` s
+    (OKX v5 §2.3) instead of every ``ping_interval`` s (OKEx v1).
     """
 
     ping_interval: float = 30.0
@@ -90,6 +92,7 @@ class SessionTiming:
     reconnect_initial: float = 0.5
     reconnect_cap: float = 30.0
     max_frame_bytes: int = 16 * 1024 * 1024
+    ping_when_idle: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,7 @@ class Connection:
         self._session_data = False
         self._last_pong = time.monotonic()
         self._last_data_mono = time.monotonic()
+        self._last_frame_mono = time.monotonic()  # last frame of any kind (ping_when_idle)
         self._last_ts = datetime.fromtimestamp(0, UTC)
         self._session_ts = self._last_ts  # when the current session started reading
         self._last_data_ts: datetime | None = None  # receive time of the last data frame
@@ -239,6 +240,7 @@ class Connection:
         self._session_data = False
         self._last_pong = time.monotonic()
         self._last_data_mono = time.monotonic()
+        self._last_frame_mono = time.monotonic()
         self._session_ts = utc_now()
         last_ts = self._last_ts
         now = utc_now
@@ -249,6 +251,7 @@ class Connection:
                 if ts <= last_ts:  # strictly increasing per connection: ts_recv is part of row keys
                     ts = last_ts + _ONE_US
                 self._last_ts = last_ts = ts
+                self._last_frame_mono = mono()
                 counters.frames += 1
                 counters.bytes += len(frame)
                 flags = take(name, ts, frame)
@@ -313,6 +316,8 @@ class Connection:
             if now - self._last_data_mono > t.stall_timeout:
                 since = time.time() - (now - self._last_data_mono)
                 raise _Dead(f"stalled: no data for {t.stall_timeout:g} s", stall_since=since)
+            if t.ping_when_idle:
+                last_ping = max(last_ping, self._last_frame_mono)  # heard from the server: not idle
             if now - last_ping >= t.ping_interval:
                 last_ping = now
                 if ping_pending_since is None:

@@ -177,6 +177,7 @@ class V5VenueSession:
             connect_timeout=settings.connect_timeout,
             reconnect_initial=settings.reconnect_initial,
             reconnect_cap=settings.reconnect_cap,
+            ping_when_idle=True,  # §2.3: "ping" when nothing was received for N < 30 s
         )
         self.args: tuple[ChannelArg, ...] = tuple(plan.data or ())
         self.url_kind = UrlKind.BUSINESS if "/business" in plan.url else UrlKind.PUBLIC

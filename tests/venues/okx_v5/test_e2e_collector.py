@@ -100,3 +100,48 @@ async def test_the_collector_shell_records_okx_v5_as_sent(sim: Simulator, tmp_pa
     assert len(planned) == 2 and planned[1].ts_end is not None
     assert FeedEventKind.DISCONNECTED not in kinds
     assert kinds.count(FeedEventKind.CONNECTED) == 3  # public, business, the public replacement
+
+
+async def test_the_shell_pings_okx_v5_only_when_nothing_was_received(tmp_path: Path) -> None:
+    """§2.3: the text ``ping`` goes out once nothing was received for ``ping_after`` s; a feed
+    that keeps sending is never pinged (v1 pings on a fixed cadence instead)."""
+    from websockets.asyncio.server import ServerConnection
+
+    from .scripted import V5Exchange, book_msg
+
+    feeding = asyncio.Event()
+    feeding.set()
+    bids, asks = [["100.0", "1", "0", "1"]], [["100.1", "3", "0", "1"]]
+
+    async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
+        await ws.send(ex.ack(op, rid, arg))
+        await ws.send(book_msg(arg, "snapshot", bids, asks, seq=10, prev=-1))
+
+        async def feed() -> None:
+            seq = 10
+            while feeding.is_set():  # a heartbeat update (same book) every 0.1 s, then silence
+                await ws.send(book_msg(arg, "update", [], [], seq=seq, prev=seq))
+                await asyncio.sleep(0.1)
+
+        asyncio.get_running_loop().create_task(feed())
+
+    async with V5Exchange(script) as ex:
+        config = load_config(env={}, overrides={
+            "venues": {"okex_v1": {"enabled": False}, "okx_v5": {
+                "public_url": ex.url, "business_url": ex.business_url, "instruments": [INST],
+                "channels": ["books"], "candle_bars": [], "ping_after": 0.5, "pong_timeout": 2.0,
+                "stall_timeout": 30.0, "reconnect_initial": 0.05, "reconnect_cap": 0.5}},
+            "collector": {"status_interval": 0.5, "status_file": str(tmp_path / "status.json")},
+        })  # fmt: skip
+        recorder = Recorder(config, MemoryWriter())
+        task = asyncio.create_task(recorder.run())
+        try:
+            await wait_until(lambda: any('"books"' in t for t in ex.received), what="the books subscription")
+            await asyncio.sleep(2.0)  # four ping intervals of a busy feed
+            assert "ping" not in ex.received
+            feeding.clear()  # the feed goes quiet: the shell must ping
+            await wait_until(lambda: "ping" in ex.received, what="a ping after the silence")
+        finally:
+            recorder.request_stop()
+            await asyncio.wait_for(task, 30)
+    assert len(ex.connections) == 1  # answered pings keep the one connection
