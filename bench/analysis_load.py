@@ -1,7 +1,7 @@
 """Analysis: a large book-snapshot recording loaded through ``analysis.load`` vs a bare pyarrow read.
 
 The recording is written directly as the project's Parquet layout (the declared
-``book_snapshots`` Arrow schema, ``date=``/``symbol=`` Hive partitions, zstd),
+``book_snapshots`` Arrow schema, ``venue=``/``date=``/``symbol=`` Hive partitions, zstd),
 built column-wise with pyarrow so that writing 10 million rows takes seconds, not
 the recorder's hours. Each row is a top-of-book snapshot (one level a side).
 
@@ -67,6 +67,7 @@ def write_recording(root: Path, n_rows: int, seed: int = 3) -> int:
             '[["', pc.cast(pa.array(ask // 100), pa.string()), ".", pc.utf8_lpad(
                 pc.cast(pa.array(ask % 100), pa.string()), 2, "0"), '","1"]]', "")
         cols = {
+            "venue": pa.array(np.full(n, "okex_v1", dtype=object), pa.string()),
             "symbol": sym,
             "ts_event": ts_event,
             "ts_recv": pa.array(ts + 1_500, pa.timestamp("us", tz="UTC")),
@@ -79,7 +80,10 @@ def write_recording(root: Path, n_rows: int, seed: int = 3) -> int:
             "bids": bid_txt,
             "asks": ask_txt,
         }
-        table = pa.table(cols).cast(dataset.arrow_schema)
+        schema = dataset.arrow_schema
+        table = pa.table(
+            {f.name: cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in schema}
+        ).cast(schema)
         table = table.append_column("date", pc.cast(ts_event, pa.date32()))
         pads.write_dataset(
             table, root / "book_snapshots", format="parquet", partitioning=dataset_partitioning(dataset),
