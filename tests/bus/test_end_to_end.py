@@ -42,9 +42,9 @@ def simulator_settings(simulator_settings: SimulatorSettings) -> SimulatorSettin
 # --------------------------------------------------------------------------- helpers
 
 
-def collector(sim: Simulator, tmp_path: Path, bus: BusConfig, name: str) -> Recorder:
+def collector(sim: Simulator, tmp_path: Path, bus: BusConfig, name: str, **settings: Any) -> Recorder:
     base = sim_config(tmp_path / name, sim.ws_url, id=name, status_file=str(tmp_path / name / "status.json"),
-                      channels=["ticker", "depth", "deals"])
+                      channels=["ticker", "depth", "deals"], **settings)
     config = dataclasses.replace(base, bus=bus)
     return Recorder(config, open_storage(config))
 

@@ -203,7 +203,9 @@ def status_received_all(path: Path, sim: Simulator, cids: set[int]) -> bool:
 async def test_a_collector_killed_with_sigkill_is_covered_and_its_gap_is_not_merged(
         simulator: Simulator, tmp_path: Path, bus: BusConfig, sqlite_url: str) -> None:
     await asyncio.to_thread(migrate.upgrade, sqlite_url)
-    east = collector(simulator, tmp_path, bus, "east")
+    # the market is still while west's process starts (seconds on a loaded machine): east must not
+    # take that quiet for a stall and reconnect, or its connection ids below go stale
+    east = collector(simulator, tmp_path, bus, "east", stall_timeout=600.0)
     tasks = await start([east], simulator)
     east_ids = {new_connection(simulator, set())}
     # west: its own `okex-recorder run --bus` process, killed with SIGKILL mid-run
