@@ -165,16 +165,24 @@ def test_loader_given_an_sqlite_path_without_url_says_so(tmp_path: Path) -> None
     assert f"'sqlite:///{db}'" in str(exc.value)
 
 
-def test_readme_says_run_records_okex_v1_only() -> None:
-    """`simulate --venue okx_v5` is documented beside `run`, but `run` cannot record from it (no venue
-    key in the configuration): pointed at it, it recorded nothing. The README must say so until it can."""
-    import dataclasses
+def test_the_readmes_okx_v5_table_configures_run_for_the_live_exchange(tmp_path: Path) -> None:
+    """The README's `[venues.okx_v5]` example, as a user pastes it into a config file, makes `run`
+    record OKX v5 alone (v1 switched off) from the live endpoints, with the instruments it names."""
+    import re
 
-    from recorder.config import ExchangeConfig
+    from recorder.config import load_config, venue_settings
 
     readme = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
-    if "venue" not in {f.name for f in dataclasses.fields(ExchangeConfig)}:
-        assert "`run` and `poll` speak OKEx v1 only so far" in readme
+    section = readme[readme.index("### Recording OKX v5"):]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert block is not None
+    path = tmp_path / "v5.toml"
+    path.write_text(block.group(1), "utf-8")
+    (venue, settings), = venue_settings(load_config(path, env={}))
+    assert venue.name == "okx_v5"
+    assert settings.public_url == "wss://ws.okx.com:8443/ws/v5/public"
+    assert settings.business_url == "wss://ws.okx.com:8443/ws/v5/business"
+    assert list(settings.instruments) == ["BTC-USDT", "ETH-USDT"]
 
 
 def _finished_status(tmp_path: Path, sql_url: str) -> Path:
