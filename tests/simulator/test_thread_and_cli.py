@@ -12,6 +12,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from recorder.records import OrderStatus
 from recorder.simulator import DEMO_API_KEY, DEMO_SECRET, SimulatorThread
 from tests.simulator.helpers import decode, md5_sign, serving
 
@@ -34,7 +35,7 @@ def test_thread_serves_both_apis_and_hooks_are_thread_safe(simulator_thread: Sim
         order = sim.place_order("ltc_btc", "sell", "0.0095", "1")
         pushed = decode(ws.recv(timeout=10))
         assert pushed[0]["data"]["orderId"] == order.order_id
-        assert sim.fill_order(order.order_id, "1").status == 2
+        assert sim.fill_order(order.order_id, "1").status is OrderStatus.FILLED
         assert decode(ws.recv(timeout=10))[0]["data"]["status"] == 2
         assert sim.drop_connections() == 1
     body = {"api_key": DEMO_API_KEY, "symbol": "ltc_btc", "order_id": str(order.order_id)}
