@@ -1,0 +1,225 @@
+"""BulkSqlStore (ADBC bulk ingest + INSERT ... SELECT ... ON CONFLICT) against SqlStore.
+
+Every dataset written through the bulk store must read back equal, value for value (and on SQLite
+byte for byte: the stored text), to the same records written through SqlStore; the merge rules,
+idempotence and errors are SqlStore's (its tests are re-run here against the bulk store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from recorder import records as rec
+from recorder.errors import StorageError, StoreUnavailableError, is_retryable
+from recorder.records import Record
+from recorder.storage import migrate
+from recorder.storage.datasets import Merge
+from recorder.storage.schema import DATASETS
+from recorder.storage.sql import SqlStore
+from recorder.storage.sql_bulk import BulkSqlStore
+from tests.fixtures.storage import T0, sample_records, v5_records
+from tests.storage.test_sql import (  # noqa: F401 - SqlStore's behaviour tests, re-run on the bulk store
+    test_a_failing_batch_writes_nothing,
+    test_a_non_record_is_refused,
+    test_changed_order_updates_its_row_and_adds_a_status_change,
+    test_decimals_and_times_read_back_exactly_as_python_types,
+    test_duplicates_inside_one_batch_are_written_once,
+    test_every_table_round_trips_exact_values,
+    test_feed_event_span_is_written_open_then_closed_and_never_reopened,
+    test_non_utc_datetimes_are_stored_as_the_same_utc_instant,
+    test_open_kline_is_upserted_last_seen_wins,
+    test_top_of_book_is_queryable_with_plain_sql,
+    test_writing_the_same_records_twice_leaves_one_row_each,
+    ticker,
+)
+
+BULK = [n for n, ds in DATASETS.items() if ds.merge in (Merge.KEEP_FIRST, Merge.LAST_SEEN_WINS)]
+
+
+@pytest.fixture
+def store(migrated_db_url: str) -> Iterator[SqlStore]:
+    with BulkSqlStore(migrated_db_url) as s:
+        yield s
+
+
+def bulk_records() -> list[Record]:
+    """Both venues' sample records of every dataset the bulk path writes (edge decimals, NULLs)."""
+    return [r for r in [*sample_records(), *v5_records()]
+            if any(isinstance(r, DATASETS[n].record_type) for n in BULK)]
+
+
+def raw_rows(engine: sa.Engine, name: str) -> list[tuple[Any, ...]]:
+    """Every row as the driver returns it (SQLite: the stored text itself), in key order."""
+    table = DATASETS[name].table
+    with engine.connect() as conn:
+        cols = ", ".join(f'"{c.name}"' for c in table.columns)
+        keys = ", ".join(f'"{k}"' for k in DATASETS[name].key)
+        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT {cols} FROM {name} ORDER BY {keys}")]  # noqa: S608
+
+
+def _clear(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        for name in DATASETS:
+            conn.execute(DATASETS[name].table.delete())
+
+
+def _spy(store: BulkSqlStore) -> list[int]:
+    calls: list[int] = []
+    real = store._write
+
+    def write(tables: Any, count: int) -> None:
+        calls.append(count)
+        real(tables, count)
+
+    store._write = write  # type: ignore[method-assign]
+    return calls
+
+
+def test_every_bulk_dataset_is_stored_exactly_as_sqlstore_stores_it(migrated_db_url: str) -> None:
+    records = bulk_records()
+    more = [replace(r, ts_recv=r.ts_recv + timedelta(microseconds=1)) for r in records]  # a second batch
+    with SqlStore(migrated_db_url) as plain:
+        plain.write_batch(records)
+        plain.write_batch(more)
+        expected = {name: raw_rows(plain.engine, name) for name in BULK}
+        _clear(plain.engine)
+    with BulkSqlStore(migrated_db_url) as bulk:
+        calls = _spy(bulk)
+        bulk.write_batch(records)
+        bulk.write_batch(more)
+        assert calls == [len(records), len(more)]  # both went the bulk path
+        for name in BULK:
+            got = raw_rows(bulk.engine, name)
+            assert got and got == expected[name], name
+            assert [type(v) for v in got[0]] == [type(v) for v in expected[name][0]], name
+
+
+def test_sqlite_text_is_byte_for_byte_sqlstores(migrated_sqlite_url: str) -> None:
+    records = bulk_records()
+    with SqlStore(migrated_sqlite_url) as plain:
+        plain.write_batch(records)
+        expected = {n: raw_rows(plain.engine, n) for n in BULK}
+        _clear(plain.engine)
+    with BulkSqlStore(migrated_sqlite_url) as bulk:
+        bulk.write_batch(records)
+        for name in BULK:
+            assert raw_rows(bulk.engine, name) == expected[name], name
+        with bulk.engine.connect() as conn:
+            low, ts = conn.exec_driver_sql("SELECT low, ts_recv FROM tickers WHERE venue='okex_v1'").one()
+            types = conn.exec_driver_sql("SELECT typeof(low), typeof(ts_recv), typeof(day_high) FROM tickers "
+                                         "WHERE venue='okex_v1'").one()
+    assert (low, ts) == ("0.00000001", "2026-11-23 23:59:59.999999")
+    assert tuple(types) == ("text", "text", "null")
+
+
+def test_same_batch_twice_and_duplicates_inside_go_the_bulk_path(store: BulkSqlStore) -> None:
+    calls = _spy(store)
+    deal = next(r for r in sample_records() if isinstance(r, rec.Deal))
+    batch = [ticker(1), ticker(1), deal, deal, ticker(2)]
+    store.write_batch(batch)
+    store.write_batch(batch)
+    assert len(calls) == 2
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM tickers").scalar_one() == 2
+        assert conn.exec_driver_sql("SELECT count(*) FROM deals").scalar_one() == 1
+
+
+def test_keep_first_inside_one_batch_keeps_the_first(store: BulkSqlStore) -> None:
+    first = ticker(1)
+    second = replace(first, buy=Decimal("1"))
+    store.write_batch([first, second])
+    store.write_batch([second])
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT buy FROM tickers").scalars().all() in (["6500.1"], [Decimal("6500.1")])
+
+
+def test_last_seen_wins_ties_go_to_the_later_row(store: BulkSqlStore) -> None:
+    k = next(r for r in sample_records() if isinstance(r, rec.Kline))
+    a, b = replace(k, close=Decimal("1")), replace(k, close=Decimal("2"))
+    older = replace(k, ts_recv=k.ts_recv - timedelta(seconds=1), close=Decimal("3"))
+    store.write_batch([a, b, older])
+    with store.engine.connect() as conn:
+        assert Decimal(conn.exec_driver_sql("SELECT close FROM klines").scalar_one()) == Decimal("2")
+
+
+def test_a_refused_row_is_a_non_retryable_storage_error(store: BulkSqlStore) -> None:
+    bad = ticker(1, symbol="x" * 5000)  # longer than the column on PostgreSQL; NOT NULL symbol=None below
+    nul = ticker(2, symbol=None)  # type: ignore[arg-type]
+    for batch in ([bad, nul], [nul]):
+        try:
+            store.write_batch(batch)
+        except StoreUnavailableError:  # pragma: no cover - the point: never retryable
+            pytest.fail("a refused row must not be retryable")
+        except StorageError:
+            pass
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM tickers WHERE symbol IS NULL").scalar_one() == 0
+
+
+def test_unreachable_postgres_is_unavailable_and_password_masked(caplog: Any) -> None:
+    store = BulkSqlStore("postgresql+psycopg://recorder:s3cr3t-pw@127.0.0.1:1/nowhere")
+    try:
+        with pytest.raises(StoreUnavailableError) as info:
+            store.write_batch([ticker(1)])
+        assert is_retryable(info.value)
+        assert "s3cr3t" not in str(info.value) and "s3cr3t" not in caplog.text
+    finally:
+        store.close()
+
+
+def test_locked_sqlite_is_unavailable_then_the_batch_goes_through(migrated_sqlite_url: str) -> None:
+    with BulkSqlStore(migrated_sqlite_url) as store:
+        store.write_batch([ticker(0)])  # the ADBC connection is open
+        store._conn.adbc_connection.set_autocommit(True)
+        with store._conn.cursor() as cur:
+            cur.execute("PRAGMA busy_timeout=0")
+        store._conn.adbc_connection.set_autocommit(False)
+        blocker = sa.create_engine(migrated_sqlite_url, poolclass=sa.pool.NullPool)
+        try:
+            with blocker.connect() as conn:
+                conn.exec_driver_sql("BEGIN EXCLUSIVE")
+                with pytest.raises(StoreUnavailableError):
+                    store.write_batch([ticker(1)])
+                conn.exec_driver_sql("ROLLBACK")
+        finally:
+            blocker.dispose()
+        store.write_batch([ticker(1)])
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM tickers").scalar_one() == 2
+
+
+@pytest.mark.postgres
+def test_postgres_connection_killed_under_the_store_is_recovered(migrated_pg_url: str) -> None:
+    with BulkSqlStore(migrated_pg_url) as store:
+        store.write_batch([ticker(1)])
+        database = sa.make_url(migrated_pg_url).database
+        admin = sa.create_engine(migrated_pg_url, poolclass=sa.pool.NullPool)
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.select(sa.func.pg_terminate_backend(sa.column("pid")))
+                             .select_from(sa.table("pg_stat_activity"))
+                             .where(sa.column("datname") == database,
+                                    sa.column("pid") != sa.func.pg_backend_pid())).all()
+        finally:
+            admin.dispose()
+        with pytest.raises(StoreUnavailableError):
+            store.write_batch([ticker(2)])  # the dead connection: retry later
+        store.write_batch([ticker(2)])  # reconnected
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM tickers").scalar_one() == 2
+
+
+def test_schema_check_is_sqlstores(sqlite_url: str) -> None:
+    from recorder.errors import SchemaNotAtHeadError
+
+    with pytest.raises(SchemaNotAtHeadError):
+        BulkSqlStore(sqlite_url)
+    migrate.upgrade(sqlite_url)
+    BulkSqlStore(sqlite_url).close()
