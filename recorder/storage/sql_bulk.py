@@ -18,11 +18,13 @@ Values are the ones SqlStore stores: decimals as the canonical plain text on SQL
 A batch holding a ``span``/``append`` dataset (feed_events, quarantine: few, small) or rows that
 do not fit the Arrow schema is written by :meth:`SqlStore.write_batch` unchanged, so refused rows
 raise the same StorageError and the writer isolates them the same way. SQLAlchemy/Alembic stay
-in charge of the schema (the head check at open). Switch: ``[storage] sql_bulk``.
+in charge of the schema (the head check at open). Switch: ``[storage] sql_bulk`` (PostgreSQL
+only; SQLite keeps SqlStore, see :class:`BulkSqlStore`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -32,14 +34,14 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from recorder.errors import StorageError, StoreUnavailableError
+from recorder.errors import ConfigError, StorageError, StoreUnavailableError
 from recorder.records import Record
 from recorder.storage.datasets import Merge
-from recorder.storage.migrate import parse_url
+from recorder.storage.migrate import mask_url, parse_url
 from recorder.storage.schema import DATASETS, Batch, Dataset
 from recorder.storage.sql import SqlStore
 
-__all__ = ["BulkSqlStore", "sqlite_values"]
+__all__ = ["BulkSqlStore", "open_sql_store", "sqlite_values"]
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +124,30 @@ class BulkSqlStore(SqlStore):
     nothing written) when the database cannot be reached, is locked or goes away;
     StorageError for rows it refuses (non-retryable: the writer bisects and quarantines).
     The connection is opened at the first write and reopened after an outage.
+
+    PostgreSQL only in the recorder: on a SQLite URL it raises ConfigError unless
+    ``sqlite_alone=True`` (tests, benches), because the ADBC SQLite driver links its own SQLite
+    and two copies of SQLite in one process do not see each other's POSIX locks: a pysqlite
+    connection of the same process (this store's fallback and head check, readers) is not
+    excluded, and closing it can drop the ADBC connection's locks (sqlite.org/howtocorrupt.html
+    2.2.1; ``test_two_sqlite_copies_in_one_process_do_not_exclude_each_other`` shows it).
     """
 
     name = "sql"
 
-    def __init__(self, url: str | sa.URL) -> None:
-        super().__init__(url)
+    def __init__(self, url: str | sa.URL, *, sqlite_alone: bool = False) -> None:
         parsed = parse_url(url)
+        if parsed.get_backend_name() == "sqlite" and not sqlite_alone:
+            raise ConfigError(
+                f"sql_bulk is for PostgreSQL: {mask_url(parsed)} is SQLite, and adbc-driver-sqlite carries "
+                "its own copy of SQLite, whose file locks do not exclude the copy SQLAlchemy uses in the "
+                "same process (https://www.sqlite.org/howtocorrupt.html, 2.2.1)")
+        super().__init__(url)
         self._dialect = parsed.get_backend_name()
         self._password = parsed.password or ""
         if self._dialect == "postgresql":
-            self._adbc_uri = parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+            libpq = parsed.set(drivername="postgresql", query={})
+            self._adbc_uri = libpq.render_as_string(hide_password=False)
         else:
             self._adbc_uri = parsed.database or ":memory:"
         self._conn: Any = None
@@ -160,7 +175,7 @@ class BulkSqlStore(SqlStore):
                     cur.execute("PRAGMA busy_timeout=10000")
                     cur.execute("PRAGMA foreign_keys=ON")
                 conn.adbc_connection.set_autocommit(False)
-        except Exception as exc:  # noqa: BLE001 - the drivers raise their own trees
+        except Exception as exc:
             raise StoreUnavailableError(f"cannot connect to {self.url}: {self._clean(exc)}") from None
         self._conn = conn
         self._staged = set()
@@ -212,7 +227,7 @@ class BulkSqlStore(SqlStore):
                     cur.execute(self._merge[name])
                     cur.execute(f"DELETE FROM {stage}")  # noqa: S608 - our own table name
             conn.adbc_connection.commit()
-        except Exception as exc:  # noqa: BLE001 - mapped to the error tree below
+        except Exception as exc:
             self._abandon()
             what = f"writing {count} records to {self.url}: {self._clean(exc)}"
             if isinstance(exc, dbapi.OperationalError | dbapi.InternalError | dbapi.InterfaceError):
@@ -226,21 +241,23 @@ class BulkSqlStore(SqlStore):
         conn, self._conn = self._conn, None
         self._staged = set()
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection may be gone already
                 conn.adbc_connection.rollback()
-            except Exception:  # noqa: BLE001, S110 - the connection may be gone already
-                pass
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001, S110
-                pass
 
     def close(self) -> None:
         """Release every connection. Idempotent."""
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:  # noqa: BLE001, S110
-                pass
             self._conn = None
         super().close()
+
+
+def open_sql_store(url: str | sa.URL, *, bulk: bool = False) -> SqlStore:
+    """The SQL store for ``url``: :class:`BulkSqlStore` when ``bulk`` and the URL is PostgreSQL,
+    else :class:`SqlStore` (SQLite always: see :class:`BulkSqlStore`). Raises as their constructors."""
+    if bulk and parse_url(url).get_backend_name() == "postgresql":
+        return BulkSqlStore(url)
+    return SqlStore(url)
