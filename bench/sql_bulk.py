@@ -1,6 +1,7 @@
 """Bulk SQL (ADBC ingest + INSERT ... SELECT ... ON CONFLICT) against SqlStore (executemany), same run.
 
-``python -m bench.sql_bulk [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--rows 3000 --batches 10]``
+``python -m bench.sql_bulk [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+[--rows 3000 --batches 10]``
 
 Each store writes the same batches (tickers, deals: keep-first; klines: last-seen-wins, every row a
 new key), to a fresh SQLite file and, with ``--pg``, a fresh PostgreSQL database (created and
@@ -40,11 +41,11 @@ def batches(rows: int, count: int) -> list[list[Record]]:
             batch.append(Ticker(venue="okex_v1", symbol="btc_usdt", ts_event=t, ts_recv=t, buy=price,
                                 sell=price + Decimal("0.1"), last=price, high=price, low=price,
                                 vol=Decimal(n).scaleb(-8)))
-            batch.append(Deal(venue="okex_v1", symbol="btc_usdt", tid=n, price=price, amount=Decimal("0.0125"),
-                              side=Side.BUY, ts_event=t, ts_recv=t))
+            batch.append(Deal(venue="okex_v1", symbol="btc_usdt", tid=n, price=price,
+                              amount=Decimal("0.0125"), side=Side.BUY, ts_event=t, ts_recv=t))
             batch.append(Kline(venue="okex_v1", symbol="btc_usdt", period=KlinePeriod.MIN_1,
-                               ts_event=T0 + timedelta(minutes=n), ts_recv=t, open=price, high=price, low=price,
-                               close=price, volume=Decimal("1.5")))
+                               ts_event=T0 + timedelta(minutes=n), ts_recv=t, open=price, high=price,
+                               low=price, close=price, volume=Decimal("1.5")))
             n += 1
         out.append(batch)
     return out

@@ -97,8 +97,9 @@ def _merge_sql(dataset: Dataset, dialect: str, stage: str) -> str:
     columns = []
     for n in names:
         col: Any = ranked.c[n]
-        if dialect == "postgresql":
-            col = sa.cast(col, table.c[n].type)
+        if dialect == "postgresql" and pa.types.is_decimal(dataset.arrow_schema.field(n).type):
+            col = sa.cast(col, sa.Numeric())  # staged as canonical text (only decimals are cast: a
+            # cast to VARCHAR(n) would truncate where the INSERT's assignment refuses)
         columns.append(col)
     pick = sa.select(*columns).where(ranked.c._bulk_rank == 1)
     if dialect == "postgresql":  # key order: concurrent writers wait instead of deadlocking
@@ -185,7 +186,10 @@ class BulkSqlStore(SqlStore):
         text = f"{type(exc).__name__}: {exc}"
         if self._password:
             text = text.replace(self._password, "***")
-        return text.splitlines()[0] if text else text
+        if "Failed to execute query '" in text:  # libpq quotes our whole statement: keep the reason
+            head, _, rest = text.partition("Failed to execute query '")
+            text = head + rest.rpartition("': ")[2]
+        return " ".join(text.split())
 
     def write_batch(self, records: Sequence[Record]) -> None:
         """Write ``records`` in one transaction, idempotently (see :meth:`SqlStore.write_batch`)."""
