@@ -189,6 +189,7 @@ class BulkSqlStore(SqlStore):
         if "Failed to execute query '" in text:  # libpq quotes our whole statement: keep the reason
             head, _, rest = text.partition("Failed to execute query '")
             text = head + rest.rpartition("': ")[2]
+        text = text.split(" DETAIL:")[0].split("\nDETAIL:")[0]  # libpq's DETAIL quotes the row's values
         return " ".join(text.split())
 
     def write_batch(self, records: Sequence[Record]) -> None:
