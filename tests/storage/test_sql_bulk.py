@@ -159,7 +159,8 @@ def test_a_refused_row_is_a_non_retryable_storage_error(migrated_pg_url: str) ->
         with pytest.raises(StorageError, match="null value in column \"symbol\"") as info:
             store.write_batch([ticker(1), ticker(2, symbol=None)])  # NOT NULL symbol
         assert not isinstance(info.value, StoreUnavailableError) and not is_retryable(info.value)
-        assert "INSERT INTO" not in str(info.value) and "6500" not in str(info.value)  # no statement, no values
+        message = str(info.value)
+        assert "INSERT INTO" not in message and "6500" not in message  # neither the statement nor values
         with pytest.raises(StorageError, match="too long"):  # refused, as by SqlStore: never truncated
             store.write_batch([ticker(1, symbol="x" * 33)])
         store.write_batch([ticker(1)])  # the store goes on
@@ -290,3 +291,10 @@ def test_a_row_the_database_refuses_is_isolated_alone_by_the_writer(
         stored = conn.exec_driver_sql("SELECT count(*) FROM tickers").scalar_one()
     writer.close()
     assert (stored, counts.written, counts.refused, counts.pending) == (50, 50, 1, 0)
+
+
+def test_the_bench_compares_both_stores_on_the_same_batches() -> None:
+    from bench.sql_bulk import run
+
+    rates = run(None, rows=30, count=2)
+    assert set(rates) == {"sqlite executemany", "sqlite bulk"} and all(r > 0 for r in rates.values())
