@@ -298,3 +298,22 @@ def test_the_bench_compares_both_stores_on_the_same_batches() -> None:
 
     rates = run(None, rows=30, count=2)
     assert set(rates) == {"sqlite executemany", "sqlite bulk"} and all(r > 0 for r in rates.values())
+
+
+@pytest.mark.postgres
+def test_the_config_switch_opens_the_bulk_store(migrated_pg_url: str, migrated_sqlite_url: str,
+                                                tmp_path: Path) -> None:
+    from recorder.config import load_config
+    from recorder.storage.consume import open_stores
+
+    assert load_config(None, env={}).storage.sql_bulk is False  # off by default
+    path = tmp_path / "recorder.toml"
+    path.write_text("[storage]\nsql_bulk = true\n")
+    config = load_config(path, env={})
+    assert config.storage.sql_bulk is True
+    for url, kind in ((migrated_pg_url, BulkSqlStore), (migrated_sqlite_url, SqlStore)):
+        stores = open_stores(url, None, sql_bulk=config.storage.sql_bulk)
+        try:
+            assert type(stores["sql"]) is kind
+        finally:
+            stores["sql"].close()
