@@ -317,3 +317,13 @@ def test_the_config_switch_opens_the_bulk_store(migrated_pg_url: str, migrated_s
             assert type(stores["sql"]) is kind
         finally:
             stores["sql"].close()
+
+
+@pytest.mark.postgres
+def test_several_bulk_writers_on_one_postgres_database_do_not_conflict(
+    migrated_pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.storage import test_sql
+
+    monkeypatch.setattr(test_sql, "SqlStore", BulkSqlStore)
+    test_sql.test_several_writers_on_one_postgres_database_do_not_conflict(migrated_pg_url)
