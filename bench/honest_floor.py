@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from recorder.storage.schema import DATASETS, conform, plain_decimal
+from recorder.storage.sql_bulk import sqlite_values
 from recorder.venues.okex_v1.pairs import pairs
 
 __all__ = ["HonestFloor", "run_honest_floor", "scales"]
@@ -438,7 +439,7 @@ class HonestFloor:
     def _sql(self, name: str, table: pa.Table) -> None:
         stage = f"stage_{name}"
         if not self.pg:
-            table = _sqlite_values(table)
+            table = sqlite_values(table)  # the values SqlStore binds (recorder.storage.sql_bulk)
         mode = "append" if stage in self._staged else "create"
         self.cur.adbc_ingest(stage, table, mode=mode, temporary=True)
         self._staged.add(stage)
@@ -461,28 +462,6 @@ class HonestFloor:
                 table = pa.ipc.open_stream(source).read_all()
             _write_parquet(table, self.parquet_root / name, name)
         self._journal = {}
-
-
-def _sqlite_values(table: pa.Table) -> pa.Table:
-    """Decimals as canonical plain text, timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff``."""
-    arrays = []
-    for col in table.columns:
-        kind = col.type
-        if pa.types.is_decimal(kind):
-            text = col.cast(pa.string())
-            out = pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
-            exponent = pc.match_substring(text, "E")
-            if pc.any(exponent).as_py():
-                values = out.to_pylist()
-                for i in pc.indices_nonzero(exponent).to_pylist():
-                    values[i] = plain_decimal(Decimal(text[i].as_py()))
-                out = pa.chunked_array([pa.array(values, pa.string())])
-            arrays.append(out)
-        elif pa.types.is_timestamp(kind):
-            arrays.append(col.cast(pa.timestamp(kind.unit)).cast(pa.string()))
-        else:
-            arrays.append(col)
-    return pa.Table.from_arrays(arrays, names=table.column_names)
 
 
 def _write_parquet(table: pa.Table, base: Path, name: str) -> None:

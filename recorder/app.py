@@ -317,7 +317,7 @@ def _open_writer(s: StorageConfig, plausibility: PlausibilityConfig, collector_i
     from recorder.storage import memory
     from recorder.storage.compact import CompactionPolicy
     from recorder.storage.parquet import ParquetStore
-    from recorder.storage.sql import SqlStore
+    from recorder.storage.sql_bulk import open_sql_store
     from recorder.storage.writer import StorageWriter
 
     memory.configure()  # Arrow on the system allocator, trimmed after rolls (bench/README.md "Memory")
@@ -325,7 +325,7 @@ def _open_writer(s: StorageConfig, plausibility: PlausibilityConfig, collector_i
     if s.compact:
         compaction = CompactionPolicy(max_files=s.compact_max_files, closed_after=s.compact_closed_after,
                                       step_bytes=s.compact_step_bytes, grace=s.compact_grace)
-    sql = SqlStore(s.sql_url)
+    sql = open_sql_store(s.sql_url, bulk=s.sql_bulk)
     try:
         parquet = ParquetStore(s.parquet_root, roll_rows=s.parquet_roll_rows,
                                roll_seconds=s.parquet_roll_seconds, journal_dir=s.parquet_journal_dir,

@@ -212,6 +212,8 @@ class StorageConfig:
     compact_grace: float = 60.0
     # the storage writer in a second process (docs/operations.md "Writer process")
     writer_process: bool = False
+    # PostgreSQL batches by ADBC bulk ingest (COPY) + INSERT ... SELECT (docs/storage.md "Bulk SQL")
+    sql_bulk: bool = False
 
     def __post_init__(self) -> None:
         root = str(self.parquet_root)

@@ -92,24 +92,26 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config)
     stores = open_stores(args.sql_url, args.parquet_root, args.parquet_journal_dir,
                          roll_rows=config.storage.parquet_roll_rows,
-                         roll_seconds=config.storage.parquet_roll_seconds)
+                         roll_seconds=config.storage.parquet_roll_seconds, sql_bulk=config.storage.sql_bulk)
     asyncio.run(_main(bus, stores, args))
     return 0
 
 
 def open_stores(sql_url: str | None, parquet_root: str | None, journal_dir: str | None = None, *,
-                roll_rows: int = 1_000_000, roll_seconds: float = 300.0) -> dict[str, Store]:
+                roll_rows: int = 1_000_000, roll_seconds: float = 300.0,
+                sql_bulk: bool = False) -> dict[str, Store]:
     """``{"sql": SqlStore, "parquet": ParquetStore}`` for the options given (Parquet files roll every
-    ``roll_rows`` rows or ``roll_seconds`` s: ``[storage] parquet_roll_rows/_seconds`` of ``--config``).
+    ``roll_rows`` rows or ``roll_seconds`` s: ``[storage] parquet_roll_rows/_seconds`` of ``--config``;
+    ``sql_bulk``: ``[storage] sql_bulk``, BulkSqlStore on PostgreSQL).
 
     Raises SchemaNotAtHeadError if the SQL schema is not at head (``okex-recorder db upgrade``).
     """
     from recorder.storage.parquet import ParquetStore
-    from recorder.storage.sql import SqlStore
+    from recorder.storage.sql_bulk import open_sql_store
 
     stores: dict[str, Store] = {}
     if sql_url:
-        stores["sql"] = SqlStore(sql_url)
+        stores["sql"] = open_sql_store(sql_url, bulk=sql_bulk)
     if parquet_root:
         try:
             stores["parquet"] = ParquetStore(parquet_root, journal_dir=journal_dir, roll_rows=roll_rows,
