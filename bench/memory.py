@@ -34,7 +34,7 @@ N_SYMBOLS = 200
 RATE = 5.0  # market steps per second per symbol (the simulator's default)
 ROLL_SECONDS = 60.0
 PEAK_MB, GROWTH_MB_MIN = 300.0, 1.0
-VARIANTS = {"tuned": {}, "untuned": {"OKEX_MEMORY_TUNING": "0"}}
+VARIANTS = {"tuned": {"OKEX_MEMORY_TUNING": "1"}, "untuned": {"OKEX_MEMORY_TUNING": "0"}}
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
