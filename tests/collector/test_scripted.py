@@ -51,7 +51,10 @@ def book(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> dict[str, 
     }
 
 
-FULL = book([("100", "1"), ("99", "2"), ("98", "3")], [("101", "1"), ("102", "2"), ("103", "3")])
+def full() -> dict[str, Any]:
+    """The whole book, stamped now (a module-level stamp aged past the plausibility window while a
+    long suite ran, and the screen rightly quarantined the first book)."""
+    return book([("100", "1"), ("99", "2"), ("98", "3")], [("101", "1"), ("102", "2"), ("103", "3")])
 
 
 def increment(i: int) -> dict[str, Any]:
@@ -249,20 +252,20 @@ def depth_script(order: str) -> Callable[[Exchange, ServerConnection, dict[str, 
             await standard(ex, ws, req)
             return
         ex.subscribed[ws].add(DEPTH)
-        full = {"channel": DEPTH, "data": FULL}
+        whole = {"channel": DEPTH, "data": full()}
         if order == "book-then-ack-one-frame":
-            await ex.send(ws, [full, ack(DEPTH)])
+            await ex.send(ws, [whole, ack(DEPTH)])
         elif order == "ack-after-data":
-            await ex.send(ws, [full])
+            await ex.send(ws, [whole])
             await ex.send(ws, [{"channel": DEPTH, "data": increment(100)}])
             await ex.send(ws, [ack(DEPTH)])
         elif order == "duplicate-acks":
             await ex.send(ws, [ack(DEPTH), ack(DEPTH)])
-            await ex.send(ws, [full, ack(DEPTH)])
+            await ex.send(ws, [whole, ack(DEPTH)])
         elif order == "foreign-ack":
-            await ex.send(ws, [ack("ok_sub_spot_ltc_btc_depth"), full, ack(DEPTH)])
+            await ex.send(ws, [ack("ok_sub_spot_ltc_btc_depth"), whole, ack(DEPTH)])
         else:
-            await ex.send(ws, [ack(DEPTH), full])
+            await ex.send(ws, [ack(DEPTH), whole])
 
     return script
 
@@ -315,7 +318,7 @@ async def test_a_lost_full_push_is_never_stored_and_the_channel_is_resubscribed(
             ex.subscribed[ws].add(DEPTH)
             attempts.append(1)
             if len(attempts) > 1:  # the first time the ack and the full push are lost: increments follow
-                await ex.send(ws, [ack(DEPTH), {"channel": DEPTH, "data": FULL}])
+                await ex.send(ws, [ack(DEPTH), {"channel": DEPTH, "data": full()}])
             return
         await standard(ex, ws, req)
 
@@ -351,7 +354,7 @@ async def test_a_full_push_sent_twice_is_caught_by_the_book_audit_and_resynced(t
         if req.get("event") == "addChannel" and req["channel"] == DEPTH:
             ex.subscribed[ws].add(DEPTH)
             n = len([r for r in ex.requests if r.get("channel") == DEPTH and r["event"] == "addChannel"])
-            await ex.send(ws, [ack(DEPTH), {"channel": DEPTH, "data": FULL}])
+            await ex.send(ws, [ack(DEPTH), {"channel": DEPTH, "data": full()}])
             if n == 1:
                 await ex.send(ws, [{"channel": DEPTH, "data": second}])  # the "full push" again
             return
@@ -500,8 +503,8 @@ async def test_a_server_that_never_acks_removechannel_gets_a_new_connection_as_t
 
         await record(tmp_path, ex, ["btc_usdt"], ["depth"], during)
     snaps = stored(url(tmp_path), "book_snapshots", symbol="btc_usdt")
-    full = replay([FULL])[0]
-    assert [(s.bids, s.asks) for s in snaps] == [full, full]  # before the cross, and after the new connection
+    whole = replay([full()])[0]
+    assert [(s.bids, s.asks) for s in snaps] == [whole, whole]  # before the cross, after the new one
     [disc] = events(tmp_path, FeedEventKind.DISCONNECTED)
     assert disc.detail == f"no removeChannel ack for {DEPTH} after 20 pushes"
     [crossed] = events(tmp_path, FeedEventKind.CROSSED_BOOK)
