@@ -62,6 +62,9 @@ async def test_closes_every_second_and_a_half_broken_frames_and_a_stall_lose_not
         if not stalled and elapsed >= stall_at:
             # no closes while stalled, so only the stall detector can notice it (stall_timeout)
             simulator.faults.update(close_every_seconds=None)
+            # a live, caught-up connection first: a stall that began mid-handshake is a connect timeout
+            await wait_until(lambda: all_received(recorder, simulator.truth, SYMBOLS), timeout=30,
+                             what="a live connection before the stall")
             simulator.stall(STALL_SECONDS)
             await asyncio.sleep(STALL_SECONDS + 0.2)
             simulator.faults.update(close_every_seconds=CLOSE_EVERY)
