@@ -39,9 +39,9 @@ from recorder import records as N
 from recorder.backoff import BackoffPolicy
 from recorder.errors import ConfigError, ExchangeError
 
-from . import rest
+from . import neutral, rest
 from .errors import likely_cause
-from .records import VENUE, Balance, Fill, Instrument, Order, OrderState, Side
+from .records import VENUE, Balance, Fill, Order, OrderState, Side
 from .signing import V5Credentials
 from .tracking import InstrumentTracker
 
@@ -143,22 +143,8 @@ def neutral_fill(f: Fill) -> N.Fill:
     )
 
 
-def neutral_instrument(i: Instrument) -> N.Instrument:
-    """A v5 instrument as the neutral ``Instrument`` (state kept raw)."""
-    return N.Instrument(
-        venue=VENUE,
-        symbol=i.instrument,
-        ts_recv=i.ts_recv,
-        base=i.base,
-        quote=i.quote,
-        tick_size=i.tick_size,
-        lot_size=i.lot_size,
-        min_size=i.min_size,
-        state=i.state,
-        inst_type=i.inst_type,
-        ts_listed=i.list_time,
-        ts_expiry=i.exp_time,
-    )
+neutral_instrument = neutral.instrument
+"""A v5 instrument as the neutral ``Instrument`` (state kept raw): the mapping of :mod:`.neutral`."""
 
 
 # --- the REST account poll source (sans-I/O: the generic poller fetches) -----------------------
