@@ -11,7 +11,8 @@ Measured in the same run, on the same frames (text, as the WebSocket client hand
   Arrow columns, ADBC bulk SQL, ``write_dataset``), once with SQLite + Parquet and once
   with PostgreSQL + Parquet.
 * **recorder** (``run_in_process`` -> ``StorageWriter(SqlStore, ParquetStore)``), SQLite +
-  Parquet and PostgreSQL + Parquet.
+  Parquet and PostgreSQL + Parquet, and PostgreSQL once more with ``[storage] sql_bulk``
+  (``BulkSqlStore``: ADBC COPY into a staging table, the floor's own SQL path).
 
 PostgreSQL runs use throwaway databases on ``OKEX_BENCH_PG_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``); they are skipped (noted) if it cannot be
@@ -40,7 +41,7 @@ from bench.honest_floor import run_honest_floor
 from recorder.collector.pipeline import run_in_process
 from recorder.storage.migrate import upgrade
 from recorder.storage.parquet import ParquetStore
-from recorder.storage.sql import SqlStore
+from recorder.storage.sql_bulk import open_sql_store
 from recorder.storage.writer import StorageWriter
 from recorder.venues.okex_v1.parse import ms_to_datetime
 
@@ -98,17 +99,23 @@ def persisted(sql_url: str, parquet_root: Path) -> tuple[dict[str, int], dict[st
     return sql_counts, pq_counts
 
 
-def run_recorder(frames: list[str], sql_url: str, root: Path) -> float:
-    """The project's path over ``frames``; returns seconds."""
+def run_recorder(frames: list[str], sql_url: str, root: Path, *, bulk: bool = False) -> float:
+    """The project's path over ``frames``; returns seconds. ``bulk``: ``[storage] sql_bulk``
+    (:class:`~recorder.storage.sql_bulk.BulkSqlStore`, PostgreSQL only)."""
     t0 = ms_to_datetime(streams.BASE_TS_MS)
     # One receive time per frame, strictly increasing (as the collector stamps them).
     items = [("bench", t0 + timedelta(microseconds=10 * i), f) for i, f in enumerate(frames)]
     upgrade(sa_url(sql_url))
-    writer = StorageWriter(SqlStore(sa_url(sql_url)), ParquetStore(root / "parquet"),
+    writer = StorageWriter(open_sql_store(sa_url(sql_url), bulk=bulk), ParquetStore(root / "parquet"),
                            spill_dir=str(root / "spill"))
     with Timer() as t:
         run_in_process(items, writer, streams.pipeline(), batch_frames=BATCH_FRAMES)
     return t.seconds
+
+
+def run_recorder_bulk(frames: list[str], sql_url: str, root: Path) -> float:
+    """:func:`run_recorder` with ``[storage] sql_bulk = true`` (ADBC COPY into a staging table)."""
+    return run_recorder(frames, sql_url, root, bulk=True)
 
 
 def run_floor_job(frames: list[str], sql_url: str, root: Path) -> float:
@@ -134,11 +141,12 @@ def run(size: str, profile: bool = False) -> BenchResult:
             expected = run_floor(frames, root / "old-floor")
         rates["old"] = n_frames / old_t.seconds
         runs = [("floor", "sqlite", run_floor_job), ("recorder", "sqlite", run_recorder),
-                ("floor", "pg", run_floor_job), ("recorder", "pg", run_recorder)]
+                ("floor", "pg", run_floor_job), ("recorder", "pg", run_recorder),
+                ("recorder", "pg-bulk", run_recorder_bulk)]
         for who, db, fn in runs:
             work = root / f"{who}-{db}"
             work.mkdir()
-            with (throwaway_pg() if db == "pg" else _sqlite(work)) as url:
+            with (throwaway_pg() if db.startswith("pg") else _sqlite(work)) as url:
                 if url is None:
                     result.notes.append(f"PostgreSQL at {PG_ADMIN_URL} not reachable: {who} (PG) skipped")
                     continue
@@ -164,12 +172,14 @@ def run(size: str, profile: bool = False) -> BenchResult:
     for db, label in (("sqlite", "SQLite"), ("pg", "PG")):
         if f"floor-{db}" in rates:
             result.add(f"honest floor msg/s ({label} + Parquet)", rates[f"floor-{db}"], "msg/s")
-    for db, label in (("sqlite", "SQLite"), ("pg", "PG")):
+    recorders = (("sqlite", "sqlite", "SQLite"), ("pg", "pg", "PG"),
+                 ("pg-bulk", "pg", "PG with sql_bulk"))  # run, its floor, label
+    for db, _, label in recorders:
         if f"recorder-{db}" in rates:
             result.add(f"recorder msg/s ({label} + Parquet)", rates[f"recorder-{db}"], "msg/s")
-    for db, label in (("sqlite", "SQLite"), ("pg", "PG")):
-        if f"recorder-{db}" in rates and f"floor-{db}" in rates:
-            ratio = rates[f"recorder-{db}"] / rates[f"floor-{db}"]
+    for db, floor, label in recorders:
+        if f"recorder-{db}" in rates and f"floor-{floor}" in rates:
+            ratio = rates[f"recorder-{db}"] / rates[f"floor-{floor}"]
             result.add(f"ratio recorder / honest floor ({label})", ratio, "", f">= {TARGET_RATIO}",
                        ratio >= TARGET_RATIO)
     if "recorder-sqlite" in rates:
