@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow.dataset as pads
@@ -99,15 +99,25 @@ def persisted(sql_url: str, parquet_root: Path) -> tuple[dict[str, int], dict[st
     return sql_counts, pq_counts
 
 
+def recorder_items(frames: list[str]) -> list[tuple[str, datetime, str]]:
+    """``(connection, ts_recv, frame)`` items: one receive time per frame, strictly increasing
+    (as the collector stamps them)."""
+    t0 = ms_to_datetime(streams.BASE_TS_MS)
+    return [("bench", t0 + timedelta(microseconds=10 * i), f) for i, f in enumerate(frames)]
+
+
+def open_writer(sql_url: str, root: Path, *, bulk: bool = False) -> StorageWriter:
+    """The recorder's storage writer on ``sql_url`` (migrated to head) + Parquet under ``root``."""
+    upgrade(sa_url(sql_url))
+    return StorageWriter(open_sql_store(sa_url(sql_url), bulk=bulk), ParquetStore(root / "parquet"),
+                         spill_dir=str(root / "spill"))
+
+
 def run_recorder(frames: list[str], sql_url: str, root: Path, *, bulk: bool = False) -> float:
     """The project's path over ``frames``; returns seconds. ``bulk``: ``[storage] sql_bulk``
     (:class:`~recorder.storage.sql_bulk.BulkSqlStore`, PostgreSQL only)."""
-    t0 = ms_to_datetime(streams.BASE_TS_MS)
-    # One receive time per frame, strictly increasing (as the collector stamps them).
-    items = [("bench", t0 + timedelta(microseconds=10 * i), f) for i, f in enumerate(frames)]
-    upgrade(sa_url(sql_url))
-    writer = StorageWriter(open_sql_store(sa_url(sql_url), bulk=bulk), ParquetStore(root / "parquet"),
-                           spill_dir=str(root / "spill"))
+    items = recorder_items(frames)
+    writer = open_writer(sql_url, root, bulk=bulk)
     with Timer() as t:
         run_in_process(items, writer, streams.pipeline(), batch_frames=BATCH_FRAMES)
     return t.seconds
