@@ -12,7 +12,7 @@ import sys
 
 from bench.harness import BenchResult, render, save
 
-BENCHMARKS = ["ingest", "wire", "memory", "rest_sync", "analysis_load", "storage_cost", "bus"]
+BENCHMARKS = ["ingest", "stages", "wire", "memory", "rest_sync", "analysis_load", "storage_cost", "bus"]
 
 
 def main(argv: list[str] | None = None) -> int:

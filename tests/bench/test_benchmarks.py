@@ -28,11 +28,22 @@ def test_ingest_persists_every_row_and_reports_a_ratio_to_the_floor() -> None:
     assert rows.ok is True and rows.value > 0, result.notes
 
 
+def test_stages_account_for_the_cpu_time_of_a_run_that_stored_every_row() -> None:
+    result, v = _run("stages")
+    rows = next(f for f in result.figures if f.metric == "rows stored in SQL and in Parquet")
+    assert rows.ok is True and rows.value > 1000, result.notes  # == the old floor's rows, SQL and Parquet
+    stages = {m: x for m, x in v.items() if m.startswith("CPU s per 100k frames: ") and "total" not in m}
+    assert len(stages) == 7 and all(x > 0 for m, x in stages.items() if "other" not in m)
+    assert abs(sum(stages.values()) - v["CPU s per 100k frames: total (process)"]) < 1e-6
+
+
 def test_wire_receives_and_persists_every_frame() -> None:
     result, v = _run("wire")
     assert v["frame-counting client msg/s (server ceiling)"] > 0
     assert v["decoding client msg/s (inflate + msgspec, stores nothing)"] > 0
     assert v["recorder received msg/s"] > 0 and v["recorder persisted msg/s"] > 0
+    assert v["honest floor msg/s (SQLite + Parquet, in process, same frames)"] > 0
+    assert v["ratio persisted / honest floor"] > 0
     assert v["frames dropped (backpressure)"] == 0
     rows = next(f for f in result.figures if f.metric == "rows persisted (SQL)")
     assert rows.ok is True and rows.value > 0, result.notes
@@ -76,8 +87,8 @@ def test_storage_cost_reports_bytes_per_snapshot() -> None:
 def test_runner_rejects_unknown_names_and_saves_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit):
         main(["--only", "nope"])
-    assert set(BENCHMARKS) == {"ingest", "wire", "memory", "rest_sync", "analysis_load", "storage_cost",
-                               "bus"}
+    assert set(BENCHMARKS) == {"ingest", "stages", "wire", "memory", "rest_sync", "analysis_load",
+                               "storage_cost", "bus"}
     result = BenchResult("x", "tiny")
     result.add("m", 1.5, "s", ">= 1", True)
     path = save(result, tmp_path)
