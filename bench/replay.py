@@ -1,4 +1,5 @@
-"""A firehose exchange for the wire benchmark: ``python -m bench.replay PORT FRAMES_FILE [--deflate]``.
+"""A firehose exchange for the wire benchmark:
+``python -m bench.replay PORT FRAMES_FILE [--deflate] [--rate FRAMES_PER_S]``.
 
 The server must never be what limits the benchmark, so it is a raw asyncio protocol
 with every data frame pre-encoded: the stream (:mod:`bench.streams`, one text frame per
@@ -14,6 +15,10 @@ with a close; 0.5 s after the first subscription it sends every frame once (to t
 first connection only; later connections are just kept alive). It prints ``ready``,
 then ``sent N in S max_pause P`` on stdout when the last byte was handed to the socket (``P``:
 the longest time, s, writing waited for the receiver to read: its longest reading stall).
+
+``--rate R`` paces the stream instead: frames go out in groups every 10 ms so that R frames
+leave per second on average (still never faster than the receiver reads), for latency at a
+given load (the wire benchmark's "half the maximum rate").
 """
 
 from __future__ import annotations
@@ -49,8 +54,11 @@ def deflate(payload: bytes) -> bytes:
     return c.compress(payload) + c.flush()
 
 
-def prebuild(frames: list[bytes], compressed: bool) -> list[bytes]:
-    """The frames as ~64 KiB chunks of encoded server frames."""
+SLOT = 0.01  # s between two groups of frames of a paced stream (--rate)
+
+
+def prebuild(frames: list[bytes], compressed: bool, per_chunk: int | None = None) -> list[bytes]:
+    """The frames as ~64 KiB chunks of encoded server frames (``per_chunk``: that many frames each)."""
     chunks: list[bytes] = []
     part: list[bytes] = []
     size = 0
@@ -58,7 +66,7 @@ def prebuild(frames: list[bytes], compressed: bool) -> list[bytes]:
         enc = ws_frame(deflate(f), 0x2) if compressed else ws_frame(f, 0x1)
         part.append(enc)
         size += len(enc)
-        if size >= _CHUNK:
+        if (len(part) >= per_chunk) if per_chunk else (size >= _CHUNK):
             chunks.append(b"".join(part))
             part, size = [], 0
     if part:
@@ -85,6 +93,7 @@ class ReplayProtocol(asyncio.Protocol):
         self.started = False
         self.paused_at = 0.0
         self.max_pause = 0.0  # s: the longest time the receiver left the socket full (a reading stall)
+        self.timer: asyncio.TimerHandle | None = None  # the next paced group (--rate)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -173,15 +182,26 @@ class ReplayProtocol(asyncio.Protocol):
     def pump(self) -> None:
         t = self.transport
         chunks = self.chunks
+        paced = self.server.rate is not None
         while not self.paused and self.next < len(chunks):
             if t is None or t.is_closing():
                 return
+            if paced:  # group i leaves at t0 + i * SLOT, not before
+                wait = self.t0 + self.next * SLOT - time.monotonic()
+                if wait > 0:
+                    if self.timer is None:
+                        self.timer = asyncio.get_running_loop().call_later(wait, self._tick)
+                    return
             t.write(chunks[self.next])
             self.next += 1
         if self.next == len(chunks) and chunks:
             print(f"sent {self.server.n_frames} in {time.monotonic() - self.t0:.3f} "
                   f"max_pause {self.max_pause:.3f}", flush=True)
             self.chunks = []
+
+    def _tick(self) -> None:
+        self.timer = None
+        self.pump()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -198,16 +218,17 @@ class ReplayProtocol(asyncio.Protocol):
 
 
 class ReplayServer:
-    def __init__(self, frames: list[bytes], compressed: bool) -> None:
+    def __init__(self, frames: list[bytes], compressed: bool, rate: float | None = None) -> None:
         self.n_frames = len(frames)
-        self.chunks = prebuild(frames, compressed)
+        self.rate = rate
+        self.chunks = prebuild(frames, compressed, max(1, round(rate * SLOT)) if rate else None)
         self.sent = False
 
 
-async def main(port: int, path: str, compressed: bool) -> None:
+async def main(port: int, path: str, compressed: bool, rate: float | None = None) -> None:
     with open(path, "rb") as f:
         frames = f.read().splitlines()
-    server = ReplayServer(frames, compressed)
+    server = ReplayServer(frames, compressed, rate)
     srv = await asyncio.get_running_loop().create_server(lambda: ReplayProtocol(server), "127.0.0.1", port)
     async with srv:
         print("ready", flush=True)
@@ -215,4 +236,6 @@ async def main(port: int, path: str, compressed: bool) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], "--deflate" in sys.argv[3:]))
+    args = sys.argv[3:]
+    pace = float(args[args.index("--rate") + 1]) if "--rate" in args else None
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], "--deflate" in args, pace))

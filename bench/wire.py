@@ -57,9 +57,12 @@ CHANNELS = ("ticker", "depth", "depth_20", "deals")
 WRITER_PROCESS = os.environ.get("OKEX_BENCH_WIRE_WRITER_PROCESS", "1") not in ("", "0")
 
 
-def _start_replay(workdir: Path, frames_file: Path) -> tuple[subprocess.Popen[str], int]:
+def _start_replay(workdir: Path, frames_file: Path,
+                  rate: float | None = None) -> tuple[subprocess.Popen[str], int]:
     port = procs.free_port()
     extra = ["--deflate"] if DEFLATE else []
+    if rate is not None:
+        extra += ["--rate", f"{rate:.0f}"]
     proc = subprocess.Popen([sys.executable, "-m", "bench.replay", str(port), str(frames_file), *extra],
                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
     assert proc.stdout is not None
@@ -116,6 +119,8 @@ def run(size: str) -> BenchResult:
                                          f"sqlite:///{floor_work / 'floor.sqlite'}", floor_work)
 
         inproc = _measure(work, stream, frames_file, n_frames, channels_kinds=CHANNELS)
+        half = inproc["persisted"] / 2  # latency at half the maximum rate (issue 16)
+        paced = _measure(work / "half", stream, frames_file, n_frames, channels_kinds=CHANNELS, rate=half)
         if WRITER_PROCESS:
             child = _measure(work / "wp", stream, frames_file, n_frames, channels_kinds=CHANNELS,
                              writer_process=True)
@@ -123,6 +128,15 @@ def run(size: str) -> BenchResult:
     result.add("decoding client msg/s (inflate + msgspec, stores nothing)", decoding, "msg/s")
     result.add("honest floor msg/s (SQLite + Parquet, in process, same frames)", floor, "msg/s")
     _report(result, inproc, decoding, floor, "")
+    budget = (FLUSH_INTERVAL + 0.25) * 1000
+    result.add("paced at half the persisted rate: msg/s sent", half, "msg/s")
+    result.add("paced at half the persisted rate: latency receive -> durable p99", paced["p99"] * 1000, "ms",
+               f"<= {budget:.0f}", paced["p99"] * 1000 <= budget)
+    ok = paced["dropped"] == 0 and all(
+        paced["sql"].get(t, 0) == paced["produced"].get(t, 0) == paced["parquet"].get(t, 0)
+        for t in ("book_snapshots", "tickers", "deals"))
+    result.add("paced at half the persisted rate: rows persisted (SQL)", sum(paced["sql"].values()), "rows",
+               "== produced, 0 dropped", ok)
     if WRITER_PROCESS:
         _report(result, child, decoding, floor, "writer process: ")
         ratio = child["persisted"] / inproc["persisted"] if inproc["persisted"] else 0.0
@@ -131,10 +145,12 @@ def run(size: str) -> BenchResult:
 
 
 def _measure(work: Path, stream: streams.Stream, frames_file: Path, n_frames: int, *,
-             channels_kinds: tuple[str, ...], writer_process: bool = False) -> dict[str, Any]:
-    """One recorder run against a fresh replay server: rates, lag, stall, rows (SQL and Parquet)."""
+             channels_kinds: tuple[str, ...], writer_process: bool = False,
+             rate: float | None = None) -> dict[str, Any]:
+    """One recorder run against a fresh replay server: rates, lag, stall, rows (SQL and Parquet).
+    ``rate``: the server paces the stream at that many frames/s (else as fast as it is read)."""
     work.mkdir(exist_ok=True)
-    replay, port = _start_replay(work, frames_file)
+    replay, port = _start_replay(work, frames_file, rate)
     notes: list[str] = []
     try:
         config = procs.recorder_config(
@@ -142,7 +158,8 @@ def _measure(work: Path, stream: streams.Stream, frames_file: Path, n_frames: in
             flush_interval=FLUSH_INTERVAL, writer_process=writer_process)
         text = config.read_text().replace("[collector]\n", "[collector]\nsymbols_per_connection = 1000\n")
         config.write_text(text)
-        timeout = max(120.0, n_frames / 1_000)  # a loaded 2-core machine may run at a few thousand msg/s
+        # a loaded 2-core machine may run at a few thousand msg/s
+        timeout = max(120.0, n_frames / 1_000, 2 * n_frames / rate if rate else 0.0)
         rec = procs.start_recorder(work, config, timeout)
         t_start = time.monotonic()
         first_data = None

@@ -44,6 +44,11 @@ def test_wire_receives_and_persists_every_frame() -> None:
     assert v["recorder received msg/s"] > 0 and v["recorder persisted msg/s"] > 0
     assert v["honest floor msg/s (SQLite + Parquet, in process, same frames)"] > 0
     assert v["ratio persisted / honest floor"] > 0
+    # the same frames again, paced at half the persisted rate: every row, latency measured
+    metric = "paced at half the persisted rate: rows persisted (SQL)"
+    paced = next(f for f in result.figures if f.metric == metric)
+    assert paced.ok is True and paced.value > 0, result.notes
+    assert 0 < v["paced at half the persisted rate: latency receive -> durable p99"] < 60_000
     assert v["frames dropped (backpressure)"] == 0
     rows = next(f for f in result.figures if f.metric == "rows persisted (SQL)")
     assert rows.ok is True and rows.value > 0, result.notes
