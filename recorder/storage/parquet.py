@@ -20,7 +20,8 @@ one root too, and gives the old files the venue ``okex_v1``.
 
 Durability: :meth:`ParquetStore.write_batch` appends the rows to the journal (an Arrow
 IPC stream, fsync'd) and returns only then; that is the acknowledgement. Rows become
-Parquet files when the journal segment *rolls over* (by rows, by bytes or by age, see
+Parquet files when the journal segment *rolls over* (sealed by rows, by bytes or by age, then
+rolled by the store's background roller thread, which ``write_batch`` does not wait for; see
 :class:`ParquetStore`): every partition present in the segment gets one file
 ``part-<segment>.parquet``, written under a hidden temporary name
 (``.part-<segment>.parquet.tmp``: ignored by pyarrow, pandas and DuckDB's
