@@ -20,7 +20,8 @@ one root too, and gives the old files the venue ``okex_v1``.
 
 Durability: :meth:`ParquetStore.write_batch` appends the rows to the journal (an Arrow
 IPC stream, fsync'd) and returns only then; that is the acknowledgement. Rows become
-Parquet files when the journal segment *rolls over* (by rows, by bytes or by age, see
+Parquet files when the journal segment *rolls over* (sealed by rows, by bytes or by age, then
+rolled by the store's background roller thread, which ``write_batch`` does not wait for; see
 :class:`ParquetStore`): every partition present in the segment gets one file
 ``part-<segment>.parquet``, written under a hidden temporary name
 (``.part-<segment>.parquet.tmp``: ignored by pyarrow, pandas and DuckDB's
@@ -41,10 +42,12 @@ import contextlib
 import logging
 import os
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -334,12 +337,18 @@ class _DatasetState:
 class ParquetStore:
     """Partitioned Parquet datasets under ``root`` with a durable journal in front.
 
-    ``write_batch(records)`` is durable when it returns. A journal segment rolls over
-    into Parquet files when it holds ``roll_rows`` rows or ``roll_bytes`` bytes, or
-    when its first row is ``roll_seconds`` old (checked on every ``write_batch`` and
-    :meth:`roll_due` call; ``clock`` returns seconds, monotonic). ``close()`` rolls
-    everything. A failing roll (root unwritable, disk full) keeps the rows in the journal,
-    records the error (see :meth:`stats`) and is retried after a backoff delay.
+    ``write_batch(records)`` is durable when it returns. A journal segment is *sealed*
+    when it holds ``roll_rows`` rows or ``roll_bytes`` bytes, or when its first row is
+    ``roll_seconds`` old (checked on every ``write_batch`` and :meth:`roll_due` call;
+    ``clock`` returns seconds, monotonic). Sealed segments are rolled into Parquet files
+    by the store's own background thread (``parquet-roller``, started on the first seal):
+    ``write_batch`` never waits for a roll, except when more than ``roll_backlog``
+    sealed segments of one dataset wait for the roller (backpressure: it then waits until
+    the roller is back within the bound; never while the roll is failing, see
+    :meth:`stats`). ``roll_all()`` and ``close()`` roll everything in the caller's thread.
+    A failing roll (root unwritable, disk full) keeps the rows in the journal, records the
+    error (see :meth:`stats`) and is retried after a backoff delay (the retry is handed to
+    the roller by the first ``write_batch``/``roll_due`` call after the delay).
 
     A roll streams the segment (one journal batch at a time) and holds about
     ``roll_buffer_bytes`` of rows in memory at most: partitions are written in groups of
@@ -348,11 +357,12 @@ class ParquetStore:
 
     ``root`` is a local path (or a URI pyarrow understands, with ``journal_dir`` given);
     ``filesystem`` overrides the file system (tests inject faults through it). The journal
-    is always local. Not thread-safe: one owner calls it.
+    is always local. One owner calls ``write_batch``/``roll_due``/``roll_all``/``close``;
+    :meth:`stats`, ``healthy`` and ``last_error`` may be read from any thread.
 
     ``compaction`` (a :class:`~recorder.storage.compact.CompactionPolicy`) turns on automatic
-    compaction: after each roll check, while no roll is pending, one bounded step of
-    :class:`~recorder.storage.compact.AutoCompactor` runs in the caller's thread.
+    compaction: after each roll check, the roller runs one bounded step of
+    :class:`~recorder.storage.compact.AutoCompactor` once no roll is pending (in its thread).
 
     Raises :class:`StoreUnavailableError` from the constructor if the root or the journal
     cannot be created, and from :meth:`write_batch` if the journal cannot be written.
@@ -377,9 +387,10 @@ class ParquetStore:
         fsync: bool = True,
         retry_policy: BackoffPolicy = BackoffPolicy(initial=1.0, cap=60.0),
         compaction: CompactionPolicy | None = None,
+        roll_backlog: int = 2,
     ) -> None:
-        if roll_rows < 1 or roll_bytes < 1 or roll_seconds <= 0:
-            raise ValueError("roll_rows, roll_bytes and roll_seconds must be positive")
+        if roll_rows < 1 or roll_bytes < 1 or roll_seconds <= 0 or roll_backlog < 1:
+            raise ValueError("roll_rows, roll_bytes, roll_seconds and roll_backlog must be positive")
         self._fs, self.root = _resolve(root, filesystem)
         self.roll_rows = roll_rows
         self.roll_bytes = roll_bytes
@@ -391,6 +402,20 @@ class ParquetStore:
         self._clock = clock
         self._fsync = fsync
         self._retry_policy = retry_policy
+        self.roll_backlog = roll_backlog
+        # Shared with the roller thread, guarded by _lock: the sealed lists and file counters of
+        # _state, last_error, _delays, _retry_at and the backpressure figures. _roll_lock is held
+        # by whoever rolls (the roller, roll_all) and by a compaction step.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a roll finished or failed; work for the roller
+        self._roll_lock = threading.Lock()
+        self._roller: threading.Thread | None = None
+        self._roll_wanted = False
+        self._rolling = False  # the roller is in a pass
+        self._stopping = False
+        self._attempted: set[Path] = set()  # segments a roll has started on (roll lock)
+        self._backpressure_waits = 0
+        self._backpressure_seconds = 0.0
         self._delays: Iterator[float] | None = None
         self._retry_at = 0.0
         self.last_error: str | None = None
@@ -413,14 +438,14 @@ class ParquetStore:
     # -- public ------------------------------------------------------------------------------------
 
     def write_batch(self, records: Sequence[Record]) -> None:
-        """Journal ``records`` durably (one Arrow IPC message per dataset), then roll what is due.
+        """Journal ``records`` durably (one Arrow IPC message per dataset), then :meth:`roll_due`.
 
         Raises :class:`StoreUnavailableError` if the journal cannot be written (nothing
         of the failing dataset was kept: the caller retries it), :class:`StorageError`
         for a value the schema cannot hold, SymbolError for a malformed symbol. A failing
         roll does not raise: the rows are safe in the journal (see :meth:`stats`). If some
         datasets were journaled before the failure, :class:`PartialWriteError` lists the
-        records that were not.
+        records that were not. Does not wait for rolls, except beyond ``roll_backlog``.
         """
         batch = Batch.of(records)  # converted once: the SQL store shares the same tables
         tables = {DATASETS[name]: batch_to_table(batch, DATASETS[name]) for name in batch.groups}
@@ -436,7 +461,8 @@ class ParquetStore:
                     state.opened_at = self._clock()
                 done.append(dataset)
         except StoreUnavailableError as exc:
-            self.last_error = str(exc)
+            with self._lock:
+                self.last_error = str(exc)
             if done:  # the journaled datasets are acknowledged; tell the caller which were not
                 unwritten = [r for d in tables if d not in done for r in batch.groups[d.name]]
                 raise PartialWriteError(exc, unwritten) from exc
@@ -444,7 +470,14 @@ class ParquetStore:
         self.roll_due()
 
     def roll_due(self) -> None:
-        """Roll every journal segment that is full or old enough; retry earlier failed rolls."""
+        """Seal every journal segment that is full or old enough and hand sealed ones to the roller.
+
+        Never rolls in the caller's thread: the background roller does (a failed roll is handed
+        to it again once its backoff delay has passed; with compaction on, the roller also gets
+        its compaction step). Waits only while a dataset has more than ``roll_backlog`` sealed
+        segments and the roller is working through them without error (backpressure, counted
+        in :meth:`stats`).
+        """
         now = self._clock()
         for name, state in self._state.items():
             rows = self._journal.open_rows(name)
@@ -455,23 +488,30 @@ class ParquetStore:
             if (rows >= self.roll_rows or size >= self.roll_bytes
                     or (state.opened_at is not None and now - state.opened_at >= self.roll_seconds)):
                 self._seal(name)
-        if any(s.sealed for s in self._state.values()) and now >= self._retry_at:
-            self._roll_sealed()
-        self._compaction_step()
+        with self._lock:
+            due = self._pending() and now >= self._retry_at
+        if due or (self.compactor is not None and now >= self._compact_at):
+            self._wake_roller()
+        self._wait_for_backlog()
 
     def roll_all(self) -> None:
         """Seal every open segment and turn all journaled rows into Parquet files now.
 
-        Raises :class:`StoreUnavailableError` if that fails (the rows stay journaled).
+        Rolls in the caller's thread (after a roll the roller is running, if any, finished)
+        and ignores the backoff delay. Raises :class:`StoreUnavailableError` if that fails
+        (the rows stay journaled).
         """
         for name in self._state:
             self._seal(name)
-        self._roll_sealed()
-        if self.last_error is not None and any(s.sealed for s in self._state.values()):
-            raise StoreUnavailableError(self.last_error)
+        with self._roll_lock:
+            self._roll_sealed()
+        with self._lock:
+            error = self.last_error if self.last_error is not None and self._pending() else None
+        if error is not None:
+            raise StoreUnavailableError(error)
 
     def close(self) -> None:
-        """Roll everything into Parquet files and close the journal.
+        """Roll everything into Parquet files, stop the roller and close the journal.
 
         Raises :class:`StoreUnavailableError` if rows could not be written; they stay in
         the journal and the next start-up recovers them.
@@ -479,27 +519,54 @@ class ParquetStore:
         try:
             self.roll_all()
         finally:
+            self._stop_roller()
             self._journal.close()
             if self.compactor is not None:
                 self.compactor.close()
 
+    def wait_for_rolls(self, timeout: float | None = None) -> bool:
+        """Wait until the roller has done what it was asked (tests, benchmarks, the bus consumer).
+
+        True if no journaled rows are left waiting for a roll then; False if a roll failed
+        (the rows stay journaled, see :meth:`stats`) or ``timeout`` s passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while (self._roll_wanted or self._rolling) and not self._stopping:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._changed.wait(left)
+            return not self._pending()
+
     @property
     def healthy(self) -> bool:
         """False while journaled rows wait for a failed roll to be retried."""
-        return not any(s.sealed for s in self._state.values()) or self.last_error is None
+        with self._lock:
+            return not self._pending() or self.last_error is None
 
     def stats(self) -> dict[str, Any]:
-        """Counters: per dataset ``written`` (acknowledged), ``in_files``, ``files``, ``journaled``."""
-        datasets = {}
-        for name, s in self._state.items():
-            if s.rows_written or s.files_written or s.sealed or self._journal.open_rows(name):
-                datasets[name] = {
-                    "written": s.rows_written,
-                    "in_files": s.rows_in_files,
-                    "files": s.files_written,
-                    "journaled_segments": len(s.sealed) + (1 if self._journal.open_rows(name) else 0),
-                }
-        return {"healthy": self.healthy, "last_error": self.last_error, "datasets": datasets}
+        """Counters: per dataset ``written`` (acknowledged), ``in_files``, ``files``, ``journaled_segments``;
+        ``roller``: sealed segments waiting for the roller (``pending_segments``, ``pending_bytes``),
+        ``backlog_bound`` (``roll_backlog``) and the backpressure so far (``backpressure_waits``:
+        write_batch calls that waited for the roller, ``backpressure_seconds``: their total wait)."""
+        with self._lock:
+            datasets = {}
+            pending: list[Segment] = []
+            for name, s in self._state.items():
+                pending.extend(s.sealed)
+                if s.rows_written or s.files_written or s.sealed or self._journal.open_rows(name):
+                    datasets[name] = {
+                        "written": s.rows_written,
+                        "in_files": s.rows_in_files,
+                        "files": s.files_written,
+                        "journaled_segments": len(s.sealed) + (1 if self._journal.open_rows(name) else 0),
+                    }
+            healthy = not pending or self.last_error is None
+            roller = {"pending_segments": len(pending), "pending_bytes": sum(_size(seg) for seg in pending),
+                      "backlog_bound": self.roll_backlog, "backpressure_waits": self._backpressure_waits,
+                      "backpressure_seconds": round(self._backpressure_seconds, 3)}
+            return {"healthy": healthy, "last_error": self.last_error, "datasets": datasets, "roller": roller}
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -512,39 +579,132 @@ class ParquetStore:
         seg = self._journal.seal(name)
         if seg is not None:
             state = self._state[name]
-            state.sealed.append(seg)
+            with self._lock:
+                state.sealed.append(seg)
             state.opened_at = None
 
+    def _pending(self) -> bool:
+        """True while a sealed segment waits to become Parquet files (hold ``_lock``)."""
+        return any(s.sealed for s in self._state.values())
+
+    # -- the roller thread ---------------------------------------------------------------------------
+
+    def _wake_roller(self) -> None:
+        """Ask the roller for a pass over the sealed segments (started here the first time)."""
+        with self._changed:
+            if self._stopping:
+                return
+            self._roll_wanted = True
+            if self._roller is None:
+                self._roller = threading.Thread(target=self._roller_loop, name="parquet-roller", daemon=True)
+                self._roller.start()
+            self._changed.notify_all()
+
+    def _roller_loop(self) -> None:
+        while True:
+            with self._changed:
+                while not self._roll_wanted and not self._stopping:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                self._roll_wanted = False
+                self._rolling = True
+            try:
+                with self._roll_lock:
+                    with self._lock:
+                        due = self._clock() >= self._retry_at
+                    if due:  # else: a failed roll waits for its backoff delay (compaction does too)
+                        self._roll_sealed()
+                    self._compaction_step()
+            except Exception as exc:  # e.g. an unreadable segment: the rows stay journaled
+                self._roll_failed(exc)
+            finally:
+                with self._changed:
+                    self._rolling = False
+                    self._changed.notify_all()  # backpressure waiters look again
+
+    def _stop_roller(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+            roller = self._roller
+        if roller is not None:
+            roller.join()
+
+    def _wait_for_backlog(self) -> None:
+        """Backpressure: wait while a dataset has more than ``roll_backlog`` sealed segments and the
+        roller works through them without error (a failing roll keeps rows journaled instead)."""
+        with self._changed:
+            if not self._must_wait():
+                return
+            started = time.monotonic()
+            self._backpressure_waits += 1
+            if self._backpressure_waits == 1 or self._backpressure_waits % 100 == 0:
+                log.warning("parquet root %s: more than %d sealed journal segments of a dataset wait for "
+                            "the roller; writes wait for it (%d times so far)", self.root, self.roll_backlog,
+                            self._backpressure_waits)
+            while self._must_wait():
+                self._changed.wait(1.0)
+            self._backpressure_seconds += time.monotonic() - started
+
+    def _must_wait(self) -> bool:
+        return (self.last_error is None and self._roller is not None and not self._stopping
+                and self._over_backlog())
+
+    def _over_backlog(self) -> bool:
+        return any(len(s.sealed) > self.roll_backlog for s in self._state.values())
+
     def _roll_sealed(self) -> None:
+        """Roll every sealed segment, oldest first per dataset; stop at the first failure.
+
+        Called with ``_roll_lock`` held (by the roller, roll_all or the start-up recovery).
+        """
         for name, state in self._state.items():
-            while state.sealed:
-                seg = state.sealed[0]
+            while True:
+                with self._lock:
+                    if not state.sealed:
+                        break
+                    seg = state.sealed[0]
                 try:
                     rows, files = self._segment_to_parquet(DATASETS[name], seg)
                     self._journal.remove(seg)
                 except (OSError, StoreUnavailableError) as exc:
                     self._roll_failed(exc)
                     return
-                state.sealed.pop(0)
-                state.rows_in_files += rows
-                state.files_written += files
+                self._attempted.discard(seg.path)
+                with self._changed:
+                    state.sealed.pop(0)
+                    state.rows_in_files += rows
+                    state.files_written += files
+                    self._changed.notify_all()
                 # A roll is the one moment Arrow allocates a lot: hand the freed pages back to the OS
-                # (Arrow's pool and glibc's heaps: recorder/storage/memory.py).
+                # (Arrow's pool and glibc's heaps, at most every 10 s: recorder/storage/memory.py).
                 memory.release()
-        if self._delays is not None:
+        with self._lock:
+            recovered = self._delays is not None
+            self._delays = None
+            self._retry_at = 0.0
+            self.last_error = None
+        if recovered:
             log.warning("parquet root %s writable again: journaled rows rolled into files", self.root)
-        self._delays = None
-        self.last_error = None
 
     def _roll_failed(self, exc: BaseException) -> None:
         if isinstance(exc, StoreUnavailableError):
-            self.last_error = str(exc)
+            error = str(exc)
+        elif isinstance(exc, OSError):
+            error = f"parquet root {self.root} not writable: {exc}"
         else:
-            self.last_error = f"parquet root {self.root} not writable: {exc}"
-        if self._delays is None:  # first failure: one line; rows stay journaled, retried with backoff
-            log.error("%s; rows stay in the journal and the roll is retried", self.last_error)
-            self._delays = backoff(self._retry_policy)
-        self._retry_at = self._clock() + next(self._delays)
+            error = f"parquet roll failed: {type(exc).__name__}: {exc}"
+        with self._changed:
+            self.last_error = error
+            first = self._delays is None
+            if first:
+                self._delays = backoff(self._retry_policy)
+            assert self._delays is not None
+            self._retry_at = self._clock() + next(self._delays)
+            self._changed.notify_all()
+        if first:  # first failure: one line; rows stay journaled, retried with backoff
+            log.error("%s; rows stay in the journal and the roll is retried", error)
 
     def _segment_to_parquet(self, dataset: Dataset, segment: Segment) -> tuple[int, int]:
         """Write one file per partition of ``segment``; skip files a previous attempt finished.
@@ -555,6 +715,10 @@ class ParquetStore:
         group, so memory stays bounded whatever the segment's size.
         """
         part_name = f"part-{segment.path.name.removesuffix('.arrows')}.parquet"
+        # A segment's file names are its own (time + uuid): files of it can only exist if an earlier
+        # attempt (a failed roll, a run that crashed) wrote them, so only then is each one looked up.
+        again = self._recovering or segment.path in self._attempted
+        self._attempted.add(segment.path)
         sizes: dict[str, list[int]] = {}  # partition label -> [rows, bytes], first seen first
         for table in _segment_tables(dataset, segment):
             labels = _partition_labels(dataset, table)
@@ -569,8 +733,8 @@ class ParquetStore:
         for label in sizes:
             directory = f"{self.root}/{dataset.name}/{partition_directory(dataset, label)}"
             final = f"{directory}/{part_name}"
-            if (self._fs.get_file_info(final).type == pafs.FileType.NotFound
-                    and not (self._recovering and self._merged_by_compaction(directory, part_name))):
+            if not again or (self._fs.get_file_info(final).type == pafs.FileType.NotFound
+                             and not (self._recovering and self._merged_by_compaction(directory, part_name))):
                 todo[label] = final  # else: written before a crash (and maybe compacted since)
         groups: list[list[str]] = []
         budget = 0
@@ -650,17 +814,20 @@ class ParquetStore:
 
     def _compaction_step(self) -> None:
         """One bounded compaction step, only while no roll is pending (its files must not be merged
-        before its journal segment is gone: a retried roll would write them again)."""
-        if self.compactor is None or any(s.sealed for s in self._state.values()):
+        before its journal segment is gone: a retried roll would write them again).
+
+        Runs in the roller's pass, after its rolls: the roller is the only writer of roll files,
+        so a segment sealed while the step runs has no files the step could merge."""
+        if self.compactor is None or self._clock() < self._compact_at:
             return
-        now = self._clock()
-        if now < self._compact_at:
-            return
+        with self._lock:
+            if self._pending():
+                return
         try:
             self.compactor.step()
         except (OSError, StorageError, pa.ArrowException) as exc:
             log.warning("automatic compaction failed (the partition is unchanged; retried in 60 s): %s", exc)
-            self._compact_at = now + 60.0
+            self._compact_at = self._clock() + 60.0
 
     def _merged_by_compaction(self, directory: str, part_name: str) -> bool:
         """True if a compacted file in ``directory`` holds ``part_name``'s rows (start-up only: a file
@@ -688,7 +855,8 @@ class ParquetStore:
                 self._state[seg.stream].sealed.append(seg)
         self._recovering = True
         try:
-            self._roll_sealed()
+            with self._roll_lock:  # in the constructor's thread: start-up waits for its recovery
+                self._roll_sealed()
         finally:
             self._recovering = False
 
@@ -762,3 +930,10 @@ def _dataset(name: str) -> Dataset:
         return DATASETS[name]
     except KeyError:
         raise StorageError(f"unknown dataset {name!r}: one of {', '.join(sorted(DATASETS))}") from None
+
+
+def _size(segment: Segment) -> int:
+    try:
+        return segment.path.stat().st_size
+    except OSError:
+        return 0  # rolled and removed meanwhile

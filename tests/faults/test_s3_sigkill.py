@@ -25,11 +25,6 @@ from tests.fixtures.s3 import FAKE_SECRET, S3Server
 pytestmark = pytest.mark.faults
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "regression found at the end of session 3, cause not yet found: against moto at 150 updates/s the "
-    "writer now falls 5 s behind while rolling to S3, so the collector drops a frame (a recorded "
-    "backpressure gap) and rows older than the flush window are missing; every other assertion holds "
-    "when it passes (tracked with issue 16)"))
 def test_sigkill_while_uploading_to_s3_leaves_only_complete_objects_and_the_restart_finishes(
     simulator_settings: SimulatorSettings, tmp_path: Path, s3: S3Server
 ) -> None:

@@ -60,6 +60,7 @@ def settle(store: ParquetStore, timeout: float = 60.0) -> None:
     while time.monotonic() < deadline:
         before = len(c.results)
         store.roll_due()
+        assert store.wait_for_rolls(timeout=30)  # the roller's files first: compaction waits for them
         busy = c._job is not None or c._retired or c._unlisted or len(c.results) != before
         idle = 0 if busy else idle + 1
         if idle >= 3:
@@ -158,6 +159,9 @@ def test_a_reader_loop_during_compaction_never_sees_missing_or_doubled_rows(tmp_
         for first in range(1, 301, 3):
             store.write_batch([sample_deal(t) for t in range(first, first + 3)]
                               + [sample_deal(first, symbol="eth_btc")])
+            # a feed slower than the roller: its pass ends with nothing pending, so it compacts
+            # (a step waits while a roll is pending)
+            assert store.wait_for_rolls(timeout=30)
         store.roll_all()
         settle(store)
         wanted = max(len(reads) + 3, 20)  # a few reads of the final state, and enough in all

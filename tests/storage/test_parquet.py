@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 
 from recorder.errors import SymbolError
 from recorder.records import BookSnapshot, Deal
+from recorder.storage.journal import iter_segment
 from recorder.storage.parquet import ParquetStore, file_schema, open_dataset
 from recorder.storage.schema import DATASETS, levels_from_json
 from tests.fixtures.storage import ManualClock, sample_book, sample_deal
@@ -33,7 +36,11 @@ def parquet_files(root: Path) -> list[Path]:
 
 
 def abandon(store: ParquetStore) -> None:
-    """Drop a store as a killed process would: its journal files are closed, nothing else."""
+    """Drop a store as a killed process would: its journal files are closed, nothing else.
+
+    Its roller finishes what it was given first (a roll the next store would race otherwise)."""
+    store.wait_for_rolls()
+    store._stop_roller()
     for seg in store._journal._open.values():
         seg.file.close()
     store._journal._open.clear()
@@ -119,7 +126,8 @@ def test_files_roll_over_by_row_count(tmp_path: Path) -> None:
     store = ParquetStore(tmp_path, roll_rows=4, fsync=False)
     books = [sample_book(i) for i in range(10)]  # all on 2026-11-23
     for i in range(0, 10, 2):
-        store.write_batch(books[i:i + 2])
+        store.write_batch(books[i:i + 2])  # seals; the roller rolls in the background
+        assert store.wait_for_rolls(timeout=30)
         assert len(parquet_files(tmp_path)) == (i + 2) // 4
     store.close()
     files = parquet_files(tmp_path)
@@ -136,13 +144,16 @@ def test_files_roll_over_by_time_with_an_injected_clock(tmp_path: Path) -> None:
     assert parquet_files(tmp_path) == []
     clock.advance(1)
     store.roll_due()  # also what every write_batch does
+    assert store.wait_for_rolls(timeout=30)
     assert [pq.read_metadata(f).num_rows for f in parquet_files(tmp_path)] == [2]
     store.write_batch([sample_book(2)])  # a new segment starts its own minute
     clock.advance(30)
     store.roll_due()
+    assert store.wait_for_rolls(timeout=30)
     assert len(parquet_files(tmp_path)) == 1
     clock.advance(30)
     store.write_batch([])
+    assert store.wait_for_rolls(timeout=30)
     assert sorted(pq.read_metadata(f).num_rows for f in parquet_files(tmp_path)) == [1, 2]
     store.close()
     assert read_books(tmp_path) == [sample_book(i) for i in range(3)]
@@ -311,7 +322,8 @@ def test_full_parquet_root_keeps_rows_journaled_and_resumes_when_space_returns(t
                          journal_dir=tmp_path / "journal", fsync=False)
     disk.full = True
     deals = [sample_deal(t) for t in range(1, 13)]
-    store.write_batch(deals[:6])  # acknowledged: journaled; the roll fails
+    store.write_batch(deals[:6])  # acknowledged: journaled; the roll fails (in the background)
+    assert store.wait_for_rolls(timeout=30) is False
     stats = store.stats()
     assert stats["healthy"] is False
     root = tmp_path / "root"
@@ -321,15 +333,117 @@ def test_full_parquet_root_keeps_rows_journaled_and_resumes_when_space_returns(t
     store.write_batch(deals[6:])  # still fine, still journaled
     disk.full = False
     store.roll_due()  # not retried before the backoff delay has passed
+    assert store.wait_for_rolls(timeout=30) is False
     assert store.stats()["datasets"]["deals"]["in_files"] == 0
     clock.advance(120)
     store.roll_due()
+    assert store.wait_for_rolls(timeout=30)
     assert store.stats()["healthy"] is True
     assert store.stats()["last_error"] is None
     store.close()
     back = pads.dataset(root / "deals", partitioning="hive").to_table().sort_by("tid").to_pylist()
     assert [DATASETS["deals"].from_row(r) for r in back] == deals
     assert list((tmp_path / "journal" / "deals").iterdir()) == []
+
+
+class _GatedDisk(_FullDisk):
+    """A local file system whose file creation waits at a gate (a roll hanging on slow storage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()  # set: writes pass
+        self.waiting = threading.Event()  # a writer is held at the gate
+
+    def open_output_stream(self, path: str, metadata: Any) -> Any:
+        if not self.gate.is_set():
+            self.waiting.set()
+            assert self.gate.wait(60), "the gate was never opened"
+        return super().open_output_stream(path, metadata)
+
+
+def wait_until(predicate: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_write_batch_returns_while_a_roll_hangs_and_waits_only_beyond_the_backlog(tmp_path: Path) -> None:
+    disk = _GatedDisk()
+    root = tmp_path / "root"
+    store = ParquetStore(root, roll_rows=5, roll_backlog=2, filesystem=pafs.PyFileSystem(disk),
+                         journal_dir=tmp_path / "journal", fsync=False)
+    deals = [sample_deal(t) for t in range(1, 25)]
+    store.write_batch(deals[:6])  # seals a segment: the roller takes it and hangs at the gate
+    assert disk.waiting.wait(30)
+    store.write_batch(deals[6:9])  # journaled (durable), returns although the roll hangs
+    store.write_batch(deals[9:12])  # seals a second segment: within the backlog bound, no wait
+    stats = store.stats()  # readable from another thread while the roller is busy
+    assert stats["healthy"] is True and stats["last_error"] is None
+    assert stats["datasets"]["deals"] == {"written": 12, "in_files": 0, "files": 0, "journaled_segments": 2}
+    assert stats["roller"]["pending_segments"] == 2 and stats["roller"]["backpressure_waits"] == 0
+    assert not list(root.rglob("*.parquet"))
+    journaled = sorted(t for seg in (tmp_path / "journal" / "deals").iterdir()
+                       for batch in iter_segment(seg) for t in batch.column("tid").to_pylist())
+    assert journaled == list(range(1, 13))  # acknowledged rows are in the journal
+
+    # a third sealed segment is beyond the bound: write_batch waits for the roller (backpressure)
+    returned = threading.Event()
+
+    def write_third() -> None:
+        store.write_batch(deals[12:18])
+        returned.set()
+
+    writer = threading.Thread(target=write_third)
+    writer.start()
+    wait_until(lambda: store.stats()["roller"]["backpressure_waits"] == 1, "the write to wait")
+    assert not returned.is_set()  # it is waiting for the roller, not done
+    disk.gate.set()  # the storage answers again
+    writer.join(30)
+    assert returned.is_set()
+    store.write_batch(deals[18:])
+    assert store.wait_for_rolls(timeout=30)
+    stats = store.stats()
+    assert stats["datasets"]["deals"]["in_files"] == 24 and stats["roller"]["pending_segments"] == 0
+    assert stats["roller"]["backpressure_seconds"] > 0
+    store.close()
+    back = pads.dataset(root / "deals", partitioning="hive").to_table().sort_by("tid").to_pylist()
+    assert [DATASETS["deals"].from_row(r) for r in back] == deals
+    assert list((tmp_path / "journal" / "deals").iterdir()) == []
+
+
+def test_a_failing_background_roll_is_reported_once_retried_and_never_blocks_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = _FullDisk()
+    clock = ManualClock()
+    root = tmp_path / "root"
+    store = ParquetStore(root, roll_rows=3, roll_backlog=1, clock=clock, filesystem=pafs.PyFileSystem(disk),
+                         journal_dir=tmp_path / "journal", fsync=False)
+    disk.full = True
+    deals = [sample_deal(t) for t in range(1, 31)]
+    with caplog.at_level("WARNING", logger="recorder.storage"):
+        for i in range(0, 24, 3):  # 8 sealed segments, far beyond the bound: no wait while failing
+            store.write_batch(deals[i:i + 3])
+            store.wait_for_rolls(timeout=30)
+            clock.advance(120)  # every write hands the roller a retry; each one fails
+        stats = store.stats()
+        assert stats["healthy"] is False
+        assert stats["last_error"] == f"parquet root {root} not writable: [Errno 28] No space left on device"
+        assert stats["datasets"]["deals"]["written"] == 24 and stats["datasets"]["deals"]["in_files"] == 0
+        assert stats["roller"]["pending_segments"] == 8 and stats["roller"]["backpressure_waits"] == 0
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and "rows stay in the journal" in errors[0].getMessage()
+        disk.full = False
+        store.write_batch(deals[24:])  # the backoff delay has passed: the roller retries
+        assert store.wait_for_rolls(timeout=30)
+    stats = store.stats()
+    assert stats["healthy"] is True and stats["last_error"] is None
+    assert stats["datasets"]["deals"]["in_files"] == 30
+    assert sum("writable again" in r.getMessage() for r in caplog.records) == 1
+    store.close()
+    back = pads.dataset(root / "deals", partitioning="hive").to_table().sort_by("tid").to_pylist()
+    assert [DATASETS["deals"].from_row(r) for r in back] == deals
 
 
 def test_non_symbol_partitions_use_their_own_key_and_cannot_escape(tmp_path: Path) -> None:
