@@ -9,8 +9,11 @@ Collector side, :class:`ProcessWriter` (what the writer thread drives, a ``Recor
 * ``flush()`` converts the buffered records once per dataset with the datasets' own converters
   (:meth:`~recorder.storage.schema.Batch.table`) into one Arrow IPC stream per dataset, numbers the
   batch (``seq``, 1, 2, ...), keeps it in the *unacknowledged* list and sends it over a pipe;
-  it returns when the child answered that every batch up to ``seq`` is durable (acks are
-  cumulative), exactly when an in-process ``StorageWriter.flush()`` would have returned.
+  it returns when the child answered that every batch before the newest ``max_in_flight``
+  (default 1) is durable (acks are cumulative): the collector decodes the next batch while the
+  child writes this one. :meth:`ProcessWriter.wait_durable` waits for every batch (what an
+  in-process ``StorageWriter.flush()`` does); answers arriving between flushes are read by
+  :meth:`ProcessWriter.stats`.
   A record the converters refuse (a value no store can hold) travels pickled instead, so the
   child's screen quarantines it as in process.
 * the child dies (SIGKILL, OOM, a bug): the pipe ends; the child is started again at once
@@ -28,19 +31,24 @@ Collector side, :class:`ProcessWriter` (what the writer thread drives, a ``Recor
   are written to the spill journal (``storage.spill_dir``, streams ``sql.<dataset>`` and
   ``parquet.<dataset>``) that the next start replays into both stores.
 
-Child side, :func:`serve`: for each batch, decode the IPC streams, rebuild the records
-(``Dataset.from_row``, as the spill replay does), ``write`` + ``flush`` the real
-``StorageWriter`` (Parquet journal appended and fsync'd, SQL committed, or spilled), then
-acknowledge. A batch is acknowledged only after it is durable: the journal-before-acknowledge
-rule of the single process holds across the boundary. When ``flush()`` raises (nothing could
+Child side, :func:`serve`: a thread takes the batches off the pipe as they come (so the
+collector's send does not wait for the write); for each batch (with those received meanwhile),
+read the IPC streams as Arrow tables (:func:`decode_tables`: no record is built; the writer
+screens the tables column-wise and the stores take them as they are, see
+``Screen.screen_batch``), ``write`` + ``flush`` the real ``StorageWriter`` (Parquet journal
+appended and fsync'd, SQL committed, or spilled), then acknowledge the newest. A batch is
+acknowledged only after it is durable: the journal-before-acknowledge rule of the single
+process holds across the boundary. When ``flush()`` raises (nothing could
 make the rows durable), the answer is ``pending``: the rows stay in the child's writer, which
 retries them with its next flush, and the collector keeps the batch until a later ack covers it.
-The child exits when the pipe ends (the collector is gone): it closes its writer first, so
-what it had acknowledged is in the stores and the Parquet journal is rolled.
+The child exits when the pipe ends (the collector is gone): it writes the batches it had
+received and closes its writer first, so what it had acknowledged is in the stores and the
+Parquet journal is rolled.
 
 Loss bound: a SIGKILL of the collector loses what it had not handed over yet (at most one flush
-interval, as before); a SIGKILL of the child loses nothing that was acknowledged, and nothing
-unacknowledged either (it is sent again). Rows the child made durable in the instant between
+interval, and a batch being sent in that instant, as a batch being written in one process); a
+SIGKILL of the child loses nothing that was acknowledged, and nothing unacknowledged either
+(it is sent again). Rows the child made durable in the instant between
 its flush and its acknowledgement are sent twice: SQL keeps one copy (unique keys), the Parquet
 journal may hold that one batch twice (readers that need exactly-once de-duplicate on the
 datasets' keys, as after a replayed spill).
@@ -266,9 +274,11 @@ class ProcessWriter:
     """A ``RecordWriter`` whose storage writer runs in a child process (see the module doc).
 
     ``factory`` builds the real writer in the child (picklable). ``max_unacked_rows`` bounds the
-    rows kept in memory until acknowledged; ``spill_dir`` is where they go if the child cannot be
-    brought back at close. ``policy`` paces restarts after the first (immediate) one. Raises
-    :class:`StoreUnavailableError` from the constructor if the child does not start (its error).
+    rows kept in memory until acknowledged; ``max_in_flight`` is how many of the newest batches
+    :meth:`flush` leaves unanswered (0: it waits for all, as before); ``spill_dir`` is where
+    unacknowledged rows go if the child cannot be brought back at close. ``policy`` paces
+    restarts after the first (immediate) one. Raises :class:`StoreUnavailableError` from the
+    constructor if the child does not start (its error).
     """
 
     def __init__(self, factory: WriterFactory, *, max_unacked_rows: int = 500_000,
@@ -317,7 +327,8 @@ class ProcessWriter:
         self._buffer.extend(records)
 
     def flush(self) -> None:
-        """Send the buffered records; return once the child says they (and all before) are durable.
+        """Send the buffered records; return once the child says every batch before the newest
+        ``max_in_flight`` is durable (those stay in flight; :meth:`wait_durable` waits for all).
 
         Raises :class:`StoreUnavailableError` when they are not durable yet: the child is down
         (restarted with backoff; the batch is kept and sent again) or its stores refused to make
