@@ -9,8 +9,11 @@ Collector side, :class:`ProcessWriter` (what the writer thread drives, a ``Recor
 * ``flush()`` converts the buffered records once per dataset with the datasets' own converters
   (:meth:`~recorder.storage.schema.Batch.table`) into one Arrow IPC stream per dataset, numbers the
   batch (``seq``, 1, 2, ...), keeps it in the *unacknowledged* list and sends it over a pipe;
-  it returns when the child answered that every batch up to ``seq`` is durable (acks are
-  cumulative), exactly when an in-process ``StorageWriter.flush()`` would have returned.
+  it returns when the child answered that every batch before the newest ``max_in_flight``
+  (default 1) is durable (acks are cumulative): the collector decodes the next batch while the
+  child writes this one. :meth:`ProcessWriter.wait_durable` waits for every batch (what an
+  in-process ``StorageWriter.flush()`` does); answers arriving between flushes are read by
+  :meth:`ProcessWriter.stats`.
   A record the converters refuse (a value no store can hold) travels pickled instead, so the
   child's screen quarantines it as in process.
 * the child dies (SIGKILL, OOM, a bug): the pipe ends; the child is started again at once
@@ -28,19 +31,24 @@ Collector side, :class:`ProcessWriter` (what the writer thread drives, a ``Recor
   are written to the spill journal (``storage.spill_dir``, streams ``sql.<dataset>`` and
   ``parquet.<dataset>``) that the next start replays into both stores.
 
-Child side, :func:`serve`: for each batch, decode the IPC streams, rebuild the records
-(``Dataset.from_row``, as the spill replay does), ``write`` + ``flush`` the real
-``StorageWriter`` (Parquet journal appended and fsync'd, SQL committed, or spilled), then
-acknowledge. A batch is acknowledged only after it is durable: the journal-before-acknowledge
-rule of the single process holds across the boundary. When ``flush()`` raises (nothing could
+Child side, :func:`serve`: a thread takes the batches off the pipe as they come (so the
+collector's send does not wait for the write); for each batch (with those received meanwhile),
+read the IPC streams as Arrow tables (:func:`decode_tables`: no record is built; the writer
+screens the tables column-wise and the stores take them as they are, see
+``Screen.screen_batch``), ``write`` + ``flush`` the real ``StorageWriter`` (Parquet journal
+appended and fsync'd, SQL committed, or spilled), then acknowledge the newest. A batch is
+acknowledged only after it is durable: the journal-before-acknowledge rule of the single
+process holds across the boundary. When ``flush()`` raises (nothing could
 make the rows durable), the answer is ``pending``: the rows stay in the child's writer, which
 retries them with its next flush, and the collector keeps the batch until a later ack covers it.
-The child exits when the pipe ends (the collector is gone): it closes its writer first, so
-what it had acknowledged is in the stores and the Parquet journal is rolled.
+The child exits when the pipe ends (the collector is gone): it writes the batches it had
+received and closes its writer first, so what it had acknowledged is in the stores and the
+Parquet journal is rolled.
 
 Loss bound: a SIGKILL of the collector loses what it had not handed over yet (at most one flush
-interval, as before); a SIGKILL of the child loses nothing that was acknowledged, and nothing
-unacknowledged either (it is sent again). Rows the child made durable in the instant between
+interval, and a batch being sent in that instant, as a batch being written in one process); a
+SIGKILL of the child loses nothing that was acknowledged, and nothing unacknowledged either
+(it is sent again). Rows the child made durable in the instant between
 its flush and its acknowledgement are sent twice: SQL keeps one copy (unique keys), the Parquet
 journal may hold that one batch twice (readers that need exactly-once de-duplicate on the
 datasets' keys, as after a replayed spill).
@@ -53,6 +61,8 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import pickle
+import queue
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -68,7 +78,7 @@ from recorder.records import Record
 from recorder.storage.schema import DATASETS, Batch
 from recorder.storage.writer import DatasetCounts, StoreStatus
 
-__all__ = ["ProcessWriter", "decode_batch", "encode_batch", "serve"]
+__all__ = ["ProcessWriter", "decode_batch", "decode_tables", "encode_batch", "serve"]
 
 log = logging.getLogger("recorder.storage")
 
@@ -121,6 +131,21 @@ def decode_batch(parts: Sequence[tuple[str, str, bytes]]) -> list[Record]:
     return records
 
 
+def decode_tables(parts: Sequence[tuple[str, str, bytes]]) -> Batch:
+    """An :func:`encode_batch` result as a table-native :class:`Batch` (what the child writes).
+
+    Each "arrow" part stays an Arrow table (no record is built: the writer screens and stores
+    it as a table, :meth:`Batch.from_groups`); a "pickle" part is its records.
+    """
+    groups: dict[str, Sequence[Record] | pa.Table] = {}
+    for name, kind, payload in parts:
+        if kind == "pickle":
+            groups[name] = pickle.loads(payload)  # our own child process, our own bytes
+        else:
+            groups[name] = pa.ipc.open_stream(payload).read_all()
+    return Batch.from_groups(groups)
+
+
 # --------------------------------------------------------------------------- the child
 
 
@@ -148,18 +173,43 @@ def serve(conn: multiprocessing.connection.Connection, factory: WriterFactory) -
             conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         raise
     conn.send(("ready", _snapshot(writer)))
-    problem = None
-    try:
+    inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+
+    def receive() -> None:  # the collector's next batch is taken off the pipe while this one is written
         while True:
             try:
                 msg = conn.recv()
             except (EOFError, OSError):
+                inbox.put(("eof",))
+                return
+            inbox.put(msg)
+            if msg[0] == "close":
+                return
+
+    threading.Thread(target=receive, name="okex-writer-inbox", daemon=True).start()
+    problem = None
+    held: tuple[Any, ...] | None = None
+    try:
+        while True:
+            msg = held if held is not None else inbox.get()
+            held = None
+            if msg[0] == "eof":
                 log.warning("writer process: the collector is gone; closing the storage writer")
                 break
             if msg[0] == "close":
                 break
-            _, seq, parts = msg
-            writer.write(decode_batch(parts))
+            seq = msg[1]
+            writer.write(decode_tables(msg[2]))
+            while True:  # batches received meanwhile go with this one (one flush, one answer)
+                try:
+                    more = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more[0] != "batch":
+                    held = more
+                    break
+                seq = more[1]
+                writer.write(decode_tables(more[2]))
             try:
                 writer.flush()
             except StoreUnavailableError as exc:
@@ -224,17 +274,20 @@ class ProcessWriter:
     """A ``RecordWriter`` whose storage writer runs in a child process (see the module doc).
 
     ``factory`` builds the real writer in the child (picklable). ``max_unacked_rows`` bounds the
-    rows kept in memory until acknowledged; ``spill_dir`` is where they go if the child cannot be
-    brought back at close. ``policy`` paces restarts after the first (immediate) one. Raises
-    :class:`StoreUnavailableError` from the constructor if the child does not start (its error).
+    rows kept in memory until acknowledged; ``max_in_flight`` is how many of the newest batches
+    :meth:`flush` leaves unanswered (0: it waits for all, as before); ``spill_dir`` is where
+    unacknowledged rows go if the child cannot be brought back at close. ``policy`` paces
+    restarts after the first (immediate) one. Raises :class:`StoreUnavailableError` from the
+    constructor if the child does not start (its error).
     """
 
     def __init__(self, factory: WriterFactory, *, max_unacked_rows: int = 500_000,
-                 spill_dir: str | Path | None = None,
+                 max_in_flight: int = 1, spill_dir: str | Path | None = None,
                  policy: BackoffPolicy = BackoffPolicy(initial=1.0, cap=30.0),
                  start_timeout: float = 120.0) -> None:
         self._factory = factory
         self._max_unacked = max_unacked_rows
+        self._window = max(0, max_in_flight)
         self._spill_dir = spill_dir
         self._policy = policy
         self._start_timeout = start_timeout
@@ -244,6 +297,7 @@ class ProcessWriter:
         self._unacked_rows = 0
         self._seq = 0
         self._acked = 0
+        self._answered = 0  # highest seq the current child answered (ack or pending)
         self._sent_upto = 0  # highest seq handed to the current child
         self._proc: Any = None
         self._starting: tuple[Any, multiprocessing.connection.Connection, float] | None = None
@@ -258,6 +312,7 @@ class ProcessWriter:
         self._snap: dict[str, Any] = {"stores": {}, "quarantine": {}, "made": {}}
         self.restarts = 0
         self.closed = False
+        self._lock = threading.RLock()  # the pipe: the writer thread's flush vs. a status read
         self._start()
 
     # -- RecordWriter ------------------------------------------------------------------------------
@@ -272,13 +327,18 @@ class ProcessWriter:
         self._buffer.extend(records)
 
     def flush(self) -> None:
-        """Send the buffered records; return once the child says they (and all before) are durable.
+        """Send the buffered records; return once the child says every batch before the newest
+        ``max_in_flight`` is durable (those stay in flight; :meth:`wait_durable` waits for all).
 
         Raises :class:`StoreUnavailableError` when they are not durable yet: the child is down
         (restarted with backoff; the batch is kept and sent again) or its stores refused to make
         them durable (the child keeps retrying them). Waits (backpressure) while more than
         ``max_unacked_rows`` rows are unacknowledged and the child is down.
         """
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if self.closed:
             raise StorageError("the storage writer is closed")
         records, self._buffer = self._buffer, []
@@ -288,12 +348,29 @@ class ProcessWriter:
             sent = _Sent(self._seq, encode_batch(batch), Counter(batch.counts()), len(batch))
             self._unacked.append(sent)
             self._unacked_rows += sent.rows
+        elif self._conn is not None and self._acked < self._answered == self._sent_upto:
+            # nothing new, and the child holds rows its stores refused for now: an empty batch
+            # makes it flush (retry) again
+            self._seq += 1
+            self._unacked.append(_Sent(self._seq, [], Counter(), 0))
+        self._settle(self._window)
+
+    def wait_durable(self) -> None:
+        """:meth:`flush`, then wait until the child answered every batch sent (none in flight).
+
+        Returns once everything written so far is durable; raises as :meth:`flush` otherwise.
+        """
+        with self._lock:
+            self._flush()
+            self._settle(0)
+
+    def _settle(self, window: int) -> None:
         while True:
-            self._exchange()
+            self._exchange(window=window)
             if self._conn is not None or self._unacked_rows <= self._max_unacked:
                 break
             time.sleep(max(0.05, min(1.0, self._retry_at - time.monotonic())))  # backpressure
-        if self._unacked and self._unacked[-1].seq <= self._sent_upto and self._conn is not None:
+        if self._conn is not None and self._answered > self._acked:
             raise StoreUnavailableError(f"{self._unacked_rows} rows not durable yet: {self._down_reason}")
         if self._conn is None:
             raise StoreUnavailableError(
@@ -306,6 +383,10 @@ class ProcessWriter:
         Raises :class:`StoreUnavailableError` if rows could not be made durable by the child;
         they are then in the spill journal (or lost, if that fails too: the message says so).
         """
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self.closed:
             return
         self.closed = True
@@ -339,11 +420,13 @@ class ProcessWriter:
         """Per store, the child's figures summed over its incarnations (as ``StorageWriter.stats()``).
 
         While the child is down every store is reported unhealthy; unacknowledged rows count as pending.
+        Reads the answers the child sent meanwhile (the batch left in flight by the last flush).
         """
+        self._poll()
         stores = _add_stores(self._base_stores, self._snap.get("stores", {}))
         waiting = Counter[str]()
         for s in self._unacked:
-            if s.seq > self._sent_upto or self._conn is None:
+            if s.seq > self._answered or self._conn is None:  # not sent, or in flight
                 waiting.update(s.counts)
         for st in stores.values():
             for ds, n in waiting.items():
@@ -384,6 +467,19 @@ class ProcessWriter:
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def _poll(self) -> None:
+        """Take the answers already waiting (never blocks; skipped while a flush holds the pipe)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            conn = self._conn
+            while conn is not None and self._answered < self._sent_upto and conn.poll(0):
+                self._answer(conn)
+        except (EOFError, OSError):
+            pass  # the child is gone: the next flush notices it and starts another
+        finally:
+            self._lock.release()
+
     def _start(self, *, wait: bool = True) -> None:
         """Launch the child; with ``wait``, until it is ready (else :meth:`_ready` finishes the start).
 
@@ -422,7 +518,7 @@ class ProcessWriter:
             raise StoreUnavailableError(f"the writer process did not start: {msg[1]}")
         self._proc, self._conn = proc, parent
         self._snap = msg[1]
-        self._sent_upto = self._acked
+        self._sent_upto = self._answered = self._acked
         if self._down_since is not None:
             log.warning("writer process back (pid %s) after %.1f s; sending %d unacknowledged rows again",
                         proc.pid, time.monotonic() - self._down_since, self._unacked_rows)
@@ -454,7 +550,7 @@ class ProcessWriter:
         self._snap = {"stores": {}, "quarantine": {}, "made": {}}
         self._down_since = time.monotonic() if self._down_since is None else self._down_since
         self._down_reason = reason
-        self._sent_upto = self._acked
+        self._sent_upto = self._answered = self._acked
         log.error("writer process lost: %s; %d unacknowledged rows kept and sent again after a restart",
                   reason, self._unacked_rows)
 
@@ -472,8 +568,9 @@ class ProcessWriter:
                 if ds_items[0][1] == 0:
                     ds_items.pop(0)
 
-    def _exchange(self, *, force_restart: bool = False) -> None:
-        """(Re)start the child if due, send what it has not seen, wait for the answers to all of it."""
+    def _exchange(self, *, force_restart: bool = False, window: int = 0) -> None:
+        """(Re)start the child if due, send what it has not seen, wait for the answers to all of it
+        but the newest ``window`` batches (those stay in flight: the child writes them meanwhile)."""
         if self._conn is None:
             try:
                 if self._starting is None:
@@ -497,15 +594,15 @@ class ProcessWriter:
         conn = self._conn
         assert conn is not None
         try:
+            if self._proc is None or not self._proc.is_alive():  # a send to it might still succeed
+                raise EOFError("writer process exited")
             for s in self._unacked:
                 if s.seq > self._sent_upto:
                     conn.send(("batch", s.seq, s.parts))
                     self._sent_upto = s.seq
-            while self._unacked and self._unacked[0].seq <= self._sent_upto:
-                answer = self._answer(conn)
-                if answer[0] == "pending" and answer[1] >= self._sent_upto:
-                    self._down_reason = answer[2]
-                    return
+            while self._answered < self._sent_upto and (self._sent_upto - self._answered > window
+                                                         or conn.poll(0)):
+                self._answer(conn)
         except (EOFError, OSError, BrokenPipeError) as exc:
             self._lost(f"pipe closed ({type(exc).__name__})")
             if self._delays is None:  # the first restart is immediate
@@ -514,7 +611,7 @@ class ProcessWriter:
             else:
                 self._retry_at = time.monotonic() + next(self._delays)
             if not force_restart:
-                self._exchange()
+                self._exchange(window=window)
 
     def _answer(self, conn: multiprocessing.connection.Connection) -> tuple[Any, ...]:
         while not conn.poll(_ANSWER_POLL):
@@ -524,9 +621,12 @@ class ProcessWriter:
         kind = msg[0]
         if kind == "ack":
             self._snap = msg[2]
+            self._answered = max(self._answered, msg[1])
             self._ack(msg[1])
         elif kind == "pending":
             self._snap = msg[3]
+            self._answered = max(self._answered, msg[1])
+            self._down_reason = msg[2]
         elif kind == "closed":
             self._snap = msg[2]
         return msg
@@ -581,8 +681,7 @@ class ProcessWriter:
         journal = Journal(self._spill_dir)
         try:
             for s in list(self._unacked):
-                records = decode_batch(s.parts)
-                batch = Batch.of(records)
+                batch = decode_tables(s.parts)
                 for name in batch.groups:
                     table = batch.table(name)
                     for store in ("sql", "parquet"):

@@ -504,6 +504,69 @@ class Batch(Sequence[Record]):
         batch.groups = {name: lazy}  # type: ignore[dict-item]
         return batch
 
+    @classmethod
+    def from_groups(cls, groups: Mapping[str, Sequence[Record] | pa.Table]) -> Batch:
+        """A batch of several datasets, each given as its records or as its Arrow table.
+
+        A dataset given as a table stays table-native (as in :meth:`from_table`: the stores take
+        the table, records are built only if something asks for them); one given as records is
+        as in ``Batch(records)``. Order: dataset by dataset, as given. Raises TypeError for a
+        record of another dataset than its group's.
+        """
+        batch = cls.__new__(cls)
+        batch.groups = {}
+        batch._tables = {}
+        for name, group in groups.items():
+            if isinstance(group, pa.Table):
+                schema = DATASETS[name].arrow_schema
+                table = group if group.schema.equals(schema) else conform(group, schema)
+                lazy = _TableRecords(name, table)
+                batch._tables[name] = table
+                batch.groups[name] = lazy  # type: ignore[assignment]
+                continue
+            kind = DATASETS[name].record_type
+            for record in group:
+                if type(record) is not kind:
+                    raise TypeError(f"not a {name} record: {type(record).__name__}")
+            batch.groups[name] = list(group)
+        parts: list[Sequence[Record]] = [g for g in batch.groups.values() if len(g)]
+        batch._records = parts[0] if len(parts) == 1 else _Chain(parts)
+        return batch
+
+    @property
+    def table_native(self) -> bool:
+        """Whether some dataset of this batch is held as an Arrow table (records not built)."""
+        return any(isinstance(g, _TableRecords) for g in self.groups.values())
+
+    def is_table(self, name: str) -> bool:
+        """Whether dataset ``name`` of this batch is held as an Arrow table (records not built)."""
+        return isinstance(self.groups.get(name), _TableRecords)
+
+    @classmethod
+    def merged(cls, parts: Sequence[Batch]) -> Batch:
+        """One batch of ``parts`` (in order). A dataset table-native in any part is concatenated as
+        tables (the other parts' tables built for it); if a part cannot build its table, that
+        dataset is merged as records instead (rare: the records are then built)."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls([])
+        if len(parts) == 1:
+            return parts[0]
+        names = list(dict.fromkeys(n for p in parts for n in p.groups))
+        groups: dict[str, Sequence[Record] | pa.Table] = {}
+        for name in names:
+            holding = [p for p in parts if p.groups.get(name)]
+            if any(isinstance(p.groups[name], _TableRecords) for p in holding):
+                try:
+                    tables = [p.table(name) for p in holding]
+                except (pa.ArrowException, ValueError, TypeError, OverflowError, ArithmeticError):
+                    pass
+                else:
+                    groups[name] = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+                    continue
+            groups[name] = [r for p in holding for r in p.groups[name]]
+        return cls.from_groups(groups)
+
     def rows(self, name: str) -> list[dict[str, Any]]:
         """One dataset's rows as dicts (:attr:`Dataset.to_row` values): from the records, or
         from the Arrow table of a batch made by :meth:`from_table`."""
@@ -539,6 +602,34 @@ class Batch(Sequence[Record]):
         if table is None:
             table = self._tables[name] = DATASETS[name].to_table(self.groups[name])
         return table
+
+
+class _Chain(Sequence[Record]):
+    """Several groups of records read as one sequence (built from tables only when read)."""
+
+    __slots__ = ("_flat", "parts")
+
+    def __init__(self, parts: list[Sequence[Record]]) -> None:
+        self.parts = parts
+        self._flat: list[Record] | None = None
+
+    def _all(self) -> list[Record]:
+        if self._flat is None:
+            self._flat = [r for p in self.parts for r in p]
+        return self._flat
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Record]: ...
+    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._all())
 
 
 class _TableRecords(Sequence[Record]):

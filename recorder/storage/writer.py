@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.config import PlausibilityConfig
@@ -48,6 +49,7 @@ from recorder.storage.store import Store, store_name
 from recorder.storage.validate import Problem, Screen
 
 _STAMPED = (FeedEvent, QuarantinedFrame)  # record types with a ``collector`` column
+_STAMPED_DATASETS = ("feed_events", "quarantine")
 
 __all__ = ["DatasetCounts", "StorageWriter", "Store", "StoreStatus"]
 
@@ -167,6 +169,7 @@ class StorageWriter:
         self._policy = policy
         self._clock = clock
         self._buffer: list[Record] = []
+        self._tables: list[Batch] = []  # table-native batches written since the last flush
         self._collector = collector[:64] if collector else None
         self._screen = Screen(plausibility, collector=self._collector)
         self.quarantined: Counter[tuple[str, str]] = Counter()  # (dataset, reason kind) -> records
@@ -186,7 +189,15 @@ class StorageWriter:
     # -- the interface -----------------------------------------------------------------------------
 
     def write(self, records: Sequence[Record]) -> None:
-        """Buffer ``records`` for the next :meth:`flush`. Cheap; nothing is refused here."""
+        """Buffer ``records`` for the next :meth:`flush`. Cheap; nothing is refused here.
+
+        A :class:`~recorder.storage.schema.Batch` holding Arrow tables (``Batch.from_groups``,
+        as the writer process receives them) stays in table form: screened column-wise and
+        handed to the stores as tables, no record built per row.
+        """
+        if isinstance(records, Batch) and records.table_native:
+            self._tables.append(records)
+            return
         self._buffer.extend(records)
 
     def flush(self) -> None:
@@ -205,12 +216,14 @@ class StorageWriter:
 
     def _flush(self, *, retry_now: bool) -> None:
         records, self._buffer = self._buffer, []
-        batch = self._prepare(records)
+        tables, self._tables = self._tables, []
+        batch = self._prepare(records, tables)
         counts = batch.counts
+        rows = len(batch.records)
         now = self._clock()
         durable = False
         for state in self._states:
-            if records:
+            if rows:
                 state.pending.append(batch)
                 state.pending_rows += len(batch.records)
                 state.pending_counts.update(counts)
@@ -225,18 +238,26 @@ class StorageWriter:
             elif state.pending_rows > self._max_pending:
                 self._spill_beyond_bound(state, unspilled)
         self._track_outages(closing=self._stopping)
-        if not durable and records and unspilled:
+        if not durable and rows and unspilled:
             raise StoreUnavailableError(
-                f"{len(records)} rows not written by any store and not spilled: {'; '.join(unspilled)}"
+                f"{rows} rows not written by any store and not spilled: {'; '.join(unspilled)}"
             )
 
-    def _prepare(self, records: list[Record]) -> _Batch:
-        """Screen ``records`` once: quarantine what no store can hold; the batch both stores get."""
-        if not records:
+    def _prepare(self, records: list[Record], tables: Sequence[Batch] = ()) -> _Batch:
+        """Screen ``records`` (and table-native ``tables``) once: quarantine what no store can hold;
+        the batch both stores get."""
+        if not records and not tables:
             return _Batch(Batch(records), Counter())
         if self._collector is not None:
             records = self._stamped(records)
-        result = self._screen.screen(records)
+            tables = [self._stamped_tables(b) for b in tables]
+        if tables:
+            parts = list(tables)
+            if records:
+                parts.append(Batch(records))
+            result = self._screen.screen_batch(Batch.merged(parts))
+        else:
+            result = self._screen.screen(records)
         for name, problem in result.quarantined:
             self.quarantined[(name, problem.kind)] += 1
             self.made["quarantine"] += 1
@@ -247,6 +268,26 @@ class StorageWriter:
         c = self._collector
         return [replace(r, collector=c) if isinstance(r, _STAMPED) and r.collector is None else r
                 for r in records]
+
+    def _stamped_tables(self, batch: Batch) -> Batch:
+        """:meth:`_stamped` for a table-native batch: the ``collector`` column's nulls filled."""
+        groups: dict[str, Sequence[Record] | pa.Table] = {}
+        changed = False
+        for name, group in batch.groups.items():
+            if name in _STAMPED_DATASETS and batch.is_table(name):
+                table = batch.table(name)
+                column = table.column("collector")
+                if column.null_count:
+                    i = table.schema.get_field_index("collector")
+                    table = table.set_column(i, table.schema.field(i),
+                                             pc.fill_null(column, pa.scalar(self._collector, column.type)))
+                    changed = True
+                groups[name] = table
+            elif batch.is_table(name):
+                groups[name] = batch.table(name)
+            else:
+                groups[name] = group
+        return Batch.from_groups(groups) if changed else batch
 
     def close(self) -> None:
         """Flush, retry every store once more, spill what is still pending, close the stores.

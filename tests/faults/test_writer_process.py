@@ -212,11 +212,17 @@ def test_writer_process_down_status_says_so_and_flush_raises_until_it_is_back(tm
                                          str(tmp_path / "spill")), spill_dir=tmp_path / "spill")
     try:
         pw.write([sample_deal(t) for t in range(1, 101)])
-        pw.flush()
+        pw.wait_durable()  # flush() may return with the batch still in flight (max_in_flight=1)
         marker.write_text("x")  # the next start of the child fails
         child = pw.pid
         assert child is not None
         os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        # dead, every thread (its pipe end closed), before the next flush sends to it: exited as
+        # waitpid sees it (WNOWAIT: the ProcessWriter still reaps it)
+        while os.waitid(os.P_PID, child, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         pw.write([sample_deal(t) for t in range(101, 201)])
         with pytest.raises(StoreUnavailableError, match="writer process down"):
             pw.flush()
@@ -231,7 +237,7 @@ def test_writer_process_down_status_says_so_and_flush_raises_until_it_is_back(tm
         deadline = time.monotonic() + 90
         while True:
             try:
-                pw.flush()
+                pw.wait_durable()
                 break
             except StoreUnavailableError:
                 assert time.monotonic() < deadline, "the writer process did not come back"
