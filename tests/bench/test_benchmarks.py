@@ -103,11 +103,13 @@ def test_peer_records_the_same_v5_stream_as_cryptofeed() -> None:
     pytest.importorskip("cryptofeed")
     result, v = _run("peer")
     assert v["paced: recorder msg/s received"] > 0 and v["paced: cryptofeed msg/s received"] > 0, result.notes
-    # every row the recorder produced is in PostgreSQL and Parquet; cryptofeed's rows all reached PostgreSQL
+    # every row the recorder produced is in PostgreSQL and in Parquet
     rows = next(f for f in result.figures if f.metric == "paced: recorder rows stored (PostgreSQL)")
     assert rows.ok is True and rows.value > 0, result.notes
-    cf_rows = next(f for f in result.figures if f.metric == "paced: cryptofeed rows stored (PostgreSQL)")
-    assert cf_rows.ok is True and cf_rows.value > 0, result.notes
+    assert rows.target == f"== {int(rows.value)} produced (and Parquet)"
+    # cryptofeed stored rows too (it may lose its last queued rows when it stops: reported, not asserted)
+    assert v["paced: cryptofeed rows stored (PostgreSQL)"] > 0, result.notes
+    assert v["paced: cryptofeed rows produced but not stored (lost at its clean stop)"] >= 0
     # the same stream: trades and tickers with exchange times in the window are the same number in both
     for name in ("deals (recorder) / trades (cryptofeed)", "tickers (recorder) / ticker (cryptofeed)"):
         metric = f"paced: rows with exchange time in the window: {name}"
