@@ -278,11 +278,23 @@ def _wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait()
 
 
-def _sample(admin: str, procs_: dict[str, int], dbs: dict[str, str]) -> dict[str, float]:
-    cpu = {name: _cpu_seconds(pid) for name, pid in procs_.items()}
+def _sample(admin: str, procs_: dict[str, int], dbs: dict[str, str]) -> dict[str, Any]:
+    """CPU seconds of each process, and of each PostgreSQL backend (by pid) serving each database."""
+    cpu: dict[str, Any] = {name: _cpu_seconds(pid) for name, pid in procs_.items()}
     for name, db in dbs.items():
-        cpu[f"{name}_pg"] = sum(_cpu_seconds(pid) for pid in _pg_backends(admin, db))
+        cpu[f"{name}_pg"] = {pid: _cpu_seconds(pid) for pid in _pg_backends(admin, db)}
     return cpu
+
+
+def _cpu_delta(cpu0: dict[str, Any], cpu1: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds in the window; a backend first seen at the end counts from 0 (it started inside)."""
+    out: dict[str, float] = {}
+    for key, end in cpu1.items():
+        if isinstance(end, dict):
+            out[key] = sum(v - cpu0[key].get(pid, 0.0) for pid, v in end.items())
+        else:
+            out[key] = end - cpu0[key]
+    return out
 
 
 def phase(instruments: list[str], rate: float, seconds: float, work: Path,
@@ -398,7 +410,7 @@ def _run_both(instruments: list[str], rate: float, seconds: float, work: Path, a
         "cryptofeed_msgs": c1["messages"] - c0["messages"], "cryptofeed_span": c1["t"] - c0["t"],
         "recorder_msgs": r1["frames"]["received"] - r0["frames"]["received"],
         "recorder_span": stamp(r1) - stamp(r0),
-        "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0},
+        "cpu": _cpu_delta(cpu0, cpu1),
         "cryptofeed_final": _read_json(progress) or {},
         "recorder_final": _read_json(status) or {},
         "logs": {n: (work / n).read_text(errors="replace")[-2000:]
