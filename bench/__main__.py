@@ -12,7 +12,9 @@ import sys
 
 from bench.harness import BenchResult, render, save
 
-BENCHMARKS = ["ingest", "stages", "wire", "memory", "rest_sync", "analysis_load", "storage_cost", "bus"]
+BENCHMARKS = ["ingest", "stages", "wire", "memory", "rest_sync", "analysis_load", "storage_cost", "bus",
+              "peer"]
+OPTIONAL = {"peer"}  # run by default only when available() says so (peer: the cryptofeed extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         module = importlib.import_module(f"bench.{name}")
         print(f"== {name} ({args.size})", flush=True)
+        why_not = module.available() if name in OPTIONAL else None
+        if why_not:
+            print(f"   skipped: {why_not}", flush=True)
+            continue
         result: BenchResult = module.run(args.size)
         print(render([result]), flush=True)
         for note in result.notes:
