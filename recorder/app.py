@@ -450,11 +450,13 @@ def run_command(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def check_duration(duration: float | None) -> None:
-    """``--duration S``: None (until stopped) or a finite number of seconds > 0; ConfigError otherwise."""
+def check_duration(duration: float | None, unset: str = "run until SIGINT/SIGTERM") -> None:
+    """``--duration S``: None (until stopped) or a finite number of seconds > 0; ConfigError otherwise.
+
+    ``unset``: what the command does without ``--duration`` (the error message says so)."""
     if duration is not None and not 0 < duration < math.inf:
         raise ConfigError(f"--duration must be a finite number of seconds > 0, got {duration:g}"
-                          " (leave it out to run until SIGINT/SIGTERM)")
+                          f" (leave it out to {unset})")
 
 
 async def poll(config: Config, credentials: Credentials | None, *, duration: float | None = None,

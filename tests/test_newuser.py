@@ -36,6 +36,9 @@ def test_duration_must_be_finite_and_positive(command: str, value: str, tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"okex-recorder {command}: error: --duration must be a finite number of seconds > 0" in err
+    # demo stops after 60 s by itself; it used to say it would run until SIGINT/SIGTERM
+    hint = "record 60 s" if command == "demo" else "run until SIGINT/SIGTERM"
+    assert err.rstrip().endswith(f"(leave it out to {hint})")
     assert list(tmp_path.iterdir()) == []  # refused before anything was created
 
 

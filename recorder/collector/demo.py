@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from recorder.simulator.settings import DEMO_API_KEY, DEMO_SECRET, SimulatorSettings
     from recorder.storage import migrate
 
-    check_duration(args.duration)
+    check_duration(args.duration, unset="record 60 s")
     if not 0 < args.rate < math.inf:
         raise ConfigError(f"--rate must be a finite number > 0, got {args.rate:g}")
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000_000)

@@ -78,6 +78,41 @@ def _plain(value: object) -> object:
     return value
 
 
+def _venues(connections: Sequence[Connection]) -> dict[str, dict[str, list[str]]]:
+    """Per venue recorded, its WebSocket URLs and symbols (from the connections' plans)."""
+    venues: dict[str, dict[str, list[str]]] = {}
+    for conn in connections:
+        plan = conn.session.plan
+        v = venues.setdefault(plan.venue, {"urls": [], "symbols": []})
+        if conn.url not in v["urls"]:
+            v["urls"].append(conn.url)
+        v["symbols"].extend(s for s in plan.symbols if s not in v["symbols"])
+    return venues
+
+
+def _symbol_count(cfg: dict[str, Any]) -> int:
+    """Symbols recorded, over every venue (a status file without ``venues``: OKEx v1's)."""
+    venues = cfg.get("venues")
+    if isinstance(venues, dict):
+        return sum(len(v.get("symbols") or []) for v in venues.values())
+    return len(cfg.get("symbols") or [])
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _source(cfg: dict[str, Any]) -> str:
+    """``okex_v1 ws://… (5 symbols); okx_v5 ws://…, ws://… (3 symbols); 3 connections``."""
+    venues = cfg.get("venues")
+    if isinstance(venues, dict) and venues:
+        parts = [f"{name} {', '.join(v.get('urls') or [])} ({_plural(len(v.get('symbols') or []), 'symbol')})"
+                 for name, v in venues.items()]
+        return "; ".join(parts) + f"; {_plural(int(cfg.get('connections') or 0), 'connection')}"
+    return (f"{cfg.get('ws_url')} ({_plural(len(cfg.get('symbols') or []), 'symbol')}, "
+            f"{_plural(int(cfg.get('connections') or 0), 'connection')})")
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -141,7 +176,9 @@ class StatusReporter:
             "updated_at": utc_now().isoformat(),
             "elapsed_seconds": round(elapsed, 3),
             "config": {
+                # ws_url / symbols: OKEx v1's settings (kept for older readers); venues: what is recorded
                 "ws_url": cfg.exchange.ws_url, "symbols": list(cfg.collector.symbols),
+                "venues": _venues(r.connections),
                 "sql_url": mask_url(cfg.storage.sql_url), "parquet_root": str(cfg.storage.parquet_root),
                 "connections": len(r.connections),
                 "status_interval": cfg.collector.status_interval,
@@ -434,7 +471,7 @@ def check(status: dict[str, Any], *, now: float | None = None, max_lag: float = 
     if problems:
         return CHECK_DEGRADED, "DEGRADED: " + "; ".join(problems)
     rates = status.get("rates") or {}
-    return CHECK_OK, (f"OK: running, {len(cfg.get('symbols') or [])} symbols, "
+    return CHECK_OK, (f"OK: running, {_plural(_symbol_count(cfg), 'symbol')}, "
                       f"{rates.get('frames_per_second')} frames/s, lag {current_lag:.2f} s, no open gap, "
                       f"stores healthy; status updated {aged} ago")
 
@@ -521,9 +558,7 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     lines.append(f"state:       {state}, started {status.get('started_at')}, "
                  f"updated {status.get('updated_at')}" + ("" if age is None else f" ({age:.0f} s ago)"))
     cfg = status.get("config", {})
-    n_symbols = len(cfg.get("symbols", []))
-    lines.append(f"source:      {cfg.get('ws_url')} ({n_symbols} symbol{'' if n_symbols == 1 else 's'}, "
-                 f"{cfg.get('connections')} connection{'' if cfg.get('connections') == 1 else 's'})")
+    lines.append(f"source:      {_source(cfg)}")
     lines.append(f"storage:     {cfg.get('sql_url')} + {cfg.get('parquet_root')}")
     f = status.get("frames", {})
     r = status.get("rates", {})

@@ -77,6 +77,31 @@ def test_rows_say_what_each_figure_counts_and_where_sql_differs_by_design() -> N
     assert tickers.endswith("<- the database also holds earlier runs")
 
 
+def test_source_names_every_venue_recorded() -> None:
+    """`status` used to show only OKEx v1's ws_url and symbols: a run recording OKX v5 beside it (the demo)
+    said `5 symbols`, and one with okex_v1 disabled showed the live v1 URL it never connected to."""
+    venues = {"okex_v1": {"urls": ["ws://127.0.0.1:1/ws/v1"], "symbols": ["btc_usdt", "eth_usdt"]},
+              "okx_v5": {"urls": ["ws://127.0.0.1:2/ws/v5/business", "ws://127.0.0.1:2/ws/v5/public"],
+                         "symbols": ["BTC-USDT", "ETH-USDT", "ETH-BTC"]}}
+    status = _status()
+    status["config"].update(venues=venues, connections=3)
+    source = next(x for x in describe(status, None).splitlines() if x.startswith("source:"))
+    assert source == ("source:      okex_v1 ws://127.0.0.1:1/ws/v1 (2 symbols); okx_v5 "
+                      "ws://127.0.0.1:2/ws/v5/business, ws://127.0.0.1:2/ws/v5/public (3 symbols); "
+                      "3 connections")
+    assert check(status)[1].startswith("OK: running, 5 symbols, ")
+    status["config"]["venues"] = {"okx_v5": {"urls": ["ws://127.0.0.1:2/ws/v5/public"],
+                                             "symbols": ["BTC-USDT"]}}
+    status["config"]["connections"] = 1
+    source = next(x for x in describe(status, None).splitlines() if x.startswith("source:"))
+    assert source == "source:      okx_v5 ws://127.0.0.1:2/ws/v5/public (1 symbol); 1 connection"
+    assert "okex" not in source  # v1's (unused) settings are not shown
+    assert check(status)[1].startswith("OK: running, 1 symbol, ")
+    del status["config"]["venues"]  # a status file written before `venues`
+    source = next(x for x in describe(status, None).splitlines() if x.startswith("source:"))
+    assert source == "source:      ws://127.0.0.1:1/ws/v1 (2 symbols, 1 connection)"
+
+
 def test_rows_flag_what_is_not_written_yet() -> None:
     status = _status()
     status["storage"]["writer"]["sql"]["datasets"]["tickers"]["written"] = 700
@@ -182,7 +207,9 @@ def test_check_follows_a_real_recorder(tmp_path: Path, simulator_thread: Simulat
         while not status_file.exists():
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
-        assert wait_for(CHECK_OK).startswith("OK: running, 1 symbols")
+        assert wait_for(CHECK_OK).startswith("OK: running, 1 symbol, ")
+        venues = json.loads(status_file.read_text())["config"]["venues"]
+        assert venues == {"okex_v1": {"urls": [sim.ws_url], "symbols": ["btc_usdt"]}}
         sim.stop()  # the exchange goes away: the connection is lost and cannot come back
         assert "open gap(s), first: disconnected since" in wait_for(CHECK_DEGRADED)
         proc.send_signal(signal.SIGTERM)
