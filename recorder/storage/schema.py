@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from recorder.records import BookSnapshot, Record
-from recorder.storage.codecs import decimal_text, levels_from_json, levels_to_json, to_utc
+from recorder.storage.codecs import decimal_text, decimal_texts, levels_from_json, levels_to_json, to_utc
 from recorder.storage.datasets import SPECS, Column, Kind, Merge, Spec
 
 __all__ = [
@@ -569,10 +569,25 @@ class Batch(Sequence[Record]):
 
     def rows(self, name: str) -> list[dict[str, Any]]:
         """One dataset's rows as dicts (:attr:`Dataset.to_row` values): from the records, or
-        from the Arrow table of a batch made by :meth:`from_table`."""
+        from the Arrow table of a batch made by :meth:`from_table`.
+
+        Decimals from a table come as their canonical value (``1.5``), not with the
+        ``decimal128(38, 18)`` column's 18 fractional digits, so a database column without a
+        scale (PostgreSQL ``NUMERIC``) holds what the record path would give it, less only the
+        trailing zeros Arrow does not keep."""
         group = self.groups[name]
         if isinstance(group, _TableRecords):
-            return group.table.to_pylist()
+            table = group.table
+            if not any(pa.types.is_decimal(f.type) for f in table.schema):
+                return table.to_pylist()
+            columns = {}
+            for field, column in zip(table.schema, table.columns, strict=True):
+                if pa.types.is_decimal(field.type):
+                    columns[field.name] = [None if t is None else Decimal(t) for t in decimal_texts(column)]
+                else:
+                    columns[field.name] = column.to_pylist()
+            names = list(columns)
+            return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         to_row = DATASETS[name].to_row
         return [to_row(r) for r in group]
 

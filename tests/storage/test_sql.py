@@ -414,3 +414,26 @@ def test_sqlite_stores_the_same_text_on_the_bulk_path_and_the_per_row_path(tmp_p
                                             "123456789.123456789", "10532696.39199642"]
     assert texts[0][0][1] == "2026-11-23 23:59:59.999999"
     assert rows[-1][5] == "0.0000000000000000001"  # stored exactly by the per-row path
+
+
+@pytest.mark.postgres
+def test_a_table_batch_stores_canonical_decimals_on_postgres(migrated_pg_url: str) -> None:
+    """Rows that reach SQL as an Arrow table (spill replay, the writer process) keep the value and
+    no trailing zeros: NUMERIC holds 1.5, not the decimal128 column's 1.500000000000000000."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from recorder.records import Deal, Side
+    from recorder.storage.schema import DATASETS, Batch
+
+    ts = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    values = [("9000.5", "0.00000001"), ("1E+3", "2")]
+    deals = [Deal(venue="okx_v5", symbol="BTC-USDT", tid=i, price=Decimal(p), amount=Decimal(a),
+                  side=Side.BUY, ts_event=ts, ts_recv=ts) for i, (p, a) in enumerate(values)]
+    table = DATASETS["deals"].to_table(deals)
+    with SqlStore(migrated_pg_url) as store:
+        store.write_batch(Batch.from_table("deals", table))
+        with store.engine.connect() as conn:
+            query = "SELECT tid, price::text, amount::text FROM deals ORDER BY tid"
+            rows = conn.execute(sa.text(query)).all()
+    assert [tuple(r) for r in rows] == [(0, "9000.5", "0.00000001"), (1, "1000", "2")]
