@@ -47,6 +47,10 @@ from bench.wire_clients import read_rate
 
 SIZES = {"tiny": (4_000, 20), "small": (100_000, 100), "full": (600_000, 200)}  # frames, symbols
 FLUSH_INTERVAL = 1.0
+# Parquet journal segments roll at this many rows (the default is 1,000,000 rows or 128 MiB), so a
+# run of any size rolls several times while it receives: the longest reading stall then covers
+# rolls, which issue 16 measured stopping the reading for 2.1-2.5 s.
+ROLL_ROWS = int(os.environ.get("OKEX_BENCH_WIRE_ROLL_ROWS", "20000"))
 TARGET_RATE = 40_000.0
 TARGET_RATIO = 0.35  # persisted / decoding client (issue 16)
 TARGET_FLOOR_RATIO = 0.7  # persisted over the wire / honest floor in process (issue 16)
@@ -155,7 +159,7 @@ def _measure(work: Path, stream: streams.Stream, frames_file: Path, n_frames: in
     try:
         config = procs.recorder_config(
             work, f"ws://127.0.0.1:{port}/ws/v1", stream.symbols, channels_kinds,
-            flush_interval=FLUSH_INTERVAL, writer_process=writer_process)
+            flush_interval=FLUSH_INTERVAL, writer_process=writer_process, parquet_roll_rows=ROLL_ROWS)
         text = config.read_text().replace("[collector]\n", "[collector]\nsymbols_per_connection = 1000\n")
         config.write_text(text)
         # a loaded 2-core machine may run at a few thousand msg/s
@@ -255,7 +259,8 @@ def _report(result: BenchResult, m: dict[str, Any], decoding: float, floor: floa
                f"== {sum(produced.get(t, 0) for t in sql_counts)}", ok)
     result.notes.extend(m["notes"])
     result.notes.append(
-        f"{prefix or 'in process: '}flush_interval {FLUSH_INTERVAL} s, batch_size 5000; rows produced "
+        f"{prefix or 'in process: '}flush_interval {FLUSH_INTERVAL} s, batch_size 5000, Parquet roll every "
+        f"{ROLL_ROWS:,} rows per dataset; rows produced "
         f"{produced}; SQL {sql_counts}; Parquet {pq_counts}")
 
 
