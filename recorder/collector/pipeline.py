@@ -143,8 +143,10 @@ class RecordQueue:
         """True when the writer is behind (``max_rows`` rows, or a batch older than ``max_age`` s)."""
         if self.rows >= self.max_rows:
             return True
-        batches = self._batches
-        return bool(batches) and time.time() - batches[0][1] > self.max_age
+        try:  # the writer thread may take the last batch between a look and the index: no lock
+            return time.time() - self._batches[0][1] > self.max_age
+        except IndexError:
+            return False
 
     def age(self) -> float:
         """Seconds since the oldest queued batch's oldest frame was received (0 when empty)."""

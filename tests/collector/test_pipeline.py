@@ -345,3 +345,22 @@ def test_a_refusal_of_a_symbol_missing_from_the_pair_table_says_it_may_be_a_typo
     assert _unlisted_hint("btc_usdt") == ""  # listed: the exchange's own text says enough
     hint = _unlisted_hint("foo_bar")
     assert "foo_bar is not in the v1 pair table" in hint and "check collector.symbols" in hint
+
+
+def test_record_queue_full_survives_the_writer_taking_the_last_batch_between_look_and_index() -> None:
+    """The event loop asks full() while the writer thread drains (no lock): a batch seen a moment
+    ago may be gone when it is indexed. That raced as "deque index out of range", failing the
+    connection (a gap and a reconnect) under the writer process's fast draining."""
+    import collections
+
+    from recorder.collector.pipeline import RecordQueue
+
+    class Drained(collections.deque):  # type: ignore[type-arg]
+        def __bool__(self) -> bool:  # "there is a batch" ... which the writer then takes
+            return True
+
+    q = RecordQueue(max_rows=10, max_age=0.5)
+    q._batches = Drained()  # type: ignore[assignment]
+    assert q.full() is False
+    q._batches = collections.deque([([], 0.0)])  # a batch received at the epoch: older than max_age
+    assert q.full() is True
