@@ -487,6 +487,11 @@ class WriterThread(threading.Thread):
     less the time a write has been taking. A backlog is taken ``batch_size`` rows at
     a time. Ends when the record queue is closed and empty: writes and flushes
     everything left, then closes the writer.
+
+    Rows count as written, and a batch's receive -> durable lag is taken, only once the batch
+    is durable: for a writer whose flush leaves its newest batches in flight
+    (``in_flight_window``, the writer process) that is a later flush, an idle moment (the
+    thread then waits for them with ``wait_durable``) or the close.
     """
 
     def __init__(self, writer: RecordWriter, records: RecordQueue, *, batch_size: int,
@@ -499,6 +504,8 @@ class WriterThread(threading.Thread):
         self.close_writer = close_writer
         self.counters = WriterCounters()
         self.finished = threading.Event()
+        self._window: int = getattr(writer, "in_flight_window", 0)
+        self._in_flight: deque[tuple[dict[str, int], float]] = deque()  # flushed, not yet durable
 
     def run(self) -> None:
         pending: list[Record] = []
@@ -508,6 +515,8 @@ class WriterThread(threading.Thread):
             while True:
                 timeout = max(0.0, due - time.time()) if pending else self.flush_interval
                 batches, closed = self.records.get_rows(self.batch_size - len(pending), timeout)
+                if not batches and not pending and self._in_flight:
+                    self._settle()  # idle: wait until the batches in flight are durable
                 for batch, recv in batches:
                     if not pending:
                         oldest = recv
@@ -526,7 +535,35 @@ class WriterThread(threading.Thread):
                     self.counters.errors += 1
                     self.counters.last_error = str(exc)
                     log.error("closing the storage writer failed: %s", exc)
+                self._confirm(0)  # closed: durable, or kept by the writer for the next start
             self.finished.set()
+
+    def _settle(self) -> None:
+        wait = getattr(self.writer, "wait_durable", None)
+        if wait is None:  # pragma: no cover - a writer with a window has wait_durable
+            return
+        try:
+            wait()
+        except RecorderError as exc:
+            self.counters.errors += 1
+            self.counters.last_error = str(exc)
+            log.error("storage write failed (kept by the writer, retried on the next flush): %s", exc)
+            return
+        self._confirm(0)
+
+    def _confirm(self, keep: int) -> None:
+        """Count the flushed batches as written, all but the newest ``keep`` (still in flight)."""
+        c = self.counters
+        rows = c.rows_written
+        now = time.time()
+        while len(self._in_flight) > keep:
+            counts, oldest = self._in_flight.popleft()
+            for t, n in counts.items():
+                rows[t] = rows.get(t, 0) + n
+            lag = now - oldest
+            c.lag_last = lag
+            c.lag_max = max(c.lag_max, lag)
+            c.latencies.append(lag)
 
     def _budget(self) -> float:
         """Seconds a row may wait for its write: flush_interval less what writes take (and a margin)."""
@@ -547,14 +584,12 @@ class WriterThread(threading.Thread):
             log.error("storage write failed (kept by the writer, retried on the next flush): %s", exc)
         c.write_seconds = time.monotonic() - started
         c.flushes += 1
-        rows = c.rows_written
+        counts: dict[str, int] = {}
         for r in records:
             t = _TABLE_OF.get(type(r)) or table_of(r)
-            rows[t] = rows.get(t, 0) + 1
-        lag = time.time() - oldest
-        c.lag_last = lag
-        c.lag_max = max(c.lag_max, lag)
-        c.latencies.append(lag)
+            counts[t] = counts.get(t, 0) + 1
+        self._in_flight.append((counts, oldest))
+        self._confirm(self._window)
 
 
 

@@ -355,6 +355,12 @@ class ProcessWriter:
             self._unacked.append(_Sent(self._seq, [], Counter(), 0))
         self._settle(self._window)
 
+    @property
+    def in_flight_window(self) -> int:
+        """How many of the newest flushed batches :meth:`flush` leaves unacknowledged (not durable
+        yet when it returns); the collector counts their rows as written only later."""
+        return self._window
+
     def wait_durable(self) -> None:
         """:meth:`flush`, then wait until the child answered every batch sent (none in flight).
 

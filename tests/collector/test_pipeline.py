@@ -364,3 +364,80 @@ def test_record_queue_full_survives_the_writer_taking_the_last_batch_between_loo
     assert q.full() is False
     q._batches = collections.deque([([], 0.0)])  # a batch received at the epoch: older than max_age
     assert q.full() is True
+
+
+def test_rows_count_as_written_only_once_the_writer_says_they_are_durable() -> None:
+    """A writer whose flush leaves its newest batch in flight (the writer process): its rows are
+    not "written" in the status until a later flush, an idle moment (wait_durable) or the close."""
+    import threading
+
+    from recorder.collector.pipeline import RecordQueue, WriterThread
+    from recorder.records import Deal, Side
+
+    class InFlight:
+        in_flight_window = 1
+
+        def __init__(self) -> None:
+            self.flushed: list[int] = []  # rows per flushed batch
+            self.durable = 0  # batches durable
+            self.buffer: list[Any] = []
+            self.idle = threading.Event()
+
+        def write(self, records: Any) -> None:
+            self.buffer.extend(records)
+
+        def flush(self) -> None:
+            self.flushed.append(len(self.buffer))
+            self.buffer = []
+            self.durable = len(self.flushed) - 1  # all but the newest
+
+        def wait_durable(self) -> None:
+            self.durable = len(self.flushed)
+            self.idle.set()
+
+        def close(self) -> None:
+            self.durable = len(self.flushed)
+
+    ts = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def deals(first: int, n: int) -> list[Any]:
+        return [Deal(venue="okex_v1", symbol="btc_usdt", tid=first + i, price=D("1"), amount=D("1"),
+                     side=Side.BUY, ts_event=ts, ts_recv=ts) for i in range(n)]
+
+    writer = InFlight()
+    queue = RecordQueue(max_rows=1000)
+    thread = WriterThread(writer, queue, batch_size=3, flush_interval=0.2)  # type: ignore[arg-type]
+    queue.put(deals(0, 3), 0.0)
+    queue.put(deals(3, 3), 0.0)
+    thread.start()
+    assert writer.idle.wait(10)  # both batches flushed; nothing more came: it waited for them
+    assert writer.flushed == [3, 3]
+    assert thread.counters.rows_written == {"deals": 6}
+    queue.close()
+    thread.finished.wait(10)
+    assert thread.counters.rows_written == {"deals": 6} and len(thread.counters.latencies) == 2
+
+
+def test_a_batch_in_flight_is_not_counted_until_the_next_flush() -> None:
+    from recorder.collector.pipeline import WriterThread
+
+    class Window:
+        in_flight_window = 1
+
+        def write(self, records: Any) -> None: ...
+        def flush(self) -> None: ...
+        def wait_durable(self) -> None: ...
+        def close(self) -> None: ...
+
+    thread = WriterThread(Window(), None, batch_size=10, flush_interval=1.0)  # type: ignore[arg-type]
+    ts = datetime(2026, 11, 30, tzinfo=UTC)
+    from recorder.records import Deal, Side
+
+    one = [Deal(venue="okex_v1", symbol="btc_usdt", tid=1, price=D("1"), amount=D("1"), side=Side.BUY,
+                ts_event=ts, ts_recv=ts)]
+    thread._write(one, 0.0)
+    assert thread.counters.rows_written == {}  # in flight: not durable yet
+    thread._write(one + one, 0.0)
+    assert thread.counters.rows_written == {"deals": 1}  # the first is durable now, the second in flight
+    thread._confirm(0)
+    assert thread.counters.rows_written == {"deals": 3}
