@@ -334,3 +334,28 @@ def test_compaction_keys_of_the_config(tmp_path: Path) -> None:
     for bad in ({"compact_max_files": 1}, {"compact_step_bytes": 0}, {"compact_grace": -1}):
         with pytest.raises(ConfigError, match=rf"storage\.{next(iter(bad))} must be"):
             load_config(env={}, overrides={"storage": bad})
+
+
+def test_more_new_partitions_than_one_step_counts_are_never_forgotten_before_they_are_counted(
+        tmp_path: Path) -> None:
+    """A step counts 64 new partition directories; the rest wait for the next step. A closed
+    day's partition not counted yet must not be judged (and dropped) meanwhile: it raised a
+    KeyError in a roll (a spurious store outage) when a roll brought 100+ new symbols at once."""
+    from recorder.storage.compact import AutoCompactor
+
+    root = tmp_path / "pq"
+    day = root / "deals" / "venue=okex_v1" / "date=2026-11-18"
+    compactor = AutoCompactor(str(root), CompactionPolicy(grace=0.0), fsync=False,
+                              wall_clock=lambda: OPEN_DAY)  # 2026-11-18 is closed by then
+    directories = []
+    for i in range(150):
+        directory = day / f"symbol=s{i:03d}"
+        directory.mkdir(parents=True)
+        (directory / "part-1.parquet").write_bytes(b"")
+        directories.append(str(directory))
+        compactor.note_file("deals", f"{directory}/part-1.parquet")
+    for _ in range(4):  # 150 directories: counted over three steps, then judged
+        compactor.step()
+    # every partition was counted (one file each) before the closed day's one-file ones were dropped
+    assert compactor._unlisted == [] and compactor._parts == {}
+    compactor.close()
