@@ -160,13 +160,7 @@ class _V5Sim:
         return f"ws://127.0.0.1:{self.port}/ws/v5/{kind}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.terminate(self.proc)
         self.log.close()
 
 

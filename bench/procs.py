@@ -74,6 +74,17 @@ def wait_port(port: int, timeout: float = 120.0, proc: subprocess.Popen[bytes] |
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM ``proc`` and wait up to 10 s, then SIGKILL it; nothing if it has ended already."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Simulator:
     """``okex-recorder simulate`` in a subprocess (its own core), with the given settings."""
 
@@ -101,13 +112,7 @@ class Simulator:
         return f"http://127.0.0.1:{self.rest_port}/api/v1"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
 
     def __enter__(self) -> Simulator:

@@ -77,13 +77,7 @@ def _start_replay(workdir: Path, frames_file: Path,
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    procs.terminate(proc)
     if proc.stdout is not None:
         proc.stdout.close()
 
