@@ -577,17 +577,7 @@ class Batch(Sequence[Record]):
         trailing zeros Arrow does not keep."""
         group = self.groups[name]
         if isinstance(group, _TableRecords):
-            table = group.table
-            if not any(pa.types.is_decimal(f.type) for f in table.schema):
-                return table.to_pylist()
-            columns = {}
-            for field, column in zip(table.schema, table.columns, strict=True):
-                if pa.types.is_decimal(field.type):
-                    columns[field.name] = [None if t is None else Decimal(t) for t in decimal_texts(column)]
-                else:
-                    columns[field.name] = column.to_pylist()
-            names = list(columns)
-            return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+            return table_rows(group.table)
         to_row = DATASETS[name].to_row
         return [to_row(r) for r in group]
 
@@ -647,6 +637,21 @@ class _Chain(Sequence[Record]):
         return iter(self._all())
 
 
+def table_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """``table``'s rows as dicts, decimals as their canonical value (``1.5``, not the
+    ``decimal128(38, 18)`` column's ``1.500000000000000000``)."""
+    if not any(pa.types.is_decimal(f.type) for f in table.schema):
+        return table.to_pylist()
+    columns = {}
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_decimal(field.type):
+            columns[field.name] = [None if t is None else Decimal(t) for t in decimal_texts(column)]
+        else:
+            columns[field.name] = column.to_pylist()
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
 class _TableRecords(Sequence[Record]):
     """The records of an Arrow table, built from it on first use only."""
 
@@ -660,7 +665,7 @@ class _TableRecords(Sequence[Record]):
     def _built(self) -> list[Record]:
         if self._records is None:
             from_row = DATASETS[self.name].from_row
-            self._records = [from_row(r) for r in self.table.to_pylist()]
+            self._records = [from_row(r) for r in table_rows(self.table)]
         return self._records
 
     def __len__(self) -> int:
