@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +46,13 @@ def D(levels: list[tuple[str, str]]) -> tuple[tuple[Decimal, Decimal], ...]:
     return tuple((Decimal(p), Decimal(q)) for p, q in levels)
 
 
+class _TopDraw(random.Random):
+    """Every draw at the top of its range: backoff delays are their documented maximum."""
+
+    def random(self) -> float:
+        return 1.0
+
+
 B0 = [["100.0", "1", "0", "1"], ["99.9", "2", "0", "1"]]
 A0 = [["100.1", "3", "0", "1"], ["100.2", "4", "0", "1"]]
 
@@ -60,9 +68,15 @@ async def test_updates_before_the_snapshot_are_a_reset_then_a_correct_book() -> 
         await ws.send(book_msg(arg, "snapshot", B0, A0, seq=20 * n, prev=-1))
         await ws.send(book_msg(arg, "update", [["99.9", "0", "0", "0"]], [], seq=20 * n + 1, prev=20 * n))
 
-    async with V5Exchange(script) as ex, MiniShell(settings(ex)) as shell:
+    # The first resubscription delay is drawn from [0, reconnect_initial]: a draw near 0 would let
+    # the timer win against the snapshot already in flight (CI saw it). Draw the top of the range,
+    # 2 s, so only the frame order decides; then no resubscription may be left pending.
+    slow_first = {"reconnect_initial": 2.0, "reconnect_cap": 4.0}
+    async with V5Exchange(script) as ex, MiniShell(settings(ex, **slow_first)) as shell:
+        for s in shell.sessions:
+            s._rng = _TopDraw()
         await until(lambda: len(snaps(shell.out)) >= 2, what="the snapshot and its update")
-        await asyncio.sleep(0.5)  # longer than any first resubscription delay (reconnect_initial 0.05 s)
+        assert shell.sessions[0].next_deadline() is None  # the snapshot cancelled the resubscription
     resets = spans(shell.out, FeedEventKind.BOOK_RESET)
     assert len(resets) == 2 and resets[0].ts_end is None and resets[1].ts_end is not None
     assert "no snapshot" in resets[0].detail
