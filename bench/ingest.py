@@ -11,8 +11,9 @@ Measured in the same run, on the same frames (text, as the WebSocket client hand
   Arrow columns, ADBC bulk SQL, ``write_dataset``), once with SQLite + Parquet and once
   with PostgreSQL + Parquet.
 * **recorder** (``run_in_process`` -> ``StorageWriter(SqlStore, ParquetStore)``), SQLite +
-  Parquet and PostgreSQL + Parquet, and PostgreSQL once more with ``[storage] sql_bulk``
-  (``BulkSqlStore``: ADBC COPY into a staging table, the floor's own SQL path).
+  Parquet and PostgreSQL + Parquet with ``[storage] sql_bulk = false`` (``SqlStore``,
+  executemany), and PostgreSQL once more as configured by default (``sql_bulk``:
+  ``BulkSqlStore``, ADBC COPY into a staging table, the floor's own SQL path).
 
 PostgreSQL runs use throwaway databases on ``OKEX_BENCH_PG_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``); they are skipped (noted) if it cannot be
@@ -182,8 +183,8 @@ def run(size: str, profile: bool = False) -> BenchResult:
     for db, label in (("sqlite", "SQLite"), ("pg", "PG")):
         if f"floor-{db}" in rates:
             result.add(f"honest floor msg/s ({label} + Parquet)", rates[f"floor-{db}"], "msg/s")
-    recorders = (("sqlite", "sqlite", "SQLite"), ("pg", "pg", "PG"),
-                 ("pg-bulk", "pg", "PG with sql_bulk"))  # run, its floor, label
+    recorders = (("sqlite", "sqlite", "SQLite"), ("pg", "pg", "PG, sql_bulk = false"),
+                 ("pg-bulk", "pg", "PG, default: sql_bulk"))  # run, its floor, label
     for db, _, label in recorders:
         if f"recorder-{db}" in rates:
             result.add(f"recorder msg/s ({label} + Parquet)", rates[f"recorder-{db}"], "msg/s")

@@ -212,8 +212,9 @@ class StorageConfig:
     compact_grace: float = 60.0
     # the storage writer in a second process (docs/operations.md "Writer process")
     writer_process: bool = False
-    # PostgreSQL batches by ADBC bulk ingest (COPY) + INSERT ... SELECT (docs/storage.md "Bulk SQL")
-    sql_bulk: bool = False
+    # PostgreSQL batches by ADBC bulk ingest (COPY) + INSERT ... SELECT (docs/storage.md "Bulk SQL");
+    # ignored on SQLite
+    sql_bulk: bool = True
 
     def __post_init__(self) -> None:
         root = str(self.parquet_root)

@@ -177,7 +177,8 @@ class BulkSqlStore(SqlStore):
                     cur.execute("PRAGMA foreign_keys=ON")
                 conn.adbc_connection.set_autocommit(False)
         except Exception as exc:
-            raise StoreUnavailableError(f"cannot connect to {self.url}: {self._clean(exc)}") from None
+            raise StoreUnavailableError(
+                f"database {self.url} unavailable while connecting: {self._clean(exc)}") from None
         self._conn = conn
         self._staged = set()
         return conn
@@ -234,11 +235,12 @@ class BulkSqlStore(SqlStore):
             conn.adbc_connection.commit()
         except Exception as exc:
             self._abandon()
-            what = f"writing {count} records to {self.url}: {self._clean(exc)}"
+            # worded as SqlStore words them (migrate.translate_db_error): one message per fault
+            what = f"while writing {count} records: {self._clean(exc)}"
             if isinstance(exc, dbapi.OperationalError | dbapi.InternalError | dbapi.InterfaceError):
-                raise StoreUnavailableError(what) from None
+                raise StoreUnavailableError(f"database {self.url} unavailable {what}") from None
             if isinstance(exc, dbapi.Error):
-                raise StorageError(what) from None
+                raise StorageError(f"database {self.url} failed {what}") from None
             raise
 
     def _abandon(self) -> None:

@@ -306,15 +306,21 @@ def test_the_config_switch_opens_the_bulk_store(migrated_pg_url: str, migrated_s
     from recorder.config import load_config
     from recorder.storage.consume import open_stores
 
-    assert load_config(None, env={}).storage.sql_bulk is False  # off by default
-    path = tmp_path / "recorder.toml"
-    path.write_text("[storage]\nsql_bulk = true\n")
-    config = load_config(path, env={})
-    assert config.storage.sql_bulk is True
+    assert load_config(None, env={}).storage.sql_bulk is True  # on by default (PostgreSQL only)
     for url, kind in ((migrated_pg_url, BulkSqlStore), (migrated_sqlite_url, SqlStore)):
-        stores = open_stores(url, None, sql_bulk=config.storage.sql_bulk)
+        stores = open_stores(url, None, sql_bulk=load_config(None, env={}).storage.sql_bulk)
         try:
             assert type(stores["sql"]) is kind
+        finally:
+            stores["sql"].close()
+    path = tmp_path / "recorder.toml"
+    path.write_text("[storage]\nsql_bulk = false\n")
+    config = load_config(path, env={})
+    assert config.storage.sql_bulk is False
+    for url in (migrated_pg_url, migrated_sqlite_url):
+        stores = open_stores(url, None, sql_bulk=config.storage.sql_bulk)
+        try:
+            assert type(stores["sql"]) is SqlStore
         finally:
             stores["sql"].close()
 
