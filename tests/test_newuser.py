@@ -252,11 +252,19 @@ def test_status_shows_refused_subscriptions(tmp_path: Path, capsys: pytest.Captu
     status = _finished_status(tmp_path, f"sqlite:///{tmp_path}/r.sqlite")
     data = json.loads(status.read_text())
     data["error_acks"] = 2
+    data["subscriptions_refused"] = {"ok_sub_spot_foo_bar_ticker": 2}
     status.write_text(json.dumps(data))
     assert cli.main(["status", "--no-sql", "--status-file", str(status)]) == 0
     out = capsys.readouterr().out
-    assert "refused:     2 subscription error(s) from the exchange since start" in out
-    assert "subscribe_error" in out
+    assert ("refused:     1 channel refused by the exchange, getting no data and retried with the backoff: "
+            "ok_sub_spot_foo_bar_ticker (2 subscription error replies since start; see the log, and "
+            "feed_events rows of kind 'subscribe_error')") in out.splitlines()
+    # It said "N subscription error(s)" for channels that had delivered since their retry.
+    data["error_acks"], data["subscriptions_refused"] = 1, {}
+    status.write_text(json.dumps(data))
+    assert cli.main(["status", "--no-sql", "--status-file", str(status)]) == 0
+    assert ("refused:     no channel now (1 subscription error reply since start; those channels deliver "
+            "since their retry)") in capsys.readouterr().out.splitlines()
 
 
 def test_a_new_sqlite_file_is_said_to_be_created_not_upgraded(tmp_path: Path,

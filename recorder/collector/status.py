@@ -238,12 +238,13 @@ class StatusReporter:
                           for name, st in (s["storage"].get("stores") or {}).items())
         log.info(
             "status: %s %.0f frames/s (avg %.0f), %d received, %d dropped, %d malformed, "
-            "queue %d frames + %d rows, lag %.3f s (max %.3f), %d reconnects, %d rows written, "
+            "queue %d frames + %d rows, lag %.3f s (max %.3f), %s, %d rows written, "
             "%d quarantined%s, stores: %s, %d open gaps",
             s["state"], s["rates"]["frames_per_second"], s["rates"]["frames_per_second_avg"],
             s["frames"]["received"], s["frames"]["dropped_backpressure"], s["frames"]["malformed"],
             s["queues"]["frames"], s["queues"]["writer_rows"], s["lag_seconds"]["last"],
-            s["lag_seconds"]["max"], s["reconnects"], rows, q.get("total", 0),
+            s["lag_seconds"]["max"], _reconnects(s.get("connections") or [], s["reconnects"]), rows,
+            q.get("total", 0),
             f" ({reasons})" if reasons else "", stores or "-", len(s["open_gaps"]),
         )
 
@@ -568,20 +569,17 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     lag = status.get("lag_seconds", {})
     lines.append(f"lag:         last {_secs(lag.get('last'))}, max {_secs(lag.get('max'))}, "
                  f"p99 {_secs(lag.get('p99'))}; "
-                 f"reconnects {status.get('reconnects')}")
+                 f"{_reconnects(status.get('connections') or [], status.get('reconnects') or 0)}")
     for conn in status.get("connections", []):
         lines.append(f"  {conn['name']}: {conn['state']}, {conn['channels']} channels, "
                      f"{conn['frames']} frames, "
-                     f"{conn['reconnects']} reconnects, last data {conn['last_data']}"
+                     f"{_reconnects([conn], conn['reconnects'])}, last data {conn['last_data']}"
                      + (f", last error: {conn['last_error']}" if conn.get("last_error") else ""))
     gaps = status.get("open_gaps", [])
     lines.append(f"open gaps:   {len(gaps)}")
     for g in gaps[:10]:
         lines.append(f"  {g['kind']} since {g['since']} on {g['connection']} {','.join(g['symbols'])}")
-    refused = status.get("error_acks") or 0
-    if refused:  # e.g. a symbol the exchange does not list: the run goes on without it
-        lines.append(f"refused:     {refused} subscription error(s) from the exchange since start: a refused "
-                     "channel gets no data (see the log, and feed_events rows of kind 'subscribe_error')")
+    lines.extend(_refusals(status))
     lines.extend(rows_table(status, counts))
     stores = status.get("storage", {}).get("stores") or {}
     for name, st in stores.items():
@@ -685,3 +683,27 @@ def _run_check(args: argparse.Namespace) -> int:
 
 def _secs(value: object) -> str:
     return f"{value:.3f} s" if isinstance(value, int | float) else "-"
+
+
+def _reconnects(conns: list[dict[str, Any]], reconnects: int) -> str:
+    """``N reconnects``; ``never connected (N failed attempts)`` when no connection ever opened:
+    a count of reconnects would claim there had been a connection."""
+    if conns and all(c.get("connects", 1) == 0 for c in conns):
+        return f"never connected ({reconnects} failed attempts)"
+    return f"{reconnects} reconnects"
+
+
+def _refusals(status: dict[str, Any]) -> list[str]:
+    """The channels the exchange refuses now (they get no data; retried with the backoff) and the
+    error replies since start: one channel refused for an hour is one channel, not its N replies."""
+    acks = int(status.get("error_acks") or 0)
+    now: dict[str, int] = status.get("subscriptions_refused") or {}
+    if not acks and not now:
+        return []
+    replies = f"{acks} subscription error repl{'y' if acks == 1 else 'ies'} since start"
+    if not now:
+        return [f"refused:     no channel now ({replies}; those channels deliver since their retry)"]
+    names = ", ".join(list(now)[:5]) + (f" and {len(now) - 5} more" if len(now) > 5 else "")
+    return [f"refused:     {len(now)} channel{'' if len(now) == 1 else 's'} refused by the exchange, getting "
+            f"no data and retried with the backoff: {names} ({replies}; see the log, and feed_events "
+            "rows of kind 'subscribe_error')"]

@@ -219,3 +219,25 @@ def test_check_follows_a_real_recorder(tmp_path: Path, simulator_thread: Simulat
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_a_recorder_that_never_connected_does_not_claim_reconnects() -> None:
+    """`status` said "7 reconnects" for a run whose connection never opened: there was nothing to
+    reconnect. Every connection at 0 connects is "never connected (N failed attempts)"."""
+    def conn(name: str, connects: int, reconnects: int) -> dict[str, Any]:
+        return {"name": name, "state": "connecting", "channels": 4, "frames": 0, "bytes": 0, "pongs": 0,
+                "dropped": 0, "connects": connects, "reconnects": reconnects, "last_data": None,
+                "last_error": "connection refused"}
+
+    never = _status(reconnects=7, connections=[conn("okex_v1-0", 0, 7)])
+    lines = describe(never, None).splitlines()
+    assert next(x for x in lines if x.startswith("lag:")).endswith("; never connected (7 failed attempts)")
+    assert lines[lines.index(next(x for x in lines if x.startswith("lag:"))) + 1] == (
+        "  okex_v1-0: connecting, 4 channels, 0 frames, never connected (7 failed attempts), last data None, "
+        "last error: connection refused")
+    # one connection that did connect: the counts are reconnects again, per connection as they are
+    mixed = _status(reconnects=9, connections=[conn("okex_v1-0", 0, 7), conn("okx_v5-public", 1, 2)])
+    lines = describe(mixed, None).splitlines()
+    assert next(x for x in lines if x.startswith("lag:")).endswith("; 9 reconnects")
+    assert any(x.startswith("  okex_v1-0: ") and "never connected (7 failed attempts)" in x for x in lines)
+    assert any(x.startswith("  okx_v5-public: ") and ", 2 reconnects," in x for x in lines)
