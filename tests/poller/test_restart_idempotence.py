@@ -10,9 +10,11 @@ a real SQLite file and Parquet datasets under ``tmp_path``.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,23 @@ from analysis import duck, load
 from recorder.app import okx_v5_poller, open_storage, prepare_storage
 from recorder.config import Config, load_config
 from recorder.poller.service import Poller
+from recorder.poller.state import OrderState, StoredAccount, load_account_state
+from recorder.records import Fill, Instrument, Order, OrderStatus
 from recorder.simulator import Simulator as V1Simulator
 from recorder.simulator.okx_v5 import SimulatorThread, V5Settings
-from recorder.venues.okx_v5.poll import FILLS, FILLS_HISTORY
+from recorder.storage.sql import SqlStore
+from recorder.venues.okx_v5.poll import (
+    FILLS,
+    FILLS_HISTORY,
+    FILLS_WINDOW,
+    INSTRUMENTS,
+    RESUME_MARGIN,
+    V5AccountSource,
+    V5PollSettings,
+    instrument_of,
+)
+from recorder.venues.okx_v5.signing import V5Credentials
+from tests.fixtures.storage import v5_records
 from tests.poller.conftest import CREDS as V1_CREDS
 from tests.poller.conftest import Trader, poller_settings, servable_orders
 from tests.poller.test_okx_v5 import ACCOUNT, KEY, PASSPHRASE, SECRET, expected_fills, expected_orders
@@ -252,3 +268,57 @@ async def test_v1_restarts_store_each_order_and_change_once(
                          changes)
     assert _stored_parquet_copies(tmp_path, "order_status_changes") == len(changes)
     assert _stored_parquet_copies(tmp_path, "orders") == len(orders) + 1  # + the placed order's 2nd state
+
+
+def test_the_stored_account_is_read_for_one_venue(migrated_db_url: str) -> None:
+    """``load_account_state`` (SQLite and PostgreSQL): that venue's order states, fill ids, newest
+    fill time (aware UTC) and the latest stored row of each instrument, ``gone`` included."""
+    records = [r for r in v5_records() if isinstance(r, Order | Fill | Instrument)]
+    order = next(r for r in records if isinstance(r, Order))
+    fill = next(r for r in records if isinstance(r, Fill))
+    inst = next(r for r in records if isinstance(r, Instrument))
+    later = inst.ts_recv + timedelta(minutes=5)
+    newer_fill = dataclasses.replace(fill, bill_id="b-2", ts_event=fill.ts_event + timedelta(hours=1))
+    suspended = dataclasses.replace(inst, ts_recv=later, state="suspend")
+    gone = dataclasses.replace(inst, symbol="ETH-USDT", ts_recv=later, state="gone")
+    v1_order = dataclasses.replace(order, venue="okex_v1", symbol="btc_usdt", status=OrderStatus.FILLED)
+    other = dataclasses.replace(fill, venue="other", bill_id="b-3")
+    store = SqlStore(migrated_db_url)
+    try:
+        store.write_batch([*records, newer_fill, suspended, gone, v1_order, other])
+    finally:
+        store.close()
+    stored = load_account_state(migrated_db_url, "okx_v5")
+    assert stored.orders == {order.order_id: OrderState.of(order)}
+    assert stored.fill_ids == {fill.bill_id, "b-2"}
+    assert stored.newest_fill == newer_fill.ts_event and stored.newest_fill.utcoffset() is not None
+    assert stored.instruments == {"BTC-USDT": suspended, "ETH-USDT": gone}
+    assert load_account_state(migrated_db_url, "okex_v1").orders == {order.order_id: OrderState.of(v1_order)}
+    assert load_account_state(migrated_db_url, "nobody") == StoredAccount()
+
+
+async def test_resume_seeds_the_instruments_and_picks_the_fills_endpoint() -> None:
+    """An instrument stored live that vanished while the poller was stopped is written once as
+    ``gone``; an unchanged one not at all; the first round reads ``/trade/fills`` only when the
+    newest stored fill is younger than 3 days minus the margin."""
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    stored = [Instrument(venue="okx_v5", symbol=s, ts_recv=now - timedelta(days=1), base=s[:3], quote="USDT",
+                         tick_size=Decimal("0.1"), lot_size=Decimal("0.0001"), min_size=Decimal("0.001"),
+                         state="live") for s in ("BTC-USDT", "ETH-USDT")]
+    listed = [instrument_of(dataclasses.replace(stored[0], ts_recv=now))]
+
+    async def fetch(path: str, params: Any, parse: Any) -> Any:
+        paths.append(path)
+        return listed if path == INSTRUMENTS else []
+
+    for newest, want in ((None, FILLS_HISTORY), (now - FILLS_WINDOW + RESUME_MARGIN, FILLS_HISTORY),
+                         (now - FILLS_WINDOW + RESUME_MARGIN + timedelta(seconds=1), FILLS)):
+        paths: list[str] = []
+        source = V5AccountSource(V5PollSettings(), V5Credentials("k", "s", "p"))
+        source.resume(instruments=stored, newest_fill=newest, now=now)
+        changed = await source.refresh_instruments(fetch)
+        assert [(i.symbol, i.state, i.ts_recv) for i in changed] == [("ETH-USDT", "gone", now)]
+        await source.sync_orders(fetch)
+        assert [p for p in paths if "fills" in p] == [want]
+        await source.sync_orders(fetch)
+        assert [p for p in paths if "fills" in p] == [want, FILLS]
