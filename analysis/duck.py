@@ -22,10 +22,16 @@ is a registered Arrow dataset, with the same columns and types, filters and proj
 pushed down to the Parquet scan. DuckDB's ``httpfs`` extension is not used (it cannot be
 installed offline, and would be a second credential path).
 
-The Parquet datasets are append-only: an order, an open kline or a feed-event span
-appears once per state written. Take the latest state in SQL, e.g.
-``SELECT * FROM orders QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY ts_recv DESC) = 1``
-(:mod:`analysis.load` does this for you).
+The Parquet datasets are append-only: an order, an open kline or a feed-event span appears once
+per state written, and a row can be stored twice (a journal replay, a compaction caught midway, a
+fill read again by a poller started before it resumed from storage). Each view ``<name>`` holds
+what the SQL store holds: one row per key of the dataset (``Spec.key``), the earliest ``ts_recv``
+for the keep-first datasets (deals, fills, status changes, ...), the latest ``ts_recv`` for orders
+and klines, the closed state of a feed-event span (:func:`dedupe_sql`), like :mod:`analysis.load`
+and :mod:`analysis.lazy`. ``<name>_raw`` is every stored copy, as in the files. The de-duplicating
+window is partitioned by the key and by the partition columns that are the same in every copy of a
+key, so a ``WHERE`` on ``date``, the venue or the symbol still skips directories (not on ``date``
+for orders and status changes, whose ``date`` is that of ``ts_recv``).
 """
 
 from __future__ import annotations
@@ -36,21 +42,25 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from recorder.storage.datasets import LEGACY_VENUE
+from recorder.storage.datasets import LEGACY_VENUE, Merge
 from recorder.storage.fs import is_dir, is_object_store_uri, resolve
 from recorder.storage.parquet import open_dataset
 from recorder.storage.schema import DATASETS, V1_STATUS_NAMES, Dataset
 
-__all__ = ["connect", "register_views"]
+__all__ = ["RAW_SUFFIX", "connect", "dedupe_sql", "register_views"]
+
+RAW_SUFFIX = "_raw"
+"""``<dataset>_raw``: the view of every stored copy."""
 
 
 def register_views(
     con: duckdb.DuckDBPyConnection, parquet_root: str | Path, datasets: Iterable[str] | None = None
 ) -> list[str]:
-    """Create (or replace) one view per dataset found under ``parquet_root`` on ``con``.
+    """Create (or replace) two views per dataset found under ``parquet_root`` on ``con``: ``<name>``,
+    one row per key as the SQL store keeps it, and ``<name>_raw``, every stored copy.
 
     ``datasets`` limits the views to those names (default: every dataset of the schema
-    that has at least one Parquet file). Returns the names of the views created, sorted.
+    that has at least one Parquet file). Returns the dataset names of the views created, sorted.
     Raises KeyError for an unknown dataset name.
     """
     names = sorted(DATASETS) if datasets is None else sorted(datasets)
@@ -77,9 +87,34 @@ def register_views(
         view = parts[0]
         for part in parts[1:]:
             view = view.union(part)  # UNION ALL
-        view.create_view(name, replace=True)
+        view.create_view(name + RAW_SUFFIX, replace=True)
+        _create_deduped(con, name)
         created.append(name)
     return created
+
+
+def dedupe_sql(name: str, source: str) -> str:
+    """The ``SELECT`` of dataset ``name``'s rows in ``source`` (a view or table with its columns)
+    reduced to one row per key as the SQL store merges them (:class:`~recorder.storage.datasets.Merge`):
+    keep-first: the earliest ``ts_recv``; last-seen-wins: the latest ``ts_recv``; spans: the latest
+    ``ts_end``, a closed span over its open copy; append-only (quarantine): every row."""
+    dataset = DATASETS[name]
+    spec = dataset.spec
+    if spec is None or not spec.key:
+        return f'SELECT * FROM "{source}"'  # noqa: S608 - names from the schema, not from input
+    order = {Merge.KEEP_FIRST: "ts_recv ASC", Merge.LAST_SEEN_WINS: "ts_recv DESC",
+             Merge.SPAN: "ts_end DESC NULLS LAST"}[spec.merge]
+    # partition columns equal in every copy of a key join the window's partition, so filters on them
+    # are pushed below it (into the scan); the date is, unless it is that of a ts_recv outside the key
+    stable = [p for p in spec.partition if p != "date" or spec.date_column in spec.key
+              or spec.date_column != "ts_recv"]
+    by = ", ".join(f'"{c}"' for c in dict.fromkeys([*spec.key, *stable]))
+    return (f'SELECT * FROM "{source}" '  # noqa: S608 - names from the schema, not from input
+            f"QUALIFY row_number() OVER (PARTITION BY {by} ORDER BY {order}) = 1")
+
+
+def _create_deduped(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {dedupe_sql(name, name + RAW_SUFFIX)}')
 
 
 _DUCK_TYPES = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN",
@@ -133,7 +168,8 @@ def _register_arrow_views(con: duckdb.DuckDBPyConnection, root: str, names: list
         arrow = open_dataset(base, name, filesystem=fs)
         if not arrow.files:
             continue
-        con.register(name, arrow)
+        con.register(name + RAW_SUFFIX, arrow)
+        _create_deduped(con, name)
         created.append(name)
     return created
 
@@ -142,7 +178,8 @@ def connect(
     parquet_root: str | Path, database: str = ":memory:", datasets: Iterable[str] | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection (in memory by default) with the views of :func:`register_views`
-    and the session time zone set to UTC. ``parquet_root`` is a local directory or
+    (``<name>`` de-duplicated by key, ``<name>_raw`` every stored copy) and the session time zone
+    set to UTC. ``parquet_root`` is a local directory or
     ``s3://bucket/prefix``."""
     con = duckdb.connect(database)
     con.execute("SET TimeZone = 'UTC'")

@@ -45,9 +45,10 @@ from recorder.logs import setup_logging
 from recorder.poller.loop import PollerOutcome as RestPollerOutcome
 from recorder.poller.rest import RestPoller
 from recorder.poller.service import Poller, PollerOutcome
-from recorder.poller.state import load_order_states
-from recorder.records import Record, RecordSink
+from recorder.poller.state import StoredAccount, load_account_state
+from recorder.records import Record, RecordSink, utc_now
 from recorder.venues.okx_v5.poll import V5AccountSource, V5PollSettings, load_v5_credentials
+from recorder.venues.okx_v5.records import VENUE as V5_VENUE
 
 __all__ = [
     "EXIT_AUTH_FAILED",
@@ -372,7 +373,8 @@ def okx_v5_poller(config: Config, sink: RecordSink, *, known_orders: bool = True
 
     Raises :class:`ConfigError` when it is enabled but no OKX v5 credentials are configured
     (``OKX_API_KEY``/``OKX_API_SECRET``/``OKX_API_PASSPHRASE`` or the credentials file).
-    ``known_orders``: resume from the order states stored in ``storage.sql_url`` (read-only).
+    ``known_orders``: resume from the account stored in ``storage.sql_url`` (read-only: order states,
+    fill ids, the newest fill, instrument states; docs/poller.md "Restarts").
     """
     settings = okx_v5_poll_settings(config)
     if settings is None:
@@ -382,11 +384,15 @@ def okx_v5_poller(config: Config, sink: RecordSink, *, known_orders: bool = True
         raise ConfigError("venues.okx_v5.poller is enabled but no OKX v5 credentials are configured: set "
                           "OKX_API_KEY, OKX_API_SECRET and OKX_API_PASSPHRASE, or an owner-only "
                           "credentials_file (api_key, secret_key, passphrase)")
-    known = load_order_states(config.storage.sql_url) if known_orders else {}
-    log.info("OKX v5 poller on (%s) with %r", settings.rest_url, credentials)
-    return RestPoller(V5AccountSource(settings, credentials), sink, policy=settings.backoff,
+    stored = load_account_state(config.storage.sql_url, V5_VENUE) if known_orders else StoredAccount()
+    source = V5AccountSource(settings, credentials)
+    source.resume(instruments=stored.instruments.values(), newest_fill=stored.newest_fill, now=utc_now())
+    log.info("OKX v5 poller on (%s) with %r; stored: %d orders, %d fills, %d instruments", settings.rest_url,
+             credentials, len(stored.orders), len(stored.fill_ids), len(stored.instruments))
+    return RestPoller(source, sink, policy=settings.backoff,
                       ban_seconds=settings.ban_seconds, request_timeout=settings.request_timeout,
-                      time_sync_interval=settings.time_sync_interval, known_orders=known)
+                      time_sync_interval=settings.time_sync_interval, known_orders=stored.orders,
+                      known_fills=stored.fill_ids)
 
 
 async def record(config: Config, *, duration: float | None = None, writer: RecordWriter | None = None,

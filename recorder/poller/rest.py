@@ -13,7 +13,8 @@ A venue provides an :class:`AccountSource` (sans-I/O; e.g.
   (:class:`~recorder.poller.loop.PollLoop`);
 * state-change detection: an ``Order`` goes to the sink only when its state changed since
   the last one seen (or stored: ``known_orders``, see :func:`recorder.poller.state.load_order_states`),
-  with an ``OrderStatusChange`` when first seen in a status; each ``Fill`` once (``bill_id``);
+  with an ``OrderStatusChange`` when first seen in a status; each ``Fill`` once (``bill_id``, also
+  against the stored ones: ``known_fills``);
   everything else the jobs return (Balance, Instrument) as it is.
 """
 
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -94,7 +95,7 @@ class RestPoller:
                  policy: BackoffPolicy = BackoffPolicy(), ban_seconds: float = 60.0,
                  request_timeout: float = 10.0, time_sync_interval: float = 300.0,
                  limiter: RateLimiter | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 known_orders: Mapping[int, OrderState] | None = None,
+                 known_orders: Mapping[int, OrderState] | None = None, known_fills: Iterable[str] = (),
                  local_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  clock: Callable[[], datetime] = utc_now, rng: random.Random | None = None) -> None:
         self.source = source
@@ -110,7 +111,7 @@ class RestPoller:
         self._synced_at = float("-inf")
         self.offset_ms = 0
         self.known: dict[int, OrderState] = dict(known_orders or {})
-        self.fills_seen: set[str] = set()
+        self.fills_seen: set[str] = set(known_fills)
 
     def __repr__(self) -> str:
         return f"RestPoller({self.source!r})"

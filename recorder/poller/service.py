@@ -56,6 +56,9 @@ __all__ = ["AUTH_HINTS", "CONNECTION", "Poller", "PollerOutcome"]
 
 log = logging.getLogger("recorder.poller")
 
+VENUE = "okex_v1"
+"""The ``venue`` of every record this poller writes (and of the stored orders it resumes from)."""
+
 CONNECTION = "rest"
 """The ``connection`` of every feed event the poller writes."""
 
@@ -124,7 +127,7 @@ class Poller:
         self._known: dict[int, OrderState] = dict(known_orders or {})
         self._state_url = state_url if known_orders is None else None
         self._rng = rng
-        self._core = PollLoop(venue="okex_v1", sink=sink, limiter=self._limiter, policy=settings.backoff,
+        self._core = PollLoop(venue=VENUE, sink=sink, limiter=self._limiter, policy=settings.backoff,
                               ban_seconds=settings.ban_seconds, auth_message=self._auth_message,
                               clock=self._clock, rng=rng, label="OKEx")
         self.rounds = 0  # completed order sweeps (all symbols)
@@ -184,7 +187,7 @@ class Poller:
         Returns how many orders are known. Raises
         :class:`~recorder.errors.StoreUnavailableError` when the database cannot be read.
         """
-        known = await asyncio.to_thread(load_order_states, url, self._settings.symbols)
+        known = await asyncio.to_thread(load_order_states, url, self._settings.symbols, venue=VENUE)
         known.update(self._known)  # anything seen in this process is newer
         self._known = known
         self._state_url = None
@@ -290,7 +293,7 @@ class Poller:
             records.append(order)
             if known is None or known.status is not order.status:
                 records.append(
-                    OrderStatusChange(venue="okex_v1",
+                    OrderStatusChange(venue=VENUE,
                         order_id=order.order_id,
                         symbol=order.symbol,
                         status=order.status,

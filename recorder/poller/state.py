@@ -1,23 +1,26 @@
-"""What the poller already knows about orders: the last stored state of each.
+"""What the poller already knows: the last stored state of each order, the stored fills and
+the last stored state of each instrument.
 
-Loaded read-only from the SQL database at start (:func:`load_order_states`), so a
-restarted poller emits only what changed since the last stored state: no order
-or status change is lost, none is written twice.
+Loaded read-only from the SQL database at start (:func:`load_order_states`,
+:func:`load_account_state`), so a restarted poller emits only what changed since the last
+stored state: no order, status change, fill or instrument change is lost, none is written
+twice (docs/poller.md "Restarts").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
 
 from recorder.errors import StoreUnavailableError
-from recorder.records import Order, OrderStatus
+from recorder.records import Instrument, Order, OrderStatus
 from recorder.storage import schema
 
-__all__ = ["OrderState", "load_order_states"]
+__all__ = ["OrderState", "StoredAccount", "load_account_state", "load_order_states"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,53 @@ def load_order_states(
             }
     except sa.exc.SQLAlchemyError as exc:
         raise StoreUnavailableError(f"cannot read known orders: {type(exc).__name__}") from exc
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    """What the SQL store holds of one venue's account, for a restart (see :func:`load_account_state`).
+
+    ``orders``: ``order_id -> OrderState``; ``fill_ids``: every stored ``bill_id``;
+    ``newest_fill``: the greatest stored fill ``ts_event`` (UTC), None without fills;
+    ``instruments``: ``symbol -> Instrument``, the latest stored row of each (``state`` ``"gone"``
+    included, so the caller decides).
+    """
+
+    orders: Mapping[int, OrderState] = field(default_factory=dict)
+    fill_ids: frozenset[str] = frozenset()
+    newest_fill: datetime | None = None
+    instruments: Mapping[str, Instrument] = field(default_factory=dict)
+
+
+def load_account_state(url_or_engine: str | sa.Engine, venue: str) -> StoredAccount:
+    """Read ``venue``'s stored orders, fills and instruments (read-only, bound parameters).
+
+    Tables a database does not have yet read as empty. Raises
+    :class:`~recorder.errors.StoreUnavailableError` when the database cannot be read.
+    """
+    engine = sa.create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    try:
+        orders = load_order_states(engine, venue=venue)
+        f, i = schema.fills, schema.instruments
+        fill_ids: frozenset[str] = frozenset()
+        newest: datetime | None = None
+        latest: dict[str, Instrument] = {}
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if inspector.has_table(f.name):
+                fill_ids = frozenset(conn.scalars(sa.select(f.c.bill_id).where(f.c.venue == venue)))
+                newest = conn.scalar(sa.select(sa.func.max(f.c.ts_event)).where(f.c.venue == venue))
+            if inspector.has_table(i.name):
+                dataset = schema.DATASETS[i.name]
+                query = sa.select(i).where(i.c.venue == venue).order_by(i.c.ts_recv)
+                for row in conn.execute(query).mappings():
+                    latest[row["symbol"]] = dataset.from_row(row)
+        return StoredAccount(orders, fill_ids, newest, latest)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreUnavailableError(f"cannot read the stored account: {type(exc).__name__}") from exc
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()

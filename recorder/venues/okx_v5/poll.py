@@ -28,9 +28,9 @@ import importlib
 import os
 import stat
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,7 +41,7 @@ from recorder.errors import ConfigError, ExchangeError
 
 from . import neutral, rest
 from .errors import likely_cause
-from .records import VENUE, Balance, Fill, Order, OrderState, Side
+from .records import VENUE, Balance, Fill, Instrument, Order, OrderState, Side
 from .signing import V5Credentials
 from .tracking import InstrumentTracker
 
@@ -54,6 +54,7 @@ __all__ = [
     "STATUS_OF",
     "V5AccountSource",
     "V5PollSettings",
+    "instrument_of",
     "load_v5_credentials",
     "neutral_balance",
     "neutral_fill",
@@ -147,6 +148,13 @@ neutral_instrument = neutral.instrument
 """A v5 instrument as the neutral ``Instrument`` (state kept raw): the mapping of :mod:`.neutral`."""
 
 
+def instrument_of(i: N.Instrument) -> Instrument:
+    """The v5 ``Instrument`` a stored neutral one was made from (inverse of :data:`neutral_instrument`)."""
+    return Instrument(instrument=i.symbol, inst_type=i.inst_type, base=i.base, quote=i.quote,
+                      tick_size=i.tick_size, lot_size=i.lot_size, min_size=i.min_size, state=i.state,
+                      list_time=i.ts_listed, exp_time=i.ts_expiry, ts_recv=i.ts_recv, venue=i.venue)
+
+
 # --- the REST account poll source (sans-I/O: the generic poller fetches) -----------------------
 
 ENV_API_KEY = "OKX_API_KEY"
@@ -160,6 +168,11 @@ HISTORY = "/api/v5/trade/orders-history"
 ARCHIVE = "/api/v5/trade/orders-history-archive"
 FILLS = "/api/v5/trade/fills"
 FILLS_HISTORY = "/api/v5/trade/fills-history"
+FILLS_WINDOW = timedelta(days=3)
+"""What ``/trade/fills`` serves (``fills-history``: 3 months)."""
+RESUME_MARGIN = timedelta(hours=1)
+"""A restart reads ``/trade/fills`` instead of ``fills-history`` only when the newest stored fill is
+younger than :data:`FILLS_WINDOW` minus this (clock skew, fills published late)."""
 BALANCE = "/api/v5/account/balance"
 INSTRUMENTS = "/api/v5/public/instruments"
 TIME = "/api/v5/public/time"
@@ -280,6 +293,7 @@ class V5AccountSource:
         self.limits = {p: (e.limit, float(e.window_s)) for p, e in rest.ENDPOINTS.items()}
         self.tracker = InstrumentTracker()
         self.order_rounds = 0
+        self.fills_stored_until: datetime | None = None  # see resume()
 
     def __repr__(self) -> str:
         return f"V5AccountSource({self.settings.rest_url}, {self._credentials!r})"
@@ -306,6 +320,24 @@ class V5AccountSource:
         return (f"OKX v5 rejected the API credentials ({self._credentials!r}): error {exc.code} "
                 f"\u201c{exc.message_en}\u201d: likely cause: {cause}. OKX v5 polling stopped; fix the "
                 "credentials and restart (everything else keeps recording).")
+
+    def resume(self, *, instruments: Iterable[N.Instrument] = (), newest_fill: datetime | None = None,
+               now: datetime) -> None:
+        """Start from what storage holds (a restart; docs/poller.md "Restarts").
+
+        ``instruments``: the last stored state of each (neutral; ``state = "gone"`` ones are not
+        listed): the first refresh then emits only real changes, including instruments that
+        vanished while the poller was down. ``newest_fill``: the newest stored fill's
+        ``ts_event`` (UTC); when it is younger than 3 days minus :data:`RESUME_MARGIN` at ``now``,
+        the first round reads ``/trade/fills`` (3 days, newest first) instead of walking the
+        3-month ``fills-history`` again: every fill after the newest stored one is within those 3
+        days. Fills are emitted oldest first in one batch, so a stored fill implies the older
+        ones of its walk were stored (the poller still drops any ``bill_id`` already stored).
+        """
+        known = [i for i in instruments if i.state != "gone"]
+        self.tracker.update([instrument_of(i) for i in known], complete=False)
+        if newest_fill is not None and newest_fill > now - FILLS_WINDOW + RESUME_MARGIN:
+            self.fills_stored_until = newest_fill
 
     def jobs(self) -> list[Job]:
         s = self.settings
@@ -335,13 +367,15 @@ class V5AccountSource:
 
     async def sync_orders(self, fetch: Fetch[Any]) -> list[Any]:
         """Open orders, the 7-day history (and the 3-month archive at the first round), then fills
-        (``fills-history`` at the first round, ``fills`` after): neutral Orders and Fills."""
+        (``fills-history`` at the first round unless :meth:`resume` found recent stored fills,
+        ``fills`` after): neutral Orders and Fills."""
         first = self.order_rounds == 0 and self.settings.archive_at_start
         out: list[Any] = []
         for path in (PENDING, HISTORY, *((ARCHIVE,) if first else ())):
             orders = await self._pages(fetch, path, {"instType": "SPOT"}, rest.parse_orders)
             out.extend(neutral_order(o) for o in orders or ())
-        fills = await self._pages(fetch, FILLS_HISTORY if first else FILLS, {"instType": "SPOT"},
+        history = first and self.fills_stored_until is None
+        fills = await self._pages(fetch, FILLS_HISTORY if history else FILLS, {"instType": "SPOT"},
                                   rest.parse_fills)
         out.extend(neutral_fill(f) for f in reversed(fills or ()))
         self.order_rounds += 1
