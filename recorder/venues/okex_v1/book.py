@@ -37,7 +37,7 @@ from itertools import repeat
 from recorder.errors import BookError, CrossedBookError
 from recorder.records import BookSnapshot, ChannelKind, DepthUpdate, Level
 
-__all__ = ["DEFAULT_MAX_DEPTH", "OrderBook", "whole_book_problem"]
+__all__ = ["DEFAULT_MAX_DEPTH", "MAX_DECIMALS", "OrderBook", "price_decimals", "whole_book_problem"]
 
 DEFAULT_MAX_DEPTH = 200
 """The incremental depth channel carries up to 200 levels per side."""
@@ -238,6 +238,7 @@ class OrderBook:
     ``max_depth`` bounds the levels kept per side (the worst are dropped). ``decimals`` is
     the price scale (default: :func:`price_decimals` of ``symbol``, from the pair table); a
     price finer than it widens it (see the module doc), so any value gives the same book.
+    Raises ValueError for ``max_depth`` < 1 or negative ``decimals``.
     Not thread-safe; one book per symbol and connection.
     """
 
