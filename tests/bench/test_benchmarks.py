@@ -37,6 +37,14 @@ def test_stages_account_for_the_cpu_time_of_a_run_that_stored_every_row() -> Non
     assert abs(sum(stages.values()) - v["CPU s per 100k frames: total (process)"]) < 1e-6
 
 
+def test_v1_book_times_both_books_on_equal_records(capsys) -> None:  # type: ignore[no-untyped-def]
+    from bench import v1_book
+
+    assert v1_book.main("tiny", 1)
+    out = capsys.readouterr().out
+    assert "before (Decimal keys)" in out and "after (integer ticks)" in out and "equal (repr): yes" in out
+
+
 def test_wire_receives_and_persists_every_frame() -> None:
     result, v = _run("wire")
     assert v["frame-counting client msg/s (server ceiling)"] > 0
