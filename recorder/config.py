@@ -69,13 +69,22 @@ SQL_URL_ENV = "OKEX_SQL_URL"
 _SECRET_KEYS = frozenset({"api_key", "secret_key", "secret", "apikey", "password", "sign"})
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to print or log)."""
+_URL_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
+def mask_url(url: Any) -> str:
+    """``url`` (text or a SQLAlchemy URL) with any password replaced by ``***``, also one given as a
+    query parameter (``?password=``, libpq's ``sslpassword``): safe to print or log."""
     try:
         import sqlalchemy as sa
 
-        return sa.make_url(url).render_as_string(hide_password=True)
+        parsed = url if isinstance(url, sa.URL) else sa.make_url(url)
+        hidden = {k: "***" for k in parsed.query if k.lower() in _URL_SECRET_PARAMS}
+        if hidden:
+            parsed = parsed.update_query_dict(hidden)
+        return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:  # not a SQLAlchemy URL: mask a user:password@ part by hand
+        url = str(url)
         scheme, sep, rest = url.partition("://")
         if sep and "@" in rest:
             creds, _, host = rest.rpartition("@")

@@ -66,9 +66,11 @@ def parse_url(url: str | sa.URL) -> sa.URL:
 
 def mask_url(url: str | sa.URL | sa.Engine) -> str:
     """The URL as text with its password replaced by ``***``: safe to print and log."""
+    from recorder.config import mask_url as mask
+
     if isinstance(url, sa.Engine):
         url = url.url
-    return parse_url(url).render_as_string(hide_password=True)
+    return mask(parse_url(url))
 
 
 def translate_db_error(exc: Exception, url: str | sa.URL | sa.Engine, action: str) -> StorageError:

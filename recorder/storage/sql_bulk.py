@@ -145,9 +145,12 @@ class BulkSqlStore(SqlStore):
                 "same process (https://www.sqlite.org/howtocorrupt.html, 2.2.1)")
         super().__init__(url)
         self._dialect = parsed.get_backend_name()
-        self._password = parsed.password or ""
+        self._secrets = [str(v) for k, v in parsed.query.items()
+                         if k.lower() in ("password", "sslpassword") and v and isinstance(v, str)]
+        if parsed.password:
+            self._secrets.append(str(parsed.password))
         if self._dialect == "postgresql":
-            libpq = parsed.set(drivername="postgresql", query={})
+            libpq = parsed.set(drivername="postgresql")  # the query: libpq parameters (sslmode, host, ...)
             self._adbc_uri = libpq.render_as_string(hide_password=False)
         else:
             self._adbc_uri = parsed.database or ":memory:"
@@ -185,8 +188,8 @@ class BulkSqlStore(SqlStore):
 
     def _clean(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
-        if self._password:
-            text = text.replace(self._password, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         if "Failed to execute query '" in text:  # libpq quotes our whole statement: keep the reason
             head, _, rest = text.partition("Failed to execute query '")
             text = head + rest.rpartition("': ")[2]

@@ -16,8 +16,9 @@ from alembic.script import ScriptDirectory
 
 from recorder import cli
 from recorder.cli import main
-from recorder.errors import SchemaNotAtHeadError, StorageError
+from recorder.errors import SchemaNotAtHeadError, StorageError, StoreUnavailableError
 from recorder.storage import migrate, schema
+from tests.fixtures.storage import sample_deal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -271,3 +272,28 @@ def test_0002_upgrades_a_populated_0001_database_keeping_its_rows_and_downgrades
         engine.dispose()
     migrate.upgrade(db_url)
     assert migrate.check(db_url) == []
+
+
+def test_a_password_given_as_a_url_query_parameter_is_masked_too(capsys: pytest.CaptureFixture[str],
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """libpq takes `?password=` (and `sslpassword`) in the URL; mask_url showed them."""
+    from recorder.config import mask_url as config_mask
+    from recorder.storage.sql import SqlStore
+    from recorder.storage.sql_bulk import BulkSqlStore
+
+    url = "postgresql+psycopg://me@127.0.0.1:1/db?password=hunter2-query&sslpassword=hunter3-key&sslmode=prefer"
+    masked = "postgresql+psycopg://me@127.0.0.1:1/db?password=***&sslmode=prefer&sslpassword=***"
+    assert migrate.mask_url(url) == config_mask(url) == masked
+    assert main(["db", "upgrade", "--sql-url", url]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith(f"okex-recorder db: error: database {masked} unavailable while upgrading")
+    for store_type in (SqlStore, BulkSqlStore):
+        store = store_type(url)
+        try:
+            with pytest.raises(StoreUnavailableError) as info:
+                store.write_batch([sample_deal(1)])
+            assert repr(store) == f"{store_type.__name__}({masked!r})"
+        finally:
+            store.close()
+        shown = str(info.value) + repr(store) + caplog.text + out.out + out.err
+        assert "hunter2" not in shown and "hunter3" not in shown

@@ -333,3 +333,32 @@ def test_several_bulk_writers_on_one_postgres_database_do_not_conflict(
 
     monkeypatch.setattr(test_sql, "SqlStore", BulkSqlStore)
     test_sql.test_several_writers_on_one_postgres_database_do_not_conflict(migrated_pg_url)
+
+
+@pytest.mark.postgres
+def test_the_url_query_reaches_libpq(migrated_pg_url: str) -> None:
+    """The bulk connection dropped the URL's query: `?host=/var/run/postgresql` (a Unix socket) failed
+    to connect where SqlStore did, and `sslmode`, `application_name` ... were silently not applied."""
+    url = sa.make_url(migrated_pg_url)
+    tagged = url.update_query_dict({"application_name": "okex-bulk-query", "connect_timeout": "5"})
+    store = BulkSqlStore(tagged)
+    try:
+        store.write_batch(sample_records())
+        with store._connect().cursor() as cur:
+            cur.execute("SELECT current_setting('application_name')")
+            assert cur.fetchall() == [("okex-bulk-query",)]
+    finally:
+        store.close()
+    socket_dir = Path("/var/run/postgresql")
+    if not any(socket_dir.glob(f".s.PGSQL.{url.port or 5432}")):
+        return  # no local socket here: the TCP case above shows the query is passed on
+    socket_query = {"host": str(socket_dir), "port": str(url.port or 5432)}
+    over_socket = url.set(host=None, port=None).update_query_dict(socket_query)
+    store = BulkSqlStore(over_socket)
+    try:
+        store.write_batch(sample_records())
+        with store._connect().cursor() as cur:
+            cur.execute("SELECT inet_server_addr() IS NULL")  # NULL over a Unix socket
+            assert cur.fetchall() == [(True,)]
+    finally:
+        store.close()
