@@ -39,7 +39,7 @@ from recorder.records import Record
 from recorder.storage.datasets import Merge
 from recorder.storage.migrate import mask_url, parse_url
 from recorder.storage.schema import DATASETS, Batch, Dataset
-from recorder.storage.sql import SqlStore
+from recorder.storage.sql import PG_CONNECT_TIMEOUT_S, SqlStore
 
 __all__ = ["BulkSqlStore", "open_sql_store", "sqlite_values"]
 
@@ -151,6 +151,8 @@ class BulkSqlStore(SqlStore):
             self._secrets.append(str(parsed.password))
         if self._dialect == "postgresql":
             libpq = parsed.set(drivername="postgresql")  # the query: libpq parameters (sslmode, host, ...)
+            if "connect_timeout" not in libpq.query:  # as SqlStore's engine: never wait minutes for a host
+                libpq = libpq.update_query_dict({"connect_timeout": str(PG_CONNECT_TIMEOUT_S)})
             self._adbc_uri = libpq.render_as_string(hide_password=False)
         else:
             self._adbc_uri = parsed.database or ":memory:"
