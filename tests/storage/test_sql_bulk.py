@@ -350,8 +350,9 @@ def test_the_url_query_reaches_libpq(migrated_pg_url: str) -> None:
     finally:
         store.close()
     # SqlStore's connect timeout applies unless the URL sets one (a silent host is not waited for minutes)
-    assert "connect_timeout=5" in BulkSqlStore(tagged)._adbc_uri
-    assert "connect_timeout=10" in BulkSqlStore(url)._adbc_uri
+    for given, timeout in ((tagged, "connect_timeout=5"), (url, "connect_timeout=10")):
+        with BulkSqlStore(given) as store:
+            assert timeout in store._adbc_uri
     socket_dir = Path("/var/run/postgresql")
     if not any(socket_dir.glob(f".s.PGSQL.{url.port or 5432}")):
         return  # no local socket here: the TCP case above shows the query is passed on
