@@ -118,6 +118,18 @@ def _merge_sql(dataset: Dataset, dialect: str, stage: str) -> str:
     return str(stmt.compile(dialect=dia, compile_kwargs={"literal_binds": True}))
 
 
+def _is_unauthorized(exc: Exception) -> bool:
+    """An ADBC error for a missing privilege (libpq SQLSTATE 42501 surfaces as UNAUTHORIZED)."""
+    import adbc_driver_manager
+
+    return (getattr(exc, "status_code", None) == adbc_driver_manager.AdbcStatusCode.UNAUTHORIZED
+            or getattr(exc, "sqlstate", None) == "42501")
+
+
+class _StagingRefused(Exception):
+    """The role may not create the TEMP staging tables: bulk ingest is not possible here."""
+
+
 class BulkSqlStore(SqlStore):
     """:class:`SqlStore` writing keep-first and last-seen-wins datasets by ADBC bulk ingest.
 
@@ -158,6 +170,9 @@ class BulkSqlStore(SqlStore):
             self._adbc_uri = parsed.database or ":memory:"
         self._conn: Any = None
         self._staged: set[str] = set()
+        #: why bulk ingest is off for this store (the role may not create TEMP tables), else None:
+        #: every batch then goes through SqlStore.write_batch
+        self.bulk_refused: str | None = None
         self._merge = {n: _merge_sql(ds, self._dialect, f"bulk_stage_{n}")
                        for n, ds in DATASETS.items() if ds.merge in _BULK}
 
@@ -222,7 +237,15 @@ class BulkSqlStore(SqlStore):
             tables.append((name, table.append_column(_ORDER, pa.array(range(table.num_rows), pa.int64()))))
         if not self._head_verified:
             self._verify_head()
-        self._write(tables, len(records))
+        if self.bulk_refused is None:
+            try:
+                self._write(tables, len(records))
+                return
+            except _StagingRefused as exc:
+                self.bulk_refused = str(exc)
+                log.warning("sql store: %s; writing with executemany from now on (grant TEMPORARY on the "
+                            "database for bulk ingest, or set [storage] sql_bulk = false)", exc)
+        super().write_batch(batch)
 
     def _write(self, tables: list[tuple[str, pa.Table]], count: int) -> None:
         import adbc_driver_manager.dbapi as dbapi
@@ -233,11 +256,21 @@ class BulkSqlStore(SqlStore):
                 for name, table in tables:
                     stage = f"bulk_stage_{name}"
                     mode = "append" if stage in self._staged else "create"
-                    cur.adbc_ingest(stage, table, mode=mode, temporary=True)
+                    try:
+                        cur.adbc_ingest(stage, table, mode=mode, temporary=True)
+                    except dbapi.Error as exc:
+                        if mode == "create" and _is_unauthorized(exc):
+                            why = f"on {self.url}: {self._clean(exc).split(' LINE ')[0]}"
+                            msg = f"no TEMPORARY privilege for the staging tables {why}"
+                            raise _StagingRefused(msg) from None
+                        raise
                     self._staged.add(stage)
                     cur.execute(self._merge[name])
                     cur.execute(f"DELETE FROM {stage}")  # noqa: S608 - our own table name
             conn.adbc_connection.commit()
+        except _StagingRefused:
+            self._abandon()
+            raise
         except Exception as exc:
             self._abandon()
             # worded as SqlStore words them (migrate.translate_db_error): one message per fault

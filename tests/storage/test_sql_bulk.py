@@ -366,3 +366,43 @@ def test_the_url_query_reaches_libpq(migrated_pg_url: str) -> None:
             assert cur.fetchall() == [(True,)]
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_role_without_temporary_privilege_falls_back_to_executemany(
+    migrated_pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With sql_bulk on by default, a role that may not create TEMP tables (a hardened database) had
+    every batch refused as a StorageError, so the writer quarantined every row. Now the store says
+    so once and writes with executemany: the same rows SqlStore stores."""
+    import uuid
+
+    records = bulk_records()
+    with SqlStore(migrated_pg_url) as plain:
+        plain.write_batch(records)
+        expected = {name: raw_rows(plain.engine, name) for name in BULK}
+        _clear(plain.engine)
+    url = sa.make_url(migrated_pg_url)
+    role = f"okex_notemp_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+        conn.exec_driver_sql(f'REVOKE TEMPORARY ON DATABASE "{url.database}" FROM PUBLIC')
+        conn.exec_driver_sql(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{role}"')
+    try:
+        with caplog.at_level("WARNING", logger="recorder.storage.sql_bulk"), \
+                BulkSqlStore(url.set(username=role)) as bulk:
+            bulk.write_batch(records)
+            bulk.write_batch(records)  # no second attempt, no second warning
+            assert bulk.bulk_refused is not None and "no TEMPORARY privilege" in bulk.bulk_refused
+            for name in BULK:
+                assert raw_rows(bulk.engine, name) == expected[name], name
+        warnings = [r.getMessage() for r in caplog.records if "TEMPORARY" in r.getMessage()]
+        assert len(warnings) == 1 and "writing with executemany from now on" in warnings[0]
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'GRANT TEMPORARY ON DATABASE "{url.database}" TO PUBLIC')
+            conn.exec_driver_sql(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        admin.dispose()
