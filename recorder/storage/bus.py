@@ -22,7 +22,8 @@ the datasets stamped with exchange time (see :func:`row_identities`), so both co
 the same identity for the same row. For the datasets whose stored
 unique key contains ``ts_recv`` (tickers, book snapshots, balances: the stores could not tell
 the two copies apart) every row is its own message whose ``Nats-Msg-Id`` is that identity, so
-JetStream keeps one copy within ``duplicate_window``, whatever the batching. Every other
+JetStream keeps one copy within ``duplicate_window``, whatever the batching (unless
+``bus.dedupe_across_collectors`` is false: then they are batched like the rest). Every other
 dataset's rows travel as one message per (dataset, key) and flush, ``Nats-Msg-Id`` being the
 hash of its rows' identities (equal for equal batches, e.g. a batch re-published after an
 outage); copies from the other collector are caught by the stores' unique keys (deals by
@@ -338,7 +339,7 @@ class BusStore:
         for i, (venue, key) in enumerate(zip(venues, keys, strict=True)):
             by_key.setdefault((venue or self.venue, str(key)), []).append(i)
         out: list[_Message] = []
-        per_row = dataset.name in PER_ROW_DATASETS
+        per_row = self.bus.dedupe_across_collectors and dataset.name in PER_ROW_DATASETS
         for (venue, key), rows in by_key.items():
             subject = subject_for(self.bus.subject_prefix, dataset.name, key, venue)
             chunks = [[i] for i in rows] if per_row else self._chunks(table, rows)

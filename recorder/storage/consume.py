@@ -1,19 +1,21 @@
 """``okex-recorder store``: writers that consume the bus and write SQL and/or Parquet.
 
-Each store has one durable JetStream pull consumer (``<durable>-sql``, ``<durable>-parquet``)
-on ``<subject_prefix>.>`` of the stream. A worker fetches up to ``batch`` messages, decodes
-them (:func:`~recorder.storage.bus.decode_message`), hands the rows to its store in one
-``write_batch`` and acknowledges the messages only after the store made them durable (SQL:
-the transaction committed; Parquet: the journal fsync'd). A writer killed before the
-acknowledgement gets its messages again after ``ack_wait`` (or another writer of the same
-durable does): the stores' unique keys absorb rows written twice (Parquet readers drop
-copies by key). Several processes started with the same ``--durable`` share the work.
+Each store has one durable JetStream pull consumer (``<durable>-sql``, ``<durable>-parquet``) on
+``<subject_prefix>.>`` of the stream. A worker fetches up to ``batch`` messages, reads them as Arrow
+tables (:func:`decode_fetched`: the messages of one dataset and schema as one Arrow stream, cast to
+this version's schema once; no record object is built per row), hands them to its store as one
+table-native ``write_batch`` and acknowledges the messages only after the store made them durable
+(SQL: the transaction committed; Parquet: the journal fsync'd). A writer killed before the
+acknowledgement gets its messages again after ``ack_wait`` (or another writer of the same durable
+does): the stores' unique keys absorb rows written twice (Parquet readers drop copies by key).
+Several processes started with the same ``--durable`` share the work.
 
-While a store is unavailable the worker keeps its fetched messages, tells JetStream they are
-in progress (no redelivery) and retries with :func:`recorder.backoff.backoff`. A message a
-store refuses for good (a value it cannot hold, an undecodable message) is logged and
-terminated (not redelivered to this consumer; it stays in the stream until ``max_age``); the rest
-of its batch is written. A SQL schema that is not at head stops the writer unacknowledged.
+While a store is unavailable the worker keeps its fetched messages, tells JetStream they are in
+progress (no redelivery) and retries with :func:`recorder.backoff.backoff`. A message a store
+refuses for good (a value it cannot hold, a symbol Parquet cannot hold as a path, an undecodable
+message) is logged and terminated (not redelivered to this consumer; it stays in the stream until
+``max_age``); the rest of its batch is written. A SQL schema that is not at head stops the writer
+unacknowledged.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ import pyarrow as pa
 from nats.js import api
 
 from recorder.backoff import BackoffPolicy, backoff
-from recorder.errors import ConfigError, SchemaNotAtHeadError, StorageError, StoreUnavailableError, SymbolError
+from recorder.errors import (
+    ConfigError,
+    SchemaNotAtHeadError,
+    StorageError,
+    StoreUnavailableError,
+    SymbolError,
+)
 from recorder.records import Record
 from recorder.storage.bus import (
     HEADER_COLLECTOR,
@@ -49,7 +57,7 @@ from recorder.storage.bus_config import BusConfig
 from recorder.storage.schema import DATASETS, Batch, conform
 from recorder.storage.store import Store
 
-__all__ = ["WorkerStats", "add_arguments", "consume", "run"]
+__all__ = ["WorkerStats", "add_arguments", "batch_of", "consume", "decode_fetched", "run"]
 
 log = logging.getLogger("recorder.storage.consume")
 

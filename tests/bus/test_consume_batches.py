@@ -4,6 +4,7 @@ written as tables. Stored rows are compared value for value with what was publis
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
@@ -216,3 +217,24 @@ def test_a_message_is_one_arrow_stream_the_writer_can_join(rows: int) -> None:
     assert joined is not None and joined.equals(pa.concat_tables(tables))
     assert _read_joined("tickers", prefix, [Msg(p, rows + 1) for p in payloads]) is None
     assert DATASETS["tickers"].arrow_schema.equals(joined.schema)
+
+
+async def test_without_dedupe_across_collectors_per_row_datasets_travel_batched(
+        bus: BusConfig, tmp_path: Path, sqlite_url: str) -> None:
+    batched = dataclasses.replace(bus, dedupe_across_collectors=False)
+    sent = published()
+    store = BusStore(batched, collector_id="c")
+    try:
+        await asyncio.to_thread(store.write_batch, [r for rs in sent.values() for r in rs])
+        await asyncio.to_thread(store.write_batch, [r for rs in sent.values() for r in rs])  # re-published
+        assert (store.published_messages, store.duplicate_messages) == (14, 7)
+    finally:
+        store.close()
+    messages, _ = await stream_state(bus)
+    assert messages == 3 + 2 + 1 + 1  # one per subject: tickers of 3 symbols, snapshots of 2, deals, events
+    await asyncio.to_thread(migrate.upgrade, sqlite_url)
+    parquet = tmp_path / "parquet"
+    stats = await _write(batched, open_stores(sqlite_url, str(parquet)))
+    assert_stored(sent, sqlite_url, parquet)
+    for name in ("sql", "parquet"):
+        assert (stats[name].messages, stats[name].rows) == (7, sum(len(v) for v in sent.values()))
