@@ -417,14 +417,19 @@ class BusStore:
             if stalled or not self._nc.is_connected:
                 failures[k] = "not connected" if not stalled else "TimeoutError: acknowledgements stalled"
                 continue
-            while window and window[0].done():
-                window.popleft()
-            if self._js.publish_async_pending() >= _IN_FLIGHT:  # wait for room here, not in publish_async
-                done, _ = await asyncio.wait([window[0]], timeout=timeout)  # (its wait yields per message)
+            while self._js.publish_async_pending() >= _IN_FLIGHT:  # wait for room here, not in
+                while window and window[0].done():  # publish_async (its wait yields per message)
+                    window.popleft()
+                if not window:  # all acknowledged: their done callbacks free the slots
+                    await asyncio.sleep(0)
+                    continue
+                done, _ = await asyncio.wait([window[0]], timeout=timeout)
                 if not done:
                     stalled = True
-                    failures[k] = "TimeoutError: acknowledgements stalled"
-                    continue
+                    break
+            if stalled:
+                failures[k] = "TimeoutError: acknowledgements stalled"
+                continue
             try:
                 futures[k] = await self._js.publish_async(m.subject, m.payload, stream=self.bus.stream,
                                                           headers=dict(m.headers))
@@ -434,7 +439,7 @@ class BusStore:
         if futures:
             await asyncio.wait(futures.values(), timeout=timeout)
         for k, future in futures.items():
-            if not future.done():
+            if not future.done() or future.cancelled():
                 future.cancel()  # frees its slot; the message may still be stored: its id makes a retry safe
                 failures[k] = "TimeoutError: no acknowledgement"
                 continue
