@@ -57,7 +57,7 @@ from recorder.storage.bus_config import BusConfig
 from recorder.storage.schema import DATASETS, Batch, conform
 from recorder.storage.store import Store
 
-__all__ = ["WorkerStats", "add_arguments", "batch_of", "consume", "decode_fetched", "run"]
+__all__ = ["WorkerStats", "add_arguments", "consume", "run"]
 
 log = logging.getLogger("recorder.storage.consume")
 
@@ -277,7 +277,8 @@ def decode_fetched(msgs: Sequence[Any]) -> tuple[list[_Delivered], list[tuple[An
     Messages that do not join (not one record batch of ``Okex-Rows`` rows, an older collector's
     without the ``collector`` column) are read one by one (:func:`~recorder.storage.bus.read_message`);
     where a group cannot be read or cast, its messages are taken one by one, so only the culprits
-    are refused.
+    are refused. Order: fetch order among the messages of one dataset and schema (one collector
+    version); messages of another schema follow as a group.
     """
     refused: list[tuple[Any, Exception]] = []
     joinable: dict[tuple[str, bytes], list[Any]] = {}
