@@ -188,21 +188,23 @@ def run(size: str) -> BenchResult:
         counted = {"direct": persisted(f"sqlite:///{direct / 'rec.sqlite'}", direct / "parquet")}
         result.add("direct records/s (StorageWriter -> SQLite + Parquet)", records / direct_seconds, "rec/s")
         if _nats_reachable(NATS_URL):
-            tag = uuid.uuid4().hex[:10]
-            bus = BusConfig(url=NATS_URL, stream=f"BENCH{tag}", subject_prefix=f"bench{tag}", max_age=3600.0,
-                            duplicate_window=600.0)
-            (root / "bus").mkdir()
-            try:
-                total, publish, messages = asyncio.run(_run_bus(batches, root / "bus", bus))
-            finally:
-                asyncio.run(_delete_stream(bus))
-            counted["bus"] = persisted(f"sqlite:///{root / 'bus' / 'rec.sqlite'}", root / "bus" / "parquet")
-            result.add("bus records/s (publish -> JetStream -> 2 writers -> SQLite + Parquet)",
-                       records / total, "rec/s")
-            result.add("bus publish records/s (collector side, acked by JetStream)", records / publish,
-                       "rec/s")
-            result.add("ratio bus / direct", direct_seconds / total, "")
-            result.add("messages published", messages, "msgs")
+            for path, dedupe in (("bus", True), ("bus_batched", False)):
+                tag = uuid.uuid4().hex[:10]
+                bus = BusConfig(url=NATS_URL, stream=f"BENCH{tag}", subject_prefix=f"bench{tag}",
+                                max_age=3600.0, duplicate_window=600.0, dedupe_across_collectors=dedupe)
+                (root / path).mkdir()
+                try:
+                    total, publish, messages = asyncio.run(_run_bus(batches, root / path, bus))
+                finally:
+                    asyncio.run(_delete_stream(bus))
+                counted[path] = persisted(f"sqlite:///{root / path / 'rec.sqlite'}", root / path / "parquet")
+                how = "" if dedupe else ", dedupe_across_collectors = false"
+                result.add(f"bus records/s (publish -> JetStream -> 2 writers -> SQLite + Parquet{how})",
+                           records / total, "rec/s")
+                result.add(f"bus publish records/s (collector side, acked by JetStream{how})",
+                           records / publish, "rec/s")
+                result.add(f"ratio bus / direct{how}", direct_seconds / total, "")
+                result.add(f"messages published{how}", messages, "msgs")
         else:
             result.notes.append(f"NATS at {NATS_URL} not reachable: the bus path was skipped")
     for path, (sql_counts, pq_counts) in counted.items():

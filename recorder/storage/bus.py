@@ -22,7 +22,8 @@ the datasets stamped with exchange time (see :func:`row_identities`), so both co
 the same identity for the same row. For the datasets whose stored
 unique key contains ``ts_recv`` (tickers, book snapshots, balances: the stores could not tell
 the two copies apart) every row is its own message whose ``Nats-Msg-Id`` is that identity, so
-JetStream keeps one copy within ``duplicate_window``, whatever the batching. Every other
+JetStream keeps one copy within ``duplicate_window``, whatever the batching (unless
+``bus.dedupe_across_collectors`` is false: then they are batched like the rest). Every other
 dataset's rows travel as one message per (dataset, key) and flush, ``Nats-Msg-Id`` being the
 hash of its rows' identities (equal for equal batches, e.g. a batch re-published after an
 outage); copies from the other collector are caught by the stores' unique keys (deals by
@@ -39,6 +40,7 @@ runs a private event loop in a daemon thread and calls it with bounded waits.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import hashlib
@@ -76,6 +78,7 @@ __all__ = [
     "encode_table",
     "ensure_stream",
     "open_bus_writer",
+    "read_message",
     "row_identities",
     "schema_version",
     "subject_for",
@@ -153,6 +156,22 @@ def decode_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset
     Raises :class:`StorageError` for a message that is not a bus batch of a known dataset or
     whose columns cannot be cast (refused for good: retrying cannot help).
     """
+    dataset, table = read_message(headers, data)
+    try:
+        table = conform(table, dataset.arrow_schema)
+    except (pa.ArrowException, KeyError, ValueError) as exc:
+        raise StorageError(f"{dataset.name}: undecodable bus message: {exc}") from exc
+    return dataset, table
+
+
+def read_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset, pa.Table]:
+    """:func:`decode_message` without the cast to this version's schema: the rows as they were sent
+    (plus the ``collector`` column from the header for a message older than that column).
+
+    For a writer that casts many messages of one schema at once (``okex-recorder store``): the
+    cast (:func:`~recorder.storage.schema.conform`) costs more than reading a one-row message.
+    Raises :class:`StorageError` like :func:`decode_message` (the cast's own errors excepted).
+    """
     name = (headers or {}).get(HEADER_DATASET)
     if name not in DATASETS:
         raise StorageError(f"not a recorder bus message (dataset header {name!r})")
@@ -162,7 +181,6 @@ def decode_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset
         sender = (headers or {}).get(HEADER_COLLECTOR)
         if "collector" in dataset.arrow_schema.names and "collector" not in table.column_names and sender:
             table = table.append_column("collector", pa.array([sender[:64]] * table.num_rows, pa.string()))
-        table = conform(table, dataset.arrow_schema)
     except (pa.ArrowException, KeyError, ValueError) as exc:
         raise StorageError(f"{name}: undecodable bus message: {exc}") from exc
     return dataset, table
@@ -321,7 +339,7 @@ class BusStore:
         for i, (venue, key) in enumerate(zip(venues, keys, strict=True)):
             by_key.setdefault((venue or self.venue, str(key)), []).append(i)
         out: list[_Message] = []
-        per_row = dataset.name in PER_ROW_DATASETS
+        per_row = self.bus.dedupe_across_collectors and dataset.name in PER_ROW_DATASETS
         for (venue, key), rows in by_key.items():
             subject = subject_for(self.bus.subject_prefix, dataset.name, key, venue)
             chunks = [[i] for i in rows] if per_row else self._chunks(table, rows)
@@ -364,7 +382,8 @@ class BusStore:
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             log.debug("NATS connect failed: %s", exc)
             return False
-        self._nc, self._js = nc, nc.jetstream(timeout=self.bus.publish_timeout)
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self.bus.publish_timeout, publish_async_max_pending=_IN_FLIGHT)
         return True
 
     async def _ensure_stream(self) -> None:
@@ -381,32 +400,59 @@ class BusStore:
             log.warning("NATS disconnected; reconnecting (the writer keeps the rows meanwhile)")
 
     async def _publish_all(self, messages: list[_Message]) -> dict[int, str] | None:
-        """Publish, ``_IN_FLIGHT`` at a time; ``{index: error}`` of those not acknowledged (None: no
-        connection)."""
+        """Publish with up to ``_IN_FLIGHT`` acknowledgements outstanding (``publish_async``: no round
+        trip per message); ``{index: error}`` of those not acknowledged (None: no connection).
+
+        A message waits at most ``publish_timeout`` s for room (no acknowledgement arriving at
+        all) and the last ones ``publish_timeout`` s for their acknowledgements."""
         if not await self._connect():
             return None
         await self._ensure_stream()
         failures: dict[int, str] = {}
-        sem = asyncio.Semaphore(_IN_FLIGHT)
-
-        async def one(k: int, m: _Message) -> None:
-            async with sem:
-                if not self._nc.is_connected:
-                    failures[k] = "not connected"
-                    return
-                try:
-                    ack = await self._js.publish(m.subject, m.payload, timeout=self.bus.publish_timeout,
-                                                 stream=self.bus.stream, headers=m.headers)
-                except (TimeoutError, nats.errors.Error, OSError) as exc:
-                    failures[k] = f"{type(exc).__name__}: {exc}"
-                    if isinstance(exc, nats.errors.NoRespondersError | nats.js.errors.NotFoundError):
-                        self._stream_ready = False  # the stream went away: create it again next time
-                    return
-                self.published_messages += 1
-                if ack.duplicate:
-                    self.duplicate_messages += 1
-
-        await asyncio.gather(*(one(k, m) for k, m in enumerate(messages)))
+        futures: dict[int, asyncio.Future[Any]] = {}
+        timeout = self.bus.publish_timeout
+        window: collections.deque[asyncio.Future[Any]] = collections.deque()  # in publishing order
+        stalled = False
+        for k, m in enumerate(messages):
+            if stalled or not self._nc.is_connected:
+                failures[k] = "not connected" if not stalled else "TimeoutError: acknowledgements stalled"
+                continue
+            while self._js.publish_async_pending() >= _IN_FLIGHT:  # wait for room here, not in
+                while window and window[0].done():  # publish_async (its wait yields per message)
+                    window.popleft()
+                if not window:  # all acknowledged: their done callbacks free the slots
+                    await asyncio.sleep(0)
+                    continue
+                done, _ = await asyncio.wait([window[0]], timeout=timeout)
+                if not done:
+                    stalled = True
+                    break
+            if stalled:
+                failures[k] = "TimeoutError: acknowledgements stalled"
+                continue
+            try:
+                futures[k] = await self._js.publish_async(m.subject, m.payload, stream=self.bus.stream,
+                                                          headers=dict(m.headers))
+                window.append(futures[k])
+            except (TimeoutError, nats.errors.Error, OSError) as exc:
+                failures[k] = f"{type(exc).__name__}: {exc}"
+        if futures:
+            await asyncio.wait(futures.values(), timeout=timeout)
+        for k, future in futures.items():
+            if not future.done() or future.cancelled():
+                future.cancel()  # frees its slot; the message may still be stored: its id makes a retry safe
+                failures[k] = "TimeoutError: no acknowledgement"
+                continue
+            error = future.exception()
+            if error is not None:
+                failures[k] = f"{type(error).__name__}: {error}"
+                if isinstance(error, nats.errors.NoRespondersError | nats.js.errors.NotFoundError
+                              | nats.js.errors.NoStreamResponseError):
+                    self._stream_ready = False  # the stream went away: create it again next time
+                continue
+            self.published_messages += 1
+            if future.result().duplicate:
+                self.duplicate_messages += 1
         return failures
 
 

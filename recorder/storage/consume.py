@@ -1,19 +1,21 @@
 """``okex-recorder store``: writers that consume the bus and write SQL and/or Parquet.
 
-Each store has one durable JetStream pull consumer (``<durable>-sql``, ``<durable>-parquet``)
-on ``<subject_prefix>.>`` of the stream. A worker fetches up to ``batch`` messages, decodes
-them (:func:`~recorder.storage.bus.decode_message`), hands the rows to its store in one
-``write_batch`` and acknowledges the messages only after the store made them durable (SQL:
-the transaction committed; Parquet: the journal fsync'd). A writer killed before the
-acknowledgement gets its messages again after ``ack_wait`` (or another writer of the same
-durable does): the stores' unique keys absorb rows written twice (Parquet readers drop
-copies by key). Several processes started with the same ``--durable`` share the work.
+Each store has one durable JetStream pull consumer (``<durable>-sql``, ``<durable>-parquet``) on
+``<subject_prefix>.>`` of the stream. A worker fetches up to ``batch`` messages, reads them as Arrow
+tables (:func:`decode_fetched`: the messages of one dataset and schema as one Arrow stream, cast to
+this version's schema once; no record object is built per row), hands them to its store as one
+table-native ``write_batch`` and acknowledges the messages only after the store made them durable
+(SQL: the transaction committed; Parquet: the journal fsync'd). A writer killed before the
+acknowledgement gets its messages again after ``ack_wait`` (or another writer of the same durable
+does): the stores' unique keys absorb rows written twice (Parquet readers drop copies by key).
+Several processes started with the same ``--durable`` share the work.
 
-While a store is unavailable the worker keeps its fetched messages, tells JetStream they are
-in progress (no redelivery) and retries with :func:`recorder.backoff.backoff`. A message a
-store refuses for good (a value it cannot hold, an undecodable message) is logged and
-terminated (not redelivered to this consumer; it stays in the stream until ``max_age``); the rest
-of its batch is written. A SQL schema that is not at head stops the writer unacknowledged.
+While a store is unavailable the worker keeps its fetched messages, tells JetStream they are in
+progress (no redelivery) and retries with :func:`recorder.backoff.backoff`. A message a store
+refuses for good (a value it cannot hold, a symbol Parquet cannot hold as a path, an undecodable
+message) is logged and terminated (not redelivered to this consumer; it stays in the stream until
+``max_age``); the rest of its batch is written. A SQL schema that is not at head stops the writer
+unacknowledged.
 """
 
 from __future__ import annotations
@@ -25,24 +27,41 @@ import dataclasses
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import nats
 import nats.errors
+import pyarrow as pa
 from nats.js import api
 
 from recorder.backoff import BackoffPolicy, backoff
-from recorder.errors import ConfigError, SchemaNotAtHeadError, StorageError, StoreUnavailableError
+from recorder.errors import (
+    ConfigError,
+    SchemaNotAtHeadError,
+    StorageError,
+    StoreUnavailableError,
+    SymbolError,
+)
 from recorder.records import Record
-from recorder.storage.bus import HEADER_COLLECTOR, VENUE, decode_message, ensure_stream
+from recorder.storage.bus import (
+    HEADER_COLLECTOR,
+    HEADER_DATASET,
+    HEADER_ROWS,
+    VENUE,
+    ensure_stream,
+    read_message,
+)
 from recorder.storage.bus_config import BusConfig
+from recorder.storage.schema import DATASETS, Batch, conform
 from recorder.storage.store import Store
 
 __all__ = ["WorkerStats", "add_arguments", "consume", "run"]
 
 log = logging.getLogger("recorder.storage.consume")
+
+_CAST_ERRORS = (pa.ArrowException, KeyError, ValueError)
 
 
 @dataclasses.dataclass(slots=True)
@@ -239,79 +258,195 @@ async def _worker(js: Any, nc: Any, bus: BusConfig, durable: str, name: str, sto
         await sub.unsubscribe()
 
 
+@dataclasses.dataclass(slots=True)
+class _Delivered:
+    """One fetched message and its rows in this version's Arrow schema."""
+
+    msg: Any
+    name: str  # dataset
+    table: pa.Table
+
+
+def decode_fetched(msgs: Sequence[Any]) -> tuple[list[_Delivered], list[tuple[Any, Exception]]]:
+    """The fetched messages' rows, and the messages refused for good (with why).
+
+    The messages of one dataset and one Arrow schema (a collector version) are read as one
+    Arrow IPC stream (their schema once, then each message's record batch: a one-row ticker or
+    book snapshot costs more to open on its own than to read) and cast to this version's schema
+    once (:func:`~recorder.storage.schema.conform`); each message keeps its slice of the result.
+    Messages that do not join (not one record batch of ``Okex-Rows`` rows, an older collector's
+    without the ``collector`` column) are read one by one (:func:`~recorder.storage.bus.read_message`);
+    where a group cannot be read or cast, its messages are taken one by one, so only the culprits
+    are refused. Order: fetch order among the messages of one dataset and schema (one collector
+    version); messages of another schema follow as a group.
+    """
+    refused: list[tuple[Any, Exception]] = []
+    joinable: dict[tuple[str, bytes], list[Any]] = {}
+    single: list[Any] = []
+    for msg in msgs:
+        name = (msg.headers or {}).get(HEADER_DATASET)
+        prefix = _schema_prefix(msg.data)
+        if name in DATASETS and prefix is not None:
+            joinable.setdefault((name, prefix), []).append(msg)
+        else:
+            single.append(msg)
+    # dataset -> [(schema, [(messages with their row counts, their rows)])]
+    groups: dict[str, list[tuple[pa.Schema, list[tuple[list[tuple[Any, int]], pa.Table]]]]] = {}
+
+    def add(name: str, members: list[tuple[Any, int]], table: pa.Table) -> None:
+        by_schema = groups.setdefault(name, [])
+        for schema, parts in by_schema:
+            if schema.equals(table.schema):
+                parts.append((members, table))
+                return
+        by_schema.append((table.schema, [(members, table)]))
+
+    for (name, prefix), members in joinable.items():
+        joined = _read_joined(name, prefix, members)
+        if joined is None:
+            single.extend(members)
+        else:
+            add(name, [(m, int(m.headers[HEADER_ROWS])) for m in members], joined)
+    for msg in single:
+        try:
+            dataset, table = read_message(msg.headers, msg.data)
+        except StorageError as exc:
+            refused.append((msg, exc))
+            continue
+        add(dataset.name, [(msg, table.num_rows)], table)
+    out: list[_Delivered] = []
+    for name, by_schema in groups.items():
+        target = DATASETS[name].arrow_schema
+        for _, parts in by_schema:
+            try:
+                whole = conform(pa.concat_tables([t for _, t in parts]).combine_chunks(), target)
+            except _CAST_ERRORS:
+                for members, table in parts:  # find the culprits
+                    offset = 0
+                    for msg, n in members:
+                        try:
+                            out.append(_Delivered(msg, name, conform(table.slice(offset, n), target)))
+                        except _CAST_ERRORS as exc:
+                            refused.append((msg, StorageError(f"{name}: undecodable bus message: {exc}")))
+                        offset += n
+                continue
+            offset = 0
+            for members, _ in parts:
+                for msg, n in members:
+                    out.append(_Delivered(msg, name, whole.slice(offset, n)))
+                    offset += n
+    return out, refused
+
+
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # an Arrow IPC stream's end marker
+
+
+def _schema_prefix(data: bytes) -> bytes | None:
+    """The schema message an Arrow IPC stream starts with, if ``data`` is one ending in its end marker."""
+    if len(data) < 16 or data[:4] != b"\xff\xff\xff\xff" or not data.endswith(_EOS):
+        return None
+    length = int.from_bytes(data[4:8], "little", signed=True)
+    if length <= 0 or 8 + length > len(data) - 8:
+        return None
+    return data[:8 + length]
+
+
+def _read_joined(name: str, prefix: bytes, msgs: list[Any]) -> pa.Table | None:
+    """Messages of one schema message (``prefix``) read as one stream, or None if they do not join:
+    each must be exactly one record batch of ``Okex-Rows`` rows."""
+    try:
+        rows = [int(m.headers[HEADER_ROWS]) for m in msgs]
+        cut = len(prefix)
+        stream = b"".join([prefix, *(m.data[cut:-len(_EOS)] for m in msgs), _EOS])
+        batches = list(pa.ipc.open_stream(pa.py_buffer(stream)))
+    except (pa.ArrowException, KeyError, ValueError, TypeError):
+        return None
+    if len(batches) != len(msgs) or any(b.num_rows != n for b, n in zip(batches, rows, strict=True)):
+        return None
+    if not batches or ("collector" in DATASETS[name].arrow_schema.names
+                       and "collector" not in batches[0].schema.names):
+        return None  # an older collector's: the column comes from each message's header
+    return pa.Table.from_batches(batches)
+
+
+def batch_of(delivered: Sequence[_Delivered]) -> Batch:
+    """One table-native :class:`Batch` of the messages' rows (one table per dataset, no records built)."""
+    by_name: dict[str, list[pa.Table]] = {}
+    for d in delivered:
+        by_name.setdefault(d.name, []).append(d.table)
+    return Batch.from_groups({name: pa.concat_tables(tables).combine_chunks()
+                              for name, tables in by_name.items()})
+
+
 async def _write_and_ack(nc: Any, name: str, store: Store, msgs: list[Any], stop: asyncio.Event,
                          stats: WorkerStats) -> None:
-    decoded: list[tuple[Any, list[Record]]] = []
-    for msg in msgs:
-        try:
-            dataset, table = decode_message(msg.headers, msg.data)
-            records = [dataset.from_row(r) for r in table.to_pylist()]
-        except (StorageError, ValueError, TypeError, KeyError) as exc:
-            log.error("%s: refused message %s (seq %s): %s", name, msg.subject, _seq(msg), exc)
-            stats.refused += 1
-            await msg.term()
-            continue
-        collector = (msg.headers or {}).get(HEADER_COLLECTOR)
+    delivered, refused = decode_fetched(msgs)
+    for msg, exc in refused:
+        log.error("%s: refused message %s (seq %s): %s", name, msg.subject, _seq(msg), exc)
+        stats.refused += 1
+        await msg.term()
+    for d in delivered:
+        collector = (d.msg.headers or {}).get(HEADER_COLLECTOR)
         if collector:
             stats.collectors.add(collector)
-        decoded.append((msg, records))
-    if not decoded:
+    if not delivered:
+        if refused:
+            await nc.flush()
         return
-    pending = [r for _, recs in decoded for r in recs]
-    done = await _write(name, store, pending, decoded, stop, stats)
-    for msg, records in done:
-        await msg.ack()
+    done = await _write(name, store, batch_of(delivered), delivered, stop, stats)
+    for d in done:
+        await d.msg.ack()
         stats.messages += 1
-        stats.rows += len(records)
+        stats.rows += d.table.num_rows
     await nc.flush()  # the server has the acknowledgements before the next fetch
 
 
-async def _write(name: str, store: Store, records: list[Record], decoded: list[tuple[Any, list[Record]]],
-                 stop: asyncio.Event, stats: WorkerStats) -> list[tuple[Any, list[Record]]]:
+async def _write(name: str, store: Store, records: Sequence[Record], delivered: list[_Delivered],
+                 stop: asyncio.Event, stats: WorkerStats) -> list[_Delivered]:
     """Write until durable (retrying while unavailable); return the messages to acknowledge."""
     delays = backoff(BackoffPolicy(initial=0.5, cap=15.0))
     last_progress = time.monotonic()
     while True:
         try:
             await asyncio.to_thread(store.write_batch, records)
-            return decoded
+            return delivered
         except StoreUnavailableError as exc:
             unwritten = getattr(exc, "unwritten", None)
             if unwritten is not None:  # Parquet: some datasets journaled; retry the rest only
                 records = list(unwritten)
             stats.retries += 1
-            log.warning("%s store unavailable (%s); %d messages held and retried", name, exc, len(decoded))
+            log.warning("%s store unavailable (%s); %d messages held and retried", name, exc, len(delivered))
         except SchemaNotAtHeadError:
             raise  # a deployment problem, not the messages': stop unacknowledged (redelivered later)
-        except StorageError as exc:
+        except (StorageError, SymbolError) as exc:  # SymbolError: a symbol Parquet cannot hold as a path
             log.error("%s store refused a batch (%s); writing its messages one by one", name, exc)
-            return await _write_each(name, store, decoded, stats)
+            return await _write_each(name, store, delivered, stats)
         if stop.is_set():
             return []  # not acknowledged: redelivered to the next writer
         if time.monotonic() - last_progress > 5:
-            for msg, _ in decoded:  # still ours: no redelivery while we retry
+            for d in delivered:  # still ours: no redelivery while we retry
                 with contextlib.suppress(Exception):
-                    await msg.in_progress()
+                    await d.msg.in_progress()
             last_progress = time.monotonic()
         await _sleep(stop, next(delays))
 
 
-async def _write_each(name: str, store: Store, decoded: list[tuple[Any, list[Record]]],
-                      stats: WorkerStats) -> list[tuple[Any, list[Record]]]:
+async def _write_each(name: str, store: Store, delivered: list[_Delivered],
+                      stats: WorkerStats) -> list[_Delivered]:
     ok = []
-    for msg, records in decoded:
+    for d in delivered:
         try:
-            await asyncio.to_thread(store.write_batch, records)
+            await asyncio.to_thread(store.write_batch, Batch.from_groups({d.name: d.table}))
         except StoreUnavailableError:
             continue  # not acknowledged: redelivered after ack_wait
         except SchemaNotAtHeadError:
             raise
-        except StorageError as exc:
-            log.error("%s: refused message %s (seq %s): %s", name, msg.subject, _seq(msg), exc)
+        except (StorageError, SymbolError) as exc:
+            log.error("%s: refused message %s (seq %s): %s", name, d.msg.subject, _seq(d.msg), exc)
             stats.refused += 1
-            await msg.term()
+            await d.msg.term()
             continue
-        ok.append((msg, records))
+        ok.append(d)
     return ok
 
 

@@ -119,6 +119,9 @@ def test_bus_stores_every_produced_row_through_jetstream_and_directly() -> None:
     assert v["direct records/s (StorageWriter -> SQLite + Parquet)"] > 0
     assert v["bus records/s (publish -> JetStream -> 2 writers -> SQLite + Parquet)"] > 0
     assert v["messages published"] > 0 and v["ratio bus / direct"] > 0
+    batched = ", dedupe_across_collectors = false"
+    assert 0 < v[f"messages published{batched}"] < v["messages published"]  # tickers, snapshots batched
+    assert v[f"bus records/s (publish -> JetStream -> 2 writers -> SQLite + Parquet{batched})"] > 0
 
 
 @pytest.mark.postgres
