@@ -196,6 +196,8 @@ class BulkSqlStore(SqlStore):
                     cur.execute("PRAGMA busy_timeout=10000")
                     cur.execute("PRAGMA foreign_keys=ON")
                 conn.adbc_connection.set_autocommit(False)
+        except ImportError:
+            raise  # not an outage: write_batch falls back to executemany
         except Exception as exc:
             raise StoreUnavailableError(
                 f"database {self.url} unavailable while connecting: {self._clean(exc)}") from None
@@ -245,6 +247,11 @@ class BulkSqlStore(SqlStore):
                 self.bulk_refused = str(exc)
                 log.warning("sql store: %s; writing with executemany from now on (grant TEMPORARY on the "
                             "database for bulk ingest, or set [storage] sql_bulk = false)", exc)
+            except ImportError as exc:  # an install without the ADBC driver (a base dependency)
+                self.bulk_refused = f"the ADBC driver is not installed ({exc})"
+                log.warning("sql store: %s; writing with executemany from now on (pip install "
+                            "adbc-driver-postgresql for bulk ingest, or set [storage] sql_bulk = false)",
+                            self.bulk_refused)
         super().write_batch(batch)
 
     def _write(self, tables: list[tuple[str, pa.Table]], count: int) -> None:

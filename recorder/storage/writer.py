@@ -393,7 +393,12 @@ class StorageWriter:
         """
         try:
             while state.spilled:
-                self._replay(state, state.spilled[0])
+                try:
+                    self._replay(state, state.spilled[0])
+                except RecorderError:
+                    raise
+                except Exception as exc:  # the segment stays spilled: nothing is lost
+                    raise _unexpected(state, exc) from exc
                 state.spilled.pop(0)
             while state.pending:
                 head = state.pending[0]
@@ -411,6 +416,8 @@ class StorageWriter:
                 except (RecorderError, ValueError, TypeError) as exc:  # refused: retrying cannot fix it
                     self._isolate(state, head, exc)
                     continue
+                except Exception as exc:  # a fault of the store or the install, not of the rows
+                    raise _unexpected(state, exc) from exc
                 state.pending.popleft()
                 state.pending_rows -= len(head.records)
                 state.pending_counts.subtract(head.counts)
@@ -419,7 +426,8 @@ class StorageWriter:
             state.last_error = str(exc)
             if state.delays is None:  # healthy -> down: one line; the status shows the rest
                 log.error("%s store unavailable, rows kept (pending, spilled beyond %d) and retried: %s",
-                          state.name, self._max_pending, exc)
+                          state.name, self._max_pending, exc,
+                          exc_info=exc.__cause__ if isinstance(exc, _UnexpectedStoreError) else None)
                 state.delays = backoff(self._policy)
             state.retry_at = self._clock() + next(state.delays)
             return
@@ -451,21 +459,28 @@ class StorageWriter:
                 continue
             try:
                 state.store.write_batch(Batch(part))
-            except StoreUnavailableError:
-                rest = part + [r for p in reversed(stack) for r in p]
-                back = _batch(rest)
-                state.pending.appendleft(back)
-                state.pending_rows += len(rest)
-                state.pending_counts.update(back.counts)
-                raise
             except (RecorderError, ValueError, TypeError) as part_exc:
+                if isinstance(part_exc, StoreUnavailableError):
+                    self._keep(state, part + [r for p in reversed(stack) for r in p])
+                    raise
                 if len(part) == 1:
                     self._refused(state, part[0], part_exc)
                 else:
                     half = len(part) // 2
                     stack.extend((part[half:], part[:half]))
                 continue
+            except Exception as part_exc:  # a fault of the store or the install: keep the rows
+                self._keep(state, part + [r for p in reversed(stack) for r in p])
+                raise _unexpected(state, part_exc) from part_exc
             self._written(state, Counter(Batch(part).counts()))
+
+    @staticmethod
+    def _keep(state: _StoreState, rest: list[Record]) -> None:
+        """Put ``rest`` back at the front of the store's queue (written at the next attempt)."""
+        back = _batch(rest)
+        state.pending.appendleft(back)
+        state.pending_rows += len(rest)
+        state.pending_counts.update(back.counts)
 
     def _refused(self, state: _StoreState, record: Record, exc: Exception) -> None:
         name = dataset_for(record).name
@@ -547,3 +562,14 @@ class StorageWriter:
                 return
             state.pending.popleft()
         state.spilled.sort()
+
+
+class _UnexpectedStoreError(StoreUnavailableError):
+    """What a store raised that no store should (a bug, a broken install), as an outage of it."""
+
+
+def _unexpected(state: _StoreState, exc: Exception) -> StoreUnavailableError:
+    """An exception no store should raise (a bug, a broken install): treated as an outage of that
+    store, so its rows are kept and retried with the backoff instead of lost with the thread. The
+    outage's one error line carries the traceback."""
+    return _UnexpectedStoreError(f"{state.name} store failed unexpectedly: {type(exc).__name__}: {exc}")

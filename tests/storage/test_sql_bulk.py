@@ -406,3 +406,30 @@ def test_a_role_without_temporary_privilege_falls_back_to_executemany(
             conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
             conn.exec_driver_sql(f'DROP ROLE "{role}"')
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_an_install_without_the_adbc_driver_falls_back_to_executemany(
+    migrated_pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain `pip install -e .` lacked the ADBC driver (it was in the bench extra): with sql_bulk on
+    by default the writer thread died of ModuleNotFoundError and the batch's rows were lost. Now it is
+    a base dependency, and a missing driver is one warning and executemany: the rows SqlStore stores."""
+    records = bulk_records()
+    with SqlStore(migrated_pg_url) as plain:
+        plain.write_batch(records)
+        expected = {name: raw_rows(plain.engine, name) for name in BULK}
+        _clear(plain.engine)
+    for missing in ("adbc_driver_manager.dbapi", "adbc_driver_postgresql.dbapi"):
+        monkeypatch.setitem(sys.modules, missing, None)  # import raises ModuleNotFoundError
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="recorder.storage.sql_bulk"), \
+                BulkSqlStore(migrated_pg_url) as bulk:
+            bulk.write_batch(records)
+            bulk.write_batch(records)
+            assert bulk.bulk_refused is not None and "ADBC driver is not installed" in bulk.bulk_refused
+            for name in BULK:
+                assert raw_rows(bulk.engine, name) == expected[name], (missing, name)
+            _clear(bulk.engine)
+        assert len(caplog.records) == 1
+        monkeypatch.undo()  # the real module back in sys.modules

@@ -323,3 +323,49 @@ def test_a_store_is_plugged_in_through_the_seam_with_accounting_and_arrow_replay
 def test_two_stores_may_not_share_a_name() -> None:
     with pytest.raises(StorageError, match="share a name"):
         StorageWriter(stores=[ArrowStore(), ArrowStore()])
+
+
+class BrokenSql(FakeSql):
+    """A store that raises what no store should (a broken install: ModuleNotFoundError), for a while;
+    ``refuse`` makes it refuse every batch of more than one row first (the isolating path)."""
+
+    def __init__(self, fail: int, *, refuse: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+        self.refuse = refuse
+
+    def write_batch(self, records: Sequence[Record]) -> None:
+        if self.refuse and len(records) > 1:
+            raise StorageError("value too long for type character varying(32)")
+        if self.fail > 0:
+            self.fail -= 1
+            raise ModuleNotFoundError("No module named 'adbc_driver_manager'")
+        super().write_batch(records)
+
+
+@pytest.mark.parametrize("refuse", [False, True], ids=["whole batch", "while isolating"])
+def test_an_unexpected_exception_of_a_store_is_an_outage_and_loses_nothing(
+    refuse: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store raising something unexpected (here the missing ADBC driver of a plain install) used to
+    end the writer thread with the batch's rows lost while status said `sql ok`. It is an outage of that
+    store now: the rows are kept and written once it works, the other store goes on, a span says so."""
+    sql, parquet, clock = BrokenSql(fail=2, refuse=refuse), FakeParquet(), ManualClock()
+    writer = StorageWriter(sql, parquet, policy=POLICY, clock=clock)
+    writer.write(deals(1, 6))
+    writer.flush()
+    down = writer.stats()["sql"]
+    assert down.healthy is False and "failed unexpectedly: ModuleNotFoundError" in (down.last_error or "")
+    assert down.datasets["deals"] == DatasetCounts(written=0, pending=6, spilled=0)
+    assert writer.stats()["parquet"].datasets["deals"].written == 6
+    assert sum("failed unexpectedly" in r.getMessage() for r in caplog.records) == 1  # once, with traceback
+    for _ in range(3):
+        clock.advance(10)
+        writer.write(deals(7 + _, 1))
+        writer.flush()
+    assert writer.stats()["sql"].healthy is True
+    writer.close()
+    assert list(sql.rows.values()) == deals(1, 9) and sql.inserts == 9  # each once, in order
+    assert [r.tid for r in parquet.rows] == list(range(1, 10))
+    spans = [r for r in sql.others + parquet.others if getattr(r, "kind", None) is not None]
+    assert spans and all(s.connection == "sql" for s in spans)
