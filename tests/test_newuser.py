@@ -260,11 +260,18 @@ def test_status_shows_refused_subscriptions(tmp_path: Path, capsys: pytest.Captu
             "ok_sub_spot_foo_bar_ticker (2 subscription error replies since start; see the log, and "
             "feed_events rows of kind 'subscribe_error')") in out.splitlines()
     # It said "N subscription error(s)" for channels that had delivered since their retry.
-    data["error_acks"], data["subscriptions_refused"] = 1, {}
+    data["error_acks"], data["subscriptions_refused"], data["state"] = 1, {}, "running"
     status.write_text(json.dumps(data))
     assert cli.main(["status", "--no-sql", "--status-file", str(status)]) == 0
     assert ("refused:     no channel now (1 subscription error reply since start; those channels deliver "
             "since their retry)") in capsys.readouterr().out.splitlines()
+    # A finished run's list is empty because the run stopped, not because the channels delivered
+    data["state"] = "finished"
+    status.write_text(json.dumps(data))
+    assert cli.main(["status", "--no-sql", "--status-file", str(status)]) == 0
+    assert ("refused:     1 subscription error reply since start (see the log, and feed_events rows of kind "
+            "'subscribe_refused': a span still open at the stop is a channel that never delivered)"
+            ) in capsys.readouterr().out.splitlines()
 
 
 def test_a_new_sqlite_file_is_said_to_be_created_not_upgraded(tmp_path: Path,

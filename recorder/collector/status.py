@@ -702,7 +702,10 @@ def _refusals(status: dict[str, Any]) -> list[str]:
         return []
     replies = f"{acks} subscription error repl{'y' if acks == 1 else 'ies'} since start"
     if not now:
-        return [f"refused:     no channel now ({replies}; those channels deliver since their retry)"]
+        if status.get("state") == "running":
+            return [f"refused:     no channel now ({replies}; those channels deliver since their retry)"]
+        return [f"refused:     {replies} (see the log, and feed_events rows of kind 'subscribe_refused': a "
+                "span still open at the stop is a channel that never delivered)"]
     names = ", ".join(list(now)[:5]) + (f" and {len(now) - 5} more" if len(now) > 5 else "")
     return [f"refused:     {len(now)} channel{'' if len(now) == 1 else 's'} refused by the exchange, getting "
             f"no data and retried with the backoff: {names} ({replies}; see the log, and feed_events "
