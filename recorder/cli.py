@@ -12,11 +12,13 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from recorder import __version__
+from recorder.config import mask_url
 from recorder.errors import RecorderError
 
 # name -> (module, help). The module defines ``add_arguments(parser)`` and ``run(args) -> int``;
@@ -38,7 +40,13 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one clear line (no usage dump) and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
+        # argparse quotes the arguments it did not take: a database or bus URL among them may hold a
+        # password (`status --sql-url postgresql://u:pw@...`)
+        message = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), message)
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def build_parser() -> argparse.ArgumentParser:

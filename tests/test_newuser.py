@@ -338,3 +338,14 @@ def test_a_second_demo_into_the_same_directory_names_data_dir(tmp_path: Path,
     err = capsys.readouterr().err
     assert "is in use by another okex-recorder process: another demo or run is recording into" in err
     assert "another --data-dir" in err
+
+
+def test_refused_arguments_are_echoed_without_passwords(capsys: pytest.CaptureFixture[str]) -> None:
+    """`status --sql-url postgresql://u:pw@...` (status has no --sql-url): argparse echoed the URL."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["status", "--json", "--sql-url", "postgresql+psycopg://postgres:pw-SECRET@127.0.0.1/x"
+                  "?password=pw-SECRET2&sslmode=prefer"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == ("okex-recorder: error: unrecognized arguments: --sql-url postgresql+psycopg://postgres:***@"
+                   "127.0.0.1/x?password=***&sslmode=prefer (see 'okex-recorder --help')\n")

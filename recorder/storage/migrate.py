@@ -59,9 +59,12 @@ def parse_url(url: str | sa.URL) -> sa.URL:
     if isinstance(url, sa.URL):
         return url
     try:
-        return sa.make_url(url)
-    except sa.exc.ArgumentError:
-        raise ConfigError("malformed database URL (expected e.g. sqlite:///data/recording.sqlite)") from None
+        parsed = sa.make_url(url)
+        parsed.port  # noqa: B018 - SQLAlchemy checks the port only when it is read
+    except (sa.exc.ArgumentError, ValueError):
+        raise ConfigError("malformed database URL (expected e.g. sqlite:///data/recording.sqlite or "
+                          "postgresql+psycopg://user@host:5432/db)") from None
+    return parsed
 
 
 def mask_url(url: str | sa.URL | sa.Engine) -> str:

@@ -297,3 +297,11 @@ def test_a_password_given_as_a_url_query_parameter_is_masked_too(capsys: pytest.
             store.close()
         shown = str(info.value) + repr(store) + caplog.text + out.out + out.err
         assert "hunter2" not in shown and "hunter3" not in shown
+
+
+def test_a_port_that_is_not_a_number_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """`...@127.0.0.1:notaport/db` printed a traceback (SQLAlchemy checks the port only when read)."""
+    assert main(["db", "current", "--sql-url", "postgresql+psycopg://me:hunter2@127.0.0.1:notaport/db"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("okex-recorder db: error: malformed database URL (expected e.g. "
+                   "sqlite:///data/recording.sqlite or postgresql+psycopg://user@host:5432/db)\n")
