@@ -12,7 +12,9 @@ connection) and turns its output into venue-neutral records (:mod:`.neutral`) in
   from the settings); the book args are subscribed once every instrument's ``tickSz``/``lotSz``
   is known (scales are kept across reconnects; a later push with a changed scale re-scales and
   resubscribes the books). Each configured instrument's :class:`~recorder.records.Instrument`
-  is emitted when first seen and whenever it changes (state, sizes).
+  is emitted when first seen and whenever it changes (state, sizes). A configured instrument
+  missing from the instruments data gets a ``SUBSCRIBE_REFUSED`` span (and a warning) for each
+  of its books, open until it is listed and its book delivers.
 * Keep-alive (§2.1): the text ``ping`` every ``ping_after`` s (< 30 s; the shell sends it every
   :attr:`~recorder.venue.SessionTiming.ping_interval`), the text ``pong`` counts as a pong.
 * Books (§3.2): a sequence break, a non-zero checksum that fails, an update before the
@@ -319,12 +321,33 @@ class V5VenueSession:
         except DecodeError as exc:
             self._quarantine(frame, ts_recv, str(exc))
             events = core.take_deferred()
+        listed = False
         for ev in events:
+            listed = listed or isinstance(ev, v5.Instrument)
             try:
                 self._event(ev, ts_recv)
             except DecodeError as exc:
                 self._quarantine(frame, ts_recv, str(exc))
+        if listed and self._waiting_books:
+            self._unlisted(ts_recv)
         return FRAME_TAKEN | FRAME_DATA
+
+    def _unlisted(self, ts_recv: datetime) -> None:
+        """The instruments data came, and a configured instrument is not in it: its books cannot be
+        subscribed (no tick/lot size). A ``SUBSCRIBE_REFUSED`` span says so until it is listed; it
+        used to wait silently, the gap invisible."""
+        for arg in self._waiting_books:
+            if arg.instId in self.known or arg.key in self._refused_spans:
+                continue
+            detail = (f"{arg.channel} {arg.instId}: the instrument is not in the exchange's "
+                      f"instruments data (instType {self.settings.inst_type}); its book is subscribed "
+                      "once it is listed")
+            log.warning("%s: %s", self.plan.name, detail)
+            self._refused_spans[arg.key] = self._open(FeedEvent(
+                kind=FeedEventKind.SUBSCRIBE_REFUSED, ts_start=ts_recv, ts_end=None,
+                connection=self.plan.name, symbols=(arg.instId,), channel=arg.channel, detail=detail,
+                venue=VENUE.name))
+            self.counters.reject(arg.channel, "instrument not listed")
 
     def _quarantine(self, frame: Frame, ts_recv: datetime, reason: str) -> None:
         payload = frame.encode() if isinstance(frame, str) else bytes(frame)
@@ -505,9 +528,11 @@ class V5VenueSession:
             r.count += 1
             r.due = err.ts_recv + timedelta(seconds=next(r.delays))
             if key not in self._refused_spans:
-                self._refused_spans[key] = self._open(
+                span = self._refused_spans[key] = self._open(
                     neutral.refused_event(err, arg.channel, arg.instId, self.plan.name)
                 )
+                log.warning("%s: subscription refused, retried with the backoff: %s", self.plan.name,
+                            span.detail)
             self.counters.reject(arg.channel, f"subscribe refused: {err.code}")
 
     def _notice(self, n: v5.Notice) -> None:
@@ -531,8 +556,11 @@ class V5VenueSession:
         return spans + list(self._book_spans.values()) + list(self._refused_spans.values())
 
     def refused_subscriptions(self) -> dict[str, int]:
-        return {f"{r.arg.channel}:{r.arg.instId}" if r.arg.instId else r.arg.channel: r.count
-                for r in self._refusals.values()}  # fmt: skip
+        refused = {f"{r.arg.channel}:{r.arg.instId}" if r.arg.instId else r.arg.channel: r.count
+                   for r in self._refusals.values()}  # fmt: skip
+        for channel, inst in self._refused_spans:  # books of an instrument not listed: never sent
+            refused.setdefault(f"{channel}:{inst}", 0)
+        return refused
 
     def channel_name(self, key: tuple[type, str, object]) -> str | None:
         extra = key[2]

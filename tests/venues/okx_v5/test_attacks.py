@@ -257,3 +257,28 @@ async def test_a_feed_that_breaks_every_fresh_book_is_resubscribed_with_the_back
     breaks = spans(shell.out, FeedEventKind.SEQUENCE_BREAK)
     assert breaks and all(e.venue == "okx_v5" for e in breaks)
     assert all(s.seq_id == 10 for s in snaps(shell.out))  # only the fresh snapshots were stored
+
+
+async def test_books_of_an_instrument_the_exchange_does_not_list_are_a_refused_span() -> None:
+    """`books:DOGE-USDT` for an instrument not in the instruments data waited for its tick/lot size
+    forever, silently: no span, no log, no status line. The gap is data now."""
+    async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
+        await ws.send(ex.ack(op, rid, arg))
+        if op == "subscribe":
+            await ws.send(book_msg(arg, "snapshot", B0, A0, seq=20, prev=-1))
+
+    async with V5Exchange(script) as ex, \
+            MiniShell(settings(ex, instruments=[INST, "DOGE-USDT"])) as shell:
+        await until(lambda: len(snaps(shell.out)) >= 1, what="the listed book")
+        session = shell.sessions[0]
+        assert session.refused_subscriptions() == {"books:DOGE-USDT": 0}
+        (span,) = spans(shell.out, FeedEventKind.SUBSCRIBE_REFUSED)
+        assert span.ts_end is None and span.symbols == ("DOGE-USDT",) and span.channel == "books"
+        assert span.detail == ("books DOGE-USDT: the instrument is not in the exchange's instruments data "
+                               "(instType SPOT); its book is subscribed once it is listed")
+        assert [s.symbol for s in snaps(shell.out)] == [INST]
+    subscribed = [a for _, m in shell.sent if m != "ping" for a in json.loads(m)["args"]]
+    assert {"channel": "books", "instId": "DOGE-USDT"} not in subscribed  # never sent without a scale
+    closed = [s for s in spans(shell.out, FeedEventKind.SUBSCRIBE_REFUSED) if s.ts_end is not None]
+    assert [s.event_id for s in closed] == [span.event_id]
+    assert closed[0].detail.endswith("(still open at shutdown)")
