@@ -925,8 +925,26 @@ def load_instruments(
     """Instrument reference data, one row per observed change. Index ``ts_recv``; columns
     ``venue``, ``symbol``, ``base``, ``quote`` (upper-case codes as the venue sent them),
     ``tick_size`` (quote currency), ``lot_size``, ``min_size`` (base currency), ``state``
-    (``"live"``, ``"suspend"``...), ``inst_type``, ``ts_listed``, ``ts_expiry``."""
-    return _load(source, "instruments", symbols, start, end, columns, exact, venues=venues)
+    (``"live"``, ``"suspend"``...), ``inst_type``, ``ts_listed``, ``ts_expiry``.
+
+    The collector and the account poller each store the state they see first in a run, so the
+    stores can hold the same state more than once; a row equal to the previous one of its venue
+    and symbol (in the columns loaded) is not a change and is left out."""
+    frame = _load(source, "instruments", symbols, start, end, columns, exact, venues=venues)
+    return _changes_only(frame)
+
+
+def _changes_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (index ``ts_recv``) without the rows equal to their venue and symbol's previous row."""
+    keys = [c for c in ("venue", "symbol") if c in frame.columns]
+    values = [c for c in frame.columns if c not in keys]
+    if frame.empty or not keys or not values:
+        return frame
+    ordered = frame.sort_index(kind="stable")
+    before = ordered.groupby(keys, sort=False, dropna=False)[values].shift()
+    now = ordered[values]
+    same = (now.eq(before) | (now.isna() & before.isna())).all(axis=1)
+    return ordered[~same.to_numpy()]
 
 
 def load_fills(

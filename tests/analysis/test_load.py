@@ -299,3 +299,34 @@ def test_fast_rows_proves_uniqueness_cheaply_for_sorted_files() -> None:
     assert load._unique_rows(sorted_keys)  # one strictly increasing run: proven without sorting
     assert load._first_of_each(sorted_keys) is None
     assert not load._unique_rows([np.concatenate([k, k[:1]]) for k in sorted_keys])  # a replayed row
+
+
+def test_instruments_are_one_row_per_change_from_every_source(sqlite_url: str, tmp_path: Path) -> None:
+    """The collector and the poller each stored the state they saw first in a run (and again after a
+    restart): `load_instruments` showed the same state several times, not "one row per observed
+    change". A state that comes back after a change is a change and stays."""
+    from datetime import UTC, datetime, timedelta
+
+    from recorder.records import Instrument
+
+    t0 = datetime(2026, 12, 1, 8, tzinfo=UTC)
+
+    def inst(symbol: str, seconds: int, state: str, tick: str = "0.1") -> Instrument:
+        return Instrument(venue="okx_v5", symbol=symbol, ts_recv=t0 + timedelta(seconds=seconds), base="BTC",
+                          quote="USDT", tick_size=Decimal(tick), lot_size=Decimal("1E-8"),
+                          min_size=Decimal("0.00001"), state=state, inst_type="SPOT")
+
+    seen = [inst("BTC-USDT", 0, "live"),
+            inst("BTC-USDT", 1, "live"),  # the poller, 1 s after the collector: the same state
+            inst("ETH-USDT", 2, "live"), inst("BTC-USDT", 3, "suspend"), inst("BTC-USDT", 4, "suspend"),
+            inst("BTC-USDT", 5, "live"), inst("BTC-USDT", 6, "live", tick="0.01"),
+            inst("ETH-USDT", 7, "live")]
+    write_recording([seen[:4], seen[4:]], sqlite_url, tmp_path / "pq")
+    want = [("BTC-USDT", 0, "live", Decimal("0.1")), ("ETH-USDT", 2, "live", Decimal("0.1")),
+            ("BTC-USDT", 3, "suspend", Decimal("0.1")), ("BTC-USDT", 5, "live", Decimal("0.1")),
+            ("BTC-USDT", 6, "live", Decimal("0.01"))]
+    for source in (sqlite_url, tmp_path / "pq"):
+        frame = load.load_instruments(source, exact=True)
+        got = [(r.symbol, int((ts - t0).total_seconds()), r.state, r.tick_size)
+               for ts, r in zip(frame.index, frame.itertuples(), strict=True)]
+        assert got == want, source
