@@ -349,3 +349,21 @@ def test_refused_arguments_are_echoed_without_passwords(capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert err == ("okex-recorder: error: unrecognized arguments: --sql-url postgresql+psycopg://postgres:***@"
                    "127.0.0.1/x?password=***&sslmode=prefer (see 'okex-recorder --help')\n")
+
+
+def test_status_of_a_postgres_recording_without_its_url_names_the_recorders_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The recorder ran with OKEX_SQL_URL=postgresql://...; `status --config recorder.toml` in a shell
+    without it said "no SQLite file data/recording.sqlite ... run status there, or pass --config",
+    in that directory and with --config given. It names both databases now, and what to set."""
+    status = _finished_status(tmp_path, "postgresql+psycopg://me:***@db.example:5432/rec")
+    config = tmp_path / "recorder.toml"
+    config.write_text(f'[collector]\nstatus_file = "{status}"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OKEX_SQL_URL", raising=False)
+    assert cli.main(["status", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert err == ("(row counts unavailable: the recording wrote to postgresql+psycopg://me:***@"
+                   "db.example:5432/rec, this configuration names sqlite:///data/recording.sqlite: give "
+                   "status the recorder's database (OKEX_SQL_URL or storage.sql_url, as the recorder had "
+                   "it))\n")

@@ -618,6 +618,12 @@ def run(args: argparse.Namespace) -> int:
         url = _sql_url(args, config, status)
         missing = _missing_sqlite_file(url)
         try:
+            recorded = (status.get("config") or {}).get("sql_url")
+            if missing is not None and isinstance(recorded, str) and recorded != mask_url(url):
+                raise StorageError(  # e.g. the recorder had OKEX_SQL_URL, this shell has not
+                    f"the recording wrote to {recorded}, this configuration names {mask_url(url)}: "
+                    "give status the recorder's database (OKEX_SQL_URL or storage.sql_url, as the "
+                    "recorder had it)")
             if missing is not None:  # counting would create an empty file here and report 0 rows
                 raise StorageError(
                     f"no SQLite file {missing} (from {mask_url(url)}) under {Path.cwd()}: a relative path is "
