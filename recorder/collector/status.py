@@ -212,6 +212,10 @@ class StatusReporter:
                 {"kind": g.kind.value, "since": g.ts_start.isoformat(), "connection": g.connection,
                  "symbols": list(g.symbols), "channel": g.channel}
                 for g in r.pipeline.open_spans()
+            ] + [  # a store outage is a gap of that store's data (its store_outage span is open)
+                {"kind": "store_outage", "since": st["outage_since"], "connection": name, "symbols": [],
+                 "channel": None}
+                for name, st in _stores(storage_stats).items() if st.get("outage_since")
             ],
             "poller": None if poller is None else {
                 "outcome": getattr(getattr(poller, "outcome", None), "value", None),

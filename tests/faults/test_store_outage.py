@@ -108,6 +108,11 @@ async def test_postgres_stopped_mid_recording_is_a_store_outage_span_in_both_sto
             during = writer.stats()
             assert during["sql"].healthy is False and during["sql"].outage_since is not None
             assert during["parquet"].healthy is True
+            # status lists the outage among the open gaps ("open gaps: 0" while SQL was down)
+            gaps = recorder.status.snapshot()["open_gaps"]
+            assert [g for g in gaps if g["kind"] == "store_outage"] == [
+                {"kind": "store_outage", "since": during["sql"].outage_since, "connection": "sql",
+                 "symbols": [], "channel": None}]
             started_at = utc_now()
             await asyncio.to_thread(pg.start)
             await advance_for(simulator, 1.0)
