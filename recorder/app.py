@@ -448,9 +448,10 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         prepare_storage(config)
     if credentials is None:
-        log.info("no API credentials configured: the poller is off (see docs/collector.md)")
+        log.info("no OKEx v1 API credentials configured: the v1 account poller is off "
+                 "(see docs/collector.md)")
     else:
-        log.info("poller on with %r", credentials)
+        log.info("OKEx v1 poller on with %r", credentials)
     with claim_storage(config):
         result = asyncio.run(record(config, duration=args.duration, credentials=credentials))
     return result.exit_code

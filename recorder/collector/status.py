@@ -577,12 +577,13 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     for conn in status.get("connections", []):
         lines.append(f"  {conn['name']}: {conn['state']}, {conn['channels']} channels, "
                      f"{conn['frames']} frames, "
-                     f"{_reconnects([conn], conn['reconnects'])}, last data {conn['last_data']}"
+                     f"{_reconnects([conn], conn['reconnects'])}, last data {conn['last_data'] or 'never'}"
                      + (f", last error: {conn['last_error']}" if conn.get("last_error") else ""))
     gaps = status.get("open_gaps", [])
     lines.append(f"open gaps:   {len(gaps)}")
     for g in gaps[:10]:
-        lines.append(f"  {g['kind']} since {g['since']} on {g['connection']} {','.join(g['symbols'])}")
+        where = g["connection"] + (f" {g['channel']}" if g.get("channel") else "")
+        lines.append(f"  {g['kind']} since {g['since']} on {where} {','.join(g['symbols'])}")
     lines.extend(_refusals(status))
     lines.extend(rows_table(status, counts))
     stores = status.get("storage", {}).get("stores") or {}

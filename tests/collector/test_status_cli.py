@@ -233,8 +233,8 @@ def test_a_recorder_that_never_connected_does_not_claim_reconnects() -> None:
     lines = describe(never, None).splitlines()
     assert next(x for x in lines if x.startswith("lag:")).endswith("; never connected (7 failed attempts)")
     assert lines[lines.index(next(x for x in lines if x.startswith("lag:"))) + 1] == (
-        "  okex_v1-0: connecting, 4 channels, 0 frames, never connected (7 failed attempts), last data None, "
-        "last error: connection refused")
+        "  okex_v1-0: connecting, 4 channels, 0 frames, never connected (7 failed attempts), last data "
+        "never, last error: connection refused")
     # one connection that did connect: the counts are reconnects again, per connection as they are
     mixed = _status(reconnects=9, connections=[conn("okex_v1-0", 0, 7), conn("okx_v5-public", 1, 2)])
     lines = describe(mixed, None).splitlines()
