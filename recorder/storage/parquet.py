@@ -132,6 +132,27 @@ def dataset_partitioning(dataset: Dataset) -> pads.Partitioning:
     )
 
 
+def _list_files(fs: pafs.FileSystem, top: str) -> list[pafs.FileInfo]:
+    """Every file under ``top``, from one state of each partition.
+
+    Arrow's recursive listing reads a directory's names, then looks each one up by path, and skips
+    a name that is gone by then. A compaction's directory exchange (recorder.storage.compact)
+    between the two makes it skip the replaced files while keeping the files hard-linked into
+    the new directory: a listing of the newest files alone, rows missing with no error. On a
+    local file system the listing is therefore repeated until two agree (a swap changes it).
+    """
+    selector = pafs.FileSelector(top, allow_not_found=True, recursive=True)
+    infos = sorted(fs.get_file_info(selector), key=lambda i: i.path)
+    if fs.type_name != "local":
+        return infos
+    for _ in range(20):
+        again = sorted(fs.get_file_info(selector), key=lambda i: i.path)
+        if [(i.path, i.type) for i in again] == [(i.path, i.type) for i in infos]:
+            break
+        infos = again
+    return infos
+
+
 def open_dataset(root: str, name: str, *, filesystem: pafs.FileSystem | None = None) -> pads.Dataset:
     """``pyarrow.dataset`` of one dataset under ``root`` with the exact schema and typed partitions.
 
@@ -148,7 +169,7 @@ def open_dataset(root: str, name: str, *, filesystem: pafs.FileSystem | None = N
     legacy = {c.name: c.legacy for c in dataset.spec.columns if c.legacy is not None} if dataset.spec else {}
     fmt = pads.ParquetFileFormat()
     fragments = []
-    infos = fs.get_file_info(pafs.FileSelector(top, allow_not_found=True, recursive=True))
+    infos = _list_files(fs, top)
     for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
         rel = info.path[len(top) + 1:].split("/")
         if any(part.startswith((".", "_")) for part in rel):

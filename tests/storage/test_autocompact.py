@@ -359,3 +359,34 @@ def test_more_new_partitions_than_one_step_counts_are_never_forgotten_before_the
     # every partition was counted (one file each) before the closed day's one-file ones were dropped
     assert compactor._unlisted == [] and compactor._parts == {}
     compactor.close()
+
+
+def test_a_listing_torn_by_a_directory_exchange_is_listed_again() -> None:
+    """Arrow's recursive listing looks each name up after reading the directory and skips names gone
+    by then: a compaction's exchange in between gave only the files hard-linked into the new
+    directory (CI: the loader saw deals 13..21 of 1..21, no error). Listings repeat until two agree."""
+    import pyarrow.fs as pafs
+
+    from recorder.storage.parquet import _list_files
+
+    def info(name: str) -> pafs.FileInfo:
+        return pafs.FileInfo(f"/r/deals/symbol=btc_usdt/{name}", pafs.FileType.File)
+
+    torn = [info("part-5.parquet"), info("part-6.parquet")]  # part-1..4 skipped: merged away meanwhile
+    after = [info("part-5.parquet"), info("part-compact-1.parquet"), info("part-6.parquet")]
+
+    class Swapping:
+        type_name = "local"
+
+        def __init__(self, answers: list[list[pafs.FileInfo]]) -> None:
+            self.answers = answers
+
+        def get_file_info(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+            return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    got = _list_files(Swapping([torn, after, list(reversed(after))]), "/r/deals")  # type: ignore[arg-type]
+    assert [i.path.rsplit("/", 1)[1] for i in got] == ["part-5.parquet", "part-6.parquet",
+                                                        "part-compact-1.parquet"]
+    remote = Swapping([torn, after])
+    remote.type_name = "s3"  # no directory exchange there (readers may see doubles, never holes)
+    assert [i.path for i in _list_files(remote, "/r/deals")] == [i.path for i in torn]  # type: ignore[arg-type]
