@@ -368,13 +368,15 @@ def okx_v5_poll_settings(config: Config) -> V5PollSettings | None:
     return settings if settings.enabled else None
 
 
-def okx_v5_poller(config: Config, sink: RecordSink, *, known_orders: bool = True) -> RestPoller | None:
+def okx_v5_poller(config: Config, sink: RecordSink, *, known_orders: bool = True,
+                  stored: StoredAccount | None = None) -> RestPoller | None:
     """The OKX v5 REST account poller when ``[venues.okx_v5.poller] enabled = true``, else None.
 
     Raises :class:`ConfigError` when it is enabled but no OKX v5 credentials are configured
     (``OKX_API_KEY``/``OKX_API_SECRET``/``OKX_API_PASSPHRASE`` or the credentials file).
     ``known_orders``: resume from the account stored in ``storage.sql_url`` (read-only: order states,
-    fill ids, the newest fill, instrument states; docs/poller.md "Restarts").
+    fill ids, the newest fill, instrument states; docs/poller.md "Restarts"); ``stored``: that
+    account already read (an event loop reads it in a thread: :func:`stored_v5_account`).
     """
     settings = okx_v5_poll_settings(config)
     if settings is None:
@@ -384,7 +386,8 @@ def okx_v5_poller(config: Config, sink: RecordSink, *, known_orders: bool = True
         raise ConfigError("venues.okx_v5.poller is enabled but no OKX v5 credentials are configured: set "
                           "OKX_API_KEY, OKX_API_SECRET and OKX_API_PASSPHRASE, or an owner-only "
                           "credentials_file (api_key, secret_key, passphrase)")
-    stored = load_account_state(config.storage.sql_url, V5_VENUE) if known_orders else StoredAccount()
+    if stored is None:
+        stored = stored_v5_account(config) if known_orders else StoredAccount()
     source = V5AccountSource(settings, credentials)
     source.resume(instruments=stored.instruments.values(), newest_fill=stored.newest_fill, now=utc_now())
     log.info("OKX v5 poller on (%s) with %r; stored: %d orders, %d fills, %d instruments", settings.rest_url,
@@ -393,6 +396,12 @@ def okx_v5_poller(config: Config, sink: RecordSink, *, known_orders: bool = True
                       ban_seconds=settings.ban_seconds, request_timeout=settings.request_timeout,
                       time_sync_interval=settings.time_sync_interval, known_orders=stored.orders,
                       known_fills=stored.fill_ids)
+
+
+def stored_v5_account(config: Config) -> StoredAccount:
+    """The OKX v5 account stored in ``storage.sql_url`` (blocking; raises as
+    :func:`~recorder.poller.state.load_account_state`)."""
+    return load_account_state(config.storage.sql_url, V5_VENUE)
 
 
 async def record(config: Config, *, duration: float | None = None, writer: RecordWriter | None = None,
@@ -405,6 +414,9 @@ async def record(config: Config, *, duration: float | None = None, writer: Recor
     if signals:
         _install_signals(asyncio.get_running_loop(), recorder)
     v5_tasks: list[asyncio.Task[RestPollerOutcome]] = []
+    # read before the collector starts, off the loop: every stored fill id can be a long read
+    v5_stored = (await asyncio.to_thread(stored_v5_account, config)
+                 if okx_v5_poll_settings(config) is not None else None)
 
     def start_v5(rec: Recorder) -> None:  # the OKX v5 account poller beside the collector
         stop = rec.stop_event
@@ -414,7 +426,7 @@ async def record(config: Config, *, duration: float | None = None, writer: Recor
             if not stop.is_set():  # the intake closes after the stop; the next run re-reads the state
                 rec.sink(records)
 
-        poller = okx_v5_poller(config, sink)
+        poller = okx_v5_poller(config, sink, stored=v5_stored)
         if poller is not None:
             v5_tasks.append(asyncio.create_task(poller.run(stop), name="poller-okx_v5"))
 
