@@ -161,6 +161,44 @@ def rss_kb(pid: int) -> tuple[int, int]:
     return values.get("VmRSS", 0), values.get("VmHWM", 0)
 
 
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/<pid>/task/*/children; vanished ones skipped)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                continue
+    return out
+
+
+def tree_memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in kB summed over ``pid`` and its descendants (/proc/<pid>/smaps_rollup).
+
+    PSS shares each page between the processes that map it, so the sum counts shared
+    libraries once; RSS counts them in every process."""
+    rss = pss = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return rss, pss
+
+
 def idle_rss_kb() -> int:
     """Peak RSS of a fresh interpreter that imported the project (collector, storage, pyarrow)."""
     code = ("import recorder.collector.app, recorder.storage.sql, recorder.storage.parquet, "
