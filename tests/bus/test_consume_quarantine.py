@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from recorder.errors import StorageError, StoreUnavailableError
 from recorder.records import FeedEvent, FeedEventKind, QuarantinedFrame, Record
+from recorder.simulator import Simulator
 from recorder.storage import migrate
 from recorder.storage.bus import (
     HEADER_COLLECTOR,
@@ -406,3 +407,35 @@ async def test_a_quarantine_write_during_a_database_outage_terminates_nothing(
     _, state = await stream_state(bus, ("w-sql",))
     assert state["w-sql"] == (0, 0)
 
+
+async def test_status_of_a_bus_collector_tells_what_the_writers_stored_and_quarantined(
+        simulator: Simulator, tmp_path: Path, bus: BusConfig, sqlite_url: str) -> None:
+    """``okex-recorder status`` of a collector on the bus, counting the writers' database: the quarantine
+    rows the writers made are theirs (not 'earlier runs'), and the storage line says who writes the stores."""
+    from recorder.collector.status import ON_THE_BUS_QUARANTINE, describe, row_counts
+    from tests.bus.test_end_to_end import collector, drive, start, stop, write_stores
+
+    await asyncio.to_thread(migrate.upgrade, sqlite_url)
+    recorders = [collector(simulator, tmp_path, bus, "east")]
+    tasks = await start(recorders, simulator)
+    await drive(simulator, recorders, 20)
+    await stop(recorders, tasks)
+    subject = subject_for(bus.subject_prefix, "tickers", "btc_usdt")
+    await publish_raw(bus, subject, b"not arrow", headers("tickers", 1, "junk"))
+    stats = await write_stores(bus, sqlite_url, tmp_path / "parquet")
+    status = recorders[0].status.snapshot("finished")
+    written = status["rows"]["written"]
+    counts = row_counts(sqlite_url)
+    lines = describe(status, counts).splitlines()
+
+    assert next(x for x in lines if x.startswith("storage:")) == (
+        "storage:     published to NATS JetStream; `okex-recorder store` writes SQL and Parquet (its log "
+        "counts the rows it stored and quarantined)")
+    quarantine = next(x for x in lines if x.startswith("  quarantine "))
+    assert quarantine.split()[:5] == ["quarantine", "0", "0", "0", "1"]
+    assert quarantine.endswith(f"<- {ON_THE_BUS_QUARANTINE}")
+    for table in ("tickers", "book_snapshots", "deals"):  # one collector: the writers stored what it sent
+        assert written[table] > 0 and counts[table] == written[table] == stats["sql"].stored[table], table
+        assert next(x for x in lines if x.startswith(f"  {table} ")).split() == [
+            table, str(written[table]), str(written[table]), "0", str(written[table])]
+    assert (stats["sql"].refused, stats["parquet"].refused) == (1, 1)
