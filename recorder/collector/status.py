@@ -383,6 +383,10 @@ BY_DESIGN: dict[str, str] = {
     "deals": "by design: SQL keeps one row per trade id (a deal received again is stored once); "
              "Parquet keeps every one received",
 }
+ON_THE_BUS = ("in SQL: what the bus writers (okex-recorder store) stored from every collector and run on "
+              "the stream, one row per key")
+ON_THE_BUS_QUARANTINE = ("in SQL: every collector's quarantine rows the bus writers stored, and the messages "
+                         "and rows they could not store themselves (connection 'bus'; their log counts them)")
 LEGEND = ("produced = records this run made from what it received",
           "written  = rows each store confirmed written, this run",
           "quarantined = records no store could hold (reason in the quarantine table); "
@@ -501,6 +505,7 @@ def rows_table(status: dict[str, Any], counts: dict[str, int] | None,
     produced: dict[str, int] = rows.get("produced", {})
     quarantined: dict[str, int] = rows.get("quarantined", {}) or {}
     by_store = _written_by_store(status)
+    on_bus = "bus" in by_store  # a collector publishing to NATS: `okex-recorder store` writes the database
     stores = [s for s in ("sql", "parquet") if s in by_store]
     tables = sorted(set(produced) | set(rows.get("written", {})) | set(counts or {})
                     | {t for st in by_store.values() for t in st})
@@ -536,7 +541,10 @@ def rows_table(status: dict[str, Any], counts: dict[str, int] | None,
             in_sql = counts.get(t, 0)
             line += f" {in_sql:9d}"
             design = BY_DESIGN.get(t, "rows with the same key are stored once in SQL")
-            if sql_added is not None:
+            if on_bus:
+                if in_sql != sql_written:
+                    notes.append(ON_THE_BUS_QUARANTINE if t == "quarantine" else ON_THE_BUS)
+            elif sql_added is not None:
                 gained = sql_added.get(t, 0)
                 if gained < sql_written:
                     notes.append(design)
@@ -564,7 +572,11 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
                  f"updated {status.get('updated_at')}" + ("" if age is None else f" ({age:.0f} s ago)"))
     cfg = status.get("config", {})
     lines.append(f"source:      {_source(cfg)}")
-    lines.append(f"storage:     {cfg.get('sql_url')} + {cfg.get('parquet_root')}")
+    if "bus" in _written_by_store(status):
+        lines.append("storage:     published to NATS JetStream; `okex-recorder store` writes SQL and Parquet "
+                     "(its log counts the rows it stored and quarantined)")
+    else:
+        lines.append(f"storage:     {cfg.get('sql_url')} + {cfg.get('parquet_root')}")
     f = status.get("frames", {})
     r = status.get("rates", {})
     lines.append(f"frames:      {f.get('received')} received ({r.get('frames_per_second_avg')}/s avg), "

@@ -160,7 +160,7 @@ def decode_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset
     try:
         table = conform(table, dataset.arrow_schema)
     except (pa.ArrowException, KeyError, ValueError) as exc:
-        raise StorageError(f"{dataset.name}: undecodable bus message: {exc}") from exc
+        raise StorageError(f"{dataset.name}: bus message does not fit this version's schema: {exc}") from exc
     return dataset, table
 
 
@@ -174,7 +174,8 @@ def read_message(headers: dict[str, str] | None, data: bytes) -> tuple[Dataset, 
     """
     name = (headers or {}).get(HEADER_DATASET)
     if name not in DATASETS:
-        raise StorageError(f"not a recorder bus message (dataset header {name!r})")
+        what = repr(name[:64]) if isinstance(name, str) else "missing"
+        raise StorageError(f"not a recorder bus message: dataset header {what}")
     dataset = DATASETS[name]
     try:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()

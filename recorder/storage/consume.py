@@ -11,11 +11,25 @@ does): the stores' unique keys absorb rows written twice (Parquet readers drop c
 Several processes started with the same ``--durable`` share the work.
 
 While a store is unavailable the worker keeps its fetched messages, tells JetStream they are in
-progress (no redelivery) and retries with :func:`recorder.backoff.backoff`. A message a store
-refuses for good (a value it cannot hold, a symbol Parquet cannot hold as a path, an undecodable
-message) is logged and terminated (not redelivered to this consumer; it stays in the stream until
-``max_age``); the rest of its batch is written. A SQL schema that is not at head stops the writer
-unacknowledged.
+progress (no redelivery) and retries with :func:`recorder.backoff.backoff`. Nothing the stores
+cannot hold is dropped: it goes to the store's ``quarantine`` dataset (``connection`` = ``bus``,
+``channel`` = the message's subject, the ``reason`` ending in ``(stream <name> seq <n>)``), in the
+same write as the rest of the fetch, and its message is settled only once that is durable:
+
+* a message that cannot be read or cast to this version's schema is quarantined whole: its raw
+  payload (the Arrow IPC bytes as published, at most 64 KiB like a raw frame; the reason says
+  when it was longer), then *terminated* (not redelivered; with ``retention = "limits"`` it
+  stays in the stream until ``max_age``);
+* a row no store can hold (:func:`~recorder.storage.validate.table_problems`: text too long or
+  with a NUL, a symbol or venue that is no safe path, a missing value; the same rules in both
+  workers, so SQL and Parquet hold the same rows) and a row the store refuses anyway (the fetch
+  is then written message by message, a refused message halved until its refused rows are
+  isolated) is quarantined alone with its values as JSON (as the collector's storage writer
+  does); its neighbours are stored and the message acknowledged.
+
+If the quarantine write meets an outage, the message stays unsettled (redelivered later). A SQL
+schema that is not at head stops the writer unacknowledged. :class:`WorkerStats` counts rows
+stored and quarantined per dataset; each worker logs them every minute and when it stops.
 """
 
 from __future__ import annotations
@@ -27,7 +41,9 @@ import dataclasses
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,35 +60,84 @@ from recorder.errors import (
     StoreUnavailableError,
     SymbolError,
 )
-from recorder.records import Record
+from recorder.records import QuarantinedFrame, Record, utc_now
 from recorder.storage.bus import (
     HEADER_COLLECTOR,
     HEADER_DATASET,
     HEADER_ROWS,
+    HEADER_VENUE,
     VENUE,
+    encode_table,
     ensure_stream,
     read_message,
 )
 from recorder.storage.bus_config import BusConfig
+from recorder.storage.keys import check_venue
 from recorder.storage.schema import DATASETS, Batch, conform
 from recorder.storage.store import Store
+from recorder.storage.validate import (
+    PAYLOAD_MAX_BYTES,
+    REASON_MAX,
+    Problem,
+    Screen,
+    record_at,
+    table_problems,
+)
 
-__all__ = ["WorkerStats", "add_arguments", "consume", "run"]
+__all__ = ["QUARANTINE_CONNECTION", "WorkerStats", "add_arguments", "consume", "run"]
 
 log = logging.getLogger("recorder.storage.consume")
 
 _CAST_ERRORS = (pa.ArrowException, KeyError, ValueError)
+# refused for good (the Store contract), except StoreUnavailableError / SchemaNotAtHeadError
+_REFUSED = (StorageError, SymbolError, ValueError, TypeError)
+_ROW_ERRORS = (pa.ArrowException, ValueError, TypeError, KeyError, OverflowError, AttributeError)
+STATS_LOG_INTERVAL = 60.0  # s between two log lines of a worker's counts (when they changed)
+
+QUARANTINE_CONNECTION = "bus"
+"""``connection`` of the quarantine rows a bus writer makes (``channel``: the message's subject)."""
 
 
 @dataclasses.dataclass(slots=True)
 class WorkerStats:
-    """Counters of one store's worker since start."""
+    """Counters of one store's worker since start; per dataset by the message's ``Okex-Dataset``.
 
-    messages: int = 0  # acknowledged
-    rows: int = 0  # written and acknowledged
-    refused: int = 0  # messages terminated (refused for good)
+    Every message acknowledged had each of its rows stored or quarantined (durable) first;
+    every message terminated had its raw payload quarantined first. So, per dataset and store,
+    the rows of the readable messages = ``stored`` + ``quarantined``; ``refused`` messages could
+    not be read (their rows are unknown; one quarantine row each, holding the payload).
+    """
+
+    messages: int = 0  # acknowledged: rows stored, the refused ones among them quarantined
+    rows: int = 0  # rows stored (the sum of ``stored``)
+    stored: Counter[str] = dataclasses.field(default_factory=Counter)  # rows stored
+    quarantined: Counter[str] = dataclasses.field(default_factory=Counter)  # rows quarantined alone
+    refused: int = 0  # messages quarantined whole (unreadable), then terminated
+    refused_by_dataset: Counter[str] = dataclasses.field(default_factory=Counter)  # "?": none named
+    repaired: int = 0  # collectors' quarantine rows repaired to fit (text escaped or cut), then stored
+    unstorable: int = 0  # quarantine rows the store refused too: not stored (logged at ERROR)
     retries: int = 0  # store unavailable: batch retried
     collectors: set[str] = dataclasses.field(default_factory=set)  # Okex-Collector headers seen
+
+    def summary(self) -> str:
+        """One line: ``messages acknowledged 154, rows stored 238 (deals 93, tickers 145), rows quarantined
+        1 (deals 1), unreadable messages quarantined whole 1 (tickers 1), retries 0``."""
+        parts = [f"messages acknowledged {self.messages}",
+                 f"rows stored {self.rows}{_by_dataset(self.stored)}",
+                 f"rows quarantined {sum(self.quarantined.values())}{_by_dataset(self.quarantined)}",
+                 f"unreadable messages quarantined whole {self.refused}"
+                 + _by_dataset(self.refused_by_dataset)]
+        if self.repaired:
+            parts.append(f"quarantine rows repaired {self.repaired}")
+        if self.unstorable:
+            parts.append(f"quarantine rows NOT stored (refused by the store) {self.unstorable}")
+        parts.append(f"retries {self.retries}")
+        return ", ".join(parts)
+
+
+def _by_dataset(counts: Counter[str]) -> str:
+    shown = {k: n for k, n in sorted(counts.items()) if n}
+    return f" ({', '.join(f'{k} {n}' for k, n in shown.items())})" if shown else ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -238,6 +303,8 @@ async def _worker(js: Any, nc: Any, bus: BusConfig, durable: str, name: str, sto
     log.info("%s store consuming %s (%s.%s.>) as durable %s", name, bus.stream, bus.subject_prefix, VENUE,
              durable)
     roll = getattr(store, "roll_due", None)
+    screen = Screen(None)  # the storage rules only: the collector applied its plausibility windows
+    logged, logged_at = stats.summary(), time.monotonic()
     while not stop.is_set():
         try:
             msgs = await sub.fetch(batch, timeout=fetch_timeout)
@@ -248,23 +315,42 @@ async def _worker(js: Any, nc: Any, bus: BusConfig, durable: str, name: str, sto
             await _sleep(stop, 1.0)
             continue
         if msgs:
-            await _write_and_ack(nc, name, store, msgs, stop, stats)
+            await _write_and_ack(nc, name, store, msgs, stop, stats, screen)
         if roll is not None:  # Parquet: roll journal segments that are due by age
             try:
                 await asyncio.to_thread(roll)
             except StorageError as exc:
                 log.error("%s: %s", name, exc)
+        if time.monotonic() - logged_at >= STATS_LOG_INTERVAL:
+            summary = stats.summary()
+            if summary != logged:
+                log.info("%s store since start: %s", name, summary)
+            logged, logged_at = summary, time.monotonic()
+    log.info("%s store stopping: %s", name, stats.summary())
     with contextlib.suppress(Exception):
         await sub.unsubscribe()
 
 
 @dataclasses.dataclass(slots=True)
 class _Delivered:
-    """One fetched message and its rows in this version's Arrow schema."""
+    """One fetched message: its rows to store (in this version's Arrow schema) and what it quarantines."""
 
     msg: Any
-    name: str  # dataset
-    table: pa.Table
+    name: str  # dataset ("?" for a message refused whole whose header names none)
+    table: pa.Table | None  # None: refused whole (its payload quarantined as it came)
+    quarantine: list[QuarantinedFrame] = dataclasses.field(default_factory=list)
+    problems: list[Problem] = dataclasses.field(default_factory=list)  # of the rows set aside
+    repaired: int = 0  # its quarantine rows (a collector's) repaired to fit
+    unstorable: int = 0  # its quarantine rows the store refused too
+
+    @property
+    def stored_rows(self) -> int:
+        return 0 if self.table is None else self.table.num_rows
+
+    def batch(self) -> Batch:
+        """Its rows and its quarantine rows, one batch."""
+        parts = [] if self.table is None else [Batch.from_groups({self.name: self.table})]
+        return Batch.merged([*parts, Batch(self.quarantine)])
 
 
 def decode_fetched(msgs: Sequence[Any]) -> tuple[list[_Delivered], list[tuple[Any, Exception]]]:
@@ -327,7 +413,8 @@ def decode_fetched(msgs: Sequence[Any]) -> tuple[list[_Delivered], list[tuple[An
                         try:
                             out.append(_Delivered(msg, name, conform(table.slice(offset, n), target)))
                         except _CAST_ERRORS as exc:
-                            refused.append((msg, StorageError(f"{name}: undecodable bus message: {exc}")))
+                            refused.append((msg, StorageError(
+                                f"{name}: bus message does not fit this version's schema: {exc}")))
                         offset += n
                 continue
             offset = 0
@@ -369,85 +456,262 @@ def _read_joined(name: str, prefix: bytes, msgs: list[Any]) -> pa.Table | None:
     return pa.Table.from_batches(batches)
 
 
-def batch_of(delivered: Sequence[_Delivered]) -> Batch:
-    """One table-native :class:`Batch` of the messages' rows (one table per dataset, no records built)."""
-    by_name: dict[str, list[pa.Table]] = {}
-    for d in delivered:
-        by_name.setdefault(d.name, []).append(d.table)
-    return Batch.from_groups({name: pa.concat_tables(tables).combine_chunks()
-                              for name, tables in by_name.items()})
-
-
 async def _write_and_ack(nc: Any, name: str, store: Store, msgs: list[Any], stop: asyncio.Event,
-                         stats: WorkerStats) -> None:
+                         stats: WorkerStats, screen: Screen) -> None:
     delivered, refused = decode_fetched(msgs)
-    for msg, exc in refused:
-        log.error("%s: refused message %s (seq %s): %s", name, msg.subject, _seq(msg), exc)
-        stats.refused += 1
-        await msg.term()
+    tables = _screen(delivered, screen)
+    units = [*delivered, *(_refused_whole(msg, exc) for msg, exc in refused)]
     for d in delivered:
         collector = (d.msg.headers or {}).get(HEADER_COLLECTOR)
         if collector:
             stats.collectors.add(collector)
-    if not delivered:
-        if refused:
-            await nc.flush()
-        return
-    done = await _write(name, store, batch_of(delivered), delivered, stop, stats)
+    quarantine = [q for d in units for q in d.quarantine]
+    batch = Batch.merged([Batch.from_groups(tables), Batch(quarantine)])
+    done = await _write(name, store, batch, units, stop, stats, screen)
     for d in done:
-        await d.msg.ack()
-        stats.messages += 1
-        stats.rows += d.table.num_rows
+        await _settle(name, d, stats, screen)
     await nc.flush()  # the server has the acknowledgements before the next fetch
 
 
-async def _write(name: str, store: Store, records: Sequence[Record], delivered: list[_Delivered],
-                 stop: asyncio.Event, stats: WorkerStats) -> list[_Delivered]:
-    """Write until durable (retrying while unavailable); return the messages to acknowledge."""
+async def _settle(name: str, d: _Delivered, stats: WorkerStats, screen: Screen) -> None:
+    """``d`` is durable (rows stored, quarantine rows written): acknowledge or terminate it; count it."""
+    stats.unstorable += d.unstorable
+    stats.repaired += d.repaired
+    if d.table is None:
+        await d.msg.term()  # quarantined whole: not redelivered
+        if not d.unstorable:
+            stats.refused += 1
+            stats.refused_by_dataset[d.name] += 1
+            log.warning("%s: message %s quarantined whole and terminated: %s", name, d.msg.subject,
+                        d.quarantine[0].reason)
+        return
+    await d.msg.ack()
+    stats.messages += 1
+    stats.rows += d.stored_rows
+    stats.stored[d.name] += d.stored_rows
+    if d.problems:
+        stats.quarantined[d.name] += len(d.problems) - d.unstorable  # those not stored: in unstorable
+        for problem in d.problems:
+            screen.log_quarantined(problem)  # one line per reason kind every 10 s
+
+
+def _screen(delivered: list[_Delivered], screen: Screen) -> dict[str, pa.Table]:
+    """Set aside the rows no store can hold (:func:`~recorder.storage.validate.table_problems`) into
+    their message's quarantine rows; return the rows to store, one table per dataset.
+
+    Each dataset's rows are checked as one table (a few vectorised passes); only a message with
+    a problem row is taken apart. A collector's quarantine rows are repaired, never set aside.
+    """
+    by_name: dict[str, list[_Delivered]] = {}
+    for d in delivered:
+        by_name.setdefault(d.name, []).append(d)
+    tables: dict[str, pa.Table] = {}
+    for name, members in by_name.items():
+        parts = [d.table for d in members if d.table is not None]
+        whole = pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
+        problems = table_problems(DATASETS[name], whole)
+        if not problems:
+            tables[name] = whole
+            continue
+        offset = 0
+        for d in members:
+            assert d.table is not None
+            n = d.table.num_rows
+            mine = {j - offset: p for j, p in problems.items() if offset <= j < offset + n}
+            offset += n
+            if not mine:
+                continue
+            if name == "quarantine":
+                _repair(d, mine, screen)
+            else:
+                _set_aside(d, mine, screen)
+        tables[name] = pa.concat_tables([d.table for d in members if d.table is not None]).combine_chunks()
+    return tables
+
+
+def _repair(d: _Delivered, problems: dict[int, Problem], screen: Screen) -> None:
+    """A collector's quarantine rows that do not fit: repaired as the storage writer does (escaped, cut)."""
+    assert d.table is not None
+    try:
+        result = screen.screen_batch(Batch.from_groups({"quarantine": d.table}))
+        table = result.batch.table("quarantine")
+    except _ROW_ERRORS:  # a row no record can be made of: set aside, its bytes kept as Arrow
+        _set_aside(d, problems, screen)
+        return
+    d.table = table
+    d.repaired += result.repaired
+
+
+def _set_aside(d: _Delivered, problems: dict[int, Problem], screen: Screen) -> None:
+    """Move rows ``problems`` names (by index in ``d.table``) from ``d.table`` into quarantine rows."""
+    assert d.table is not None
+    table = d.table
+    for j in sorted(problems):
+        d.quarantine.append(_row_quarantine(d, table, j, problems[j], screen))
+        d.problems.append(problems[j])
+    keep = pa.array([j not in problems for j in range(table.num_rows)], pa.bool_())
+    d.table = table.filter(keep)
+
+
+def _row_quarantine(d: _Delivered, table: pa.Table, j: int, problem: Problem,
+                    screen: Screen) -> QuarantinedFrame:
+    """The quarantine row of row ``j`` of ``d``: its values as JSON, as the storage writer makes them
+    (``{"dataset": …, "values": {…}}``, decimals as exact text); a row no record can be made of
+    (a value the dataset's converters refuse) keeps its bytes: a one-row Arrow IPC stream."""
+    dataset = DATASETS[d.name]
+    note = ""
+    try:
+        q = screen.quarantine(d.name, record_at(dataset, table, j), problem)
+        payload, ts_recv = q.payload, q.ts_recv
+    except _ROW_ERRORS as exc:
+        payload = encode_table(table.slice(j, 1))[:PAYLOAD_MAX_BYTES]
+        ts_recv = _stream_time(d.msg)
+        note = f"; payload: the row as an Arrow IPC stream ({type(exc).__name__})"
+    return _quarantine_row(d.msg, problem.reason, payload, ts_recv, note)
+
+
+def _refused_whole(msg: Any, exc: Exception) -> _Delivered:
+    """A message that cannot be read or cast: one quarantine row holding its payload as received."""
+    dataset = (msg.headers or {}).get(HEADER_DATASET)
+    data = bytes(msg.data)
+    note = f"; {len(data)} bytes, the first {PAYLOAD_MAX_BYTES} kept" if len(data) > PAYLOAD_MAX_BYTES else ""
+    q = _quarantine_row(msg, str(exc), data[:PAYLOAD_MAX_BYTES], _stream_time(msg), note)
+    return _Delivered(msg, dataset if dataset in DATASETS else "?", None, [q])
+
+
+def _quarantine_row(msg: Any, cause: str, payload: bytes, ts_recv: datetime, note: str) -> QuarantinedFrame:
+    headers = msg.headers or {}
+    collector = headers.get(HEADER_COLLECTOR)
+    venue = headers.get(HEADER_VENUE) or ""
+    try:
+        check_venue(venue)
+    except SymbolError:
+        venue = ""
+    return QuarantinedFrame(
+        ts_recv=ts_recv, connection=QUARANTINE_CONNECTION, reason=_reason(cause, msg, note),
+        channel=_one_line(str(msg.subject)), payload=payload,
+        collector=_one_line(collector)[:64] if isinstance(collector, str) and collector else None,
+        venue=venue)
+
+
+def _reason(cause: str, msg: Any, note: str = "") -> str:
+    """``cause`` on one line (no NUL), cut so that ``(stream <name> seq <n><note>)`` fits ``REASON_MAX``."""
+    try:
+        where = f"(stream {msg.metadata.stream} seq {msg.metadata.sequence.stream}{note})"
+    except Exception:  # not a JetStream message
+        where = f"(stream ? seq ?{note})"
+    where = _one_line(where)
+    return f"{_one_line(cause)[:max(0, REASON_MAX - len(where) - 1)]} {where}"
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.replace("\x00", "\\x00").split())
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _stream_time(msg: Any) -> datetime:
+    """When JetStream stored the message (the same for every writer), else now."""
+    try:
+        ts = msg.metadata.timestamp
+    except Exception:  # not a JetStream message
+        return utc_now()
+    return ts if isinstance(ts, datetime) and ts.utcoffset() is not None else utc_now()
+
+
+async def _write(name: str, store: Store, records: Sequence[Record], units: list[_Delivered],
+                 stop: asyncio.Event, stats: WorkerStats, screen: Screen) -> list[_Delivered]:
+    """Write until durable (retrying while unavailable); return the messages to settle."""
     delays = backoff(BackoffPolicy(initial=0.5, cap=15.0))
     last_progress = time.monotonic()
     while True:
         try:
             await asyncio.to_thread(store.write_batch, records)
-            return delivered
+            return units
         except StoreUnavailableError as exc:
             unwritten = getattr(exc, "unwritten", None)
             if unwritten is not None:  # Parquet: some datasets journaled; retry the rest only
                 records = list(unwritten)
             stats.retries += 1
-            log.warning("%s store unavailable (%s); %d messages held and retried", name, exc, len(delivered))
+            log.warning("%s store unavailable (%s); %d messages held and retried", name, exc, len(units))
         except SchemaNotAtHeadError:
             raise  # a deployment problem, not the messages': stop unacknowledged (redelivered later)
-        except (StorageError, SymbolError) as exc:  # SymbolError: a symbol Parquet cannot hold as a path
-            log.error("%s store refused a batch (%s); writing its messages one by one", name, exc)
-            return await _write_each(name, store, delivered, stats)
+        except _REFUSED as exc:  # SymbolError: a symbol Parquet cannot hold as a path
+            log.error("%s store refused a batch (%s); writing its messages one by one", name,
+                      _one_line(str(exc)))
+            return await _write_each(name, store, units, screen)
         if stop.is_set():
             return []  # not acknowledged: redelivered to the next writer
         if time.monotonic() - last_progress > 5:
-            for d in delivered:  # still ours: no redelivery while we retry
+            for d in units:  # still ours: no redelivery while we retry
                 with contextlib.suppress(Exception):
                     await d.msg.in_progress()
             last_progress = time.monotonic()
         await _sleep(stop, next(delays))
 
 
-async def _write_each(name: str, store: Store, delivered: list[_Delivered],
-                      stats: WorkerStats) -> list[_Delivered]:
-    ok = []
-    for d in delivered:
+async def _write_each(name: str, store: Store, units: list[_Delivered], screen: Screen) -> list[_Delivered]:
+    """Each message alone; the ones written (refused rows isolated and quarantined) are returned,
+    the ones met by an outage are not (not acknowledged: redelivered after ``ack_wait``)."""
+    done = []
+    for d in units:
         try:
-            await asyncio.to_thread(store.write_batch, Batch.from_groups({d.name: d.table}))
+            try:
+                await asyncio.to_thread(store.write_batch, d.batch())
+            except _REFUSED as exc:
+                if isinstance(exc, StoreUnavailableError | SchemaNotAtHeadError):
+                    raise
+                log.error("%s store refused message %s (seq %s): %s; isolating its refused rows", name,
+                          d.msg.subject, _seq(d.msg), _one_line(str(exc)))
+                await _isolate(name, store, d, screen)
         except StoreUnavailableError:
-            continue  # not acknowledged: redelivered after ack_wait
-        except SchemaNotAtHeadError:
-            raise
-        except (StorageError, SymbolError) as exc:
-            log.error("%s: refused message %s (seq %s): %s", name, d.msg.subject, _seq(d.msg), exc)
-            stats.refused += 1
-            await d.msg.term()
             continue
-        ok.append(d)
-    return ok
+        done.append(d)
+    return done
+
+
+async def _isolate(name: str, store: Store, d: _Delivered, screen: Screen) -> None:
+    """Write ``d``'s rows in halves until the refused ones are single rows, quarantine those, then write
+    its quarantine rows (one by one if refused). Raises StoreUnavailableError if the store goes down."""
+    table = d.table
+    if table is not None and table.num_rows:
+        n = table.num_rows
+        refused: dict[int, Problem] = {}
+        stack = [(n // 2, n), (0, n // 2)] if n > 1 else [(0, 1)]
+        while stack:
+            lo, hi = stack.pop()
+            if lo == hi:
+                continue
+            try:
+                part = Batch.from_groups({d.name: table.slice(lo, hi - lo)})
+                await asyncio.to_thread(store.write_batch, part)
+            except _REFUSED as exc:
+                if isinstance(exc, StoreUnavailableError | SchemaNotAtHeadError):
+                    raise
+                if hi - lo == 1:
+                    refused[lo] = Problem(f"{d.name}: refused by the {name} store", _one_line(str(exc))[:300])
+                else:
+                    mid = (lo + hi) // 2
+                    stack.extend(((mid, hi), (lo, mid)))
+        if refused:
+            _set_aside(d, refused, screen)
+    if not d.quarantine:
+        return
+    try:
+        await asyncio.to_thread(store.write_batch, Batch(d.quarantine))
+        return
+    except _REFUSED as exc:
+        if isinstance(exc, StoreUnavailableError | SchemaNotAtHeadError):
+            raise
+    for q in d.quarantine:
+        try:
+            await asyncio.to_thread(store.write_batch, Batch([q]))
+        except _REFUSED as exc:
+            if isinstance(exc, StoreUnavailableError | SchemaNotAtHeadError):
+                raise
+            d.unstorable += 1
+            log.error("%s store refused a quarantine row of message %s (seq %s): %s; not stored (the "
+                      "message stays in the stream until max_age)", name, d.msg.subject, _seq(d.msg),
+                      _one_line(str(exc)))
 
 
 def _seq(msg: Any) -> object:

@@ -131,6 +131,7 @@ async def test_one_fetch_of_many_datasets_old_and_odd_messages_stores_each_row_o
     rows = sum(len(v) for v in sent.values())
     for name in ("sql", "parquet"):
         assert (stats[name].messages, stats[name].rows, stats[name].refused) == (messages, rows, 0)
+        assert (stats[name].quarantined, stats[name].unstorable) == ({}, 0)
 
 
 class _DiesAfterCommit:
@@ -180,8 +181,10 @@ async def test_a_batch_redelivered_after_its_commit_is_stored_once(
     assert sorted(load_deals(parquet, "ltc_btc")["tid"]) == [d.tid for d in sent["deals"]]
 
 
-async def test_a_poisoned_message_inside_a_batch_is_terminated_and_its_neighbours_stored(
+async def test_a_poisoned_row_inside_a_batch_is_quarantined_and_its_neighbours_stored(
         bus: BusConfig, tmp_path: Path, sqlite_url: str) -> None:
+    import json
+
     good = tickers(30)
     poisoned = tickers(31, symbol="btc/../../etc")[30:]  # a symbol no Parquet path may hold
     store = BusStore(bus, collector_id="c")
@@ -194,10 +197,17 @@ async def test_a_poisoned_message_inside_a_batch_is_terminated_and_its_neighbour
     await asyncio.to_thread(migrate.upgrade, sqlite_url)
     parquet = tmp_path / "parquet"
     stats = await _write(bus, {"parquet": open_stores(None, str(parquet))["parquet"]})
-    assert (stats["parquet"].messages, stats["parquet"].rows, stats["parquet"].refused) == (30, 30, 1)
+    s = stats["parquet"]
+    assert (s.messages, s.rows, s.quarantined, s.refused) == (31, 30, {"tickers": 1}, 0)
     assert stored_parquet(parquet, "tickers") == good
+    (q,) = stored_parquet(parquet, "quarantine")
+    assert (q.connection, q.channel, q.ts_recv) == (
+        "bus", subject_for(bus.subject_prefix, "tickers", "btc/../../etc"), poisoned[0].ts_recv)
+    assert q.reason.startswith("tickers.symbol: not a symbol: malformed symbol 'btc/../../etc'")
+    assert q.reason.endswith(f"(stream {bus.stream} seq 16)")
+    assert json.loads(q.payload)["values"]["symbol"] == "btc/../../etc"
     total, state = await stream_state(bus, ("w-parquet",))
-    assert total == 31 and state["w-parquet"] == (0, 0)  # terminated: not redelivered
+    assert total == 31 and state["w-parquet"] == (0, 0)  # acknowledged: its row is quarantined
 
 
 @pytest.mark.parametrize("rows", [1, 3])

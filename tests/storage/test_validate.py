@@ -166,6 +166,35 @@ def test_the_column_wise_fast_path_finds_what_the_record_rules_find() -> None:
     ]
 
 
+def test_table_problems_name_the_rows_an_arrow_table_holds_and_a_store_cannot() -> None:
+    """Rows arriving as Arrow tables (the bus writer's input): each problem row by index, nothing else."""
+    import pyarrow as pa
+
+    from recorder.storage.schema import DATASETS
+    from recorder.storage.validate import record_at, table_problems
+
+    rows = [ticker(R - timedelta(milliseconds=i), ts_recv=R + timedelta(milliseconds=i)) for i in range(6)]
+    rows[1] = replace(rows[1], symbol="btc/../../etc")
+    rows[3] = replace(rows[3], venue="okex_v1" + "x" * 20)
+    table = Batch.of(rows).table("tickers")
+    venue = table.column("venue").to_pylist()
+    venue[5] = None  # not nullable; Arrow's cast does not refuse it
+    table = table.set_column(0, "venue", pa.array(venue, pa.string()))
+    problems = table_problems(DATASETS["tickers"], table)
+    assert {j: p.kind for j, p in problems.items()} == {
+        1: "tickers.symbol: not a symbol", 3: "tickers.venue: longer than 16 characters",
+        5: "tickers.venue: missing"}
+    assert table_problems(DATASETS["tickers"], table.take([0, 2, 4])) == {}
+    assert record_at(DATASETS["tickers"], table, 2) == rows[2]
+
+
+def test_a_repaired_quarantine_row_keeps_its_venue() -> None:
+    frame = QuarantinedFrame(ts_recv=R, connection="ws-0", reason="nul \x00 reason", payload=b"x",
+                             channel="tickers", collector="c", venue="okx_v5")
+    (q,) = Screen(None).screen([frame]).batch.groups["quarantine"]
+    assert q == replace(frame, reason="nul \\x00 reason")
+
+
 def test_plausibility_keys_come_from_the_toml_config(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(
