@@ -75,6 +75,7 @@ __all__ = [
     "Control",
     "ControlKind",
     "FeedCounters",
+    "FeedEventTally",
     "FramePipeline",
     "Intake",
     "RecordQueue",
@@ -210,6 +211,56 @@ def table_of(record: Record) -> str:
     return _TABLE_OF.get(type(record), type(record).__name__.lower())
 
 
+INSTANT_KINDS = frozenset({
+    FeedEventKind.CONNECTED, FeedEventKind.CROSSED_BOOK, FeedEventKind.SUBSCRIBE_ERROR,
+    FeedEventKind.MALFORMED_FRAME, FeedEventKind.AUTH_FAILURE, FeedEventKind.RATE_LIMITED,
+    FeedEventKind.SHUTDOWN,
+})  # fmt: skip
+"""Feed-event kinds that are instants (``ts_end == ts_start``, one row); the others are spans."""
+
+
+class FeedEventTally:
+    """The feed events a run produced, each counted once (docs/collector.md "Gaps").
+
+    A span is written when it opens (``ts_end`` None) and again, same ``event_id``, when it
+    closes: two rows in Parquet, one in SQL, one event here. ``spans`` and ``instants`` map a
+    kind's value to its events; ``open`` is the spans written open and not yet closed;
+    ``open_at_stop`` the spans open when the stop began (:meth:`mark_stop`; None before), which
+    the stop then wrote closed (detail ``(still open at shutdown)``).
+    """
+
+    __slots__ = ("_open", "instants", "open_at_stop", "spans")
+
+    def __init__(self) -> None:
+        self.spans: dict[str, int] = {}
+        self.instants: dict[str, int] = {}
+        self._open: set[str] = set()
+        self.open_at_stop: int | None = None
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    def add(self, event: FeedEvent) -> None:
+        """Count one feed-event row: a new event, or the closing row of an open span."""
+        eid = event.event_id
+        if event.ts_end is None:
+            if eid not in self._open:
+                self._open.add(eid)
+                self.spans[event.kind.value] = self.spans.get(event.kind.value, 0) + 1
+            return
+        if eid in self._open:
+            self._open.discard(eid)
+            return
+        counts = self.instants if event.kind in INSTANT_KINDS else self.spans  # a span written closed
+        counts[event.kind.value] = counts.get(event.kind.value, 0) + 1
+
+    def mark_stop(self, elsewhere: int = 0) -> None:
+        """The stop begins: remember how many spans are open now (``elsewhere``: open spans not
+        counted here, e.g. store outages, which the storage writer writes itself)."""
+        self.open_at_stop = len(self._open) + elsewhere
+
+
 class FramePipeline:
     """Frames and control events in, records out: the venues' sessions, by connection name.
 
@@ -218,7 +269,8 @@ class FramePipeline:
     record list (:meth:`take`) and count into one :class:`~recorder.venue.FeedCounters`
     (:attr:`counters`). This class adds what is the same for every venue: routing by
     connection, control events, the SHUTDOWN event, records from other producers (the poller,
-    the book auditor), per-table accounting. Not thread-safe: one thread calls
+    the book auditor), per-table accounting and the run's feed events counted once each
+    (:attr:`feed_events`, a :class:`FeedEventTally`). Not thread-safe: one thread calls
     :meth:`process_frame`, :meth:`control`, :meth:`take` and the audit methods.
 
     :meth:`add` opens the sessions of a venue's plans; with ``default=True`` a frame on a
@@ -228,6 +280,7 @@ class FramePipeline:
 
     def __init__(self) -> None:
         self.counters = FeedCounters()
+        self.feed_events = FeedEventTally()
         self.sessions: dict[str, Session] = {}
         self._out: list[Record] = []
         self._default: tuple[Venue, Any] | None = None
@@ -277,9 +330,12 @@ class FramePipeline:
         taken = out[:]
         out.clear()
         rows = self.counters.rows_out
+        tally = self.feed_events
         for r in taken:
             t = _TABLE_OF.get(type(r)) or table_of(r)
             rows[t] = rows.get(t, 0) + 1
+            if t == "feed_events":
+                tally.add(r)  # type: ignore[arg-type]
         return taken
 
     def emit(self, record: Record) -> None:

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from recorder.collector.connection import Connection
     from recorder.collector.pipeline import FramePipeline, Intake, RecordQueue, WriterThread
 
-__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "read_status", "row_counts",
-           "rows_table", "run"]
+__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "feed_events_text", "read_status",
+           "row_counts", "rows_table", "run"]
 
 log = logging.getLogger("recorder.collector")
 
@@ -169,6 +169,12 @@ class StatusReporter:
             with contextlib.suppress(Exception):
                 quarantine = dict(q_fn())
         poller = r.poller
+        stores = _stores(storage_stats)
+        tally = r.pipeline.feed_events
+        spans = dict(tally.spans)
+        outages = sum(int(st.get("outages") or 0) for st in stores.values())  # written by the storage writer
+        if outages:
+            spans["store_outage"] = spans.get("store_outage", 0) + outages
         return {
             "state": state,
             "pid": os.getpid(),
@@ -207,7 +213,11 @@ class StatusReporter:
             "rows": rows,
             "quarantine": quarantine,
             "storage": {"flushes": w.flushes, "errors": w.errors, "last_error": w.last_error,
-                        "stores": _stores(storage_stats), "writer": storage_stats},
+                        "stores": stores, "writer": storage_stats},
+            # events, not rows: a span is two rows (open, closed) in Parquet and one in SQL
+            "feed_events": {"spans": dict(sorted(spans.items())),
+                            "instants": dict(sorted(tally.instants.items())),
+                            "open_at_stop": tally.open_at_stop},
             "open_gaps": [
                 {"kind": g.kind.value, "since": g.ts_start.isoformat(), "connection": g.connection,
                  "symbols": list(g.symbols), "channel": g.channel}
@@ -215,7 +225,7 @@ class StatusReporter:
             ] + [  # a store outage is a gap of that store's data (its store_outage span is open)
                 {"kind": "store_outage", "since": st["outage_since"], "connection": name, "symbols": [],
                  "channel": None}
-                for name, st in _stores(storage_stats).items() if st.get("outage_since")
+                for name, st in stores.items() if st.get("outage_since")
             ],
             "poller": None if poller is None else {
                 "outcome": getattr(getattr(poller, "outcome", None), "value", None),
@@ -378,8 +388,8 @@ BY_DESIGN: dict[str, str] = {
     "orders": "by design: SQL keeps the latest state of each order; Parquet keeps every state seen, "
               "order_status_changes each change",
     "order_status_changes": "by design: SQL keeps one row per order and status; Parquet every one seen",
-    "feed_events": "by design: a gap is written when it opens and again when it closes; SQL keeps one "
-                   "row per event, Parquet both",
+    "feed_events": "by design: a span is written when it opens and again when it closes; SQL keeps one "
+                   "row per event (see 'feed events'), Parquet both",
     "deals": "by design: SQL keeps one row per trade id (a deal received again is stored once); "
              "Parquet keeps every one received",
 }
@@ -552,6 +562,32 @@ def rows_table(status: dict[str, Any], counts: dict[str, int] | None,
     return lines
 
 
+def feed_events_text(status: dict[str, Any]) -> str | None:
+    """``6 (one SQL row each): 2 spans (2 subscribe_refused; 2 open when the stop began), 4 instants
+    (2 subscribe_error, 1 connected, 1 shutdown)``: the feed events of the run, each counted once
+    (a span is written open and again closed). None for a status file without them (older)."""
+    fe = status.get("feed_events")
+    if not isinstance(fe, dict):
+        return None
+    spans: dict[str, int] = fe.get("spans") or {}
+    instants: dict[str, int] = fe.get("instants") or {}
+    n_spans, n_instants = sum(spans.values()), sum(instants.values())
+
+    def kinds(counts: dict[str, int]) -> str:
+        return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    at_stop = fe.get("open_at_stop")
+    still = (f"{at_stop} open when the stop began" if isinstance(at_stop, int)
+             else f"{len(status.get('open_gaps') or [])} open now")
+    text = f"{n_spans + n_instants} (one SQL row each): {_plural(n_spans, 'span')}"
+    if n_spans:
+        text += f" ({kinds(spans)}; {still})"
+    text += f", {_plural(n_instants, 'instant')}"
+    if n_instants:
+        text += f" ({kinds(instants)})"
+    return text
+
+
 def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     """A short human-readable report of a status dict (and SQL row counts)."""
     lines = []
@@ -584,6 +620,9 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     for g in gaps[:10]:
         where = g["connection"] + (f" {g['channel']}" if g.get("channel") else "")
         lines.append(f"  {g['kind']} since {g['since']} on {where} {','.join(g['symbols'])}")
+    events = feed_events_text(status)
+    if events is not None:
+        lines.append(f"feed events: {events}")
     lines.extend(_refusals(status))
     lines.extend(rows_table(status, counts))
     stores = status.get("storage", {}).get("stores") or {}

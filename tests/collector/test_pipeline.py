@@ -223,6 +223,32 @@ def test_shutdown_closes_open_spans() -> None:
     assert p.open_spans() == []
 
 
+def test_the_feed_event_tally_counts_events_not_rows() -> None:
+    """A span written open and again closed is one span; a span written closed at once is one span; a
+    span open when the stop begins is counted as such (the stop writes it closed)."""
+    p = pipeline(snapshot_depth=1)
+    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(0)))
+    p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(1), "lost"))  # disconnected + book_reset
+    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(2)))
+    p.process_frame("ws-0", ts(3), json.dumps([{"channel": "addChannel", "data": {"result": True,
+                                                                                   "channel": DEPTH}}]))
+    p.process_frame("ws-0", ts(4), depth([["100", "1"]], [["101", "1"]], 4))  # closes both
+    p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(5), "lost again"))  # disconnected + book_reset
+    audit = FeedEvent(kind=FeedEventKind.BOOK_AUDIT_FAILED, ts_start=ts(3), ts_end=ts(5), connection="ws-0")
+    p.control(Control(ControlKind.RECORDS, "rest", ts(5), records=(audit,)))  # a span written closed
+    rows = p.take()
+    # rows: 2 spans open and closed, 2 open, 1 written closed, 2 instants
+    assert len([r for r in rows if isinstance(r, FeedEvent)]) == 9
+    tally = p.feed_events
+    assert (tally.spans, tally.instants, tally.open, tally.open_at_stop) == (
+        {"disconnected": 2, "book_reset": 2, "book_audit_failed": 1}, {"connected": 2}, 2, None)
+    tally.mark_stop(elsewhere=1)  # e.g. a store outage open now
+    p.control(Control(ControlKind.SHUTDOWN, "collector", ts(9), "clean stop"))
+    assert len(p.take()) == 3  # the two spans closed, the shutdown instant
+    assert (tally.spans, tally.instants, tally.open, tally.open_at_stop) == (
+        {"disconnected": 2, "book_reset": 2, "book_audit_failed": 1}, {"connected": 2, "shutdown": 1}, 0, 3)
+
+
 def test_record_queue_is_full_by_rows_or_by_age_and_hands_out_whole_batches() -> None:
     import time
 
