@@ -138,7 +138,7 @@ def test_disconnect_opens_gap_and_book_reset_closed_by_first_data_after_reconnec
     p.process_frame("ws-0", ts(1), depth([["100", "1"]], [["101", "1"]], 1))
     p.take()
     p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(2), "connection closed"))
-    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(3), "subscribed 2 channels"))
+    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(3), "sent 2 subscriptions"))
     p.process_frame(
         "ws-0", ts(3), json.dumps([{"channel": "addChannel", "data": {"result": True, "channel": DEPTH}}])
     )
