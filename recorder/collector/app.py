@@ -28,6 +28,7 @@ from recorder.backoff import BackoffPolicy
 from recorder.collector.audit import BookAuditor
 from recorder.collector.connection import Connection
 from recorder.collector.pipeline import (
+    BOOKKEEPING_TABLES,
     Control,
     ControlKind,
     FramePipeline,
@@ -52,7 +53,6 @@ __all__ = ["BOOKKEEPING_TABLES", "HANDOVER_INTERVAL", "Recorder", "RunResult", "
 log = logging.getLogger("recorder.collector")
 
 HANDOVER_INTERVAL = 0.05  # s: records produced are handed to the writer at least this often
-BOOKKEEPING_TABLES = frozenset({"feed_events", "quarantine"})  # rows about the recording, not recorded data
 
 def unreachable_message(ws_url: str, reason: str, cap: float) -> str:
     """The one ERROR line said when no connection to the exchange has ever succeeded."""

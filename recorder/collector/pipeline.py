@@ -68,6 +68,7 @@ from recorder.venue import (
 )
 
 __all__ = [
+    "BOOKKEEPING_TABLES",
     "FRAME_DATA",
     "FRAME_PONG",
     "FRAME_TAKEN",
@@ -204,6 +205,10 @@ _TABLE_OF: dict[type, str] = {
     FeedEvent: "feed_events", QuarantinedFrame: "quarantine", Balance: "balances", Order: "orders",
     OrderStatusChange: "order_status_changes", Instrument: "instruments", Fill: "fills",
 }
+
+
+BOOKKEEPING_TABLES = frozenset({"feed_events", "quarantine"})
+"""Tables of rows about the recording (gaps, instants, bad input), not recorded data."""
 
 
 def table_of(record: Record) -> str:
@@ -529,7 +534,10 @@ class WriterCounters:
     flushes: int = 0
     errors: int = 0
     last_error: str = ""
-    lag_last: float = 0.0  # seconds from receipt of a batch's oldest frame to its flush
+    # seconds from receipt of a batch's oldest frame to its flush, over batches holding recorded
+    # data (a batch of feed events or quarantine rows alone is not data arriving)
+    lag_batches: int = 0  # batches whose lag was taken (0: no data written yet; lag_last means nothing)
+    lag_last: float = 0.0
     lag_max: float = 0.0
     write_seconds: float = 0.0  # how long the last write + flush took
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
@@ -544,10 +552,11 @@ class WriterThread(threading.Thread):
     a time. Ends when the record queue is closed and empty: writes and flushes
     everything left, then closes the writer.
 
-    Rows count as written, and a batch's receive -> durable lag is taken, only once the batch
-    is durable: for a writer whose flush leaves its newest batches in flight
-    (``in_flight_window``, the writer process) that is a later flush, an idle moment (the
-    thread then waits for them with ``wait_durable``) or the close.
+    Rows count as written, and a batch's receive -> durable lag is taken (for a batch holding
+    recorded data, not feed events or quarantine rows alone), only once the batch is durable:
+    for a writer whose flush leaves its newest batches in flight (``in_flight_window``, the
+    writer process) that is a later flush, an idle moment (the thread then waits for them
+    with ``wait_durable``) or the close.
     """
 
     def __init__(self, writer: RecordWriter, records: RecordQueue, *, batch_size: int,
@@ -614,8 +623,13 @@ class WriterThread(threading.Thread):
         now = time.time()
         while len(self._in_flight) > keep:
             counts, oldest = self._in_flight.popleft()
+            data = False
             for t, n in counts.items():
                 rows[t] = rows.get(t, 0) + n
+                data = data or t not in BOOKKEEPING_TABLES
+            if not data:
+                continue  # only rows about the recording: their lag is no lag of data
+            c.lag_batches += 1
             lag = now - oldest
             c.lag_last = lag
             c.lag_max = max(c.lag_max, lag)

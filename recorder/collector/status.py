@@ -200,8 +200,11 @@ class StatusReporter:
                        "writer_rows": r.records.rows, "writer_rows_max": r.records.max_rows,
                        "writer_age_seconds": round(r.records.age(), 3),
                        "writer_age_max_seconds": r.records.max_age},
-            "lag_seconds": {"last": round(w.lag_last, 4), "max": round(w.lag_max, 4),
-                            "p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)},
+            # receive -> durable, over batches of recorded data; None before any (feed events alone are
+            # rows about the recording, not data arriving)
+            "lag_seconds": ({"last": round(w.lag_last, 4), "max": round(w.lag_max, 4),
+                             "p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)}
+                            if w.lag_batches else {"last": None, "max": None, "p50": None, "p99": None}),
             "reconnects": reconnects,
             "connections": conns,
             "channels": r.pipeline.accounting(),
@@ -250,14 +253,17 @@ class StatusReporter:
         reasons = ", ".join(f"{n} x {k}" for k, n in list(q.get("by_reason", {}).items())[:3])
         stores = " ".join(f"{name} {'ok' if st['healthy'] else 'DOWN'}"
                           for name, st in (s["storage"].get("stores") or {}).items())
+        lag = s["lag_seconds"]
         log.info(
             "status: %s %.0f frames/s (avg %.0f), %d received, %d dropped, %d malformed, "
-            "queue %d frames + %d rows, lag %.3f s (max %.3f), %s, %d rows written, "
+            "queue %d frames + %d rows, %s, %s, %d rows written, "
             "%d quarantined%s, stores: %s, %d open gaps",
             s["state"], s["rates"]["frames_per_second"], s["rates"]["frames_per_second_avg"],
             s["frames"]["received"], s["frames"]["dropped_backpressure"], s["frames"]["malformed"],
-            s["queues"]["frames"], s["queues"]["writer_rows"], s["lag_seconds"]["last"],
-            s["lag_seconds"]["max"], _reconnects(s.get("connections") or [], s["reconnects"]), rows,
+            s["queues"]["frames"], s["queues"]["writer_rows"],
+            f"lag {lag['last']:.3f} s (max {lag['max']:.3f})" if lag["last"] is not None else
+            f"lag none: {_no_data(s)}",
+            _reconnects(s.get("connections") or [], s["reconnects"]), rows,
             q.get("total", 0),
             f" ({reasons})" if reasons else "", stores or "-", len(s["open_gaps"]),
         )
@@ -486,8 +492,9 @@ def check(status: dict[str, Any], *, now: float | None = None, max_lag: float = 
     if problems:
         return CHECK_DEGRADED, "DEGRADED: " + "; ".join(problems)
     rates = status.get("rates") or {}
+    lag_text = f"lag {current_lag:.2f} s" if lag.get("last") is not None else "no market data recorded yet"
     return CHECK_OK, (f"OK: running, {_plural(_symbol_count(cfg), 'symbol')}, "
-                      f"{rates.get('frames_per_second')} frames/s, lag {current_lag:.2f} s, no open gap, "
+                      f"{rates.get('frames_per_second')} frames/s, {lag_text}, no open gap, "
                       f"stores healthy; status updated {aged} ago")
 
 
@@ -607,8 +614,9 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
                  f"{f.get('malformed')} malformed, {f.get('dropped_backpressure')} dropped (backpressure), "
                  f"{f.get('pongs')} pongs")
     lag = status.get("lag_seconds", {})
-    lines.append(f"lag:         last {_secs(lag.get('last'))}, max {_secs(lag.get('max'))}, "
-                 f"p99 {_secs(lag.get('p99'))}; "
+    lag_text = (f"last {_secs(lag.get('last'))}, max {_secs(lag.get('max'))}, p99 {_secs(lag.get('p99'))}"
+                if lag.get("last") is not None else f"none: {_no_data(status)}")
+    lines.append(f"lag:         {lag_text}; "
                  f"{_reconnects(status.get('connections') or [], status.get('reconnects') or 0)}")
     for conn in status.get("connections", []):
         lines.append(f"  {conn['name']}: {conn['state']}, {conn['channels']} channels, "
@@ -729,6 +737,13 @@ def _run_check(args: argparse.Namespace) -> int:
                        default_interval=config.collector.status_interval)
     print(line)
     return code
+
+
+def _no_data(status: dict[str, Any]) -> str:
+    """Why there is no lag: ``no market data recorded (last data never)``; the connections' latest
+    frame when some arrived (acks, refusals: no data to record)."""
+    seen = [c["last_data"] for c in status.get("connections") or [] if c.get("last_data")]
+    return "no market data recorded" + (f" (last frame {max(seen)})" if seen else " (last data never)")
 
 
 def _secs(value: object) -> str:

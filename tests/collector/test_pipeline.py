@@ -467,3 +467,27 @@ def test_a_batch_in_flight_is_not_counted_until_the_next_flush() -> None:
     assert thread.counters.rows_written == {"deals": 1}  # the first is durable now, the second in flight
     thread._confirm(0)
     assert thread.counters.rows_written == {"deals": 3}
+
+
+def test_the_lag_is_taken_over_batches_of_recorded_data_only() -> None:
+    """A batch of feed events alone (a connection that never opened writes its gap) is no data
+    arriving: no lag until a batch holds recorded data."""
+    from recorder.collector.pipeline import WriterThread
+    from recorder.records import Deal, Side
+
+    class Plain:
+        def write(self, records: Any) -> None: ...
+        def flush(self) -> None: ...
+        def close(self) -> None: ...
+
+    thread = WriterThread(Plain(), None, batch_size=10, flush_interval=1.0)  # type: ignore[arg-type]
+    gap = FeedEvent(kind=FeedEventKind.DISCONNECTED, ts_start=ts(1), ts_end=None, connection="ws-0")
+    thread._write([gap], 1.0)
+    c = thread.counters
+    assert (c.rows_written, c.lag_batches, c.lag_last, c.lag_max, len(c.latencies)) == (
+        {"feed_events": 1}, 0, 0.0, 0.0, 0)
+    deal = Deal(venue="okex_v1", symbol="btc_usdt", tid=1, price=D("1"), amount=D("1"), side=Side.BUY,
+                ts_event=ts(2), ts_recv=ts(2))
+    thread._write([deal, gap], 1.0)
+    assert (c.rows_written, c.lag_batches, len(c.latencies)) == ({"feed_events": 2, "deals": 1}, 1, 1)
+    assert c.lag_last == c.lag_max == c.latencies[0] > 0

@@ -161,6 +161,34 @@ def test_unreachable_exchange_is_said_once_and_a_run_that_recorded_nothing_fails
     assert "exchange.ws_url" in summary[0]
 
 
+def test_a_run_that_never_connected_shows_no_lag_and_no_data(tmp_path: Path) -> None:
+    """Its only rows are its own gap and shutdown (written locally): status says there was no market
+    data, and prints no lag derived from those rows."""
+    url = f"ws://127.0.0.1:{closed_port()}/ws/v1"
+    env = clean_env(OKEX_RECORDER__EXCHANGE__WS_URL=url, OKEX_RECORDER__COLLECTOR__RECONNECT_INITIAL="0.05",
+                    OKEX_RECORDER__COLLECTOR__RECONNECT_CAP="0.2",
+                    OKEX_RECORDER__COLLECTOR__CONNECT_TIMEOUT="1",
+                    OKEX_RECORDER__STORAGE__FLUSH_INTERVAL="0.2")
+    proc = okex_recorder("run", "--duration", "2", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    db = f"sqlite:///{tmp_path / 'data' / 'recording.sqlite'}"
+    assert sorted(e.kind.value for e in stored(db, "feed_events", order_by="ts_start")) == [
+        "disconnected", "shutdown"]  # bookkeeping rows were written, and nothing else
+    status = json.loads((tmp_path / "data" / "status.json").read_text())
+    assert status["lag_seconds"] == {"last": None, "max": None, "p50": None, "p99": None}
+    attempts = status["reconnects"]
+    final = [line.split("recorder.collector: ", 1)[1] for line in proc.stderr.splitlines()
+             if "status: finished" in line]
+    assert len(final) == 1 and ", lag none: no market data recorded (last data never), never connected " \
+        f"({attempts} failed attempts), 3 rows written, " in final[0], proc.stderr
+    shown = okex_recorder("status", cwd=tmp_path, env=clean_env())
+    lines = shown.stdout.splitlines()
+    assert lines[4] == (f"lag:         none: no market data recorded (last data never); never connected "
+                        f"({attempts} failed attempts)"), shown.stdout
+    assert lines[5].startswith(f"  ws-0: stopped, 4 channels, 0 frames, never connected ({attempts} failed "
+                               "attempts), last data never, last error: cannot connect to ")
+
+
 def test_no_duration_run_that_is_stopped_exits_0(tmp_path: Path) -> None:
     """Nothing recorded, stopped by a signal (a service being stopped): exit 0; the summary says it."""
     import signal
