@@ -216,6 +216,12 @@ def table_of(record: Record) -> str:
     return _TABLE_OF.get(type(record), type(record).__name__.lower())
 
 
+def _instrument_state(i: Instrument) -> tuple[Any, ...]:
+    """An instrument's state: every field but the receive time."""
+    return (i.base, i.quote, i.tick_size, i.lot_size, i.min_size, i.state, i.inst_type, i.ts_listed,
+            i.ts_expiry)
+
+
 INSTANT_KINDS = frozenset({
     FeedEventKind.CONNECTED, FeedEventKind.CROSSED_BOOK, FeedEventKind.SUBSCRIBE_ERROR,
     FeedEventKind.MALFORMED_FRAME, FeedEventKind.AUTH_FAILURE, FeedEventKind.RATE_LIMITED,
@@ -286,6 +292,9 @@ class FramePipeline:
     def __init__(self) -> None:
         self.counters = FeedCounters()
         self.feed_events = FeedEventTally()
+        # (venue, symbol) -> the last state stored or written (seed_instruments, then every one taken)
+        self.instrument_states: dict[tuple[str, str], Instrument] = {}
+        self.instruments_unchanged = 0  # Instrument records not written: equal to that last state
         self.sessions: dict[str, Session] = {}
         self._out: list[Record] = []
         self._default: tuple[Venue, Any] | None = None
@@ -328,7 +337,9 @@ class FramePipeline:
     # -- output ------------------------------------------------------------------------------------
 
     def take(self) -> list[Record]:
-        """The records produced since the last call (the caller owns the list)."""
+        """The records produced since the last call (the caller owns the list), less any
+        :class:`~recorder.records.Instrument` equal to the last state stored or written of its
+        instrument (counted in :attr:`instruments_unchanged`; see :meth:`seed_instruments`)."""
         out = self._out
         if not out:
             return []
@@ -336,12 +347,38 @@ class FramePipeline:
         out.clear()
         rows = self.counters.rows_out
         tally = self.feed_events
+        unchanged: set[int] | None = None
         for r in taken:
-            t = _TABLE_OF.get(type(r)) or table_of(r)
+            kind = type(r)
+            if kind is Instrument and not self._instrument_changed(r):  # type: ignore[arg-type]
+                unchanged = unchanged or set()
+                unchanged.add(id(r))
+                continue
+            t = _TABLE_OF.get(kind) or table_of(r)
             rows[t] = rows.get(t, 0) + 1
-            if t == "feed_events":
+            if kind is FeedEvent:
                 tally.add(r)  # type: ignore[arg-type]
+        if unchanged:
+            self.instruments_unchanged += len(unchanged)
+            taken = [r for r in taken if id(r) not in unchanged]
         return taken
+
+    def seed_instruments(self, stored: Iterable[Instrument]) -> None:
+        """The last stored state of each instrument (as
+        :func:`recorder.poller.state.load_instrument_states` reads it): a state equal to it is not
+        written again (after a restart, a reconnect, on a second connection, or seen by the poller)."""
+        for inst in stored:
+            self.instrument_states[(inst.venue, inst.symbol)] = inst
+
+    def _instrument_changed(self, inst: Instrument) -> bool:
+        """Whether ``inst`` differs from the last state stored or written of its instrument (every
+        field but ``ts_recv``); remembers it when it does."""
+        key = (inst.venue, inst.symbol)
+        last = self.instrument_states.get(key)
+        if last is not None and _instrument_state(last) == _instrument_state(inst):
+            return False
+        self.instrument_states[key] = inst
+        return True
 
     def emit(self, record: Record) -> None:
         """Add a record produced beside the frames (the book auditor's feed events)."""

@@ -209,6 +209,8 @@ class StatusReporter:
             "connections": conns,
             "channels": r.pipeline.accounting(),
             "crossed_books": p.crossed_books,
+            # Instrument records not written: equal to the last state stored or written of their instrument
+            "instruments_unchanged": r.pipeline.instruments_unchanged,
             "error_acks": p.error_acks,
             "subscriptions_refused": r.pipeline.refused_subscriptions(),  # channel -> refusals, still open
             "books": {"not_whole": p.not_whole_books, "audits": dict(sorted(p.audits.items())),

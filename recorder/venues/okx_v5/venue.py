@@ -12,7 +12,9 @@ connection) and turns its output into venue-neutral records (:mod:`.neutral`) in
   from the settings); the book args are subscribed once every instrument's ``tickSz``/``lotSz``
   is known (scales are kept across reconnects; a later push with a changed scale re-scales and
   resubscribes the books). Each configured instrument's :class:`~recorder.records.Instrument`
-  is emitted when first seen and whenever it changes (state, sizes). A configured instrument
+  is emitted when first seen and whenever it changes (state, sizes); the collector's pipeline
+  writes it only when it differs from the last state stored or written of that instrument
+  (:meth:`~recorder.collector.pipeline.FramePipeline.seed_instruments`). A configured instrument
   missing from the instruments data gets a ``SUBSCRIBE_REFUSED`` span (and a warning) for each
   of its books, open until it is listed and its book delivers.
 * Keep-alive (§2.1): the text ``ping`` every ``ping_after`` s (< 30 s; the shell sends it every
