@@ -927,9 +927,11 @@ def load_instruments(
     ``tick_size`` (quote currency), ``lot_size``, ``min_size`` (base currency), ``state``
     (``"live"``, ``"suspend"``...), ``inst_type``, ``ts_listed``, ``ts_expiry``.
 
-    The collector and the account poller each store the state they see first in a run, so the
-    stores can hold the same state more than once; a row equal to the previous one of its venue
-    and symbol (in the columns loaded) is not a change and is left out."""
+    The recorder writes a state only when it changed since the last one stored, but recordings
+    made before it did (the collector and the account poller each stored the state they saw first
+    in a run), or by a ``run`` and a ``poll`` side by side, can hold the same state more than
+    once: a row equal to the previous one of its venue and symbol (in the columns loaded) is not a
+    change and is left out."""
     frame = _load(source, "instruments", symbols, start, end, columns, exact, venues=venues)
     return _changes_only(frame)
 

@@ -40,13 +40,13 @@ from recorder.collector.app import Recorder, RunResult
 from recorder.collector.pipeline import RecordWriter
 from recorder.config import Config, PlausibilityConfig, StorageConfig, load_config, mask_url
 from recorder.credentials import Credentials, load_credentials, require_credentials
-from recorder.errors import ConfigError, SchemaNotAtHeadError
+from recorder.errors import ConfigError, SchemaNotAtHeadError, StoreUnavailableError
 from recorder.logs import setup_logging
 from recorder.poller.loop import PollerOutcome as RestPollerOutcome
 from recorder.poller.rest import RestPoller
 from recorder.poller.service import Poller, PollerOutcome
-from recorder.poller.state import StoredAccount, load_account_state
-from recorder.records import Record, RecordSink, utc_now
+from recorder.poller.state import StoredAccount, load_account_state, load_instrument_states
+from recorder.records import Instrument, Record, RecordSink, utc_now
 from recorder.venues.okx_v5.poll import V5AccountSource, V5PollSettings, load_v5_credentials
 from recorder.venues.okx_v5.records import VENUE as V5_VENUE
 
@@ -404,6 +404,17 @@ def stored_v5_account(config: Config) -> StoredAccount:
     return load_account_state(config.storage.sql_url, V5_VENUE)
 
 
+def stored_instruments(config: Config) -> list[Instrument]:
+    """The last stored state of every instrument in ``storage.sql_url`` (blocking; read before the
+    collector starts, so that it writes an instrument's state only when it changed). A database
+    that cannot be read is one warning and an empty list: each state seen is then written once more."""
+    try:
+        return list(load_instrument_states(config.storage.sql_url).values())
+    except StoreUnavailableError as exc:
+        log.warning("%s; each instrument's state seen this run is written again, changed or not", exc)
+        return []
+
+
 async def record(config: Config, *, duration: float | None = None, writer: RecordWriter | None = None,
                  credentials: Credentials | None = None, rest_url: str | None = None,
                  signals: bool = True) -> RunResult:
@@ -417,6 +428,8 @@ async def record(config: Config, *, duration: float | None = None, writer: Recor
     # read before the collector starts, off the loop: every stored fill id can be a long read
     v5_stored = (await asyncio.to_thread(stored_v5_account, config)
                  if okx_v5_poll_settings(config) is not None else None)
+    if not config.bus.url:  # on the bus the collector has no database: `okex-recorder store` has it
+        recorder.pipeline.seed_instruments(await asyncio.to_thread(stored_instruments, config))
 
     def start_v5(rec: Recorder) -> None:  # the OKX v5 account poller beside the collector
         stop = rec.stop_event

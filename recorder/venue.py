@@ -34,7 +34,8 @@ only fails the configurations that name it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -55,6 +56,7 @@ __all__ = [
     "Frame",
     "Session",
     "SessionTiming",
+    "SubscriptionRound",
     "Venue",
     "get_venue",
     "plans_by_name",
@@ -313,6 +315,102 @@ class FeedCounters:
         if reason not in reasons and len(reasons) >= self.MAX_REASONS:
             reason = "other"
         reasons[reason] = reasons.get(reason, 0) + n
+
+
+SUBSCRIBE_PATIENCE = 10.0
+"""Seconds after a connection opened by which every subscription it sent should be answered; the
+outcome of those still unanswered is then logged as unanswered."""
+
+
+class SubscriptionRound:
+    """The subscriptions one connection sends when it opens, and the exchange's answers to them.
+
+    A session opens one at :meth:`Session.start` (``names``: the venue's channel names, e.g. v1
+    ``ok_sub_spot_btc_usdt_depth``, v5 ``books:BTC-USDT``; ``waiting``: name -> why it is not sent
+    yet), says :meth:`sent_line` when it hands them out ("sent N subscriptions": all that is true
+    then), and then :meth:`confirm` (an ack, or the channel's first data) or :meth:`refuse` (an
+    error reply) per name. :meth:`outcome` gives the line to log once every one is answered, or
+    at ``now + patience`` s naming those still unanswered; None before, and after it was given.
+    Retries of refused channels later on are not part of it.
+    """
+
+    __slots__ = ("announced", "confirmed", "deadline", "not_sent", "patience", "refused", "reported", "sent",
+                 "waiting")
+
+    def __init__(self, names: Iterable[str], now: datetime, *, waiting: Mapping[str, str] | None = None,
+                 patience: float = SUBSCRIBE_PATIENCE) -> None:
+        self.sent: dict[str, None] = dict.fromkeys(names)
+        self.waiting: dict[str, str] = dict(waiting or {})
+        self.not_sent: dict[str, str] = {}
+        self.confirmed: set[str] = set()
+        self.refused: dict[str, str] = {}
+        self.patience = patience
+        self.deadline = now + timedelta(seconds=patience)
+        self.announced = False
+        self.reported = False
+
+    def sent_line(self) -> str:
+        """``sent 4 subscriptions`` (``; 2 wait for …`` for those not sent yet)."""
+        text = f"sent {_count(len(self.sent), 'subscription')}"
+        if self.waiting:
+            whys = sorted(set(self.waiting.values()))
+            text += f"; {len(self.waiting)} wait{'s' if len(self.waiting) == 1 else ''} for {', '.join(whys)}"
+        return text
+
+    def send(self, names: Iterable[str]) -> None:
+        """Subscriptions that waited are sent now."""
+        for name in names:
+            self.waiting.pop(name, None)
+            self.sent.setdefault(name)
+
+    def give_up(self, name: str, why: str) -> None:
+        """A waiting subscription will not be sent on this connection (``why``)."""
+        if self.waiting.pop(name, None) is not None:
+            self.not_sent[name] = why
+
+    def confirm(self, name: str) -> None:
+        """An ack of ``name``, or its first data (a name not sent in this round is ignored)."""
+        if name in self.sent and name not in self.refused:
+            self.confirmed.add(name)
+
+    def refuse(self, name: str, reason: str) -> None:
+        """An error reply to the subscription of ``name`` (``reason``: the venue's code and text)."""
+        if name in self.sent and name not in self.confirmed:
+            self.refused.setdefault(name, reason)
+
+    def outcome(self, now: datetime) -> tuple[int, str] | None:
+        """``(log level, text)`` once every subscription is answered or at the deadline, else None."""
+        if self.reported:
+            return None
+        unanswered = [n for n in self.sent if n not in self.confirmed and n not in self.refused]
+        if (unanswered or self.waiting) and now < self.deadline:
+            return None
+        self.reported = True
+        total = len(self.sent) + len(self.waiting) + len(self.not_sent)
+        if not unanswered and not self.refused and not self.waiting and not self.not_sent:
+            return logging.INFO, f"all {_count(total, 'subscription')} confirmed by the exchange"
+        parts = [f"{len(self.confirmed)} of {_count(total, 'subscription')} confirmed"]
+        if self.refused:
+            parts.append(f"{len(self.refused)} refused ({_names(self.refused)}: asked again with the "
+                         "backoff)")
+        if unanswered:
+            parts.append(f"{len(unanswered)} unanswered after {self.patience:g} s ({_names(unanswered)})")
+        for names, what in ((self.waiting, "still waiting"), (self.not_sent, "not sent")):
+            by_why: dict[str, list[str]] = {}
+            for name, why in names.items():
+                by_why.setdefault(why, []).append(name)
+            parts.extend(f"{len(ns)} {what}: {why} ({_names(ns)})" for why, ns in by_why.items())
+        return logging.WARNING, ", ".join(parts)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _names(names: Iterable[str], limit: int = 5) -> str:
+    listed = list(names)
+    text = ", ".join(listed[:limit])
+    return text + (f" and {len(listed) - limit} more" if len(listed) > limit else "")
 
 
 def plans_by_name(plans: Sequence[ConnectionPlan]) -> dict[str, ConnectionPlan]:

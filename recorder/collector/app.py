@@ -28,6 +28,7 @@ from recorder.backoff import BackoffPolicy
 from recorder.collector.audit import BookAuditor
 from recorder.collector.connection import Connection
 from recorder.collector.pipeline import (
+    BOOKKEEPING_TABLES,
     Control,
     ControlKind,
     FramePipeline,
@@ -36,7 +37,7 @@ from recorder.collector.pipeline import (
     RecordWriter,
     WriterThread,
 )
-from recorder.collector.status import StatusReporter
+from recorder.collector.status import StatusReporter, feed_events_text
 from recorder.config import Config, mask_url, venue_settings
 from recorder.credentials import Credentials
 from recorder.poller.ratelimit import process_limiter
@@ -52,7 +53,6 @@ __all__ = ["BOOKKEEPING_TABLES", "HANDOVER_INTERVAL", "Recorder", "RunResult", "
 log = logging.getLogger("recorder.collector")
 
 HANDOVER_INTERVAL = 0.05  # s: records produced are handed to the writer at least this often
-BOOKKEEPING_TABLES = frozenset({"feed_events", "quarantine"})  # rows about the recording, not recorded data
 
 def unreachable_message(ws_url: str, reason: str, cap: float) -> str:
     """The one ERROR line said when no connection to the exchange has ever succeeded."""
@@ -204,6 +204,7 @@ class Recorder:
             waiter.cancel()
         finally:
             stop.set()
+            self._mark_stop()
             log.info("stopping: receiving stopped, flushing what was received")
             await asyncio.gather(*tasks, return_exceptions=True)
             if poller_task is not None:
@@ -236,20 +237,44 @@ class Recorder:
             log.error(unreachable_message(conns[0].url, conns[0].counters.last_error,
                                           self.config.collector.reconnect_cap))
 
+    def _mark_stop(self) -> None:
+        """The stop begins: count the spans open now (the stop writes them closed)."""
+        self.intake.handover()  # the spans opened so far are counted
+        outages = 0
+        stats_fn = getattr(self.writer_thread.writer, "stats", None)
+        if callable(stats_fn):
+            with contextlib.suppress(Exception):
+                outages = sum(1 for st in stats_fn().values() if getattr(st, "outage_since", None))
+        self.pipeline.feed_events.mark_stop(elsewhere=outages)
+
     def recorded_rows(self) -> dict[str, int]:
-        """Rows of recorded data (not feed events or quarantine) this run wrote, per table."""
+        """Rows of recorded data (not feed events or quarantine) this run handed to the storage writer
+        and flushed, per table (stored, or kept by the writer until its store takes them)."""
         return {t: n for t, n in sorted(self.writer_thread.counters.rows_written.items())
                 if n and t not in BOOKKEEPING_TABLES}
 
     def _summarise(self, final: dict[str, Any]) -> bool:
-        """Log what this run recorded (one line); return False when it recorded nothing."""
+        """Log what this run recorded (one line, the figures ``okex-recorder status`` shows); return
+        False when it recorded nothing."""
         elapsed = final.get("elapsed_seconds", 0.0)
-        rows = self.recorded_rows()
-        gaps = self.writer_thread.counters.rows_written.get("feed_events", 0)
-        if rows:
-            log.info("run finished after %.0f s: %d frames received; rows written this run: %s; "
-                     "%d feed event rows (gaps and instants)", elapsed, final["frames"]["received"],
-                     ", ".join(f"{t} {n}" for t, n in rows.items()), gaps)
+        if self.recorded_rows():
+            rows = final["rows"]
+            written = {t: n for t, n in rows["written"].items() if n and t not in BOOKKEEPING_TABLES}
+            quarantined = rows.get("quarantined") or {}
+            behind = {t: n - quarantined.get(t, 0) - written.get(t, 0) for t, n in rows["produced"].items()
+                      if t not in BOOKKEEPING_TABLES}
+            behind = {t: n for t, n in sorted(behind.items()) if n > 0}
+            line = (f"run finished after {elapsed:.0f} s: {final['frames']['received']} frames received; "
+                    f"rows written this run (by every store): "
+                    f"{', '.join(f'{t} {n}' for t, n in written.items()) or 'none'}")
+            if behind:
+                waiting = ", ".join(f"{t} {n}" for t, n in behind.items())
+                line += (f"; not yet written by every store: {waiting} (pending or spilled, written when "
+                         "the store is back: see `okex-recorder status`)")
+            events = feed_events_text(final)
+            if events is not None:
+                line += f"; feed events: {events}"
+            log.info("%s", line)
             return True
         conns = self.connections
         attempts = sum(c.counters.connects + c.counters.reconnects for c in conns)

@@ -68,6 +68,7 @@ from recorder.venue import (
 )
 
 __all__ = [
+    "BOOKKEEPING_TABLES",
     "FRAME_DATA",
     "FRAME_PONG",
     "FRAME_TAKEN",
@@ -75,6 +76,7 @@ __all__ = [
     "Control",
     "ControlKind",
     "FeedCounters",
+    "FeedEventTally",
     "FramePipeline",
     "Intake",
     "RecordQueue",
@@ -205,9 +207,69 @@ _TABLE_OF: dict[type, str] = {
 }
 
 
+BOOKKEEPING_TABLES = frozenset({"feed_events", "quarantine"})
+"""Tables of rows about the recording (gaps, instants, bad input), not recorded data."""
+
+
 def table_of(record: Record) -> str:
     """The storage table a record goes to (for accounting)."""
     return _TABLE_OF.get(type(record), type(record).__name__.lower())
+
+
+def _instrument_state(i: Instrument) -> tuple[Any, ...]:
+    """An instrument's state: every field but the receive time."""
+    return (i.base, i.quote, i.tick_size, i.lot_size, i.min_size, i.state, i.inst_type, i.ts_listed,
+            i.ts_expiry)
+
+
+INSTANT_KINDS = frozenset({
+    FeedEventKind.CONNECTED, FeedEventKind.CROSSED_BOOK, FeedEventKind.SUBSCRIBE_ERROR,
+    FeedEventKind.MALFORMED_FRAME, FeedEventKind.AUTH_FAILURE, FeedEventKind.RATE_LIMITED,
+    FeedEventKind.SHUTDOWN,
+})  # fmt: skip
+"""Feed-event kinds that are instants (``ts_end == ts_start``, one row); the others are spans."""
+
+
+class FeedEventTally:
+    """The feed events a run produced, each counted once (docs/collector.md "Gaps").
+
+    A span is written when it opens (``ts_end`` None) and again, same ``event_id``, when it
+    closes: two rows in Parquet, one in SQL, one event here. ``spans`` and ``instants`` map a
+    kind's value to its events; ``open`` is the spans written open and not yet closed;
+    ``open_at_stop`` the spans open when the stop began (:meth:`mark_stop`; None before), which
+    the stop then wrote closed (detail ``(still open at shutdown)``).
+    """
+
+    __slots__ = ("_open", "instants", "open_at_stop", "spans")
+
+    def __init__(self) -> None:
+        self.spans: dict[str, int] = {}
+        self.instants: dict[str, int] = {}
+        self._open: set[str] = set()
+        self.open_at_stop: int | None = None
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    def add(self, event: FeedEvent) -> None:
+        """Count one feed-event row: a new event, or the closing row of an open span."""
+        eid = event.event_id
+        if event.ts_end is None:
+            if eid not in self._open:
+                self._open.add(eid)
+                self.spans[event.kind.value] = self.spans.get(event.kind.value, 0) + 1
+            return
+        if eid in self._open:
+            self._open.discard(eid)
+            return
+        counts = self.instants if event.kind in INSTANT_KINDS else self.spans  # a span written closed
+        counts[event.kind.value] = counts.get(event.kind.value, 0) + 1
+
+    def mark_stop(self, elsewhere: int = 0) -> None:
+        """The stop begins: remember how many spans are open now (``elsewhere``: open spans not
+        counted here, e.g. store outages, which the storage writer writes itself)."""
+        self.open_at_stop = len(self._open) + elsewhere
 
 
 class FramePipeline:
@@ -218,7 +280,8 @@ class FramePipeline:
     record list (:meth:`take`) and count into one :class:`~recorder.venue.FeedCounters`
     (:attr:`counters`). This class adds what is the same for every venue: routing by
     connection, control events, the SHUTDOWN event, records from other producers (the poller,
-    the book auditor), per-table accounting. Not thread-safe: one thread calls
+    the book auditor), per-table accounting and the run's feed events counted once each
+    (:attr:`feed_events`, a :class:`FeedEventTally`). Not thread-safe: one thread calls
     :meth:`process_frame`, :meth:`control`, :meth:`take` and the audit methods.
 
     :meth:`add` opens the sessions of a venue's plans; with ``default=True`` a frame on a
@@ -228,6 +291,10 @@ class FramePipeline:
 
     def __init__(self) -> None:
         self.counters = FeedCounters()
+        self.feed_events = FeedEventTally()
+        # (venue, symbol) -> the last state stored or written (seed_instruments, then every one taken)
+        self.instrument_states: dict[tuple[str, str], Instrument] = {}
+        self.instruments_unchanged = 0  # Instrument records not written: equal to that last state
         self.sessions: dict[str, Session] = {}
         self._out: list[Record] = []
         self._default: tuple[Venue, Any] | None = None
@@ -270,17 +337,48 @@ class FramePipeline:
     # -- output ------------------------------------------------------------------------------------
 
     def take(self) -> list[Record]:
-        """The records produced since the last call (the caller owns the list)."""
+        """The records produced since the last call (the caller owns the list), less any
+        :class:`~recorder.records.Instrument` equal to the last state stored or written of its
+        instrument (counted in :attr:`instruments_unchanged`; see :meth:`seed_instruments`)."""
         out = self._out
         if not out:
             return []
         taken = out[:]
         out.clear()
         rows = self.counters.rows_out
+        tally = self.feed_events
+        unchanged: set[int] | None = None
         for r in taken:
-            t = _TABLE_OF.get(type(r)) or table_of(r)
+            kind = type(r)
+            if kind is Instrument and not self._instrument_changed(r):  # type: ignore[arg-type]
+                unchanged = unchanged or set()
+                unchanged.add(id(r))
+                continue
+            t = _TABLE_OF.get(kind) or table_of(r)
             rows[t] = rows.get(t, 0) + 1
+            if kind is FeedEvent:
+                tally.add(r)  # type: ignore[arg-type]
+        if unchanged:
+            self.instruments_unchanged += len(unchanged)
+            taken = [r for r in taken if id(r) not in unchanged]
         return taken
+
+    def seed_instruments(self, stored: Iterable[Instrument]) -> None:
+        """The last stored state of each instrument (as
+        :func:`recorder.poller.state.load_instrument_states` reads it): a state equal to it is not
+        written again (after a restart, a reconnect, on a second connection, or seen by the poller)."""
+        for inst in stored:
+            self.instrument_states[(inst.venue, inst.symbol)] = inst
+
+    def _instrument_changed(self, inst: Instrument) -> bool:
+        """Whether ``inst`` differs from the last state stored or written of its instrument (every
+        field but ``ts_recv``); remembers it when it does."""
+        key = (inst.venue, inst.symbol)
+        last = self.instrument_states.get(key)
+        if last is not None and _instrument_state(last) == _instrument_state(inst):
+            return False
+        self.instrument_states[key] = inst
+        return True
 
     def emit(self, record: Record) -> None:
         """Add a record produced beside the frames (the book auditor's feed events)."""
@@ -473,7 +571,10 @@ class WriterCounters:
     flushes: int = 0
     errors: int = 0
     last_error: str = ""
-    lag_last: float = 0.0  # seconds from receipt of a batch's oldest frame to its flush
+    # seconds from receipt of a batch's oldest frame to its flush, over batches holding recorded
+    # data (a batch of feed events or quarantine rows alone is not data arriving)
+    lag_batches: int = 0  # batches whose lag was taken (0: no data written yet; lag_last means nothing)
+    lag_last: float = 0.0
     lag_max: float = 0.0
     write_seconds: float = 0.0  # how long the last write + flush took
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
@@ -488,10 +589,11 @@ class WriterThread(threading.Thread):
     a time. Ends when the record queue is closed and empty: writes and flushes
     everything left, then closes the writer.
 
-    Rows count as written, and a batch's receive -> durable lag is taken, only once the batch
-    is durable: for a writer whose flush leaves its newest batches in flight
-    (``in_flight_window``, the writer process) that is a later flush, an idle moment (the
-    thread then waits for them with ``wait_durable``) or the close.
+    Rows count as written, and a batch's receive -> durable lag is taken (for a batch holding
+    recorded data, not feed events or quarantine rows alone), only once the batch is durable:
+    for a writer whose flush leaves its newest batches in flight (``in_flight_window``, the
+    writer process) that is a later flush, an idle moment (the thread then waits for them
+    with ``wait_durable``) or the close.
     """
 
     def __init__(self, writer: RecordWriter, records: RecordQueue, *, batch_size: int,
@@ -558,8 +660,13 @@ class WriterThread(threading.Thread):
         now = time.time()
         while len(self._in_flight) > keep:
             counts, oldest = self._in_flight.popleft()
+            data = False
             for t, n in counts.items():
                 rows[t] = rows.get(t, 0) + n
+                data = data or t not in BOOKKEEPING_TABLES
+            if not data:
+                continue  # only rows about the recording: their lag is no lag of data
+            c.lag_batches += 1
             lag = now - oldest
             c.lag_last = lag
             c.lag_max = max(c.lag_max, lag)

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from recorder.collector.connection import Connection
     from recorder.collector.pipeline import FramePipeline, Intake, RecordQueue, WriterThread
 
-__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "read_status", "row_counts",
-           "rows_table", "run"]
+__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "feed_events_text", "read_status",
+           "row_counts", "rows_table", "run"]
 
 log = logging.getLogger("recorder.collector")
 
@@ -169,6 +169,12 @@ class StatusReporter:
             with contextlib.suppress(Exception):
                 quarantine = dict(q_fn())
         poller = r.poller
+        stores = _stores(storage_stats)
+        tally = r.pipeline.feed_events
+        spans = dict(tally.spans)
+        outages = sum(int(st.get("outages") or 0) for st in stores.values())  # written by the storage writer
+        if outages:
+            spans["store_outage"] = spans.get("store_outage", 0) + outages
         return {
             "state": state,
             "pid": os.getpid(),
@@ -194,12 +200,17 @@ class StatusReporter:
                        "writer_rows": r.records.rows, "writer_rows_max": r.records.max_rows,
                        "writer_age_seconds": round(r.records.age(), 3),
                        "writer_age_max_seconds": r.records.max_age},
-            "lag_seconds": {"last": round(w.lag_last, 4), "max": round(w.lag_max, 4),
-                            "p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)},
+            # receive -> durable, over batches of recorded data; None before any (feed events alone are
+            # rows about the recording, not data arriving)
+            "lag_seconds": ({"last": round(w.lag_last, 4), "max": round(w.lag_max, 4),
+                             "p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)}
+                            if w.lag_batches else {"last": None, "max": None, "p50": None, "p99": None}),
             "reconnects": reconnects,
             "connections": conns,
             "channels": r.pipeline.accounting(),
             "crossed_books": p.crossed_books,
+            # Instrument records not written: equal to the last state stored or written of their instrument
+            "instruments_unchanged": r.pipeline.instruments_unchanged,
             "error_acks": p.error_acks,
             "subscriptions_refused": r.pipeline.refused_subscriptions(),  # channel -> refusals, still open
             "books": {"not_whole": p.not_whole_books, "audits": dict(sorted(p.audits.items())),
@@ -207,7 +218,11 @@ class StatusReporter:
             "rows": rows,
             "quarantine": quarantine,
             "storage": {"flushes": w.flushes, "errors": w.errors, "last_error": w.last_error,
-                        "stores": _stores(storage_stats), "writer": storage_stats},
+                        "stores": stores, "writer": storage_stats},
+            # events, not rows: a span is two rows (open, closed) in Parquet and one in SQL
+            "feed_events": {"spans": dict(sorted(spans.items())),
+                            "instants": dict(sorted(tally.instants.items())),
+                            "open_at_stop": tally.open_at_stop},
             "open_gaps": [
                 {"kind": g.kind.value, "since": g.ts_start.isoformat(), "connection": g.connection,
                  "symbols": list(g.symbols), "channel": g.channel}
@@ -215,7 +230,7 @@ class StatusReporter:
             ] + [  # a store outage is a gap of that store's data (its store_outage span is open)
                 {"kind": "store_outage", "since": st["outage_since"], "connection": name, "symbols": [],
                  "channel": None}
-                for name, st in _stores(storage_stats).items() if st.get("outage_since")
+                for name, st in stores.items() if st.get("outage_since")
             ],
             "poller": None if poller is None else {
                 "outcome": getattr(getattr(poller, "outcome", None), "value", None),
@@ -240,14 +255,17 @@ class StatusReporter:
         reasons = ", ".join(f"{n} x {k}" for k, n in list(q.get("by_reason", {}).items())[:3])
         stores = " ".join(f"{name} {'ok' if st['healthy'] else 'DOWN'}"
                           for name, st in (s["storage"].get("stores") or {}).items())
+        lag = s["lag_seconds"]
         log.info(
             "status: %s %.0f frames/s (avg %.0f), %d received, %d dropped, %d malformed, "
-            "queue %d frames + %d rows, lag %.3f s (max %.3f), %s, %d rows written, "
+            "queue %d frames + %d rows, %s, %s, %d rows written, "
             "%d quarantined%s, stores: %s, %d open gaps",
             s["state"], s["rates"]["frames_per_second"], s["rates"]["frames_per_second_avg"],
             s["frames"]["received"], s["frames"]["dropped_backpressure"], s["frames"]["malformed"],
-            s["queues"]["frames"], s["queues"]["writer_rows"], s["lag_seconds"]["last"],
-            s["lag_seconds"]["max"], _reconnects(s.get("connections") or [], s["reconnects"]), rows,
+            s["queues"]["frames"], s["queues"]["writer_rows"],
+            f"lag {lag['last']:.3f} s (max {lag['max']:.3f})" if lag["last"] is not None else
+            f"lag none: {_no_data(s)}",
+            _reconnects(s.get("connections") or [], s["reconnects"]), rows,
             q.get("total", 0),
             f" ({reasons})" if reasons else "", stores or "-", len(s["open_gaps"]),
         )
@@ -378,8 +396,8 @@ BY_DESIGN: dict[str, str] = {
     "orders": "by design: SQL keeps the latest state of each order; Parquet keeps every state seen, "
               "order_status_changes each change",
     "order_status_changes": "by design: SQL keeps one row per order and status; Parquet every one seen",
-    "feed_events": "by design: a gap is written when it opens and again when it closes; SQL keeps one "
-                   "row per event, Parquet both",
+    "feed_events": "by design: a span is written when it opens and again when it closes; SQL keeps one "
+                   "row per event (see 'feed events'), Parquet both",
     "deals": "by design: SQL keeps one row per trade id (a deal received again is stored once); "
              "Parquet keeps every one received",
 }
@@ -480,8 +498,9 @@ def check(status: dict[str, Any], *, now: float | None = None, max_lag: float = 
     if problems:
         return CHECK_DEGRADED, "DEGRADED: " + "; ".join(problems)
     rates = status.get("rates") or {}
+    lag_text = f"lag {current_lag:.2f} s" if lag.get("last") is not None else "no market data recorded yet"
     return CHECK_OK, (f"OK: running, {_plural(_symbol_count(cfg), 'symbol')}, "
-                      f"{rates.get('frames_per_second')} frames/s, lag {current_lag:.2f} s, no open gap, "
+                      f"{rates.get('frames_per_second')} frames/s, {lag_text}, no open gap, "
                       f"stores healthy; status updated {aged} ago")
 
 
@@ -560,6 +579,32 @@ def rows_table(status: dict[str, Any], counts: dict[str, int] | None,
     return lines
 
 
+def feed_events_text(status: dict[str, Any]) -> str | None:
+    """``6 (one SQL row each): 2 spans (2 subscribe_refused; 2 open when the stop began), 4 instants
+    (2 subscribe_error, 1 connected, 1 shutdown)``: the feed events of the run, each counted once
+    (a span is written open and again closed). None for a status file without them (older)."""
+    fe = status.get("feed_events")
+    if not isinstance(fe, dict):
+        return None
+    spans: dict[str, int] = fe.get("spans") or {}
+    instants: dict[str, int] = fe.get("instants") or {}
+    n_spans, n_instants = sum(spans.values()), sum(instants.values())
+
+    def kinds(counts: dict[str, int]) -> str:
+        return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    at_stop = fe.get("open_at_stop")
+    still = (f"{at_stop} open when the stop began" if isinstance(at_stop, int)
+             else f"{len(status.get('open_gaps') or [])} open now")
+    text = f"{n_spans + n_instants} (one SQL row each): {_plural(n_spans, 'span')}"
+    if n_spans:
+        text += f" ({kinds(spans)}; {still})"
+    text += f", {_plural(n_instants, 'instant')}"
+    if n_instants:
+        text += f" ({kinds(instants)})"
+    return text
+
+
 def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     """A short human-readable report of a status dict (and SQL row counts)."""
     lines = []
@@ -583,8 +628,9 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
                  f"{f.get('malformed')} malformed, {f.get('dropped_backpressure')} dropped (backpressure), "
                  f"{f.get('pongs')} pongs")
     lag = status.get("lag_seconds", {})
-    lines.append(f"lag:         last {_secs(lag.get('last'))}, max {_secs(lag.get('max'))}, "
-                 f"p99 {_secs(lag.get('p99'))}; "
+    lag_text = (f"last {_secs(lag.get('last'))}, max {_secs(lag.get('max'))}, p99 {_secs(lag.get('p99'))}"
+                if lag.get("last") is not None else f"none: {_no_data(status)}")
+    lines.append(f"lag:         {lag_text}; "
                  f"{_reconnects(status.get('connections') or [], status.get('reconnects') or 0)}")
     for conn in status.get("connections", []):
         lines.append(f"  {conn['name']}: {conn['state']}, {conn['channels']} channels, "
@@ -596,6 +642,9 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     for g in gaps[:10]:
         where = g["connection"] + (f" {g['channel']}" if g.get("channel") else "")
         lines.append(f"  {g['kind']} since {g['since']} on {where} {','.join(g['symbols'])}")
+    events = feed_events_text(status)
+    if events is not None:
+        lines.append(f"feed events: {events}")
     lines.extend(_refusals(status))
     lines.extend(rows_table(status, counts))
     stores = status.get("storage", {}).get("stores") or {}
@@ -702,6 +751,13 @@ def _run_check(args: argparse.Namespace) -> int:
                        default_interval=config.collector.status_interval)
     print(line)
     return code
+
+
+def _no_data(status: dict[str, Any]) -> str:
+    """Why there is no lag: ``no market data recorded (last data never)``; the connections' latest
+    frame when some arrived (acks, refusals: no data to record)."""
+    seen = [c["last_data"] for c in status.get("connections") or [] if c.get("last_data")]
+    return "no market data recorded" + (f" (last frame {max(seen)})" if seen else " (last data never)")
 
 
 def _secs(value: object) -> str:

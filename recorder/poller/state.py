@@ -20,7 +20,7 @@ from recorder.errors import StoreUnavailableError
 from recorder.records import Instrument, Order, OrderStatus
 from recorder.storage import schema
 
-__all__ = ["OrderState", "StoredAccount", "load_account_state", "load_order_states"]
+__all__ = ["OrderState", "StoredAccount", "load_account_state", "load_instrument_states", "load_order_states"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,36 @@ class StoredAccount:
     instruments: Mapping[str, Instrument] = field(default_factory=dict)
 
 
+def load_instrument_states(url_or_engine: str | sa.Engine, venue: str | None = None
+                           ) -> dict[tuple[str, str], Instrument]:
+    """``(venue, symbol) -> Instrument``: the latest stored row (greatest ``ts_recv``) of each
+    instrument, of ``venue`` only when given (read-only; ``state`` ``"gone"`` included).
+
+    A database without an ``instruments`` table gives an empty mapping. Raises
+    :class:`~recorder.errors.StoreUnavailableError` when the database cannot be read.
+    """
+    engine = sa.create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    i = schema.instruments
+    latest: dict[tuple[str, str], Instrument] = {}
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(i.name):
+                return {}
+            from_row = schema.DATASETS[i.name].from_row
+            query = sa.select(i).order_by(i.c.ts_recv)
+            if venue is not None:
+                query = query.where(i.c.venue == venue)
+            for row in conn.execute(query).mappings():
+                latest[(row["venue"], row["symbol"])] = from_row(row)
+        return latest
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreUnavailableError(
+            f"cannot read the stored instrument states: {type(exc).__name__}") from exc
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
+
+
 def load_account_state(url_or_engine: str | sa.Engine, venue: str) -> StoredAccount:
     """Read ``venue``'s stored orders, fills and instruments (read-only, bound parameters).
 
@@ -108,20 +138,14 @@ def load_account_state(url_or_engine: str | sa.Engine, venue: str) -> StoredAcco
     engine = sa.create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
         orders = load_order_states(engine, venue=venue)
-        f, i = schema.fills, schema.instruments
+        f = schema.fills
         fill_ids: frozenset[str] = frozenset()
         newest: datetime | None = None
-        latest: dict[str, Instrument] = {}
         with engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            if inspector.has_table(f.name):
+            if sa.inspect(conn).has_table(f.name):
                 fill_ids = frozenset(conn.scalars(sa.select(f.c.bill_id).where(f.c.venue == venue)))
                 newest = conn.scalar(sa.select(sa.func.max(f.c.ts_event)).where(f.c.venue == venue))
-            if inspector.has_table(i.name):
-                dataset = schema.DATASETS[i.name]
-                query = sa.select(i).where(i.c.venue == venue).order_by(i.c.ts_recv)
-                for row in conn.execute(query).mappings():
-                    latest[row["symbol"]] = dataset.from_row(row)
+        latest = {symbol: inst for (_, symbol), inst in load_instrument_states(engine, venue).items()}
         return StoredAccount(orders, fill_ids, newest, latest)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreUnavailableError(f"cannot read the stored account: {type(exc).__name__}") from exc

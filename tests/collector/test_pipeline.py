@@ -138,7 +138,7 @@ def test_disconnect_opens_gap_and_book_reset_closed_by_first_data_after_reconnec
     p.process_frame("ws-0", ts(1), depth([["100", "1"]], [["101", "1"]], 1))
     p.take()
     p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(2), "connection closed"))
-    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(3), "subscribed 2 channels"))
+    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(3), "sent 2 subscriptions"))
     p.process_frame(
         "ws-0", ts(3), json.dumps([{"channel": "addChannel", "data": {"result": True, "channel": DEPTH}}])
     )
@@ -221,6 +221,32 @@ def test_shutdown_closes_open_spans() -> None:
         (FeedEventKind.SHUTDOWN, ts(9)),
     ]
     assert p.open_spans() == []
+
+
+def test_the_feed_event_tally_counts_events_not_rows() -> None:
+    """A span written open and again closed is one span; a span written closed at once is one span; a
+    span open when the stop begins is counted as such (the stop writes it closed)."""
+    p = pipeline(snapshot_depth=1)
+    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(0)))
+    p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(1), "lost"))  # disconnected + book_reset
+    p.control(Control(ControlKind.CONNECTED, "ws-0", ts(2)))
+    p.process_frame("ws-0", ts(3), json.dumps([{"channel": "addChannel", "data": {"result": True,
+                                                                                   "channel": DEPTH}}]))
+    p.process_frame("ws-0", ts(4), depth([["100", "1"]], [["101", "1"]], 4))  # closes both
+    p.control(Control(ControlKind.DISCONNECTED, "ws-0", ts(5), "lost again"))  # disconnected + book_reset
+    audit = FeedEvent(kind=FeedEventKind.BOOK_AUDIT_FAILED, ts_start=ts(3), ts_end=ts(5), connection="ws-0")
+    p.control(Control(ControlKind.RECORDS, "rest", ts(5), records=(audit,)))  # a span written closed
+    rows = p.take()
+    # rows: 2 spans open and closed, 2 open, 1 written closed, 2 instants
+    assert len([r for r in rows if isinstance(r, FeedEvent)]) == 9
+    tally = p.feed_events
+    assert (tally.spans, tally.instants, tally.open, tally.open_at_stop) == (
+        {"disconnected": 2, "book_reset": 2, "book_audit_failed": 1}, {"connected": 2}, 2, None)
+    tally.mark_stop(elsewhere=1)  # e.g. a store outage open now
+    p.control(Control(ControlKind.SHUTDOWN, "collector", ts(9), "clean stop"))
+    assert len(p.take()) == 3  # the two spans closed, the shutdown instant
+    assert (tally.spans, tally.instants, tally.open, tally.open_at_stop) == (
+        {"disconnected": 2, "book_reset": 2, "book_audit_failed": 1}, {"connected": 2, "shutdown": 1}, 0, 3)
 
 
 def test_record_queue_is_full_by_rows_or_by_age_and_hands_out_whole_batches() -> None:
@@ -441,3 +467,27 @@ def test_a_batch_in_flight_is_not_counted_until_the_next_flush() -> None:
     assert thread.counters.rows_written == {"deals": 1}  # the first is durable now, the second in flight
     thread._confirm(0)
     assert thread.counters.rows_written == {"deals": 3}
+
+
+def test_the_lag_is_taken_over_batches_of_recorded_data_only() -> None:
+    """A batch of feed events alone (a connection that never opened writes its gap) is no data
+    arriving: no lag until a batch holds recorded data."""
+    from recorder.collector.pipeline import WriterThread
+    from recorder.records import Deal, Side
+
+    class Plain:
+        def write(self, records: Any) -> None: ...
+        def flush(self) -> None: ...
+        def close(self) -> None: ...
+
+    thread = WriterThread(Plain(), None, batch_size=10, flush_interval=1.0)  # type: ignore[arg-type]
+    gap = FeedEvent(kind=FeedEventKind.DISCONNECTED, ts_start=ts(1), ts_end=None, connection="ws-0")
+    thread._write([gap], 1.0)
+    c = thread.counters
+    assert (c.rows_written, c.lag_batches, c.lag_last, c.lag_max, len(c.latencies)) == (
+        {"feed_events": 1}, 0, 0.0, 0.0, 0)
+    deal = Deal(venue="okex_v1", symbol="btc_usdt", tid=1, price=D("1"), amount=D("1"), side=Side.BUY,
+                ts_event=ts(2), ts_recv=ts(2))
+    thread._write([deal, gap], 1.0)
+    assert (c.rows_written, c.lag_batches, len(c.latencies)) == ({"feed_events": 2, "deals": 1}, 1, 1)
+    assert c.lag_last == c.lag_max == c.latencies[0] > 0

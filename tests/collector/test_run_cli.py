@@ -3,6 +3,7 @@ against an exchange that cannot be reached."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from recorder.simulator import SimulatorThread
-from tests.collector.helpers import stored, ticker_from_push, ticker_key
+from tests.collector.helpers import stored, stored_parquet, ticker_from_push, ticker_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +71,56 @@ def test_run_from_the_example_config_creates_its_directories(
         assert rows, symbol
         assert rows == pushes[:len(rows)]
         assert all(isinstance(r[1], Decimal) for r in rows)
-    assert "run finished after" in proc.stderr and "rows written this run: " in proc.stderr
+    assert "run finished after" in proc.stderr and "rows written this run (by every store): " in proc.stderr
+
+
+def test_end_of_run_line_and_status_count_what_the_stores_hold(
+    tmp_path: Path, simulator_thread: SimulatorThread
+) -> None:
+    """The closing line and `status` count feed events as events (a span is written open and again
+    closed: two Parquet rows, one SQL row), and rows as the stores confirmed them: every figure is
+    checked against the SQL database and the Parquet dataset."""
+    sim = simulator_thread  # btc_usdt, ltc_btc, eth_btc: eth_usdt's two channels are refused (10015)
+    env = clean_env(OKEX_RECORDER__EXCHANGE__WS_URL=sim.ws_url,
+                    OKEX_RECORDER__EXCHANGE__REST_URL=sim.rest_url,
+                    OKEX_RECORDER__COLLECTOR__SYMBOLS="btc_usdt,eth_usdt",
+                    OKEX_RECORDER__STORAGE__FLUSH_INTERVAL="0.2")
+    proc = okex_recorder("run", "--duration", "3", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    url = f"sqlite:///{tmp_path / 'data' / 'recording.sqlite'}"
+    events = stored(url, "feed_events", order_by="ts_start")
+    kinds = sorted((e.kind.value, e.channel) for e in events)
+    assert kinds == [("connected", ""), ("shutdown", ""),
+                     ("subscribe_error", "ok_sub_spot_eth_usdt_depth"),
+                     ("subscribe_error", "ok_sub_spot_eth_usdt_ticker"),
+                     ("subscribe_refused", "ok_sub_spot_eth_usdt_depth"),
+                     ("subscribe_refused", "ok_sub_spot_eth_usdt_ticker")]
+    assert all(e.ts_end is not None and e.detail.endswith("(still open at shutdown)")
+               for e in events if e.kind.value == "subscribe_refused")
+    parquet_events = stored_parquet(tmp_path / "data" / "parquet", "feed_events", order_by="ts_start")
+    assert len(parquet_events) == 8  # each refused span twice: open, then closed at the stop
+    snapshots = len(stored(url, "book_snapshots"))
+    tickers = len(stored(url, "tickers"))
+    assert snapshots > 0 and tickers > 0
+    assert len(stored_parquet(tmp_path / "data" / "parquet", "book_snapshots")) == snapshots
+    assert len(stored_parquet(tmp_path / "data" / "parquet", "tickers")) == tickers
+    status = json.loads((tmp_path / "data" / "status.json").read_text())
+    events_text = ("6 (one SQL row each): 2 spans (2 subscribe_refused; 2 open when the stop began), "
+                   "4 instants (2 subscribe_error, 1 connected, 1 shutdown)")
+    summary = [line.split("recorder.collector: ", 1)[1] for line in proc.stderr.splitlines()
+               if "run finished after" in line]
+    frames, elapsed = status["frames"]["received"], status["elapsed_seconds"]
+    assert summary == [f"run finished after {elapsed:.0f} s: {frames} frames received; rows written this "
+                       f"run (by every store): book_snapshots {snapshots}, tickers {tickers}; "
+                       f"feed events: {events_text}"], proc.stderr
+    shown = okex_recorder("status", cwd=tmp_path, env=clean_env())
+    assert shown.returncode == 0, shown.stderr
+    assert f"feed events: {events_text}" in shown.stdout.splitlines()
+    table = {line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines() if line.startswith("  ")
+             and line.split()[0] in ("feed_events", "tickers")}
+    # produced, written SQL, written Parquet, quarantined, in SQL (rows, as the stores hold them)
+    assert table["feed_events"][:5] == ["8", "8", "8", "0", "6"]
+    assert table["tickers"][:5] == [str(tickers)] * 3 + ["0", str(tickers)]
 
 
 def test_unwritable_directory_is_one_line(tmp_path: Path) -> None:
@@ -109,6 +159,34 @@ def test_unreachable_exchange_is_said_once_and_a_run_that_recorded_nothing_fails
     failed = int(summary[0].split("(")[1].split(" failed attempts")[0])
     assert failed > 4  # it kept trying with the backoff
     assert "exchange.ws_url" in summary[0]
+
+
+def test_a_run_that_never_connected_shows_no_lag_and_no_data(tmp_path: Path) -> None:
+    """Its only rows are its own gap and shutdown (written locally): status says there was no market
+    data, and prints no lag derived from those rows."""
+    url = f"ws://127.0.0.1:{closed_port()}/ws/v1"
+    env = clean_env(OKEX_RECORDER__EXCHANGE__WS_URL=url, OKEX_RECORDER__COLLECTOR__RECONNECT_INITIAL="0.05",
+                    OKEX_RECORDER__COLLECTOR__RECONNECT_CAP="0.2",
+                    OKEX_RECORDER__COLLECTOR__CONNECT_TIMEOUT="1",
+                    OKEX_RECORDER__STORAGE__FLUSH_INTERVAL="0.2")
+    proc = okex_recorder("run", "--duration", "2", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    db = f"sqlite:///{tmp_path / 'data' / 'recording.sqlite'}"
+    assert sorted(e.kind.value for e in stored(db, "feed_events", order_by="ts_start")) == [
+        "disconnected", "shutdown"]  # bookkeeping rows were written, and nothing else
+    status = json.loads((tmp_path / "data" / "status.json").read_text())
+    assert status["lag_seconds"] == {"last": None, "max": None, "p50": None, "p99": None}
+    attempts = status["reconnects"]
+    final = [line.split("recorder.collector: ", 1)[1] for line in proc.stderr.splitlines()
+             if "status: finished" in line]
+    assert len(final) == 1 and ", lag none: no market data recorded (last data never), never connected " \
+        f"({attempts} failed attempts), 3 rows written, " in final[0], proc.stderr
+    shown = okex_recorder("status", cwd=tmp_path, env=clean_env())
+    lines = shown.stdout.splitlines()
+    assert lines[4] == (f"lag:         none: no market data recorded (last data never); never connected "
+                        f"({attempts} failed attempts)"), shown.stdout
+    assert lines[5].startswith(f"  ws-0: stopped, 4 channels, 0 frames, never connected ({attempts} failed "
+                               "attempts), last data never, last error: cannot connect to ")
 
 
 def test_no_duration_run_that_is_stopped_exits_0(tmp_path: Path) -> None:

@@ -114,6 +114,9 @@ def test_rows_flag_what_is_not_written_yet() -> None:
     ("changes", "code", "line"),
     [
         ({}, CHECK_OK, "OK: running, 2 symbols, 41.5 frames/s, lag 0.60 s, no open gap, stores healthy"),
+        ({"lag_seconds": {"last": None, "max": None, "p50": None, "p99": None}},  # acks, no data rows yet
+         CHECK_OK, "OK: running, 2 symbols, 41.5 frames/s, no market data recorded yet, no open gap, stores "
+                   "healthy"),
         ({"open_gaps": [{"kind": "disconnected", "since": "2026-11-30T10:00:00+00:00", "connection": "ws-0",
                          "symbols": ["btc_usdt", "eth_usdt"], "channel": None}]},
          CHECK_DEGRADED, "DEGRADED: 1 open gap(s), first: disconnected since 2026-11-30T10:00:00+00:00 "

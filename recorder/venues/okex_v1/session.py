@@ -62,6 +62,7 @@ from recorder.venue import (
     FeedCounters,
     Frame,
     SessionTiming,
+    SubscriptionRound,
 )
 from recorder.venues.okex_v1.book import OrderBook
 from recorder.venues.okex_v1.channels import CHANNEL_PREFIX, Channel
@@ -218,6 +219,7 @@ class V1Session:
         self._quarantine_logged = 0.0
         self._quarantine_unlogged = 0
         self._foreign_logged = 0.0
+        self._round: SubscriptionRound | None = None  # the subscriptions of this connection, until answered
 
     # -- the shell's side --------------------------------------------------------------------------
 
@@ -230,6 +232,10 @@ class V1Session:
         out = self._outbox
         if out:
             self._outbox = []
+            r = self._round
+            if r is not None and not r.announced:  # the connection's subscriptions go out now
+                r.announced = True
+                log.info("%s: %s", self.name, r.sent_line())
         return out
 
     def replace_reason(self) -> str | None:
@@ -244,8 +250,11 @@ class V1Session:
         return min(r.due for r in self._requests.values())
 
     def on_timer(self, now: datetime) -> None:
-        """Queue the requests now due: ``addChannel`` again, or ``removeChannel`` + ``addChannel``."""
+        """Queue the requests now due: ``addChannel`` again, or ``removeChannel`` + ``addChannel``; log
+        the outcome of the connection's subscriptions when some are still unanswered after a while."""
         self._now = now
+        if self._round is not None:
+            self._report_round(now)
         if not self._requests:
             return
         s = self.settings
@@ -273,6 +282,7 @@ class V1Session:
         self._requests.clear()  # the new connection subscribes everything anyway
         s = self.settings
         self._outbox = list(subscribe_messages(self._subscribed, s.subscribe_batch, compress=s.compress))
+        self._round = SubscriptionRound((c.name for c in self._subscribed), now)
         # The first push of each incremental depth channel on it is the whole book, wherever its ack lies.
         for ch in self._subscribed:
             if ch.kind is not ChannelKind.DEPTH:
@@ -282,12 +292,13 @@ class V1Session:
             st.reset(acked=False)
         self._out.append(FeedEvent(kind=FeedEventKind.CONNECTED, ts_start=now, ts_end=now,
                                    connection=self.name, symbols=self._symbols,
-                                   detail=detail or f"subscribed {len(self._subscribed)} channels"))
+                                   detail=detail or self._round.sent_line()))
 
     def closed(self, now: datetime, reason: str, *, stall_since: datetime | None = None,
                dead_since: datetime | None = None) -> None:
         """The connection was lost: open its gap and the books' BOOK_RESET spans; throw the books away."""
         self._down = True
+        self._round = None  # its outcome is moot: the next connection subscribes everything again
         self._requests.clear()
         self._outbox = []
         since = stall_since or dead_since or now
@@ -307,6 +318,7 @@ class V1Session:
 
     def stop(self, now: datetime) -> None:
         """Close every open span at ``now``."""
+        self._round = None
         for span in self.open_spans():
             detail = f"{span.detail} (still open at shutdown)"[:500]
             self._out.append(replace(span, ts_end=now, detail=detail))
@@ -401,6 +413,8 @@ class V1Session:
                 continue
             accepted[key] = accepted.get(key, 0) + 1
             out.append(m)  # type: ignore[arg-type]
+            if self._round is not None:
+                self._answered(channel_name_of(key), ts_recv)
             if self._gap is not None:
                 self._close_gap(ts_recv)
             if self._refused:
@@ -455,6 +469,8 @@ class V1Session:
             name = f"{CHANNEL_PREFIX}{u.symbol}_{u.kind.value}"
             st = self._book(self._channels.get(name) or Channel(u.symbol, u.kind))
         counters = self.counters
+        if self._round is not None:
+            self._answered(st.name, u.ts_recv)
         if self._refused and st.name in self._refused:
             self._delivered(st.name, u.ts_recv)
         if st.await_remove:
@@ -621,6 +637,8 @@ class V1Session:
         # confirms the first push after the boundary (held back until then). A removeChannel
         # ack of a pending resubscription is the boundary after which the first push is the book.
         ch = self._asked(ack.channel)
+        if ch is not None and ack.subscribed and self._round is not None:
+            self._answered(ch.name, self._now_or_epoch())
         if ch is None or ch.kind is not ChannelKind.DEPTH:
             return  # a channel never asked for, or not a book
         st = self._books.get((ch.symbol, ch.kind))
@@ -671,6 +689,27 @@ class V1Session:
                           ch.name, refusal.refusals, refusal.span.ts_start.isoformat(), err)
                 refusal.logged = now
         self._request(ch, ts_recv, remove_first=False)
+        if self._round is not None:
+            self._round.refuse(ch.name, detail)
+            self._report_round(ts_recv)
+
+    def _answered(self, channel: str | None, now: datetime) -> None:
+        """An ack or the first data of ``channel``: one answer to the connection's subscriptions."""
+        r = self._round
+        if r is not None and channel is not None and channel not in r.confirmed:
+            r.confirm(channel)
+            self._report_round(now)
+
+    def _report_round(self, now: datetime) -> None:
+        """Log the outcome of the connection's subscriptions once every one is answered (or unanswered
+        after :data:`~recorder.venue.SUBSCRIBE_PATIENCE` s)."""
+        r = self._round
+        assert r is not None
+        outcome = r.outcome(now)
+        if outcome is not None:
+            self._round = None
+            level, text = outcome
+            log.log(level, "%s: %s", self.name, text)
 
     def _delivered(self, channel: str, ts_recv: datetime) -> None:
         """First data of a refused channel: its SUBSCRIBE_REFUSED span closes."""

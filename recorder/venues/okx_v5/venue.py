@@ -12,7 +12,9 @@ connection) and turns its output into venue-neutral records (:mod:`.neutral`) in
   from the settings); the book args are subscribed once every instrument's ``tickSz``/``lotSz``
   is known (scales are kept across reconnects; a later push with a changed scale re-scales and
   resubscribes the books). Each configured instrument's :class:`~recorder.records.Instrument`
-  is emitted when first seen and whenever it changes (state, sizes). A configured instrument
+  is emitted when first seen and whenever it changes (state, sizes); the collector's pipeline
+  writes it only when it differs from the last state stored or written of that instrument
+  (:meth:`~recorder.collector.pipeline.FramePipeline.seed_instruments`). A configured instrument
   missing from the instruments data gets a ``SUBSCRIBE_REFUSED`` span (and a warning) for each
   of its books, open until it is listed and its book delivers.
 * Keep-alive (§2.1): the text ``ping`` every ``ping_after`` s (< 30 s; the shell sends it every
@@ -64,6 +66,7 @@ from recorder.venue import (
     FeedCounters,
     Frame,
     SessionTiming,
+    SubscriptionRound,
 )
 
 from . import neutral
@@ -157,6 +160,15 @@ class _Refusal:
     delays: Iterator[float] = field(default_factory=lambda: iter(()))
 
 
+def _arg_name(arg: ChannelArg) -> str:
+    """``books:BTC-USDT``; ``instruments`` (an arg without instId): the names the status uses."""
+    return f"{arg.channel}:{arg.instId}" if arg.instId else arg.channel
+
+
+WAIT_FOR_SCALES = "the instruments data (tick and lot sizes)"
+NOT_LISTED = "the instrument is not in the exchange's instruments data"
+
+
 def _is_book(arg: ChannelArg) -> bool:
     kind = parse_channel(arg.channel)
     return isinstance(kind, Channel) and kind.is_book
@@ -201,6 +213,7 @@ class V5VenueSession:
         self._replace_at: datetime | None = None
         self._policy = BackoffPolicy(initial=settings.reconnect_initial, cap=settings.reconnect_cap)
         self._rng = random.Random()
+        self._round: SubscriptionRound | None = None  # the subscriptions of this connection, until answered
 
     # -- connection lifecycle -----------------------------------------------------------------------
 
@@ -216,16 +229,22 @@ class V5VenueSession:
             r.due = None
         for pace in self._pace.values():
             pace.due = None  # the new connection subscribes everything afresh
-        self.out.append(FeedEvent(kind=FeedEventKind.CONNECTED, ts_start=now, ts_end=now,
-                                  connection=self.plan.name, symbols=self.plan.symbols, detail=detail,
-                                  venue=VENUE.name))  # fmt: skip
         books = [a for a in self.args if _is_book(a)]
         now_args = [a for a in self.args if not _is_book(a)]
+        sent: list[ChannelArg] = []
         if books:  # stays subscribed: state and tick/lot size changes arrive as pushes (§3.5)
-            self.core.subscribe([ChannelArg("instruments", instType=self.settings.inst_type)])
+            sent.append(ChannelArg("instruments", instType=self.settings.inst_type))
             ready = [a for a in books if a.instId in self.scales]
             self._waiting_books = [a for a in books if a.instId not in self.scales]
             now_args += ready
+        sent += now_args
+        waiting = dict.fromkeys(map(_arg_name, self._waiting_books), WAIT_FOR_SCALES)
+        self._round = SubscriptionRound(map(_arg_name, sent), now, waiting=waiting)
+        self.out.append(FeedEvent(kind=FeedEventKind.CONNECTED, ts_start=now, ts_end=now,
+                                  connection=self.plan.name, symbols=self.plan.symbols,
+                                  detail=detail or self._round.sent_line(), venue=VENUE.name))  # fmt: skip
+        if books:
+            self.core.subscribe(sent[:1])
         if now_args:
             self.core.subscribe(now_args)
 
@@ -234,6 +253,7 @@ class V5VenueSession:
         """The connection is gone: open its gap span (unless a planned one is open) and a
         ``BOOK_RESET`` span for each book that was held."""
         core, self.core = self.core, None
+        self._round = None  # its outcome is moot: the next connection subscribes everything again
         if self._conn_span is None:
             kind = FeedEventKind.STALL if stall_since is not None else FeedEventKind.DISCONNECTED
             start = stall_since or dead_since or now
@@ -250,6 +270,7 @@ class V5VenueSession:
 
     def stop(self, now: datetime) -> None:
         """Shutdown: close every open span at ``now``."""
+        self._round = None
         for span in self.open_spans():
             self.out.append(neutral.close(_with_detail(span, " (still open at shutdown)"), now))
         self._conn_span = None
@@ -264,6 +285,8 @@ class V5VenueSession:
 
     def on_timer(self, now: datetime) -> None:
         """Queue the retries of refused subscriptions now due; the planned replacement after a notice."""
+        if self._round is not None:
+            self._report_round(now)
         if self._replace_at is not None and now >= self._replace_at:
             self._replace_at = None
             self._replace = (
@@ -293,7 +316,15 @@ class V5VenueSession:
         return min(times) if times else None
 
     def data_to_send(self) -> list[Frame]:
-        return list(self.core.data_to_send()) if self.core is not None else []
+        core = self.core
+        if core is None:
+            return []
+        out = core.data_to_send()
+        r = self._round
+        if out and r is not None and not r.announced:  # the connection's subscriptions go out now
+            r.announced = True
+            log.info("%s: %s", self.plan.name, r.sent_line())
+        return list(out)
 
     def ping(self) -> Frame:
         return "ping"
@@ -330,6 +361,8 @@ class V5VenueSession:
                 self._quarantine(frame, ts_recv, str(exc))
         if listed and self._waiting_books:
             self._unlisted(ts_recv)
+        if listed and self._round is not None:
+            self._answered("instruments", ts_recv)
         return FRAME_TAKEN | FRAME_DATA
 
     def _unlisted(self, ts_recv: datetime) -> None:
@@ -337,7 +370,11 @@ class V5VenueSession:
         subscribed (no tick/lot size). A ``SUBSCRIBE_REFUSED`` span says so until it is listed; it
         used to wait silently, the gap invisible."""
         for arg in self._waiting_books:
-            if arg.instId in self.known or arg.key in self._refused_spans:
+            if arg.instId in self.known:
+                continue
+            if self._round is not None:
+                self._round.give_up(_arg_name(arg), NOT_LISTED)
+            if arg.key in self._refused_spans:
                 continue
             detail = (f"{arg.channel} {arg.instId}: the instrument is not in the exchange's "
                       f"instruments data (instType {self.settings.inst_type}); its book is subscribed "
@@ -365,6 +402,8 @@ class V5VenueSession:
 
     def _data(self, channel: str, inst: str, ts_recv: datetime) -> None:
         """A data record of ``(channel, inst)`` arrived: close the connection gap and its refusal."""
+        if self._round is not None:
+            self._answered(f"{channel}:{inst}", ts_recv)
         if self._conn_span is not None and not self._planned_pending:
             self.out.append(neutral.close(self._conn_span, ts_recv))
             self._conn_span = None
@@ -410,6 +449,26 @@ class V5VenueSession:
             self._error(ev)
         elif isinstance(ev, v5.Notice):
             self._notice(ev)
+        elif isinstance(ev, v5.SubscribeAck) and self._round is not None:
+            self._answered(_arg_name(ev.arg), ev.ts_recv)
+
+    def _answered(self, name: str, now: datetime) -> None:
+        """An ack or the first data of ``name``: one answer to the connection's subscriptions."""
+        r = self._round
+        if r is not None and name not in r.confirmed:
+            r.confirm(name)
+            self._report_round(now)
+
+    def _report_round(self, now: datetime) -> None:
+        """Log the outcome of the connection's subscriptions once every one is answered (or unanswered
+        after :data:`~recorder.venue.SUBSCRIBE_PATIENCE` s)."""
+        r = self._round
+        assert r is not None
+        outcome = r.outcome(now)
+        if outcome is not None:
+            self._round = None
+            level, text = outcome
+            log.log(level, "%s: %s", self.plan.name, text)
 
     def _schedule_resubscribe(self, key: tuple[str, str], now: datetime) -> None:
         """Resubscribe a dropped book after the backoff's next delay (§3.2 rule 6), so a feed that
@@ -509,6 +568,8 @@ class V5VenueSession:
             if ready:
                 self._waiting_books = [a for a in self._waiting_books if a.instId not in self.scales]
                 core.subscribe(ready)
+                if self._round is not None:
+                    self._round.send(map(_arg_name, ready))
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -534,6 +595,10 @@ class V5VenueSession:
                 log.warning("%s: subscription refused, retried with the backoff: %s", self.plan.name,
                             span.detail)
             self.counters.reject(arg.channel, f"subscribe refused: {err.code}")
+            if self._round is not None:
+                self._round.refuse(_arg_name(arg), neutral.error_detail(err.code, err.msg))
+        if self._round is not None:
+            self._report_round(err.ts_recv)
 
     def _notice(self, n: v5.Notice) -> None:
         if n.code != 64008:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,15 @@ import pytest
 
 from recorder.errors import ConfigError
 from recorder.records import ChannelKind, FeedEvent, FeedEventKind, Record
-from recorder.venue import FRAME_DATA, FRAME_PONG, FRAME_TAKEN, FeedCounters, Session, get_venue
+from recorder.venue import (
+    FRAME_DATA,
+    FRAME_PONG,
+    FRAME_TAKEN,
+    SUBSCRIBE_PATIENCE,
+    FeedCounters,
+    Session,
+    get_venue,
+)
 from recorder.venues.okex_v1.channels import Channel
 from recorder.venues.okex_v1.session import PING, V1Session, plan_connection
 from recorder.venues.okex_v1.settings import V1Settings, parse_settings
@@ -68,7 +77,68 @@ def test_start_subscribes_everything_in_batches_with_the_binary_flag_when_compre
     assert s.data_to_send() == []
     (connected,) = out
     assert isinstance(connected, FeedEvent) and connected.kind is FeedEventKind.CONNECTED
-    assert connected.detail == "subscribed 2 channels" and connected.symbols == ("btc_usdt",)
+    assert connected.detail == "sent 2 subscriptions" and connected.symbols == ("btc_usdt",)
+
+
+def _outcome_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "recorder.collector"]
+
+
+def _ack(channel: str) -> str:
+    return json.dumps([{"channel": "addChannel", "data": {"result": True, "channel": channel}}])
+
+
+def _error_ack(channel: str) -> str:
+    return json.dumps([{"channel": channel, "success": False, "errorcode": 10015}])
+
+
+def test_the_log_says_sent_then_the_outcome_of_the_subscriptions_once_known(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'sent N subscriptions' when they go out; then, once each is acked or refused, how many the
+    exchange confirmed and which it refused (nothing claims 'subscribed' before the answers)."""
+    caplog.set_level(logging.INFO, logger="recorder.collector")
+    s, _ = session()
+    s.start(T0)
+    assert _outcome_lines(caplog) == []  # queued, not sent yet
+    assert len(sent(s)) == 2
+    assert _outcome_lines(caplog) == [("INFO", "ws-0: sent 2 subscriptions")]
+    s.receive(_ack(DEPTH), T0 + timedelta(milliseconds=5))
+    assert len(_outcome_lines(caplog)) == 1  # the ticker is not answered yet
+    s.receive(_error_ack(TICKER), T0 + timedelta(milliseconds=6))
+    lines = _outcome_lines(caplog)
+    assert lines[1][0] == "ERROR" and lines[1][1].startswith(f"ws-0: subscription to {TICKER} refused: ")
+    assert lines[2:] == [("WARNING", f"ws-0: 1 of 2 subscriptions confirmed, 1 refused ({TICKER}: asked "
+                                     "again with the backoff)")]
+    s.on_timer(T0 + timedelta(seconds=60))  # said once
+    s.receive(_error_ack(TICKER), T0 + timedelta(seconds=61))
+    assert _outcome_lines(caplog)[3:] == []
+    # a new connection: the ticker's first data answers it as well as an ack would
+    s.closed(T0 + timedelta(seconds=62), "connection lost")
+    s.start(T0 + timedelta(seconds=63))
+    sent(s)
+    s.receive(_ack(DEPTH), T0 + timedelta(seconds=63.1))
+    ticker = {"buy": "1", "sell": "2", "last": "1.5", "high": "2", "low": "1", "vol": "3",
+              "timestamp": 1767225600000}
+    s.receive(json.dumps([{"channel": TICKER, "data": ticker}]), T0 + timedelta(seconds=63.2))
+    assert _outcome_lines(caplog)[3:] == [("INFO", "ws-0: sent 2 subscriptions"),
+                                          ("INFO", "ws-0: all 2 subscriptions confirmed by the exchange"),
+                                          ("INFO", f"ws-0: {TICKER} delivers after 2 refusal(s)")]
+
+
+def test_subscriptions_still_unanswered_after_the_patience_are_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="recorder.collector")
+    s, _ = session()
+    s.start(T0)
+    sent(s)
+    s.receive(_ack(TICKER), T0 + timedelta(milliseconds=5))
+    s.on_timer(T0 + timedelta(seconds=SUBSCRIBE_PATIENCE) - timedelta(microseconds=1))
+    assert _outcome_lines(caplog) == [("INFO", "ws-0: sent 2 subscriptions")]
+    s.on_timer(T0 + timedelta(seconds=SUBSCRIBE_PATIENCE))
+    assert _outcome_lines(caplog)[1:] == [
+        ("WARNING", f"ws-0: 1 of 2 subscriptions confirmed, 1 unanswered after 10 s ({DEPTH})")]
 
 
 def test_a_crossed_book_is_resubscribed_once_when_due_and_the_pong_is_what_the_decoder_says() -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from recorder.records import BookSnapshot, FeedEvent, FeedEventKind, Record
 from recorder.venue import FRAME_DATA, FRAME_PONG, FRAME_TAKEN, FeedCounters, get_venue
@@ -124,3 +127,79 @@ def test_change_cadence_stores_exactly_each_change_of_the_top() -> None:
     snaps = [r for r in out if isinstance(r, BookSnapshot)]
     assert [(x.seq_id, (x.bids, x.asks)) for x in snaps] == expected
     assert len(expected) > 100
+
+
+def test_the_log_says_sent_then_the_outcome_of_the_subscriptions_once_known(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'sent N subscriptions' when they go out (books wait for the instruments data); then, once each
+    is acked, refused or known not to be sendable (an instrument not listed), the outcome."""
+    caplog.set_level(logging.INFO, logger="recorder.venues.okx_v5.venue")
+    s, out = session(instruments=[INST, "SOL-USDT"], channels=["books", "tickers"])
+
+    def lines() -> list[tuple[str, str]]:
+        return [(r.levelname, r.getMessage()) for r in caplog.records
+                if r.name == "recorder.venues.okx_v5.venue"]
+
+    s.start(T0)
+    (connected,) = out
+    assert isinstance(connected, FeedEvent) and connected.kind is FeedEventKind.CONNECTED
+    assert connected.detail == "sent 3 subscriptions; 2 wait for the instruments data (tick and lot sizes)"
+    ids = {(a["channel"], a.get("instId", "")): m["id"] for m in map(json.loads, s.data_to_send())
+           for a in m["args"]}
+    assert lines() == [("INFO", f"okx_v5-public-0: {connected.detail}")]
+
+    def ack(channel: str, inst: str = "") -> str:
+        arg = {"channel": channel, "instId": inst} if inst else {"channel": channel, "instType": "SPOT"}
+        return json.dumps({"event": "subscribe", "arg": arg, "id": ids[(channel, inst)], "connId": "c1"})
+
+    s.receive(ack("instruments"), T0)
+    s.receive(ack("tickers", INST), T0)
+    s.receive(json.dumps({"event": "error", "code": "60018", "msg": "doesn't exist",
+                          "id": ids[("tickers", "SOL-USDT")], "connId": "c1"}), T0)
+    s.receive(instruments_push(), T0)  # BTC-USDT only: its book is subscribed, SOL-USDT's cannot be
+    assert [(m["op"], m["args"]) for m in map(json.loads, s.data_to_send())] == [("subscribe", [ARG])]
+    assert lines()[1:] == [
+        ("WARNING", "okx_v5-public-0: subscription refused, retried with the backoff: 60018 wrong URL, or "
+                    "channel/instId does not exist (server: doesn't exist)"),
+        ("WARNING", "okx_v5-public-0: books SOL-USDT: the instrument is not in the exchange's instruments "
+                    "data (instType SPOT); its book is subscribed once it is listed")]
+    bids, asks = [["100.0", "1", "0", "1"]], [["100.1", "1", "0", "1"]]
+    s.receive(book_msg(ARG, "snapshot", bids, asks, seq=1, prev=-1), T0)  # the book's data answers it
+    assert lines()[3:] == [
+        ("WARNING", "okx_v5-public-0: 3 of 5 subscriptions confirmed, 1 refused (tickers:SOL-USDT: asked "
+                    "again with the backoff), 1 not sent: the instrument is not in the exchange's "
+                    "instruments data (books:SOL-USDT)")]
+    s.on_timer(T0 + timedelta(seconds=60))  # said once
+    assert len(lines()) == 4
+
+
+def test_all_subscriptions_confirmed_is_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="recorder.venues.okx_v5.venue")
+    s, _ = session()
+    s.start(T0)
+    s.data_to_send()
+    s.receive(json.dumps({"event": "subscribe", "arg": {"channel": "instruments", "instType": "SPOT"},
+                          "id": "1", "connId": "c1"}), T0)
+    s.receive(instruments_push(), T0)
+    s.data_to_send()
+    s.receive(json.dumps({"event": "subscribe", "arg": ARG, "id": "2", "connId": "c1"}), T0)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "okx_v5-public-0: sent 1 subscription; 1 waits for the instruments data (tick and lot "
+                 "sizes)"),
+        ("INFO", "okx_v5-public-0: all 2 subscriptions confirmed by the exchange")]
+
+
+def test_subscriptions_unanswered_and_waiting_after_the_patience_are_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="recorder.venues.okx_v5.venue")
+    s, _ = session()
+    s.start(T0)
+    s.data_to_send()
+    s.on_timer(T0 + timedelta(seconds=9.9))
+    s.on_timer(T0 + timedelta(seconds=10))
+    s.on_timer(T0 + timedelta(seconds=20))  # said once
+    assert [(r.levelname, r.getMessage()) for r in caplog.records][1:] == [
+        ("WARNING", "okx_v5-public-0: 0 of 2 subscriptions confirmed, 1 unanswered after 10 s (instruments), "
+                    "1 still waiting: the instruments data (tick and lot sizes) (books:BTC-USDT)")]
