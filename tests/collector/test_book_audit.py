@@ -55,12 +55,19 @@ async def test_a_corrupted_book_fails_its_audit_is_recorded_and_rebuilt(
 ) -> None:
     async def during(rec: Recorder) -> None:
         await wait_until(lambda: rec.pipeline.counters.audits.get("pass", 0) >= 3, timeout=60, what="audits")
-        book = rec.pipeline.sessions["ws-0"]._books[("btc_usdt", ChannelKind.DEPTH)].book  # type: ignore[attr-defined]
-        bids, _ = book.top(8)
         # A silent corruption, as missed increments would leave: bid levels 3..8 gone (never crosses).
-        for price, _amount in bids[2:]:
-            book._bids.change((price, Decimal(0)))
-        await wait_until(lambda: rec.pipeline.counters.audits.get("fail", 0) >= 1, timeout=30, what="failure")
+        # The simulator's increments can put a removed level back before the next audit (they did
+        # on a loaded machine), so the corruption is made again until an audit has failed; the
+        # check and the corruption run with no await between them, so the rebuilt book is untouched.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while rec.pipeline.counters.audits.get("fail", 0) < 1:
+            assert loop.time() < deadline, "timed out after 30 s waiting for failure"
+            book = rec.pipeline.sessions["ws-0"]._books[("btc_usdt", ChannelKind.DEPTH)].book  # type: ignore[attr-defined]
+            bids, _ = book.top(8)
+            for price, _amount in bids[2:]:
+                book._bids.change((price, Decimal(0)))
+            await asyncio.sleep(0.05)
         await wait_until(lambda: not rec.pipeline.open_spans(), timeout=30, what="rebuilt")
 
     await _run(simulator, tmp_path, during)
