@@ -7,8 +7,8 @@ default thresholds (700, 10, 10) those short-lived objects survive the young col
 the oldest generation and trigger a *full* collection every few seconds, and a full collection
 walks every object of the process: the modules of SQLAlchemy, pyarrow, the WebSocket client and
 the books. Measured in ``okex-recorder run`` under the ``wire`` benchmark (bench/README.md "Where
-the CPU time goes"): the collector took 0.81-1.06 s of CPU per 100,000 frames, all of it holding
-the interpreter lock; with this policy 0.49-0.59 s (about 3 % of the process's CPU).
+the CPU time goes"): the collector took 0.81-1.14 s of CPU per 100,000 frames, all of it holding
+the interpreter lock; with this policy 0.49-0.64 s (3-5 % of the process's CPU).
 
 :func:`configure`, called once when the process has imported and opened everything and before
 it starts recording (``okex-recorder run``, the writer process), does two things:
