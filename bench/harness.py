@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,3 +73,24 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+@contextmanager
+def run_process_gc() -> Iterator[None]:
+    """The garbage-collector policy of an ``okex-recorder run`` process
+    (:func:`recorder.gc_policy.configure`: freeze what is alive, fewer full collections) for what runs
+    inside, then the interpreter's previous settings again. In-process benchmarks run the recorder
+    *and* its floor inside it, so both get what the recorder process gets; ``OKEX_GC_TUNING=0``
+    leaves the defaults for both (as it does for ``run``)."""
+    import gc
+
+    from recorder import gc_policy
+
+    thresholds = gc.get_threshold()
+    applied = gc_policy.configure()
+    try:
+        yield
+    finally:
+        if applied:
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from bench import streams
 from bench.floor import run_floor
-from bench.harness import BenchResult, Timer
+from bench.harness import BenchResult, Timer, run_process_gc
 from bench.honest_floor import run_honest_floor
 from recorder.collector.pipeline import run_in_process
 from recorder.storage.migrate import upgrade
@@ -119,7 +119,7 @@ def run_recorder(frames: list[str], sql_url: str, root: Path, *, bulk: bool = Fa
     (:class:`~recorder.storage.sql_bulk.BulkSqlStore`, PostgreSQL only)."""
     items = recorder_items(frames)
     writer = open_writer(sql_url, root, bulk=bulk)
-    with Timer() as t:
+    with run_process_gc(), Timer() as t:
         run_in_process(items, writer, streams.pipeline(), batch_frames=BATCH_FRAMES)
     return t.seconds
 
@@ -134,7 +134,7 @@ def run_floor_job(frames: list[str], sql_url: str, root: Path) -> float:
     base = streams.BASE_TS_MS * 1000
     items = [(base + 10 * i, f) for i, f in enumerate(frames)]
     upgrade(sa_url(sql_url))  # the schema comes from the project's migrations, outside the timing
-    with Timer() as t:
+    with run_process_gc(), Timer() as t:
         run_honest_floor(items, sql_url, root / "parquet", root, batch_frames=BATCH_FRAMES)
     return t.seconds
 

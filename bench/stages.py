@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import streams
-from bench.harness import BenchResult
+from bench.harness import BenchResult, run_process_gc
 
 SIZES = {"tiny": (3_000, 20), "small": (30_000, 50), "full": (200_000, 100)}  # frames, symbols
 PER = 100_000  # figures are CPU seconds per this many frames
@@ -130,9 +130,10 @@ def measure(n_frames: int, n_symbols: int) -> tuple[dict[str, float], float, boo
         pipeline = streams.pipeline()
         restore = _patch(timers)
         try:
-            cpu0 = time.process_time()
-            run_in_process(items, writer, pipeline, batch_frames=BATCH_FRAMES)
-            cpu = time.process_time() - cpu0
+            with run_process_gc():  # as in an `okex-recorder run` process (recorder/gc_policy.py)
+                cpu0 = time.process_time()
+                run_in_process(items, writer, pipeline, batch_frames=BATCH_FRAMES)
+                cpu = time.process_time() - cpu0
         finally:
             restore()
         sql_counts, pq_counts = persisted(url, root / "run" / "parquet")

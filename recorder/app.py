@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recorder import gc_policy
 from recorder.collector.app import Recorder, RunResult
 from recorder.collector.pipeline import RecordWriter
 from recorder.config import Config, PlausibilityConfig, StorageConfig, load_config, mask_url
@@ -310,7 +311,9 @@ def open_writer_in_child(storage: StorageConfig, plausibility: PlausibilityConfi
     writer :func:`open_storage` would open in process. Runs in the child: its arguments are picklable."""
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    return _open_writer(storage, plausibility, collector_id)
+    writer = _open_writer(storage, plausibility, collector_id)
+    gc_policy.configure()  # as in `run` (recorder/gc_policy.py)
+    return writer
 
 
 def _open_writer(s: StorageConfig, plausibility: PlausibilityConfig, collector_id: str) -> RecordWriter:
@@ -417,8 +420,11 @@ def stored_instruments(config: Config) -> list[Instrument]:
 
 async def record(config: Config, *, duration: float | None = None, writer: RecordWriter | None = None,
                  credentials: Credentials | None = None, rest_url: str | None = None,
-                 signals: bool = True) -> RunResult:
-    """Run a :class:`Recorder` in the current loop (opening the storage unless ``writer`` is given)."""
+                 signals: bool = True, gc_tuning: bool = False) -> RunResult:
+    """Run a :class:`Recorder` in the current loop (opening the storage unless ``writer`` is given).
+
+    ``gc_tuning``: apply :func:`recorder.gc_policy.configure` once startup is done (the ``run``
+    command does; it is a whole-process setting, so not for a caller embedding the recorder)."""
     if writer is None:
         writer = await asyncio.to_thread(open_storage, config)
     recorder = Recorder(config, writer, credentials=credentials, rest_url=rest_url)
@@ -430,6 +436,8 @@ async def record(config: Config, *, duration: float | None = None, writer: Recor
                  if okx_v5_poll_settings(config) is not None else None)
     if not config.bus.url:  # on the bus the collector has no database: `okex-recorder store` has it
         recorder.pipeline.seed_instruments(await asyncio.to_thread(stored_instruments, config))
+    if gc_tuning:  # startup done: freeze what is alive, fewer full collections (gc_policy)
+        gc_policy.configure()
 
     def start_v5(rec: Recorder) -> None:  # the OKX v5 account poller beside the collector
         stop = rec.stop_event
@@ -478,7 +486,7 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         log.info("OKEx v1 poller on with %r", credentials)
     with claim_storage(config):
-        result = asyncio.run(record(config, duration=args.duration, credentials=credentials))
+        result = asyncio.run(record(config, duration=args.duration, credentials=credentials, gc_tuning=True))
     return result.exit_code
 
 

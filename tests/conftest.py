@@ -1,5 +1,6 @@
 """Shared fixtures. Area fixtures live in ``tests/fixtures/`` and are registered here."""
 
+import gc
 import logging
 from collections.abc import Iterator
 
@@ -32,3 +33,15 @@ def _root_logging_as_it_was() -> Iterator[None]:
     for name, lg in list(logging.root.manager.loggerDict.items()):
         if isinstance(lg, logging.Logger) and lg.level != levels.get(name, logging.NOTSET):
             lg.setLevel(levels.get(name, logging.NOTSET))
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collector_as_it_was() -> Iterator[None]:
+    """A test that runs ``main(["run", ...])`` in-process applies the ``run`` process's collector
+    policy (:func:`recorder.gc_policy.configure`: ``gc.freeze()``, other thresholds) to the test
+    process; put the interpreter's settings back so later tests see the defaults."""
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    yield
+    if gc.get_threshold() != thresholds or gc.get_freeze_count() != frozen:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
