@@ -86,6 +86,7 @@ class GapReason(enum.Enum):
     NO_SNAPSHOT = "no_snapshot"  # an update before any snapshot
     CHECKSUM = "checksum"  # a non-zero checksum did not match
     DECODE = "decode"  # an increment could not be decoded (the frame is quarantined)
+    CROSSED = "crossed"  # best bid >= best ask after a snapshot or update (never stored)
     SUBSCRIBE_ERROR = "subscribe_error"  # the exchange refused the subscription
     PLANNED = "planned"  # notice 64008: service upgrade
     CONNECTION = "connection"  # connection lost / pong timeout

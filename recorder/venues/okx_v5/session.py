@@ -26,7 +26,14 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from recorder.errors import ChannelError, ChecksumMismatchError, ConfigError, DecodeError, SequenceGapError
+from recorder.errors import (
+    ChannelError,
+    ChecksumMismatchError,
+    ConfigError,
+    CrossedBookError,
+    DecodeError,
+    SequenceGapError,
+)
 
 from . import parse as P
 from .book import ChecksumMode, OrderBook, Scale
@@ -357,9 +364,12 @@ class V5Session:
                 continue
             try:
                 if snapshot:
-                    bids, asks = book.apply_snapshot(
+                    book.apply_snapshot(
                         d.bids, d.asks, ts_event=ts_event, seq_id=d.seqId, checksum_value=d.checksum
                     )
+                    # the book as it now is, not the levels as sent: a size-0 level is no level, and a
+                    # price sent twice is one level (the last)
+                    bids, asks = book.bids(), book.asks()
                     self._books[key] = book
                     self._dropped.discard(key)
                     out.append(
@@ -409,6 +419,8 @@ class V5Session:
                 out.append(self._gap(arg, ts_recv, reason, str(exc)))
             except ChecksumMismatchError as exc:
                 out.append(self._gap(arg, ts_recv, GapReason.CHECKSUM, str(exc)))
+            except CrossedBookError as exc:
+                out.append(self._gap(arg, ts_recv, GapReason.CROSSED, str(exc)))
             except DecodeError:
                 if not snapshot:
                     self._deferred += out

@@ -400,6 +400,11 @@ class V5VenueSession:
             if ev.reason is not v5.GapReason.SUBSCRIBE_ERROR:  # refusals: see ErrorEvent
                 key = (ev.channel, ev.instrument)
                 self._cadence.pop(key, None)
+                if ev.reason is v5.GapReason.CROSSED:  # as v1: the instant, then the span to the fresh book
+                    self.counters.crossed_books += 1
+                    out.append(FeedEvent(kind=FeedEventKind.CROSSED_BOOK, ts_start=ts_recv, ts_end=ts_recv,
+                                         connection=self.plan.name, symbols=(ev.instrument,),
+                                         channel=ev.channel, detail=ev.detail, venue=VENUE.name))  # fmt: skip
                 if key not in self._book_spans:
                     self._book_spans[key] = self._open(neutral.gap_event(ev, self.plan.name))
                 self.counters.reject(ev.channel, f"book dropped: {ev.reason.value}")

@@ -9,8 +9,10 @@ stopped, which flushes everything received.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -109,4 +111,52 @@ async def test_a_sequence_break_is_a_gap_that_coverage_counts(tmp_path: Path) ->
         (pd.Timestamp(gap.ts_start), pd.Timestamp(gap.ts_end))]
     assert quality.coverage(events, [INST], start, end).loc[INST, "gaps"] == 1
     assert len(parquet_rows(tmp_path / "parquet", "book_snapshots")) == 2
+    assert_accounting(status)
+
+
+async def test_a_crossed_book_or_an_impossible_level_is_never_stored(tmp_path: Path) -> None:
+    """An update that crosses the book (bid 100.5 over ask 100.1), then a snapshot with a negative
+    size and one with a negative price: v5 stored all three as books. Now: the crossed book is a
+    `crossed_book` instant and a `resubscribed` span until the fresh snapshot; each impossible
+    snapshot is quarantined with its reason; every good book around them is stored exactly."""
+
+    async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
+        await ws.send(ex.ack(op, rid, arg))
+        if op != "subscribe":
+            return
+        n = ex.state["subs"] = ex.state.get("subs", 0) + 1
+        await ws.send(book_msg(arg, "snapshot", B0, A0, seq=10 * n, prev=-1, ts=now_ms()))
+        if n == 1:
+            crossing = [["100.5", "5", "0", "1"]]
+            await ws.send(book_msg(arg, "update", crossing, [], seq=11, prev=10, ts=now_ms()))
+        elif n == 2:
+            negative_size = [["100.0", "-1", "0", "1"]]
+            await ws.send(book_msg(arg, "snapshot", negative_size, A0, seq=30, prev=-1, ts=now_ms()))
+            negative_price = [["-5", "1", "0", "1"]]
+            await ws.send(book_msg(arg, "snapshot", negative_price, A0, seq=40, prev=-1, ts=now_ms()))
+            zero_size = [["100.0", "0", "0", "1"], ["99.9", "2", "0", "1"]]  # 0: no level there (kept out)
+            await ws.send(book_msg(arg, "snapshot", zero_size, A0, seq=50, prev=-1, ts=now_ms()))
+
+    async with V5Exchange(script) as ex:
+        status, url = await record(tmp_path, ex, lambda r: accepted(r, BookSnapshot) == 3, "the last book")
+    books = stored(url, "book_snapshots")
+    assert [b.seq_id for b in books] == [10, 20, 50]
+    assert books[1].bids == books[0].bids == ((Decimal("100.0"), Decimal(1)), (Decimal("99.9"), Decimal(2)))
+    assert books[2].bids == ((Decimal("99.9"), Decimal(2)),)
+    assert all(b.asks == ((Decimal("100.1"), Decimal(3)), (Decimal("100.2"), Decimal(4))) for b in books)
+    assert all(b.best_bid < b.best_ask for b in books)
+    events = stored(url, "feed_events", order_by="ts_start")
+    (crossed,) = [e for e in events if e.kind is FeedEventKind.CROSSED_BOOK]
+    assert crossed.detail == f"crossed book for {INST}: best bid 100.5 >= best ask 100.1"
+    (span,) = [e for e in events if e.kind is FeedEventKind.RESUBSCRIBED]
+    assert span.ts_start == crossed.ts_start and span.ts_end == books[1].ts_recv and span.symbols == (INST,)
+    quarantine = stored(url, "quarantine")
+    quarantined = sorted((json.loads(q.payload)["data"][0]["seqId"], q.reason) for q in quarantine)
+    assert quarantined == [
+        (30, "bids level ['100.0', '-1']: impossible level (price <= 0 or size < 0)"),
+        (40, "bids level ['-5', '1']: impossible level (price <= 0 or size < 0)"),
+    ]
+    assert len(parquet_rows(tmp_path / "parquet", "book_snapshots")) == 3
+    assert len(parquet_rows(tmp_path / "parquet", "quarantine")) == 2
+    assert status["crossed_books"] == 1
     assert_accounting(status)
