@@ -44,6 +44,7 @@ __all__ = [
     "OrderState",
     "Pong",
     "PongTimeout",
+    "RejectedItem",
     "Side",
     "SubscribeAck",
     "Trade",
@@ -385,3 +386,18 @@ class PongTimeout:
 
     ping_sent: datetime
     now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedItem:
+    """One item of a push's ``data`` array that could not be decoded or holds an impossible value;
+    the other items of the push are decoded as usual (each item is its own record).
+
+    ``payload`` is the push cut down to that item: ``{"arg": ..., "data": [item]}`` (UTF-8 JSON).
+    """
+
+    channel: str
+    instrument: str
+    reason: str
+    payload: bytes
+    ts_recv: datetime

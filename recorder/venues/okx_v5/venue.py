@@ -358,6 +358,16 @@ class V5VenueSession:
         self.out.append(q)
         log.warning("%s: quarantined a frame: %s", self.plan.name, reason[:200])
 
+    def _reject_item(self, item: v5.RejectedItem) -> None:
+        """One bad item of a push (its neighbours were taken): a quarantine row of its own."""
+        self.counters.quarantine(item.reason)
+        self.counters.reject(item.channel, item.reason.split(":", 1)[0][:60])
+        payload = item.payload[:MAX_QUARANTINE_BYTES]
+        self.out.append(QuarantinedFrame(ts_recv=item.ts_recv, connection=self.plan.name,
+                                         reason=item.reason[:500], payload=payload, venue=VENUE.name))
+        log.warning("%s: quarantined one item of a %s push (the others are kept): %s", self.plan.name,
+                    item.channel, item.reason[:200])
+
     def _accept(self, rtype: type, symbol: str, channel: str) -> None:
         key = (rtype, symbol, ("okx_v5", channel))
         acc = self.counters.accepted
@@ -409,6 +419,8 @@ class V5VenueSession:
                     self._book_spans[key] = self._open(neutral.gap_event(ev, self.plan.name))
                 self.counters.reject(ev.channel, f"book dropped: {ev.reason.value}")
                 self._schedule_resubscribe(key, ts_recv)
+        elif isinstance(ev, v5.RejectedItem):
+            self._reject_item(ev)
         elif isinstance(ev, v5.Instrument):
             self._instrument(ev)
         elif isinstance(ev, v5.ErrorEvent):

@@ -23,7 +23,7 @@ from analysis import load, quality
 from recorder.app import open_storage
 from recorder.collector.app import Recorder
 from recorder.config import load_config
-from recorder.records import BookSnapshot, FeedEventKind
+from recorder.records import BookSnapshot, Deal, FeedEventKind, Kline
 from recorder.storage import migrate
 from tests.collector.helpers import stored, wait_until
 from tests.faults.helpers import parquet_rows
@@ -159,4 +159,79 @@ async def test_a_crossed_book_or_an_impossible_level_is_never_stored(tmp_path: P
     assert len(parquet_rows(tmp_path / "parquet", "book_snapshots")) == 3
     assert len(parquet_rows(tmp_path / "parquet", "quarantine")) == 2
     assert status["crossed_books"] == 1
+    assert_accounting(status)
+
+
+async def test_one_bad_item_of_a_push_costs_only_itself(tmp_path: Path) -> None:
+    """Pushes of several trades or candles with one bad item (NaN, a JSON number, a price <= 0, a
+    negative size or volume) were quarantined whole, the good items with them, and impossible
+    values (price -1, size 0, an all-zero candle) were stored. Now each bad item is one quarantine
+    row holding only that item, with its reason, and its neighbours are stored exactly; a push of
+    one bad item is quarantined as before."""
+    sent_trades: list[dict[str, Any]] = []
+    bad_trades: list[dict[str, Any]] = []
+    bad_candles: list[list[str]] = []
+
+    def trade(tid: str, px: Any = "6500.1", sz: Any = "0.5") -> dict[str, Any]:
+        return {"instId": INST, "tradeId": tid, "px": px, "sz": sz, "side": "sell", "ts": now_ms(),
+                "count": "1"}
+
+    async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
+        await ws.send(ex.ack(op, rid, arg))
+        if op != "subscribe":
+            return
+        if arg["channel"] == "trades":
+            pushes = [[trade("1"), trade("2", px="NaN"), trade("3")],
+                      [trade("4"), trade("5", px=6500), trade("6", sz="1e-8")],
+                      [trade("7", px="-1"), trade("8", sz="0"), trade("9", sz="-0.5"), trade("10")],
+                      [trade("11", px="0E-10")],  # one item: the frame is the quarantine row
+                      [trade("12")]]  # fmt: skip
+            for items in pushes:
+                await ws.send(json.dumps({"arg": arg, "data": items}))
+                good = [t for t in items if t["tradeId"] in ("1", "3", "4", "6", "10", "12")]
+                sent_trades.extend(good)
+                bad_trades.extend(t for t in items if t not in good)
+        else:
+            now = int(now_ms())
+            minute = now - now % 60_000
+            rows = [[str(minute - 60_000), "1", "2", "0.5", "1.5", "10", "20", "20", "1"],
+                    [str(minute), "1", "2", "NaN", "1.5", "10", "20", "20", "0"],
+                    [str(minute), "0", "0", "0", "0", "-5", "", "", "0"]]  # fmt: skip
+            bad_candles.extend(rows[1:])
+            await ws.send(json.dumps({"arg": arg, "data": rows}))
+            good_now = [str(minute), "1", "2.5", "0.5", "2", "11", "22", "22", "0"]
+            await ws.send(json.dumps({"arg": arg, "data": [good_now]}))
+
+    def done(r: Recorder) -> bool:
+        return accepted(r, Deal) == 6 and accepted(r, Kline) == 2
+
+    async with V5Exchange(script) as ex:
+        status, url = await record(tmp_path, ex, done, "every good trade and candle", channels=["trades"],
+                                   candle_bars=["1m"])  # fmt: skip
+    expected = [(int(t["tradeId"]), Decimal(t["px"]), Decimal(t["sz"])) for t in sent_trades]
+    assert [(d.tid, d.price, d.amount) for d in stored(url, "deals", order_by="tid")] == expected
+    assert sorted((d.tid, d.price, d.amount) for d in parquet_rows(tmp_path / "parquet", "deals")) == expected
+    klines = stored(url, "klines", order_by="ts_event")
+    assert [(k.open, k.high, k.low, k.close, k.volume, k.confirmed) for k in klines] == [
+        (Decimal(1), Decimal(2), Decimal("0.5"), Decimal("1.5"), Decimal(10), True),
+        (Decimal(1), Decimal("2.5"), Decimal("0.5"), Decimal(2), Decimal(11), False),
+    ]
+    quarantined = [(json.loads(q.payload)["data"], q.reason) for q in stored(url, "quarantine")]
+    trade_rows = {data[0]["tradeId"]: (data, reason)
+                  for data, reason in quarantined if isinstance(data[0], dict)}  # fmt: skip
+    assert {tid: reason for tid, (_, reason) in trade_rows.items()} == {
+        "2": "field 'trade.px': 'NaN' is not a decimal number",
+        "5": "okx_v5 trades data: Expected `str`, got `int` - at `$.px`",
+        "7": "trade: impossible price -1, size 0.5",
+        "8": "trade: impossible price 6500.1, size 0",
+        "9": "trade: impossible price 6500.1, size -0.5",
+        "11": "trade: impossible price 0E-10, size 0.5",
+    }
+    assert all(trade_rows[t["tradeId"]][0] == [t] for t in bad_trades)  # each row holds only its item
+    candle_rows = sorted((data, reason) for data, reason in quarantined if isinstance(data[0], list))
+    assert candle_rows == sorted([
+        ([bad_candles[0]], "field 'candle.l': 'NaN' is not a decimal number"),
+        ([bad_candles[1]], "candle: impossible candle open 0 high 0 low 0 close 0 volume -5"),
+    ])
+    assert len(parquet_rows(tmp_path / "parquet", "quarantine")) == 8
     assert_accounting(status)
