@@ -53,7 +53,8 @@ class V5VenueSettings:
       ``candle_bars``: v5 bars (``1m``, ``1H``, ``1Dutc``...), one ``candle<bar>`` channel each.
     * ``ping_after``: idle seconds before the text ``ping`` (§2.1: < 30, the server closes idle
       connections at 30 s); ``pong_timeout``, ``stall_timeout``, ``connect_timeout``,
-      ``reconnect_initial`` / ``reconnect_cap`` as for v1.
+      ``reconnect_initial`` / ``reconnect_cap`` as for v1; ``stall_timeout`` also bounds the wait
+      for a book's snapshot after its (re)subscription (then a ``resubscribed`` gap and a retry).
     * ``snapshot_on_change`` / ``snapshot_interval_ms`` / ``snapshot_depth``: the snapshot cadence
       of ``books`` (as v1's: on a change of the top ``snapshot_depth`` levels and/or one per N ms
       of exchange time); ``books5`` and ``bbo-tbt`` pushes are whole books, each stored.

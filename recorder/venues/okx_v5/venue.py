@@ -196,6 +196,9 @@ class V5VenueSession:
         self._refusals: dict[tuple[str, str], _Refusal] = {}
         self._cadence: dict[tuple[str, str], _Cadence] = {}
         self._pace: dict[tuple[str, str], _Pace] = {}
+        self._snapshot_due: dict[tuple[str, str], datetime] = {}
+        """Books subscribed (or resubscribed) whose snapshot has not come: by when it must
+        (``stall_timeout`` after the request). Past it, the book is a gap and asked for again."""
         self._replace: str | None = None
         self._planned_pending = False  # a notice came on this connection: its span waits for the next one
         self._replace_at: datetime | None = None
@@ -210,6 +213,7 @@ class V5VenueSession:
             self.url_kind, scales=self.scales, config=self.settings.session_config(), now=now
         )
         self._cadence.clear()
+        self._snapshot_due.clear()
         self._replace_at = None
         self._planned_pending = False
         for r in self._refusals.values():
@@ -226,6 +230,7 @@ class V5VenueSession:
             ready = [a for a in books if a.instId in self.scales]
             self._waiting_books = [a for a in books if a.instId not in self.scales]
             now_args += ready
+            self._await_snapshots(ready, now)
         if now_args:
             self.core.subscribe(now_args)
 
@@ -234,6 +239,7 @@ class V5VenueSession:
         """The connection is gone: open its gap span (unless a planned one is open) and a
         ``BOOK_RESET`` span for each book that was held."""
         core, self.core = self.core, None
+        self._snapshot_due.clear()  # the connection's own gap covers its books from here
         if self._conn_span is None:
             kind = FeedEventKind.STALL if stall_since is not None else FeedEventKind.DISCONNECTED
             start = stall_since or dead_since or now
@@ -277,6 +283,7 @@ class V5VenueSession:
                 arg = next((a for a in self.args if a.key == key), None)
                 if arg is not None:
                     self.core.resubscribe(arg)
+                    self._await_snapshots([arg], now)
         due = [r for r in self._refusals.values() if r.due is not None and r.due <= now]
         for r in due:
             r.due = None
@@ -284,13 +291,43 @@ class V5VenueSession:
                 self._waiting_books.append(r.arg)
             else:
                 self.core.subscribe([r.arg])
+                if _is_book(r.arg):
+                    self._await_snapshots([r.arg], now)
+        late = [key for key, when in self._snapshot_due.items() if when <= now]
+        for key in late:
+            self._no_snapshot(key, now)
 
     def next_deadline(self) -> datetime | None:
         times = [r.due for r in self._refusals.values() if r.due is not None]
         times += [p.due for p in self._pace.values() if p.due is not None]
+        times += self._snapshot_due.values()
         if self._replace_at is not None:
             times.append(self._replace_at)
         return min(times) if times else None
+
+    def _await_snapshots(self, args: list[ChannelArg], now: datetime) -> None:
+        """Book subscriptions just requested: each snapshot must come within ``stall_timeout``."""
+        due = now + timedelta(seconds=self.settings.stall_timeout)
+        for arg in args:
+            self._snapshot_due[arg.key] = due
+
+    def _no_snapshot(self, key: tuple[str, str], now: datetime) -> None:
+        """A book's snapshot did not come in time after its (re)subscription (no ack, or an ack and no
+        data): that book was not watched since the request. It is a ``resubscribed`` span from the
+        request (unless a gap of the book is open already) and it is asked for again with the backoff."""
+        asked = self._snapshot_due.pop(key) - timedelta(seconds=self.settings.stall_timeout)
+        if key in self._refused_spans or (self.core is not None and self.core.book(*key) is not None):
+            return
+        if key not in self._book_spans:
+            channel, inst = key
+            detail = (f"{channel} {inst}: no snapshot within {self.settings.stall_timeout:g} s of the "
+                      "subscription (no answer, or an ack without data); subscribing again")
+            self._book_spans[key] = self._open(FeedEvent(
+                kind=FeedEventKind.RESUBSCRIBED, ts_start=asked, ts_end=None, connection=self.plan.name,
+                symbols=(inst,), channel=channel, detail=detail, venue=VENUE.name))  # fmt: skip
+            log.warning("%s: %s", self.plan.name, detail)
+            self.counters.reject(channel, "no snapshot after subscribing")
+        self._schedule_resubscribe(key, now)
 
     def data_to_send(self) -> list[Frame]:
         return list(self.core.data_to_send()) if self.core is not None else []
@@ -447,6 +484,7 @@ class V5VenueSession:
 
     def _book_snapshot(self, s: v5.BookSnapshot, ts_recv: datetime) -> None:
         key = (s.channel, s.instrument)
+        self._snapshot_due.pop(key, None)
         pace = self._pace.get(key)
         if pace is not None:
             pace.due = None  # a fresh snapshot came (e.g. the subscription's own): no resubscription due
@@ -520,12 +558,14 @@ class V5VenueSession:
                     for arg in self.args:
                         if _is_book(arg) and arg.instId == inst.instrument:
                             core.resubscribe(arg)
+                            self._await_snapshots([arg], inst.ts_recv)
         core = self.core
         if core is not None and self._waiting_books:
             ready = [a for a in self._waiting_books if a.instId in self.scales]
             if ready:
                 self._waiting_books = [a for a in self._waiting_books if a.instId not in self.scales]
                 core.subscribe(ready)
+                self._await_snapshots(ready, inst.ts_recv)
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -539,6 +579,7 @@ class V5VenueSession:
             return
         for arg in err.args:
             key = arg.key
+            self._snapshot_due.pop(key, None)  # the refusal has its own span and retry
             r = self._refusals.get(key)
             if r is None:
                 r = self._refusals[key] = _Refusal(arg, delays=backoff(self._policy, self._rng))

@@ -23,7 +23,7 @@ from analysis import load, quality
 from recorder.app import open_storage
 from recorder.collector.app import Recorder
 from recorder.config import load_config
-from recorder.records import BookSnapshot, Deal, FeedEventKind, Kline
+from recorder.records import BookSnapshot, Deal, FeedEventKind, Kline, Ticker
 from recorder.storage import migrate
 from tests.collector.helpers import stored, wait_until
 from tests.faults.helpers import parquet_rows
@@ -234,4 +234,59 @@ async def test_one_bad_item_of_a_push_costs_only_itself(tmp_path: Path) -> None:
         ([bad_candles[1]], "candle: impossible candle open 0 high 0 low 0 close 0 volume -5"),
     ])
     assert len(parquet_rows(tmp_path / "parquet", "quarantine")) == 8
+    assert_accounting(status)
+
+
+async def test_a_book_subscription_never_answered_is_a_gap_and_is_asked_again(tmp_path: Path) -> None:
+    """The server acks `books` and sends no snapshot (a lost subscription) while tickers keep the
+    connection busy: v5 recorded no book, no span, no log line, '0 open gaps', for as long as it
+    ran. Now the book is a `resubscribed` span from the subscription until the snapshot the next
+    subscription brings (`stall_timeout` after asking)."""
+    tickers_sent: list[str] = []
+
+    def ticker(arg: dict[str, str], last: str) -> str:
+        item = {"instType": "SPOT", "instId": INST, "last": last, "lastSz": "0.1", "askPx": "6501",
+                "askSz": "1", "bidPx": "6499", "bidSz": "2", "open24h": "6400", "high24h": "6600",
+                "low24h": "6300", "volCcy24h": "100", "vol24h": "10", "sodUtc0": "6400", "sodUtc8": "6400",
+                "ts": now_ms()}  # fmt: skip
+        return json.dumps({"arg": arg, "data": [item]})
+
+    async def feed(ex: V5Exchange, ws: ServerConnection, arg: dict[str, str]) -> None:
+        while not ex.state.get("book_sent"):  # busy until the book came: no connection stall
+            last = f"6500.{len(tickers_sent)}"
+            tickers_sent.append(last)
+            await ws.send(ticker(arg, last))
+            await asyncio.sleep(0.1)
+        ex.state["feed_done"] = True
+
+    async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
+        await ws.send(ex.ack(op, rid, arg))
+        if op != "subscribe":
+            return
+        if arg["channel"] == "tickers":
+            ex.state["feed"] = asyncio.get_running_loop().create_task(feed(ex, ws, arg))
+            return
+        n = ex.state["subs"] = ex.state.get("subs", 0) + 1
+        ex.state.setdefault("asked", []).append(time.time())
+        if n == 2:  # the first subscription is acked and then nothing: lost
+            await ws.send(book_msg(arg, "snapshot", B0, A0, seq=20, prev=-1, ts=now_ms()))
+            ex.state["book_sent"] = True
+
+    def done(r: Recorder) -> bool:
+        return (bool(ex.state.get("feed_done")) and accepted(r, BookSnapshot) == 1
+                and accepted(r, Ticker) == len(tickers_sent))  # fmt: skip
+
+    async with V5Exchange(script) as ex:
+        status, url = await record(tmp_path, ex, done, "the book and every ticker",
+                                   channels=["tickers", "books"], stall_timeout=1.0)  # fmt: skip
+    (book,) = stored(url, "book_snapshots")
+    assert book.seq_id == 20 and book.bids == ((Decimal("100.0"), Decimal(1)), (Decimal("99.9"), Decimal(2)))
+    events = stored(url, "feed_events", order_by="ts_start")
+    (span,) = [e for e in events if e.kind is FeedEventKind.RESUBSCRIBED]
+    assert span.detail == (f"books {INST}: no snapshot within 1 s of the subscription (no answer, or an ack "
+                           "without data); subscribing again")
+    first_ask = ex.state["asked"][0]
+    assert first_ask - 5 <= span.ts_start.timestamp() <= first_ask  # from the subscription, not the timeout
+    assert span.ts_end == book.ts_recv and span.symbols == (INST,) and span.channel == "books"
+    assert [t.last for t in stored(url, "tickers")] == [Decimal(v) for v in tickers_sent]
     assert_accounting(status)
