@@ -454,6 +454,8 @@ class V5VenueSession:
                                          channel=ev.channel, detail=ev.detail, venue=VENUE.name))  # fmt: skip
                 if key not in self._book_spans:
                     self._book_spans[key] = self._open(neutral.gap_event(ev, self.plan.name))
+                    log.warning("%s: %s %s: book dropped (%s: %s); subscribing again", self.plan.name,
+                                ev.channel, ev.instrument, ev.reason.value, ev.detail[:200])
                 self.counters.reject(ev.channel, f"book dropped: {ev.reason.value}")
                 self._schedule_resubscribe(key, ts_recv)
         elif isinstance(ev, v5.RejectedItem):

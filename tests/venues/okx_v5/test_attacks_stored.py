@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from websockets.asyncio.server import ServerConnection
 
 from analysis import load, quality
@@ -80,10 +81,11 @@ def assert_accounting(status: dict[str, Any]) -> None:
             assert produced == written + rows["quarantined"].get(dataset, 0), (dataset, store, rows)
 
 
-async def test_a_sequence_break_is_a_gap_that_coverage_counts(tmp_path: Path) -> None:
+async def test_a_sequence_break_is_a_gap_that_coverage_counts(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     """A v5 book whose update does not link is dropped until a fresh snapshot: a `sequence_break`
     span. `analysis.quality` counted only v1's kinds, so the recording of a broken v5 book read as
-    fully watched (coverage 1.0, no gap interval)."""
+    fully watched (coverage 1.0, no gap interval); and nothing was logged."""
 
     async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
         await ws.send(ex.ack(op, rid, arg))
@@ -110,6 +112,9 @@ async def test_a_sequence_break_is_a_gap_that_coverage_counts(tmp_path: Path) ->
     assert [(r.start, r.end) for r in intervals.itertuples()] == [
         (pd.Timestamp(gap.ts_start), pd.Timestamp(gap.ts_end))]
     assert quality.coverage(events, [INST], start, end).loc[INST, "gaps"] == 1
+    dropped = [r.getMessage() for r in caplog.records if "book dropped" in r.getMessage()]
+    assert dropped == [f"okx_v5-public-0: books {INST}: book dropped (sequence: {gap.detail}); "
+                       "subscribing again"]
     assert len(parquet_rows(tmp_path / "parquet", "book_snapshots")) == 2
     assert_accounting(status)
 
