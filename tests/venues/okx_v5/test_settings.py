@@ -63,6 +63,27 @@ def test_subtables_are_parsed_by_their_registered_parser() -> None:
         del SUBTABLES["poller"]
 
 
+def test_the_poller_uses_the_venue_rest_url_unless_it_sets_its_own() -> None:
+    """A `[venues.okx_v5]` table pointing at the simulator left its poller asking the live
+    https://www.okx.com (retrying network errors for ever) unless the poller table repeated it."""
+    from recorder.venues.okx_v5.poll import V5PollSettings
+
+    sim = "http://127.0.0.1:18780"
+    saved = SUBTABLES.get("poller")
+    SUBTABLES["poller"] = V5PollSettings.from_table
+    try:
+        inherited = parse_settings({"rest_url": sim, "poller": {"enabled": True}}).extra["poller"]
+        assert inherited.rest_url == sim and inherited.enabled
+        own = parse_settings({"rest_url": sim, "poller": {"rest_url": "http://127.0.0.1:9"}}).extra["poller"]
+        assert own.rest_url == "http://127.0.0.1:9"
+        assert parse_settings({"poller": {}}).extra["poller"].rest_url == "https://www.okx.com"
+    finally:
+        if saved is None:
+            del SUBTABLES["poller"]
+        else:
+            SUBTABLES["poller"] = saved
+
+
 def test_plans_public_market_channels_and_business_candles() -> None:
     venue = get_venue("okx_v5")
     table = {"instruments": ["BTC-USDT", "ETH-USDT"], "channels": ["books", "tickers"],
