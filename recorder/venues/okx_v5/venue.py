@@ -42,7 +42,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import DecodeError, RecorderError
@@ -77,6 +77,9 @@ from .settings import V5VenueSettings, parse_settings
 __all__ = ["VENUE", "OkxV5Venue", "V5VenueSession"]
 
 log = logging.getLogger(__name__)
+
+_R = TypeVar("_R", Ticker, BookSnapshot)
+_ONE_US = timedelta(microseconds=1)
 
 MAX_QUARANTINE_BYTES = 64 * 1024
 PLANNED_REPLACE = "notice 64008: service upgrade; replacing the connection before the server closes it"
@@ -196,6 +199,7 @@ class V5VenueSession:
         self._refusals: dict[tuple[str, str], _Refusal] = {}
         self._cadence: dict[tuple[str, str], _Cadence] = {}
         self._pace: dict[tuple[str, str], _Pace] = {}
+        self._last_recv: dict[tuple[str, str], datetime] = {}  # see _distinct
         self._snapshot_due: dict[tuple[str, str], datetime] = {}
         """Books subscribed (or resubscribed) whose snapshot has not come: by when it must
         (``stall_timeout`` after the request). Past it, the book is a gap and asked for again."""
@@ -433,7 +437,7 @@ class V5VenueSession:
             self._accept(Deal, ev.instrument, "trades")
         elif isinstance(ev, v5.V5Ticker):
             self._data("tickers", ev.instrument, ts_recv)
-            out.append(neutral.ticker(ev))
+            out.append(self._distinct(("tickers", ev.instrument), neutral.ticker(ev)))
             self._accept(Ticker, ev.instrument, "tickers")
         elif isinstance(ev, v5.BookSnapshot):
             self._data(ev.channel, ev.instrument, ts_recv)
@@ -478,6 +482,16 @@ class V5VenueSession:
         if pace.due is None:
             pace.due = now + timedelta(seconds=next(pace.delays))
 
+    def _distinct(self, key: tuple[str, str], record: _R) -> _R:
+        """``record`` with a receive time after the last one of ``key`` (channel, instrument): the
+        stores key tickers and snapshots by ``(symbol, ts_recv)``, so two of one frame (a push of
+        two tickers of one instrument) would be one row in SQL. The later gets +1 µs, as on v1."""
+        last = self._last_recv.get(key)
+        if last is not None and record.ts_recv <= last:
+            record = replace(record, ts_recv=last + _ONE_US)
+        self._last_recv[key] = record.ts_recv
+        return record
+
     def _open(self, span: FeedEvent) -> FeedEvent:
         self.out.append(span)
         return span
@@ -503,9 +517,9 @@ class V5VenueSession:
             st.last_top = _top(book, depth) if book is not None else None
             if self.settings.snapshot_interval_ms:
                 st.last_bucket = int(s.ts_event.timestamp() * 1000) // self.settings.snapshot_interval_ms
-            self.out.append(snap)
+            self.out.append(self._distinct(key, snap))
         else:
-            self.out.append(neutral.book_snapshot(s))
+            self.out.append(self._distinct(key, neutral.book_snapshot(s)))
         self._accept(BookSnapshot, s.instrument, s.channel)
 
     def _book_update(self, u: v5.BookUpdate) -> None:
@@ -532,7 +546,7 @@ class V5VenueSession:
         if not take:
             return
         snap = book.snapshot(u.ts_recv, depth)
-        self.out.append(neutral.book_snapshot(snap))
+        self.out.append(self._distinct(key, neutral.book_snapshot(snap)))
         self._accept(BookSnapshot, u.instrument, u.channel)
 
     # -- reference data -----------------------------------------------------------------------------
