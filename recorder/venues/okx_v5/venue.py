@@ -200,6 +200,8 @@ class V5VenueSession:
         self._cadence: dict[tuple[str, str], _Cadence] = {}
         self._pace: dict[tuple[str, str], _Pace] = {}
         self._last_recv: dict[tuple[str, str], datetime] = {}  # see _distinct
+        self._ack_due: dict[tuple[str, str], tuple[ChannelArg, datetime]] = {}
+        """Other subscriptions just requested: by when the ack (or an error) must come."""
         self._snapshot_due: dict[tuple[str, str], datetime] = {}
         """Books subscribed (or resubscribed) whose snapshot has not come: by when it must
         (``stall_timeout`` after the request). Past it, the book is a gap and asked for again."""
@@ -218,6 +220,7 @@ class V5VenueSession:
         )
         self._cadence.clear()
         self._snapshot_due.clear()
+        self._ack_due.clear()
         self._replace_at = None
         self._planned_pending = False
         for r in self._refusals.values():
@@ -237,6 +240,7 @@ class V5VenueSession:
             self._await_snapshots(ready, now)
         if now_args:
             self.core.subscribe(now_args)
+            self._await_acks([a for a in now_args if not _is_book(a)], now)
 
     def closed(self, now: datetime, reason: str, *, stall_since: datetime | None = None,
                dead_since: datetime | None = None) -> None:  # fmt: skip
@@ -244,6 +248,7 @@ class V5VenueSession:
         ``BOOK_RESET`` span for each book that was held."""
         core, self.core = self.core, None
         self._snapshot_due.clear()  # the connection's own gap covers its books from here
+        self._ack_due.clear()
         if self._conn_span is None:
             kind = FeedEventKind.STALL if stall_since is not None else FeedEventKind.DISCONNECTED
             start = stall_since or dead_since or now
@@ -297,14 +302,19 @@ class V5VenueSession:
                 self.core.subscribe([r.arg])
                 if _is_book(r.arg):
                     self._await_snapshots([r.arg], now)
+                else:
+                    self._await_acks([r.arg], now)
         late = [key for key, when in self._snapshot_due.items() if when <= now]
         for key in late:
             self._no_snapshot(key, now)
+        for key in [k for k, (_, when) in self._ack_due.items() if when <= now]:
+            self._no_ack(key, now)
 
     def next_deadline(self) -> datetime | None:
         times = [r.due for r in self._refusals.values() if r.due is not None]
         times += [p.due for p in self._pace.values() if p.due is not None]
         times += self._snapshot_due.values()
+        times += [when for _, when in self._ack_due.values()]
         if self._replace_at is not None:
             times.append(self._replace_at)
         return min(times) if times else None
@@ -314,6 +324,37 @@ class V5VenueSession:
         due = now + timedelta(seconds=self.settings.stall_timeout)
         for arg in args:
             self._snapshot_due[arg.key] = due
+
+    def _await_acks(self, args: list[ChannelArg], now: datetime) -> None:
+        """Subscriptions just requested (not books: see :meth:`_await_snapshots`): each must be
+        answered (ack or error) within ``stall_timeout``."""
+        due = now + timedelta(seconds=self.settings.stall_timeout)
+        for arg in args:
+            self._ack_due[arg.key] = (arg, due)
+
+    def _no_ack(self, key: tuple[str, str], now: datetime) -> None:
+        """A subscription was neither acked nor refused in time: the channel is not recorded. It is
+        a ``subscribe_refused`` span from the request to the channel's first data, asked for again
+        with the backoff, as a refusal is."""
+        arg, due = self._ack_due.pop(key)
+        if self.core is None or any(a.key == key for a in self.core.subscribed):
+            return
+        r = self._refusals.get(key)
+        if r is None:
+            r = self._refusals[key] = _Refusal(arg, delays=backoff(self._policy, self._rng))
+        r.count += 1
+        r.due = now + timedelta(seconds=next(r.delays))
+        self.counters.reject(arg.channel, "no answer to subscribe")
+        if key in self._refused_spans:  # still unanswered after a retry: the span stays open
+            return
+        detail = (f"{arg.channel} {arg.instId}: no answer to the subscription within "
+                  f"{self.settings.stall_timeout:g} s (no ack, no error); asking again")
+        asked = due - timedelta(seconds=self.settings.stall_timeout)
+        self._refused_spans[key] = self._open(FeedEvent(
+            kind=FeedEventKind.SUBSCRIBE_REFUSED, ts_start=asked, ts_end=None, connection=self.plan.name,
+            symbols=(arg.instId,) if arg.instId else (), channel=arg.channel, detail=detail,
+            venue=VENUE.name))  # fmt: skip
+        log.warning("%s: %s", self.plan.name, detail)
 
     def _no_snapshot(self, key: tuple[str, str], now: datetime) -> None:
         """A book's snapshot did not come in time after its (re)subscription (no ack, or an ack and no
@@ -420,6 +461,7 @@ class V5VenueSession:
             self.out.append(neutral.close(self._conn_span, ts_recv))
             self._conn_span = None
         key = (channel, inst)
+        self._ack_due.pop(key, None)  # data: subscribed, whether or not its ack came
         span = self._refused_spans.pop(key, None)
         if span is not None:
             self.out.append(neutral.close(span, ts_recv))
@@ -596,6 +638,7 @@ class V5VenueSession:
         for arg in err.args:
             key = arg.key
             self._snapshot_due.pop(key, None)  # the refusal has its own span and retry
+            self._ack_due.pop(key, None)
             r = self._refusals.get(key)
             if r is None:
                 r = self._refusals[key] = _Refusal(arg, delays=backoff(self._policy, self._rng))

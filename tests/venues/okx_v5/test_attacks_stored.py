@@ -326,3 +326,55 @@ async def test_two_tickers_of_one_instrument_in_one_push_are_two_rows(tmp_path: 
     assert all(a.ts_recv < b.ts_recv for a, b in itertools.pairwise(rows))
     assert sorted(t.last for t in parquet_rows(tmp_path / "parquet", "tickers")) == [Decimal(v) for v in sent]
     assert_accounting(status)
+
+
+async def test_a_subscription_never_answered_is_a_gap_and_is_asked_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """`trades` is neither acked nor refused (the request lost) while tickers keep the connection
+    busy: v5 waited for ever, no span, no log. Now it is a `subscribe_refused` span from the request
+    to the first trade of the retry, asked again `stall_timeout` after the request."""
+    tickers: list[str] = []
+
+    async def feed(ex: V5Exchange, ws: ServerConnection, arg: dict[str, str]) -> None:
+        while not ex.state.get("traded"):
+            tickers.append(f"6500.{len(tickers)}")
+            item = {"instType": "SPOT", "instId": INST, "last": tickers[-1], "lastSz": "0.1", "askPx": "6501",
+                    "askSz": "1", "bidPx": "6499", "bidSz": "2", "open24h": "6400", "high24h": "6600",
+                    "low24h": "6300", "volCcy24h": "100", "vol24h": "10", "sodUtc0": "6400",
+                    "sodUtc8": "6400", "ts": now_ms()}  # fmt: skip
+            await ws.send(json.dumps({"arg": arg, "data": [item]}))
+            await asyncio.sleep(0.1)
+        ex.state["feed_done"] = True
+
+    async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
+        if arg["channel"] == "tickers":
+            await ws.send(ex.ack(op, rid, arg))
+            ex.state["feed"] = asyncio.get_running_loop().create_task(feed(ex, ws, arg))
+            return
+        ex.state.setdefault("asked", []).append(time.time())
+        if len(ex.state["asked"]) == 2:  # the first request is never answered
+            await ws.send(ex.ack(op, rid, arg))
+            trade = {"instId": INST, "tradeId": "7", "px": "6500.5", "sz": "0.25", "side": "buy",
+                     "ts": now_ms(), "count": "1"}  # fmt: skip
+            await ws.send(json.dumps({"arg": arg, "data": [trade]}))
+            ex.state["traded"] = True
+
+    def done(r: Recorder) -> bool:
+        return (bool(ex.state.get("feed_done")) and accepted(r, Deal) == 1
+                and accepted(r, Ticker) == len(tickers))  # fmt: skip
+
+    async with V5Exchange(script) as ex:
+        status, url = await record(tmp_path, ex, done, "the trade and every ticker",
+                                   channels=["tickers", "trades"], stall_timeout=1.0)  # fmt: skip
+    (deal,) = stored(url, "deals")
+    assert (deal.tid, deal.price, deal.amount) == (7, Decimal("6500.5"), Decimal("0.25"))
+    (span,) = [e for e in stored(url, "feed_events", order_by="ts_start")
+               if e.kind is FeedEventKind.SUBSCRIBE_REFUSED]  # fmt: skip
+    detail = f"trades {INST}: no answer to the subscription within 1 s (no ack, no error); asking again"
+    assert span.detail == detail and span.channel == "trades" and span.symbols == (INST,)
+    assert ex.state["asked"][0] - 5 <= span.ts_start.timestamp() <= ex.state["asked"][0]
+    assert span.ts_end == deal.ts_recv
+    assert [r.getMessage() for r in caplog.records if "no answer" in r.getMessage()] == [
+        f"okx_v5-public-0: {detail}"]
+    assert [t.last for t in stored(url, "tickers")] == [Decimal(v) for v in tickers]
+    assert_accounting(status)
