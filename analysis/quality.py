@@ -41,9 +41,17 @@ GAP_KINDS: frozenset[str] = frozenset(
         FeedEventKind.BOOK_RESET,
         FeedEventKind.STALL,
         FeedEventKind.SUBSCRIBE_REFUSED,
+        FeedEventKind.SEQUENCE_BREAK,
+        FeedEventKind.CHECKSUM_MISMATCH,
+        FeedEventKind.PLANNED_DISCONNECT,
     )
 )
 """Feed-event kinds during which a symbol's market data was not watched.
+
+The OKX v5 spans count as v1's do: ``sequence_break`` and ``checksum_mismatch`` (a book
+dropped until its fresh snapshot, the v5 ``book_reset``) and ``planned_disconnect`` (a
+maintenance notice until the first data on the replacement connection, the v5 planned
+``disconnected``).
 
 A ``subscribe_refused`` span (an ``addChannel`` the exchange refused, from the refusal
 until the channel's first data) counts for the symbol it lists, like a gap of the

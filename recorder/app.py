@@ -50,6 +50,7 @@ from recorder.poller.state import StoredAccount, load_account_state, load_instru
 from recorder.records import Instrument, Record, RecordSink, utc_now
 from recorder.venues.okx_v5.poll import V5AccountSource, V5PollSettings, load_v5_credentials
 from recorder.venues.okx_v5.records import VENUE as V5_VENUE
+from recorder.venues.okx_v5.settings import INHERITED as V5_INHERITED
 
 __all__ = [
     "EXIT_AUTH_FAILED",
@@ -367,6 +368,8 @@ def okx_v5_poll_settings(config: Config) -> V5PollSettings | None:
         table = extra.get("poller") if isinstance(extra, Mapping) else None
     if table is None:
         return None
+    if isinstance(table, Mapping):  # the venue's rest_url unless the poller sets its own
+        table = {**{k: venue[k] for k in V5_INHERITED["poller"] if k in venue}, **table}
     settings = table if isinstance(table, V5PollSettings) else V5PollSettings.from_table(table)
     return settings if settings.enabled else None
 

@@ -144,7 +144,8 @@ class BookAuditor:
             return
         now = utc_now()
         self._unavailable = FeedEvent(kind=FeedEventKind.AUDIT_UNAVAILABLE, ts_start=now, ts_end=None,
-                                      connection="rest", detail=f"book audit: {reason}"[:500])
+                                      connection="rest", detail=f"book audit: {reason}"[:500],
+                                      venue=self.venue)
         self.pipeline.emit(self._unavailable)
         log.warning("book audit: REST unreachable (%s); books are not audited until it answers, "
                     "retrying with backoff", reason[:300])
@@ -154,7 +155,7 @@ class BookAuditor:
         assert span is not None
         self._unavailable = None
         return FeedEvent(kind=span.kind, ts_start=span.ts_start, ts_end=utc_now(), connection=span.connection,
-                         detail=f"{span.detail} ({why})"[:500], event_id=span.event_id)
+                         detail=f"{span.detail} ({why})"[:500], event_id=span.event_id, venue=span.venue)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -200,3 +200,29 @@ async def test_pongs_answered_late_cost_one_connection_and_the_gap_is_on_the_rec
     assert all(start - 50 <= s[0] <= end for s in sent if s not in stored_), (start, end)
     # the gap starts at the last frame received on the replaced connection: no stored row inside it
     assert not [t for t in stored(url(tmp_path), "tickers") if gap.ts_start < t.ts_recv < gap.ts_end]
+
+
+async def test_every_v1_feed_event_and_quarantine_row_names_its_venue(tmp_path: Path) -> None:
+    """v1's connection events (connected, disconnected, malformed_frame) and its quarantine rows
+    were stored with venue "" — the value the docs keep for events of no one venue (a shutdown) —
+    so `load_feed_events(venues="okx_v5")` returned every v1 disconnection too."""
+
+    async def during(rec: Recorder) -> None:
+        await until(lambda: any(BTC_T in s for s in ex.subscribed.values()), what="a subscription")
+        ws = next(iter(ex.subscribed))
+        await ex.send(ws, "not json")
+        await ex.push(BTC_T, ticker(0))
+        await until(functools.partial(_accepted, rec, 1), what="the push")
+        await ws.close(4001, "odd close")
+        await until(lambda: ws not in ex.subscribed and bool(ex.subscribed), what="the reconnect")
+        await ex.push(BTC_T, ticker(1))
+        await until(functools.partial(_accepted, rec, 2), what="the push after the reconnect")
+
+    async with Exchange(standard) as ex:
+        await record(tmp_path, ex, ["btc_usdt"], ["ticker"], during)
+    venues = sorted({(e.kind.value, e.venue) for e in events(tmp_path)})
+    assert venues == [("connected", "okex_v1"), ("disconnected", "okex_v1"), ("malformed_frame", "okex_v1"),
+                      ("shutdown", "")]
+    (bad,) = stored(url(tmp_path), "quarantine")
+    assert bad.payload == b"not json" and bad.venue == "okex_v1"
+    assert _stored_tickers(tmp_path) == _sent_tickers(ex)

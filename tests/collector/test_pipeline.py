@@ -119,6 +119,7 @@ def test_crossed_book_is_never_stored_and_is_resubscribed_until_the_ack() -> Non
         channel=DEPTH,
         detail=opened.detail,  # type: ignore[union-attr]
         event_id=opened.event_id,
+        venue="okex_v1",
     )  # type: ignore[union-attr]
     assert snap == BookSnapshot(venue="okex_v1",
         symbol="btc_usdt", ts_event=ts(5), ts_recv=ts(5), bids=((D(99), D(1)),), asks=((D(100), D(1)),)

@@ -65,6 +65,22 @@ def test_the_table_configures_the_poller(tmp_path: Path, monkeypatch: pytest.Mon
         okx_v5_poller(config, lambda records: None)
 
 
+def test_the_poller_polls_the_venue_rest_url_unless_it_names_its_own() -> None:
+    """`[venues.okx_v5] rest_url` pointed at the simulator, `[venues.okx_v5.poller]` without one:
+    the poller asked the live https://www.okx.com, retrying network errors for as long as it ran."""
+    sim = "http://127.0.0.1:18780"
+
+    def poller_url(poller: dict[str, Any]) -> str:
+        config = load_config(env={}, overrides={"venues": {"okex_v1": {"enabled": False}, "okx_v5": {
+            "rest_url": sim, "poller": {"enabled": True, **poller}}}})  # fmt: skip
+        settings = okx_v5_poll_settings(config)
+        assert settings is not None
+        return settings.rest_url
+
+    assert poller_url({}) == sim
+    assert poller_url({"rest_url": "http://127.0.0.1:9"}) == "http://127.0.0.1:9"
+
+
 async def test_the_configured_poller_polls_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          v5thread: SimulatorThread) -> None:
     for k, v in ENV.items():

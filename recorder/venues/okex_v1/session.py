@@ -290,7 +290,7 @@ class V1Session:
             st = self._book(ch)
             self._drop_pending(st)
             st.reset(acked=False)
-        self._out.append(FeedEvent(kind=FeedEventKind.CONNECTED, ts_start=now, ts_end=now,
+        self._out.append(FeedEvent(venue=VENUE, kind=FeedEventKind.CONNECTED, ts_start=now, ts_end=now,
                                    connection=self.name, symbols=self._symbols,
                                    detail=detail or self._round.sent_line()))
 
@@ -304,14 +304,14 @@ class V1Session:
         since = stall_since or dead_since or now
         if self._gap is None:
             kind = FeedEventKind.STALL if stall_since is not None else FeedEventKind.DISCONNECTED
-            self._gap = FeedEvent(kind=kind, ts_start=since, ts_end=None, connection=self.name,
+            self._gap = FeedEvent(venue=VENUE, kind=kind, ts_start=since, ts_end=None, connection=self.name,
                                   symbols=self._symbols, detail=reason[:500])
             self._out.append(self._gap)
         for st in self._books.values():
             self._drop_pending(st)
             st.reset(acked=False)
             if st.gap is None:
-                st.gap = FeedEvent(kind=FeedEventKind.BOOK_RESET, ts_start=since, ts_end=None,
+                st.gap = FeedEvent(venue=VENUE, kind=FeedEventKind.BOOK_RESET, ts_start=since, ts_end=None,
                                    connection=self.name, symbols=(st.book.symbol,), channel=st.name,
                                    detail="connection lost: waiting for a fresh full push")
                 self._out.append(st.gap)
@@ -583,7 +583,7 @@ class V1Session:
         self.counters.crossed_books += 1
         now = u.ts_recv
         symbols = (u.symbol,)
-        self._out.append(FeedEvent(kind=FeedEventKind.CROSSED_BOOK, ts_start=now, ts_end=now,
+        self._out.append(FeedEvent(venue=VENUE, kind=FeedEventKind.CROSSED_BOOK, ts_start=now, ts_end=now,
                                    connection=self.name, symbols=symbols, channel=st.name, detail=str(exc)))
         if u.kind is ChannelKind.DEPTH:
             self._resubscribe(st, now, "crossed book")
@@ -591,7 +591,7 @@ class V1Session:
             return
         st.reset()  # a full-depth channel: the next push replaces the book by itself
         if st.gap is None:
-            st.gap = FeedEvent(kind=FeedEventKind.BOOK_RESET, ts_start=now, ts_end=None,
+            st.gap = FeedEvent(venue=VENUE, kind=FeedEventKind.BOOK_RESET, ts_start=now, ts_end=None,
                                connection=self.name, symbols=symbols, channel=st.name,
                                detail="crossed book: waiting for the next push")
             self._out.append(st.gap)
@@ -602,7 +602,7 @@ class V1Session:
         self._drop_pending(st)
         st.reset(acked=False, await_remove=True)
         if st.gap is None:
-            st.gap = FeedEvent(kind=FeedEventKind.RESUBSCRIBED, ts_start=now, ts_end=None,
+            st.gap = FeedEvent(venue=VENUE, kind=FeedEventKind.RESUBSCRIBED, ts_start=now, ts_end=None,
                                connection=self.name, symbols=(st.book.symbol,), channel=st.name,
                                detail=f"{why}: removeChannel + addChannel, waiting for a whole book")
             self._out.append(st.gap)
@@ -661,8 +661,8 @@ class V1Session:
         detail = f"{err.code}: {err.message_en}"
         if ch is None:  # not a channel of this connection (login, a bad request, ...): an instant
             self._out.append(FeedEvent(
-                kind=FeedEventKind.SUBSCRIBE_ERROR, ts_start=ts_recv, ts_end=ts_recv, connection=self.name,
-                symbols=(), channel=ack.channel, detail=detail))
+                venue=VENUE, kind=FeedEventKind.SUBSCRIBE_ERROR, ts_start=ts_recv, ts_end=ts_recv,
+                connection=self.name, symbols=(), channel=ack.channel, detail=detail))
             now = time.monotonic()
             if now - self._foreign_logged >= REFUSAL_LOG_INTERVAL:
                 self._foreign_logged = now
@@ -671,13 +671,13 @@ class V1Session:
             return
         refusal = self._refused.get(ch.name)
         if refusal is None:
-            span = FeedEvent(kind=FeedEventKind.SUBSCRIBE_REFUSED, ts_start=ts_recv, ts_end=None,
+            span = FeedEvent(venue=VENUE, kind=FeedEventKind.SUBSCRIBE_REFUSED, ts_start=ts_recv, ts_end=None,
                              connection=self.name, symbols=(ch.symbol,), channel=ch.name,
                              detail=f"{detail}; retried with backoff")
             self._refused[ch.name] = _Refusal(span, ch, logged=time.monotonic())
             self._out.append(FeedEvent(
-                kind=FeedEventKind.SUBSCRIBE_ERROR, ts_start=ts_recv, ts_end=ts_recv, connection=self.name,
-                symbols=(ch.symbol,), channel=ch.name, detail=detail))
+                venue=VENUE, kind=FeedEventKind.SUBSCRIBE_ERROR, ts_start=ts_recv, ts_end=ts_recv,
+                connection=self.name, symbols=(ch.symbol,), channel=ch.name, detail=detail))
             self._out.append(span)
             log.error("%s: subscription to %s refused: %s; asking again with backoff%s", self.name, ch.name,
                       err, _unlisted_hint(ch.symbol))
@@ -730,19 +730,20 @@ class V1Session:
     def _rejected(self, ts_recv: datetime, r: Rejected) -> None:
         self.counters.reject(r.channel, r.reason[:80])
         self.counters.quarantine(r.reason)
-        self._out.append(QuarantinedFrame(ts_recv=ts_recv, connection=self.name, reason=r.reason[:500],
-                                          payload=r.sample[:QUARANTINE_MAX_BYTES], channel=r.channel))
+        self._out.append(QuarantinedFrame(venue=VENUE, ts_recv=ts_recv, connection=self.name,
+                                          reason=r.reason[:500], payload=r.sample[:QUARANTINE_MAX_BYTES],
+                                          channel=r.channel))
         self._log_bad(r.reason, r.sample)
 
     def _malformed(self, ts_recv: datetime, frame: Frame, reason: str) -> None:
         self.counters.frames_malformed += 1
         self.counters.quarantine(reason)
         payload = frame.encode("utf-8", "replace") if isinstance(frame, str) else bytes(frame)
-        self._out.append(QuarantinedFrame(ts_recv=ts_recv, connection=self.name, reason=reason[:500],
-                                          payload=payload[:QUARANTINE_MAX_BYTES]))
+        self._out.append(QuarantinedFrame(venue=VENUE, ts_recv=ts_recv, connection=self.name,
+                                          reason=reason[:500], payload=payload[:QUARANTINE_MAX_BYTES]))
         self._out.append(FeedEvent(
-            kind=FeedEventKind.MALFORMED_FRAME, ts_start=ts_recv, ts_end=ts_recv, connection=self.name,
-            symbols=self._symbols, detail=f"{reason[:200]} ({len(payload)} bytes)"))
+            venue=VENUE, kind=FeedEventKind.MALFORMED_FRAME, ts_start=ts_recv, ts_end=ts_recv,
+            connection=self.name, symbols=self._symbols, detail=f"{reason[:200]} ({len(payload)} bytes)"))
         self._log_bad(reason, payload)
 
     def _log_bad(self, reason: str, sample: bytes) -> None:
@@ -814,9 +815,9 @@ class V1Session:
         detail = (f"REST depth.do top {depth} matches no book state held from {lo.isoformat()} to "
                   f"{hi.isoformat()}: {_first_difference(nearest, (want_bids, want_asks))}")
         start = st.good_since or now
-        self._out.append(FeedEvent(kind=FeedEventKind.BOOK_AUDIT_FAILED, ts_start=min(start, now), ts_end=now,
-                                   connection=self.name, symbols=(symbol,), channel=st.name,
-                                   detail=detail[:500]))
+        self._out.append(FeedEvent(venue=VENUE, kind=FeedEventKind.BOOK_AUDIT_FAILED,
+                                   ts_start=min(start, now), ts_end=now, connection=self.name,
+                                   symbols=(symbol,), channel=st.name, detail=detail[:500]))
         log.warning("%s: %s: book audit failed (%s); resubscribing", self.name, st.name, detail[:300])
         self._resubscribe(st, now, "book audit failed")
         return AuditOutcome("fail", detail)

@@ -19,6 +19,10 @@ and §9 (worked checksum example).
 * Checksum: verified when the exchange sends a non-zero value, skipped when it
   sends 0 or none (:class:`ChecksumMode`); a mismatch raises
   :class:`~recorder.errors.ChecksumMismatchError` and drops the book.
+* Impossible values: a level with a price <= 0 or a negative size is a
+  :class:`~recorder.errors.DecodeError` (as v1's depth levels); a book whose best bid is at or
+  above its best ask after a snapshot or update is crossed:
+  :class:`~recorder.errors.CrossedBookError`, and the book is dropped (never stored).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from recorder.errors import BookError, ChecksumMismatchError, DecodeError, SequenceGapError
+from recorder.errors import BookError, ChecksumMismatchError, CrossedBookError, DecodeError, SequenceGapError
 
 from .parse import NUMBER
 from .records import BookLevel, BookSnapshot
@@ -241,7 +245,8 @@ class OrderBook:
     def parse_levels(self, levels: Sequence[Sequence[str]], side: str) -> tuple[BookLevel, ...]:
         """Wire levels ``[px, sz, "0", count]`` (§3.2) as ``(price_ticks, size_units, count)``.
 
-        Raises :class:`~recorder.errors.DecodeError` naming ``side`` for a short or bad level.
+        Raises :class:`~recorder.errors.DecodeError` naming ``side`` for a short or bad level, or an
+        impossible one (price <= 0, size < 0; size 0 is a deletion).
         """
         out: list[BookLevel] = []
         pd, sd = self.scale.price_decimals, self.scale.size_decimals
@@ -255,7 +260,12 @@ class OrderBook:
                     raise DecodeError(f"{side} level orderCount {c!r} is not an integer")
                 count = int(c)
             price = to_fixed(level[0], pd, f"{side} price")
-            out.append((price, to_fixed(level[1], sd, f"{side} size"), count))
+            size = to_fixed(level[1], sd, f"{side} size")
+            if price <= 0 or size < 0:
+                raise DecodeError(
+                    f"{side} level {list(level[:2])!r}: impossible level (price <= 0 or size < 0)"
+                )
+            out.append((price, size, count))
         return tuple(out)
 
     def apply_snapshot(
@@ -269,8 +279,8 @@ class OrderBook:
     ) -> tuple[tuple[BookLevel, ...], tuple[BookLevel, ...]]:
         """Replace the book with a snapshot (§3.2: ``action: snapshot``, or any ``books5``/``bbo-tbt`` push).
 
-        Returns the parsed ``(bids, asks)``. Raises DecodeError (book unchanged) or
-        ChecksumMismatchError (book dropped).
+        Returns the parsed ``(bids, asks)``. Raises DecodeError (book unchanged), or
+        CrossedBookError or ChecksumMismatchError (book dropped).
         """
         pb = self.parse_levels(bids, "bids")
         pa = self.parse_levels(asks, "asks")
@@ -291,7 +301,7 @@ class OrderBook:
     ) -> tuple[tuple[BookLevel, ...], tuple[BookLevel, ...]]:
         """Apply an ``update`` (increment) after checking the seqId chain (§3.2 rules 3–6).
 
-        Returns the parsed ``(bids, asks)``. Raises SequenceGapError or
+        Returns the parsed ``(bids, asks)``. Raises SequenceGapError, CrossedBookError or
         ChecksumMismatchError (the book is dropped), or DecodeError (book dropped too:
         a half-understood increment cannot be trusted).
         """
@@ -329,6 +339,11 @@ class OrderBook:
                 for t in asks.ticks[depth:]:
                     del asks.levels[t]
                 del asks.ticks[depth:]
+        bid_ticks, ask_ticks = self._bids.ticks, self._asks.ticks
+        if bid_ticks and ask_ticks and bid_ticks[-1] >= ask_ticks[0]:
+            best_bid, best_ask = self.scale.price(bid_ticks[-1]), self.scale.price(ask_ticks[0])
+            self.reset()
+            raise CrossedBookError(self.instrument, best_bid, best_ask)
         self.seq_id = seq_id
         self.ts_event = ts_event
         if checksum_value and self.checksum_mode is ChecksumMode.VERIFY_NONZERO:

@@ -93,6 +93,7 @@ GAP_KIND: dict[v5.GapReason, FeedEventKind] = {
     v5.GapReason.CHECKSUM: FeedEventKind.CHECKSUM_MISMATCH,
     v5.GapReason.NO_SNAPSHOT: FeedEventKind.BOOK_RESET,
     v5.GapReason.DECODE: FeedEventKind.BOOK_RESET,
+    v5.GapReason.CROSSED: FeedEventKind.RESUBSCRIBED,  # as v1: a crossed_book instant, then this span
     v5.GapReason.SUBSCRIBE_ERROR: FeedEventKind.SUBSCRIBE_REFUSED,
     v5.GapReason.PLANNED: FeedEventKind.PLANNED_DISCONNECT,
     v5.GapReason.CONNECTION: FeedEventKind.DISCONNECTED,

@@ -47,6 +47,8 @@ from .schemas import (
 __all__ = [
     "PONG",
     "decode_data",
+    "decode_item",
+    "decode_items",
     "decode_ws_message",
     "parse_balances",
     "parse_candle",
@@ -72,6 +74,7 @@ PONG = "pong"
 
 _WS_DECODER = msgspec.json.Decoder(WsMessage)
 _DATA_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+_ITEM_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
 
 
 def decode_ws_message(frame: str | bytes) -> WsMessage | str:
@@ -97,6 +100,23 @@ def decode_data(raw: msgspec.Raw | bytes, type_: type[T], what: str) -> list[T]:
     dec = _DATA_DECODERS.get(type_)
     if dec is None:
         dec = _DATA_DECODERS[type_] = msgspec.json.Decoder(list[type_])  # type: ignore[valid-type]
+    try:
+        return dec.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(f"okx_v5 {what} data: {exc}", sample=bytes(raw)) from None
+
+
+def decode_items(raw: msgspec.Raw | bytes, what: str) -> list[msgspec.Raw]:
+    """A raw ``data`` array as its raw items (for decoding them one by one). Raises DecodeError
+    when ``data`` is not a JSON array."""
+    return decode_data(raw, msgspec.Raw, what)
+
+
+def decode_item(raw: msgspec.Raw | bytes, type_: type[T], what: str) -> T:
+    """One raw item of a ``data`` array as ``type_``. Raises DecodeError naming ``what`` and the field."""
+    dec = _ITEM_DECODERS.get(type_)
+    if dec is None:
+        dec = _ITEM_DECODERS[type_] = msgspec.json.Decoder(type_)
     try:
         return dec.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -168,8 +188,9 @@ def _enum(cls: Callable[[str], T], value: str, field: str) -> T:
 
 
 def parse_ticker(d: TickerData, ts_recv: datetime) -> V5Ticker:
-    """A ``tickers`` item (§3.1) as a :class:`V5Ticker`. Raises DecodeError naming the field."""
-    return V5Ticker(
+    """A ``tickers`` item (§3.1) as a :class:`V5Ticker`. Raises DecodeError naming the field, also for
+    a negative price, size or volume (0 is possible: no bid yet)."""
+    t = V5Ticker(
         instrument=d.instId,
         ts_event=_required_ms(d.ts, "ticker.ts"),
         ts_recv=ts_recv,
@@ -188,10 +209,23 @@ def parse_ticker(d: TickerData, ts_recv: datetime) -> V5Ticker:
         sod_utc8=parse_decimal(d.sodUtc8, "ticker.sodUtc8"),
         inst_type=_opt_str(d.instType),
     )
+    # no "-" (no sign, no negative exponent): no value is negative, and the check costs one join
+    if "-" in "".join((d.last, d.lastSz, d.bidPx, d.bidSz, d.askPx, d.askSz, d.open24h, d.high24h,
+                       d.low24h, d.vol24h, d.volCcy24h, d.sodUtc0, d.sodUtc8)):
+        for name in _TICKER_NUMBERS:
+            value = getattr(t, name)
+            if value is not None and value < 0:
+                raise DecodeError(f"ticker: impossible negative {name} {value}")
+    return t
+
+
+_TICKER_NUMBERS = ("last", "last_size", "bid", "bid_size", "ask", "ask_size", "open_24h", "high_24h",
+                   "low_24h", "volume_24h", "quote_volume_24h", "sod_utc0", "sod_utc8")
 
 
 def parse_trade(d: TradeData, ts_recv: datetime) -> Trade:
-    """A ``trades``/``trades-all`` item (§3.3) or REST trade (§4.3). Raises DecodeError naming the field."""
+    """A ``trades``/``trades-all`` item (§3.3) or REST trade (§4.3). Raises DecodeError naming the
+    field, also for a price or size <= 0 (a trade has both)."""
     count: int | None = None
     if d.count != "":
         if not (d.count.isascii() and d.count.isdigit()):
@@ -199,11 +233,15 @@ def parse_trade(d: TradeData, ts_recv: datetime) -> Trade:
         count = int(d.count)
     if d.tradeId == "":
         raise DecodeError("field 'trade.tradeId' is empty")
+    price = _required_decimal(d.px, "trade.px")
+    size = _required_decimal(d.sz, "trade.sz")
+    if price <= 0 or size <= 0:
+        raise DecodeError(f"trade: impossible price {price}, size {size}")
     return Trade(
         instrument=d.instId,
         trade_id=d.tradeId,
-        price=_required_decimal(d.px, "trade.px"),
-        size=_required_decimal(d.sz, "trade.sz"),
+        price=price,
+        size=size,
         side=_enum(Side, d.side, "trade.side"),
         ts_event=_required_ms(d.ts, "trade.ts"),
         ts_recv=ts_recv,
@@ -218,7 +256,8 @@ def parse_candle(row: Sequence[object], instrument: str, bar: str, ts_recv: date
 
     Rows of 7 elements (older payloads) give ``volume_ccy_quote=None`` and
     ``confirmed=None``. Raises DecodeError naming the position for fewer than 5
-    elements, non-string elements or bad values, and for ``confirm`` not ``"0"``/``"1"``.
+    elements, non-string elements or bad values, for ``confirm`` not ``"0"``/``"1"``, and for an
+    impossible candle (a price <= 0, a negative volume).
     """
     names = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")
     if not isinstance(row, Sequence) or isinstance(row, str) or len(row) < 5:
@@ -232,7 +271,7 @@ def parse_candle(row: Sequence[object], instrument: str, bar: str, ts_recv: date
     confirm = cells[8]
     if confirm not in ("", "0", "1"):
         raise DecodeError(f"field 'candle.confirm': {confirm!r} is not '0' or '1'")
-    return Candle(
+    c = Candle(
         instrument=instrument,
         bar=bar,
         ts_event=_required_ms(cells[0], "candle.ts"),
@@ -246,6 +285,11 @@ def parse_candle(row: Sequence[object], instrument: str, bar: str, ts_recv: date
         volume_ccy_quote=parse_decimal(cells[7], "candle.volCcyQuote"),
         confirmed=None if confirm == "" else confirm == "1",
     )
+    volumes = [v for v in (c.volume, c.volume_ccy, c.volume_ccy_quote) if v is not None]
+    if min(c.open, c.high, c.low, c.close) <= 0 or (volumes and min(volumes) < 0):
+        raise DecodeError(f"candle: impossible candle open {c.open} high {c.high} low {c.low} "
+                          f"close {c.close} volume {c.volume}")
+    return c
 
 
 def parse_instrument(d: InstrumentData, ts_recv: datetime) -> Instrument:

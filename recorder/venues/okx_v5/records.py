@@ -44,6 +44,7 @@ __all__ = [
     "OrderState",
     "Pong",
     "PongTimeout",
+    "RejectedItem",
     "Side",
     "SubscribeAck",
     "Trade",
@@ -86,6 +87,7 @@ class GapReason(enum.Enum):
     NO_SNAPSHOT = "no_snapshot"  # an update before any snapshot
     CHECKSUM = "checksum"  # a non-zero checksum did not match
     DECODE = "decode"  # an increment could not be decoded (the frame is quarantined)
+    CROSSED = "crossed"  # best bid >= best ask after a snapshot or update (never stored)
     SUBSCRIBE_ERROR = "subscribe_error"  # the exchange refused the subscription
     PLANNED = "planned"  # notice 64008: service upgrade
     CONNECTION = "connection"  # connection lost / pong timeout
@@ -384,3 +386,18 @@ class PongTimeout:
 
     ping_sent: datetime
     now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedItem:
+    """One item of a push's ``data`` array that could not be decoded or holds an impossible value;
+    the other items of the push are decoded as usual (each item is its own record).
+
+    ``payload`` is the push cut down to that item: ``{"arg": ..., "data": [item]}`` (UTF-8 JSON).
+    """
+
+    channel: str
+    instrument: str
+    reason: str
+    payload: bytes
+    ts_recv: datetime

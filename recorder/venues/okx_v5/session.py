@@ -26,7 +26,14 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from recorder.errors import ChannelError, ChecksumMismatchError, ConfigError, DecodeError, SequenceGapError
+from recorder.errors import (
+    ChannelError,
+    ChecksumMismatchError,
+    ConfigError,
+    CrossedBookError,
+    DecodeError,
+    SequenceGapError,
+)
 
 from . import parse as P
 from .book import ChecksumMode, OrderBook, Scale
@@ -42,6 +49,7 @@ from .records import (
     Notice,
     Pong,
     PongTimeout,
+    RejectedItem,
     SubscribeAck,
     UnsubscribeAck,
 )
@@ -310,19 +318,57 @@ class V5Session:
             kind = parse_channel(arg.channel)
         except ChannelError as exc:
             raise DecodeError(str(exc), sample=frame) from None
-        if isinstance(kind, str):  # candle bar
-            rows = P.decode_data(msg.data, list, arg.channel)
-            return [P.parse_candle(r, arg.instId, kind, ts_recv) for r in rows]
-        if kind.is_book:
-            return self._book_push(kind, arg, msg, ts_recv)
-        if kind is Channel.TICKERS:
-            return [P.parse_ticker(d, ts_recv) for d in P.decode_data(msg.data, TickerData, "tickers")]
-        if kind in (Channel.TRADES, Channel.TRADES_ALL):
-            return [P.parse_trade(d, ts_recv) for d in P.decode_data(msg.data, TradeData, arg.channel)]
-        if kind is Channel.INSTRUMENTS:
-            items = P.decode_data(msg.data, InstrumentData, "instruments")
-            return [P.parse_instrument(d, ts_recv) for d in items]
+        try:
+            if isinstance(kind, str):  # candle bar
+                rows = P.decode_data(msg.data, list, arg.channel)
+                return [P.parse_candle(r, arg.instId, kind, ts_recv) for r in rows]
+            if kind.is_book:
+                return self._book_push(kind, arg, msg, ts_recv)
+            if kind is Channel.TICKERS:
+                return [P.parse_ticker(d, ts_recv) for d in P.decode_data(msg.data, TickerData, "tickers")]
+            if kind in (Channel.TRADES, Channel.TRADES_ALL):
+                return [P.parse_trade(d, ts_recv) for d in P.decode_data(msg.data, TradeData, arg.channel)]
+            if kind is Channel.INSTRUMENTS:
+                listed = P.decode_data(msg.data, InstrumentData, "instruments")
+                return [P.parse_instrument(d, ts_recv) for d in listed]
+        except DecodeError:
+            # One bad item must not cost its neighbours: decode the push again item by item. A push
+            # of one item (or whose data is no array) is quarantined whole, as before; so is an
+            # instruments push (a partial list would read as instruments gone).
+            if kind is Channel.INSTRUMENTS or (isinstance(kind, Channel) and kind.is_book):
+                raise
+            one_by_one = self._each_item(kind, arg, msg, ts_recv)
+            if one_by_one is None:
+                raise
+            return one_by_one
         raise DecodeError(f"okx_v5 channel {arg.channel!r} has no parser in this core", sample=frame)
+
+    def _each_item(self, kind: Channel | str, arg: ChannelArg, msg: WsMessage,
+                   ts_recv: datetime) -> list[object] | None:  # fmt: skip
+        """The slow path of :meth:`_push` after a bad item: every item on its own, each bad one a
+        :class:`~.records.RejectedItem` (reason, the push cut down to that item). None when ``data``
+        is not an array or holds one item (the caller quarantines the frame)."""
+        try:
+            raws = P.decode_items(msg.data, arg.channel)
+        except DecodeError:
+            return None
+        if len(raws) < 2:
+            return None
+        prefix = b'{"arg":' + _ENCODER.encode(arg) + b',"data":['
+        out: list[object] = []
+        for raw in raws:
+            try:
+                if isinstance(kind, str):
+                    row = P.decode_item(raw, list, arg.channel)
+                    out.append(P.parse_candle(row, arg.instId, kind, ts_recv))
+                elif kind is Channel.TICKERS:
+                    out.append(P.parse_ticker(P.decode_item(raw, TickerData, "tickers"), ts_recv))
+                else:
+                    out.append(P.parse_trade(P.decode_item(raw, TradeData, arg.channel), ts_recv))
+            except DecodeError as exc:
+                payload = prefix + bytes(raw) + b"]}"
+                out.append(RejectedItem(arg.channel, arg.instId, str(exc), payload, ts_recv))
+        return out
 
     def _book_push(self, kind: Channel, arg: ChannelArg, msg: WsMessage, ts_recv: datetime) -> list[object]:
         items = P.decode_data(msg.data, BookData, arg.channel)
@@ -357,9 +403,12 @@ class V5Session:
                 continue
             try:
                 if snapshot:
-                    bids, asks = book.apply_snapshot(
+                    book.apply_snapshot(
                         d.bids, d.asks, ts_event=ts_event, seq_id=d.seqId, checksum_value=d.checksum
                     )
+                    # the book as it now is, not the levels as sent: a size-0 level is no level, and a
+                    # price sent twice is one level (the last)
+                    bids, asks = book.bids(), book.asks()
                     self._books[key] = book
                     self._dropped.discard(key)
                     out.append(
@@ -409,6 +458,8 @@ class V5Session:
                 out.append(self._gap(arg, ts_recv, reason, str(exc)))
             except ChecksumMismatchError as exc:
                 out.append(self._gap(arg, ts_recv, GapReason.CHECKSUM, str(exc)))
+            except CrossedBookError as exc:
+                out.append(self._gap(arg, ts_recv, GapReason.CROSSED, str(exc)))
             except DecodeError:
                 if not snapshot:
                     self._deferred += out

@@ -48,12 +48,14 @@ class V5VenueSettings:
     * ``public_url`` / ``business_url`` / ``private_url``: the WebSocket URLs (§1); candles are
       on ``business_url``, the other market channels on ``public_url``.
     * ``rest_url``: REST base (``/api/v5/...`` is appended); ``https://www.okx.com`` as every SDK
-      uses (the latest docs name ``openapi.okx.com``: unconfirmed, configurable).
+      uses (the latest docs name ``openapi.okx.com``: unconfirmed, configurable); also the account
+      poller's unless ``[venues.okx_v5.poller]`` sets its own (:data:`INHERITED`).
     * ``instruments``: SPOT instrument ids (``BTC-USDT``); ``channels``: of :data:`MARKET_CHANNELS`;
       ``candle_bars``: v5 bars (``1m``, ``1H``, ``1Dutc``...), one ``candle<bar>`` channel each.
     * ``ping_after``: idle seconds before the text ``ping`` (§2.1: < 30, the server closes idle
       connections at 30 s); ``pong_timeout``, ``stall_timeout``, ``connect_timeout``,
-      ``reconnect_initial`` / ``reconnect_cap`` as for v1.
+      ``reconnect_initial`` / ``reconnect_cap`` as for v1; ``stall_timeout`` also bounds the wait
+      for a book's snapshot after its (re)subscription (then a ``resubscribed`` gap and a retry).
     * ``snapshot_on_change`` / ``snapshot_interval_ms`` / ``snapshot_depth``: the snapshot cadence
       of ``books`` (as v1's: on a change of the top ``snapshot_depth`` levels and/or one per N ms
       of exchange time); ``books5`` and ``bbo-tbt`` pushes are whole books, each stored.
@@ -125,6 +127,11 @@ SUBTABLES: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 """Parsers of sub-tables (``[venues.okx_v5.<name>]``), registered by the parts that own them
 (e.g. the poller's): name -> function(mapping) -> frozen settings, raising ConfigError."""
 
+INHERITED: dict[str, tuple[str, ...]] = {"poller": ("rest_url",)}
+"""Keys a sub-table takes from ``[venues.okx_v5]`` when it does not set them itself: the account
+poller's ``rest_url`` is the venue's (pointing the venue at a simulator points its poller there too;
+the poller used to go on asking the live ``https://www.okx.com``)."""
+
 _TUPLES = ("instruments", "channels", "candle_bars")
 _BOOLS = ("record_instruments", "snapshot_on_change", "accept_sequence_reset", "truncate_books",
           "one_arg_per_request")  # fmt: skip
@@ -150,7 +157,8 @@ def parse_settings(table: Mapping[str, Any] | None) -> V5VenueSettings:
         if key in SUBTABLES:
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"config: {PREFIX}.{key} must be a table")
-            extra[key] = SUBTABLES[key](raw)
+            inherited = {k: table[k] for k in INHERITED.get(key, ()) if k in table and k not in raw}
+            extra[key] = SUBTABLES[key]({**inherited, **raw})
             continue
         if key not in known:
             hint = difflib.get_close_matches(key, sorted(known | set(SUBTABLES)), n=1)

@@ -44,7 +44,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from recorder.backoff import BackoffPolicy, backoff
 from recorder.errors import DecodeError, RecorderError
@@ -80,6 +80,9 @@ from .settings import V5VenueSettings, parse_settings
 __all__ = ["VENUE", "OkxV5Venue", "V5VenueSession"]
 
 log = logging.getLogger(__name__)
+
+_R = TypeVar("_R", Ticker, BookSnapshot)
+_ONE_US = timedelta(microseconds=1)
 
 MAX_QUARANTINE_BYTES = 64 * 1024
 PLANNED_REPLACE = "notice 64008: service upgrade; replacing the connection before the server closes it"
@@ -208,6 +211,12 @@ class V5VenueSession:
         self._refusals: dict[tuple[str, str], _Refusal] = {}
         self._cadence: dict[tuple[str, str], _Cadence] = {}
         self._pace: dict[tuple[str, str], _Pace] = {}
+        self._last_recv: dict[tuple[str, str], datetime] = {}  # see _distinct
+        self._ack_due: dict[tuple[str, str], tuple[ChannelArg, datetime]] = {}
+        """Other subscriptions just requested: by when the ack (or an error) must come."""
+        self._snapshot_due: dict[tuple[str, str], datetime] = {}
+        """Books subscribed (or resubscribed) whose snapshot has not come: by when it must
+        (``stall_timeout`` after the request). Past it, the book is a gap and asked for again."""
         self._replace: str | None = None
         self._planned_pending = False  # a notice came on this connection: its span waits for the next one
         self._replace_at: datetime | None = None
@@ -223,6 +232,8 @@ class V5VenueSession:
             self.url_kind, scales=self.scales, config=self.settings.session_config(), now=now
         )
         self._cadence.clear()
+        self._snapshot_due.clear()
+        self._ack_due.clear()
         self._replace_at = None
         self._planned_pending = False
         for r in self._refusals.values():
@@ -237,6 +248,7 @@ class V5VenueSession:
             ready = [a for a in books if a.instId in self.scales]
             self._waiting_books = [a for a in books if a.instId not in self.scales]
             now_args += ready
+            self._await_snapshots(ready, now)
         sent += now_args
         waiting = dict.fromkeys(map(_arg_name, self._waiting_books), WAIT_FOR_SCALES)
         self._round = SubscriptionRound(map(_arg_name, sent), now, waiting=waiting)
@@ -247,6 +259,7 @@ class V5VenueSession:
             self.core.subscribe(sent[:1])
         if now_args:
             self.core.subscribe(now_args)
+            self._await_acks([a for a in now_args if not _is_book(a)], now)
 
     def closed(self, now: datetime, reason: str, *, stall_since: datetime | None = None,
                dead_since: datetime | None = None) -> None:  # fmt: skip
@@ -254,6 +267,8 @@ class V5VenueSession:
         ``BOOK_RESET`` span for each book that was held."""
         core, self.core = self.core, None
         self._round = None  # its outcome is moot: the next connection subscribes everything again
+        self._snapshot_due.clear()  # the connection's own gap covers its books from here
+        self._ack_due.clear()
         if self._conn_span is None:
             kind = FeedEventKind.STALL if stall_since is not None else FeedEventKind.DISCONNECTED
             start = stall_since or dead_since or now
@@ -300,6 +315,7 @@ class V5VenueSession:
                 arg = next((a for a in self.args if a.key == key), None)
                 if arg is not None:
                     self.core.resubscribe(arg)
+                    self._await_snapshots([arg], now)
         due = [r for r in self._refusals.values() if r.due is not None and r.due <= now]
         for r in due:
             r.due = None
@@ -307,13 +323,79 @@ class V5VenueSession:
                 self._waiting_books.append(r.arg)
             else:
                 self.core.subscribe([r.arg])
+                if _is_book(r.arg):
+                    self._await_snapshots([r.arg], now)
+                else:
+                    self._await_acks([r.arg], now)
+        late = [key for key, when in self._snapshot_due.items() if when <= now]
+        for key in late:
+            self._no_snapshot(key, now)
+        for key in [k for k, (_, when) in self._ack_due.items() if when <= now]:
+            self._no_ack(key, now)
 
     def next_deadline(self) -> datetime | None:
         times = [r.due for r in self._refusals.values() if r.due is not None]
         times += [p.due for p in self._pace.values() if p.due is not None]
+        times += self._snapshot_due.values()
+        times += [when for _, when in self._ack_due.values()]
         if self._replace_at is not None:
             times.append(self._replace_at)
         return min(times) if times else None
+
+    def _await_snapshots(self, args: list[ChannelArg], now: datetime) -> None:
+        """Book subscriptions just requested: each snapshot must come within ``stall_timeout``."""
+        due = now + timedelta(seconds=self.settings.stall_timeout)
+        for arg in args:
+            self._snapshot_due[arg.key] = due
+
+    def _await_acks(self, args: list[ChannelArg], now: datetime) -> None:
+        """Subscriptions just requested (not books: see :meth:`_await_snapshots`): each must be
+        answered (ack or error) within ``stall_timeout``."""
+        due = now + timedelta(seconds=self.settings.stall_timeout)
+        for arg in args:
+            self._ack_due[arg.key] = (arg, due)
+
+    def _no_ack(self, key: tuple[str, str], now: datetime) -> None:
+        """A subscription was neither acked nor refused in time: the channel is not recorded. It is
+        a ``subscribe_refused`` span from the request to the channel's first data, asked for again
+        with the backoff, as a refusal is."""
+        arg, due = self._ack_due.pop(key)
+        if self.core is None or any(a.key == key for a in self.core.subscribed):
+            return
+        r = self._refusals.get(key)
+        if r is None:
+            r = self._refusals[key] = _Refusal(arg, delays=backoff(self._policy, self._rng))
+        r.count += 1
+        r.due = now + timedelta(seconds=next(r.delays))
+        self.counters.reject(arg.channel, "no answer to subscribe")
+        if key in self._refused_spans:  # still unanswered after a retry: the span stays open
+            return
+        detail = (f"{arg.channel} {arg.instId}: no answer to the subscription within "
+                  f"{self.settings.stall_timeout:g} s (no ack, no error); asking again")
+        asked = due - timedelta(seconds=self.settings.stall_timeout)
+        self._refused_spans[key] = self._open(FeedEvent(
+            kind=FeedEventKind.SUBSCRIBE_REFUSED, ts_start=asked, ts_end=None, connection=self.plan.name,
+            symbols=(arg.instId,) if arg.instId else (), channel=arg.channel, detail=detail,
+            venue=VENUE.name))  # fmt: skip
+        log.warning("%s: %s", self.plan.name, detail)
+
+    def _no_snapshot(self, key: tuple[str, str], now: datetime) -> None:
+        """A book's snapshot did not come in time after its (re)subscription (no ack, or an ack and no
+        data): that book was not watched since the request. It is a ``resubscribed`` span from the
+        request (unless a gap of the book is open already) and it is asked for again with the backoff."""
+        asked = self._snapshot_due.pop(key) - timedelta(seconds=self.settings.stall_timeout)
+        if key in self._refused_spans or (self.core is not None and self.core.book(*key) is not None):
+            return
+        if key not in self._book_spans:
+            channel, inst = key
+            detail = (f"{channel} {inst}: no snapshot within {self.settings.stall_timeout:g} s of the "
+                      "subscription (no answer, or an ack without data); subscribing again")
+            self._book_spans[key] = self._open(FeedEvent(
+                kind=FeedEventKind.RESUBSCRIBED, ts_start=asked, ts_end=None, connection=self.plan.name,
+                symbols=(inst,), channel=channel, detail=detail, venue=VENUE.name))  # fmt: skip
+            log.warning("%s: %s", self.plan.name, detail)
+            self.counters.reject(channel, "no snapshot after subscribing")
+        self._schedule_resubscribe(key, now)
 
     def data_to_send(self) -> list[Frame]:
         core = self.core
@@ -395,6 +477,16 @@ class V5VenueSession:
         self.out.append(q)
         log.warning("%s: quarantined a frame: %s", self.plan.name, reason[:200])
 
+    def _reject_item(self, item: v5.RejectedItem) -> None:
+        """One bad item of a push (its neighbours were taken): a quarantine row of its own."""
+        self.counters.quarantine(item.reason)
+        self.counters.reject(item.channel, item.reason.split(":", 1)[0][:60])
+        payload = item.payload[:MAX_QUARANTINE_BYTES]
+        self.out.append(QuarantinedFrame(ts_recv=item.ts_recv, connection=self.plan.name,
+                                         reason=item.reason[:500], payload=payload, venue=VENUE.name))
+        log.warning("%s: quarantined one item of a %s push (the others are kept): %s", self.plan.name,
+                    item.channel, item.reason[:200])
+
     def _accept(self, rtype: type, symbol: str, channel: str) -> None:
         key = (rtype, symbol, ("okx_v5", channel))
         acc = self.counters.accepted
@@ -408,6 +500,7 @@ class V5VenueSession:
             self.out.append(neutral.close(self._conn_span, ts_recv))
             self._conn_span = None
         key = (channel, inst)
+        self._ack_due.pop(key, None)  # data: subscribed, whether or not its ack came
         span = self._refused_spans.pop(key, None)
         if span is not None:
             self.out.append(neutral.close(span, ts_recv))
@@ -425,7 +518,7 @@ class V5VenueSession:
             self._accept(Deal, ev.instrument, "trades")
         elif isinstance(ev, v5.V5Ticker):
             self._data("tickers", ev.instrument, ts_recv)
-            out.append(neutral.ticker(ev))
+            out.append(self._distinct(("tickers", ev.instrument), neutral.ticker(ev)))
             self._accept(Ticker, ev.instrument, "tickers")
         elif isinstance(ev, v5.BookSnapshot):
             self._data(ev.channel, ev.instrument, ts_recv)
@@ -439,10 +532,19 @@ class V5VenueSession:
             if ev.reason is not v5.GapReason.SUBSCRIBE_ERROR:  # refusals: see ErrorEvent
                 key = (ev.channel, ev.instrument)
                 self._cadence.pop(key, None)
+                if ev.reason is v5.GapReason.CROSSED:  # as v1: the instant, then the span to the fresh book
+                    self.counters.crossed_books += 1
+                    out.append(FeedEvent(kind=FeedEventKind.CROSSED_BOOK, ts_start=ts_recv, ts_end=ts_recv,
+                                         connection=self.plan.name, symbols=(ev.instrument,),
+                                         channel=ev.channel, detail=ev.detail, venue=VENUE.name))  # fmt: skip
                 if key not in self._book_spans:
                     self._book_spans[key] = self._open(neutral.gap_event(ev, self.plan.name))
+                    log.warning("%s: %s %s: book dropped (%s: %s); subscribing again", self.plan.name,
+                                ev.channel, ev.instrument, ev.reason.value, ev.detail[:200])
                 self.counters.reject(ev.channel, f"book dropped: {ev.reason.value}")
                 self._schedule_resubscribe(key, ts_recv)
+        elif isinstance(ev, v5.RejectedItem):
+            self._reject_item(ev)
         elif isinstance(ev, v5.Instrument):
             self._instrument(ev)
         elif isinstance(ev, v5.ErrorEvent):
@@ -481,6 +583,16 @@ class V5VenueSession:
         if pace.due is None:
             pace.due = now + timedelta(seconds=next(pace.delays))
 
+    def _distinct(self, key: tuple[str, str], record: _R) -> _R:
+        """``record`` with a receive time after the last one of ``key`` (channel, instrument): the
+        stores key tickers and snapshots by ``(symbol, ts_recv)``, so two of one frame (a push of
+        two tickers of one instrument) would be one row in SQL. The later gets +1 µs, as on v1."""
+        last = self._last_recv.get(key)
+        if last is not None and record.ts_recv <= last:
+            record = replace(record, ts_recv=last + _ONE_US)
+        self._last_recv[key] = record.ts_recv
+        return record
+
     def _open(self, span: FeedEvent) -> FeedEvent:
         self.out.append(span)
         return span
@@ -489,6 +601,7 @@ class V5VenueSession:
 
     def _book_snapshot(self, s: v5.BookSnapshot, ts_recv: datetime) -> None:
         key = (s.channel, s.instrument)
+        self._snapshot_due.pop(key, None)
         pace = self._pace.get(key)
         if pace is not None:
             pace.due = None  # a fresh snapshot came (e.g. the subscription's own): no resubscription due
@@ -505,9 +618,9 @@ class V5VenueSession:
             st.last_top = _top(book, depth) if book is not None else None
             if self.settings.snapshot_interval_ms:
                 st.last_bucket = int(s.ts_event.timestamp() * 1000) // self.settings.snapshot_interval_ms
-            self.out.append(snap)
+            self.out.append(self._distinct(key, snap))
         else:
-            self.out.append(neutral.book_snapshot(s))
+            self.out.append(self._distinct(key, neutral.book_snapshot(s)))
         self._accept(BookSnapshot, s.instrument, s.channel)
 
     def _book_update(self, u: v5.BookUpdate) -> None:
@@ -534,7 +647,7 @@ class V5VenueSession:
         if not take:
             return
         snap = book.snapshot(u.ts_recv, depth)
-        self.out.append(neutral.book_snapshot(snap))
+        self.out.append(self._distinct(key, neutral.book_snapshot(snap)))
         self._accept(BookSnapshot, u.instrument, u.channel)
 
     # -- reference data -----------------------------------------------------------------------------
@@ -562,6 +675,7 @@ class V5VenueSession:
                     for arg in self.args:
                         if _is_book(arg) and arg.instId == inst.instrument:
                             core.resubscribe(arg)
+                            self._await_snapshots([arg], inst.ts_recv)
         core = self.core
         if core is not None and self._waiting_books:
             ready = [a for a in self._waiting_books if a.instId in self.scales]
@@ -570,6 +684,7 @@ class V5VenueSession:
                 core.subscribe(ready)
                 if self._round is not None:
                     self._round.send(map(_arg_name, ready))
+                self._await_snapshots(ready, inst.ts_recv)
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -583,6 +698,8 @@ class V5VenueSession:
             return
         for arg in err.args:
             key = arg.key
+            self._snapshot_due.pop(key, None)  # the refusal has its own span and retry
+            self._ack_due.pop(key, None)
             r = self._refusals.get(key)
             if r is None:
                 r = self._refusals[key] = _Refusal(arg, delays=backoff(self._policy, self._rng))

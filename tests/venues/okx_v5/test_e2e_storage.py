@@ -1,9 +1,7 @@
 """okx_v5 through the real collector (``Recorder``) and the real StorageWriter (SQLite + Parquet),
 compared with the v5 simulator's ground truth.
 
-Storage keys each row by ``venue`` and accepts the venue's own ids (``BTC-USDT``) once the
-datasets branch is merged; until then the test is skipped with that reason (storage's symbol
-rule refuses upper case).
+Storage keys each row by ``venue`` and accepts the venue's own ids (``BTC-USDT``).
 """
 
 from __future__ import annotations
@@ -19,27 +17,11 @@ import pytest
 from recorder.app import open_storage, prepare_database
 from recorder.collector.app import Recorder
 from recorder.config import Config, load_config
-from recorder.errors import SymbolError
 from recorder.records import FeedEventKind
 from recorder.simulator.okx_v5 import Simulator, V5Settings
-from recorder.storage.keys import check_symbol
 from tests.collector.helpers import stored, stored_parquet, wait_until
 
 INST = "BTC-USDT"
-
-
-def _storage_takes_v5_ids() -> bool:
-    try:
-        check_symbol(INST)
-    except SymbolError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    not _storage_takes_v5_ids(),
-    reason="storage refuses 'BTC-USDT' (storage/keys.py lower-case rule) until the datasets branch is merged",
-)
 
 
 @pytest.fixture

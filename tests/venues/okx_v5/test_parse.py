@@ -101,6 +101,24 @@ def test_ticker_bad_values_name_the_field(field: str, value: str) -> None:
         P.parse_ticker(d, RECV)
 
 
+@pytest.mark.parametrize(("field", "value", "name"), [("last", "-1", "last"), ("bidSz", "-0.5", "bid_size"),
+                                                   ("vol24h", "-1e-8", "volume_24h")])
+def test_ticker_negative_values_are_impossible(field: str, value: str, name: str) -> None:
+    frame = json.loads(TICKER)
+    frame["data"][0][field] = value
+    (d,) = data_of(json.dumps(frame), TickerData)
+    with pytest.raises(DecodeError, match=f"impossible negative {name} "):
+        P.parse_ticker(d, RECV)
+
+
+def test_ticker_zero_and_negative_zero_are_kept() -> None:
+    frame = json.loads(TICKER)
+    frame["data"][0].update(bidPx="0", bidSz="-0", last="1e-8")
+    (d,) = data_of(json.dumps(frame), TickerData)
+    t = P.parse_ticker(d, RECV)
+    assert (t.bid, t.bid_size, t.last) == (Decimal(0), Decimal(0), Decimal("1e-8"))
+
+
 def test_number_where_string_expected_names_the_path() -> None:
     frame = json.loads(TICKER)
     frame["data"][0]["last"] = 9999.99

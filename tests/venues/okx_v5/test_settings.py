@@ -52,15 +52,28 @@ def test_bad_values_name_the_key(table: dict[str, Any], message: str) -> None:
     assert message in str(err.value)
 
 
-def test_subtables_are_parsed_by_their_registered_parser() -> None:
-    SUBTABLES["poller"] = lambda t: dict(t)
-    try:
-        s = parse_settings({"poller": {"balance_interval": 5}})
-        assert s.extra["poller"] == {"balance_interval": 5}
-        with pytest.raises(ConfigError, match=r"venues\.okx_v5\.poller must be a table"):
-            parse_settings({"poller": 5})
-    finally:
-        del SUBTABLES["poller"]
+def test_subtables_are_parsed_by_their_registered_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    # setitem restores the registered parser afterwards (deleting it broke every later test of the
+    # session that configures [venues.okx_v5.poller]: "unknown key 'venues.okx_v5.poller'")
+    monkeypatch.setitem(SUBTABLES, "poller", lambda t: dict(t))
+    s = parse_settings({"poller": {"balance_interval": 5}})
+    assert s.extra["poller"] == {"balance_interval": 5}
+    with pytest.raises(ConfigError, match=r"venues\.okx_v5\.poller must be a table"):
+        parse_settings({"poller": 5})
+
+
+def test_the_poller_uses_the_venue_rest_url_unless_it_sets_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `[venues.okx_v5]` table pointing at the simulator left its poller asking the live
+    https://www.okx.com (retrying network errors for ever) unless the poller table repeated it."""
+    from recorder.venues.okx_v5.poll import V5PollSettings
+
+    sim = "http://127.0.0.1:18780"
+    monkeypatch.setitem(SUBTABLES, "poller", V5PollSettings.from_table)
+    inherited = parse_settings({"rest_url": sim, "poller": {"enabled": True}}).extra["poller"]
+    assert inherited.rest_url == sim and inherited.enabled
+    own = parse_settings({"rest_url": sim, "poller": {"rest_url": "http://127.0.0.1:9"}}).extra["poller"]
+    assert own.rest_url == "http://127.0.0.1:9"
+    assert parse_settings({"poller": {}}).extra["poller"].rest_url == "https://www.okx.com"
 
 
 def test_plans_public_market_channels_and_business_candles() -> None:
