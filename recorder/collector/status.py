@@ -405,6 +405,11 @@ ON_THE_BUS = ("in SQL: what the bus writers (okex-recorder store) stored from ev
               "the stream, one row per key")
 ON_THE_BUS_QUARANTINE = ("in SQL: every collector's quarantine rows the bus writers stored, and the messages "
                          "and rows they could not store themselves (connection 'bus'; their log counts them)")
+ON_THE_BUS_NO_SQL = (
+    "this collector published to NATS JetStream and has no SQL database: its rows are in the database of "
+    "the bus writers (`okex-recorder store --sql-url ...`); to count them, give status that database: "
+    "--config with it as storage.sql_url (or OKEX_SQL_URL set to it, with --config), and --status-file "
+    "naming this status file if that configuration names another")
 LEGEND = ("produced = records this run made from what it received",
           "written  = rows each store confirmed written, this run",
           "quarantined = records no store could hold (reason in the quarantine table); "
@@ -685,6 +690,8 @@ def run(args: argparse.Namespace) -> int:
         missing = _missing_sqlite_file(url)
         try:
             recorded = (status.get("config") or {}).get("sql_url")
+            if missing is not None and "bus" in _written_by_store(status):
+                raise StorageError(ON_THE_BUS_NO_SQL)  # the collector's rows are where the writers put them
             if missing is not None and isinstance(recorded, str) and recorded != mask_url(url):
                 raise StorageError(  # e.g. the recorder had OKEX_SQL_URL, this shell has not
                     f"the recording wrote to {recorded}, this configuration names {mask_url(url)}: "
