@@ -146,7 +146,10 @@ class StatusReporter:
             dropped += c.dropped
             reconnects += c.reconnects
             conns.append({
-                "name": conn.name, "state": conn.state.value, "channels": len(conn.channels),
+                # subscriptions: one per channel of one instrument, for every venue; channels: the
+                # venue's channel names (v1's name the symbol, v5's do not: 20 for 5 x 4, 3 for 3 x 3)
+                "name": conn.name, "state": conn.state.value,
+                "subscriptions": conn.session.plan.subscriptions, "channels": len(conn.channels),
                 "frames": c.frames, "bytes": c.bytes, "pongs": c.pongs, "dropped": c.dropped,
                 "connects": c.connects, "reconnects": c.reconnects, "last_data": _iso(conn.last_data),
                 "last_error": c.last_error,
@@ -638,7 +641,9 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     lines.append(f"lag:         {lag_text}; "
                  f"{_reconnects(status.get('connections') or [], status.get('reconnects') or 0)}")
     for conn in status.get("connections", []):
-        lines.append(f"  {conn['name']}: {conn['state']}, {conn['channels']} channels, "
+        subs = (_plural(conn["subscriptions"], "subscription") if isinstance(conn.get("subscriptions"), int)
+                else _plural(int(conn.get("channels") or 0), "channel"))  # a status file of an older version
+        lines.append(f"  {conn['name']}: {conn['state']}, {subs}, "
                      f"{conn['frames']} frames, "
                      f"{_reconnects([conn], conn['reconnects'])}, last data {conn['last_data'] or 'never'}"
                      + (f", last error: {conn['last_error']}" if conn.get("last_error") else ""))

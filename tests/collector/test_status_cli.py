@@ -244,3 +244,28 @@ def test_a_recorder_that_never_connected_does_not_claim_reconnects() -> None:
     assert next(x for x in lines if x.startswith("lag:")).endswith("; 9 reconnects")
     assert any(x.startswith("  okex_v1-0: ") and "never connected (7 failed attempts)" in x for x in lines)
     assert any(x.startswith("  okx_v5-public: ") and ", 2 reconnects," in x for x in lines)
+
+
+def test_connections_count_subscriptions_in_one_unit_for_every_venue(tmp_path: Path) -> None:
+    """`status` said `ws-0: 20 channels` (5 symbols x 4 channels) beside `okx_v5-public-0: 3 channels`
+    (3 instruments x 3 channels = 9 subscriptions, counted by name): both count subscriptions now."""
+    from recorder.collector.app import Recorder
+    from recorder.config import load_config
+    from tests.collector.conftest import MemoryWriter
+
+    symbols = ["btc_usdt", "ltc_btc", "eth_btc", "etc_btc", "bch_btc"]
+    instruments = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
+    config = load_config(env={}, overrides={
+        "exchange": {"ws_url": "ws://127.0.0.1:9/ws/v1"},
+        "collector": {"symbols": symbols, "channels": ["ticker", "depth", "deals", "kline_1min"],
+                      "status_file": str(tmp_path / "status.json")},
+        "venues": {"okx_v5": {"instruments": instruments, "channels": ["tickers", "books", "trades"],
+                              "candle_bars": [], "public_url": "ws://127.0.0.1:9/ws/v5/public",
+                              "business_url": "ws://127.0.0.1:9/ws/v5/business"}}})
+    recorder = Recorder(config, MemoryWriter())
+    status = recorder.status.snapshot("running")
+    got = {c["name"]: (c["subscriptions"], c["channels"]) for c in status["connections"]}
+    assert got == {"ws-0": (20, 20), "okx_v5-public-0": (9, 3)}
+    lines = describe(status, None).splitlines()
+    assert [x.split(", ")[1] for x in lines if x.startswith(("  ws-0:", "  okx_v5-public-0:"))] == [
+        "20 subscriptions", "9 subscriptions"]
