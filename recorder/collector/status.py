@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from recorder.collector.connection import Connection
     from recorder.collector.pipeline import FramePipeline, Intake, RecordQueue, WriterThread
 
-__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "feed_events_text", "read_status",
-           "row_counts", "rows_table", "run"]
+__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "feed_events_text",
+           "quarantine_counts", "read_status", "row_counts", "rows_table", "run"]
 
 log = logging.getLogger("recorder.collector")
 
@@ -166,11 +166,7 @@ class StatusReporter:
             with contextlib.suppress(Exception):
                 storage_stats = {name: _plain(st) for name, st in stats_fn().items()}
         rows = _rows(dict(p.rows_out), dict(w.rows_written), writer, storage_stats)
-        quarantine: dict[str, Any] = {"total": 0, "by_dataset": {}, "by_reason": {}}
-        q_fn = getattr(writer, "quarantine_stats", None)
-        if callable(q_fn):
-            with contextlib.suppress(Exception):
-                quarantine = dict(q_fn())
+        quarantine = quarantine_counts(dict(p.quarantined), writer)
         poller = r.poller
         stores = _stores(storage_stats)
         tally = r.pipeline.feed_events
@@ -284,6 +280,31 @@ class StatusReporter:
                 break
             self.log_line(self.write("running"))
         self.write("stopping")
+
+
+def quarantine_counts(feed: dict[str, int], writer: Any) -> dict[str, Any]:
+    """The quarantine rows this run made, every one counted once: what the venue sessions set aside
+    (``feed``: reason head -> rows; a malformed frame, a v1 object, one item of a v5 push) and what the
+    storage writer's screen or a store refused (``writer.quarantine_stats()``).
+
+    Returns ``total`` (= the run's rows in the quarantine table), ``by_reason`` (reason kind -> rows,
+    the most first: the head of a session's reason, the writer's problem kind), ``by_source``
+    (``feed`` / ``storage`` -> rows) and ``by_dataset`` (the writer's: records of a dataset no store
+    could hold, the ``quarantined`` of the row accounting; the feed's rows never became records).
+    """
+    from collections import Counter
+
+    stored: dict[str, Any] = {"total": 0, "by_dataset": {}, "by_reason": {}}
+    q_fn = getattr(writer, "quarantine_stats", None)
+    if callable(q_fn):
+        with contextlib.suppress(Exception):
+            stored = dict(q_fn())
+    by_reason: Counter[str] = Counter(feed)
+    by_reason.update(stored.get("by_reason") or {})
+    from_feed, from_storage = sum(feed.values()), int(stored.get("total") or 0)
+    return {"total": from_feed + from_storage, "by_reason": dict(by_reason.most_common()),
+            "by_source": {"feed": from_feed, "storage": from_storage},
+            "by_dataset": dict(stored.get("by_dataset") or {})}
 
 
 def _rows(produced: dict[str, int], handed: dict[str, int], writer: Any,
@@ -666,7 +687,11 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
                      + (f", last error: {st['last_error']}" if st.get("last_error") else ""))
     q = status.get("quarantine") or {}
     if q.get("total"):
-        lines.append(f"quarantined: {q['total']} records (not stored; rows in the quarantine table)")
+        source = q.get("by_source")
+        split = "" if not isinstance(source, dict) else (
+            f": {source.get('feed', 0)} from the feed (frames, messages or items the venue could not "
+            f"take), {_plural(int(source.get('storage') or 0), 'record')} no store could hold")
+        lines.append(f"quarantined: {q['total']} rows in the quarantine table this run{split}")
         for reason, n in q.get("by_reason", {}).items():
             lines.append(f"  {n} x {reason}")
     rejected = {name: ch["rejected"] for name, ch in status.get("channels", {}).items() if ch.get("rejected")}
