@@ -134,7 +134,8 @@ class Recorder:
         parts = []
         for venue, settings in self.venues:
             urls = sorted({c.url for c in self.connections if c.session.plan.venue == venue.name})
-            parts.append(f"{venue.name}: {len(venue.symbols(settings))} symbols from {', '.join(urls)}")
+            n = len(venue.symbols(settings))
+            parts.append(f"{venue.name}: {n} symbol{'' if n == 1 else 's'} from {', '.join(urls)}")
         return "; ".join(parts)
 
     def _where(self) -> str:

@@ -122,7 +122,7 @@ def test_run_with_bus_publishes_and_touches_no_database(
     log = [line.split(": ", 1)[1] for line in capsys.readouterr().err.splitlines() if ": " in line]
     assert f"publishing okex_v1 rows to NATS {bus.url}, stream {bus.stream}, subjects " \
            f"{bus.subject_prefix}.> as collector cli-test" in log
-    assert (f"recording okex_v1: 1 symbols from {simulator_thread.ws_url} over 1 connection(s) publishing to "
+    assert (f"recording okex_v1: 1 symbol from {simulator_thread.ws_url} over 1 connection(s) publishing to "
             f"NATS {bus.url}, stream {bus.stream} (the bus writers, `okex-recorder store`, write the "
             "stores)") in log
     finished = [line for line in log if line.startswith("status: finished ")]
