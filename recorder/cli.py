@@ -46,13 +46,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+DESCRIPTION = ("Market-data and account recorder for the OKEx v1 spot API and the OKX v5 API (venues "
+               "okex_v1 and okx_v5).")
+
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="okex-recorder",
-        description="Market-data recorder for the OKEx v1 spot API.",
+        description=DESCRIPTION,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)

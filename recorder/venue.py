@@ -115,6 +115,14 @@ class ConnectionPlan:
     symbols: tuple[str, ...] = ()
     data: Any = None
 
+    @property
+    def subscriptions(self) -> int:
+        """The subscriptions this connection sends, one per channel of one instrument (v1
+        ``ok_sub_spot_btc_usdt_ticker``, v5 ``books`` of ``BTC-USDT``): ``len(data)`` when ``data`` is a
+        tuple or list (both venues plan one entry per subscription), else ``len(channels)``. The one
+        unit the status counts for every venue (``channels`` is per symbol for v1, per name for v5)."""
+        return len(self.data) if isinstance(self.data, tuple | list) else len(self.channels)
+
 
 @dataclass(frozen=True, slots=True)
 class AuditOutcome:

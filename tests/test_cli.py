@@ -69,3 +69,12 @@ def test_help_describes_run_status_and_simulate_options(capsys: pytest.CaptureFi
             cli.main(argv)
         out = " ".join(capsys.readouterr().out.split())
         assert all(e in out for e in expected), (argv, out)
+
+
+def test_help_names_both_venues(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` says what is recorded: OKEx v1 and OKX v5 (it once said "the OKEx v1 spot API" alone)."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("Market-data and account recorder for the OKEx v1 spot API and the OKX v5 API (venues okex_v1 "
+            "and okx_v5).") in out

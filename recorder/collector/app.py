@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,8 +134,19 @@ class Recorder:
         parts = []
         for venue, settings in self.venues:
             urls = sorted({c.url for c in self.connections if c.session.plan.venue == venue.name})
-            parts.append(f"{venue.name}: {len(venue.symbols(settings))} symbols from {', '.join(urls)}")
+            n = len(venue.symbols(settings))
+            parts.append(f"{venue.name}: {n} symbol{'' if n == 1 else 's'} from {', '.join(urls)}")
         return "; ".join(parts)
+
+    def _where(self) -> str:
+        """``into sqlite:///… and data/parquet``; on the bus, ``publishing to NATS nats://…, stream OKEX
+        (the bus writers, `okex-recorder store`, write the stores)``: nothing is written here."""
+        bus = self.config.bus
+        if bus.url:
+            url = re.sub(r"://[^@/]*@", "://***@", bus.url)  # a user, password or token: never logged
+            return (f"publishing to NATS {url}, stream {bus.stream} (the bus writers, "
+                    "`okex-recorder store`, write the stores)")
+        return f"into {mask_url(self.config.storage.sql_url)} and {self.config.storage.parquet_root}"
 
     def _wake_connections(self) -> None:
         """A session may have a request to send (after a book audit): let the connections look."""
@@ -172,8 +184,7 @@ class Recorder:
         status_task = asyncio.create_task(self.status.run(stop), name="status")
         audit_tasks = [asyncio.create_task(auditor.run(stop), name=f"book-audit-{auditor.venue}")
                        for auditor in self.auditors]
-        log.info("recording %s over %d connection(s) into %s and %s", self._what(), len(self.connections),
-                 mask_url(self.config.storage.sql_url), self.config.storage.parquet_root)
+        log.info("recording %s over %d connection(s) %s", self._what(), len(self.connections), self._where())
         if on_started is not None:
             on_started(self)
         exit_code = 0

@@ -46,6 +46,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from recorder.collector.status import quarantine_counts
 from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -88,7 +89,12 @@ class RecorderCollector(Collector):
                                   "(quarantined)", value=counters.frames_malformed)
         q = CounterMetricFamily(f"{PREFIX}quarantined_rows", "Rows put in the quarantine dataset, by reason "
                                 "(the text before its first colon)", labels=["reason"])
-        for reason, n in sorted(dict(counters.quarantined).items()):
+        heads: dict[str, int] = {}  # the sessions' rows and the storage writer's, each counted once
+        made = quarantine_counts(dict(counters.quarantined), r.writer_thread.writer)
+        for reason, n in made["by_reason"].items():
+            head = reason.split(":", 1)[0]
+            heads[head] = heads.get(head, 0) + n
+        for reason, n in sorted(heads.items()):
             q.add_metric([reason], n)
         yield q
 

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from recorder.collector.connection import Connection
     from recorder.collector.pipeline import FramePipeline, Intake, RecordQueue, WriterThread
 
-__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "feed_events_text", "read_status",
-           "row_counts", "rows_table", "run"]
+__all__ = ["RecorderView", "StatusReporter", "add_arguments", "check", "feed_events_text",
+           "quarantine_counts", "read_status", "row_counts", "rows_table", "run"]
 
 log = logging.getLogger("recorder.collector")
 
@@ -146,7 +146,10 @@ class StatusReporter:
             dropped += c.dropped
             reconnects += c.reconnects
             conns.append({
-                "name": conn.name, "state": conn.state.value, "channels": len(conn.channels),
+                # subscriptions: one per channel of one instrument, for every venue; channels: the
+                # venue's channel names (v1's name the symbol, v5's do not: 20 for 5 x 4, 3 for 3 x 3)
+                "name": conn.name, "state": conn.state.value,
+                "subscriptions": conn.session.plan.subscriptions, "channels": len(conn.channels),
                 "frames": c.frames, "bytes": c.bytes, "pongs": c.pongs, "dropped": c.dropped,
                 "connects": c.connects, "reconnects": c.reconnects, "last_data": _iso(conn.last_data),
                 "last_error": c.last_error,
@@ -163,11 +166,7 @@ class StatusReporter:
             with contextlib.suppress(Exception):
                 storage_stats = {name: _plain(st) for name, st in stats_fn().items()}
         rows = _rows(dict(p.rows_out), dict(w.rows_written), writer, storage_stats)
-        quarantine: dict[str, Any] = {"total": 0, "by_dataset": {}, "by_reason": {}}
-        q_fn = getattr(writer, "quarantine_stats", None)
-        if callable(q_fn):
-            with contextlib.suppress(Exception):
-                quarantine = dict(q_fn())
+        quarantine = quarantine_counts(dict(p.quarantined), writer)
         poller = r.poller
         stores = _stores(storage_stats)
         tally = r.pipeline.feed_events
@@ -281,6 +280,31 @@ class StatusReporter:
                 break
             self.log_line(self.write("running"))
         self.write("stopping")
+
+
+def quarantine_counts(feed: dict[str, int], writer: Any) -> dict[str, Any]:
+    """The quarantine rows this run made, every one counted once: what the venue sessions set aside
+    (``feed``: reason head -> rows; a malformed frame, a v1 object, one item of a v5 push) and what the
+    storage writer's screen or a store refused (``writer.quarantine_stats()``).
+
+    Returns ``total`` (= the run's rows in the quarantine table), ``by_reason`` (reason kind -> rows,
+    the most first: the head of a session's reason, the writer's problem kind), ``by_source``
+    (``feed`` / ``storage`` -> rows) and ``by_dataset`` (the writer's: records of a dataset no store
+    could hold, the ``quarantined`` of the row accounting; the feed's rows never became records).
+    """
+    from collections import Counter
+
+    stored: dict[str, Any] = {"total": 0, "by_dataset": {}, "by_reason": {}}
+    q_fn = getattr(writer, "quarantine_stats", None)
+    if callable(q_fn):
+        with contextlib.suppress(Exception):
+            stored = dict(q_fn())
+    by_reason: Counter[str] = Counter(feed)
+    by_reason.update(stored.get("by_reason") or {})
+    from_feed, from_storage = sum(feed.values()), int(stored.get("total") or 0)
+    return {"total": from_feed + from_storage, "by_reason": dict(by_reason.most_common()),
+            "by_source": {"feed": from_feed, "storage": from_storage},
+            "by_dataset": dict(stored.get("by_dataset") or {})}
 
 
 def _rows(produced: dict[str, int], handed: dict[str, int], writer: Any,
@@ -405,6 +429,11 @@ ON_THE_BUS = ("in SQL: what the bus writers (okex-recorder store) stored from ev
               "the stream, one row per key")
 ON_THE_BUS_QUARANTINE = ("in SQL: every collector's quarantine rows the bus writers stored, and the messages "
                          "and rows they could not store themselves (connection 'bus'; their log counts them)")
+ON_THE_BUS_NO_SQL = (
+    "this collector published to NATS JetStream and has no SQL database: its rows are in the database of "
+    "the bus writers (`okex-recorder store --sql-url ...`); to count them, give status that database: "
+    "--config with it as storage.sql_url (or OKEX_SQL_URL set to it, with --config), and --status-file "
+    "naming this status file if that configuration names another")
 LEGEND = ("produced = records this run made from what it received",
           "written  = rows each store confirmed written, this run",
           "quarantined = records no store could hold (reason in the quarantine table); "
@@ -633,7 +662,9 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
     lines.append(f"lag:         {lag_text}; "
                  f"{_reconnects(status.get('connections') or [], status.get('reconnects') or 0)}")
     for conn in status.get("connections", []):
-        lines.append(f"  {conn['name']}: {conn['state']}, {conn['channels']} channels, "
+        subs = (_plural(conn["subscriptions"], "subscription") if isinstance(conn.get("subscriptions"), int)
+                else _plural(int(conn.get("channels") or 0), "channel"))  # a status file of an older version
+        lines.append(f"  {conn['name']}: {conn['state']}, {subs}, "
                      f"{conn['frames']} frames, "
                      f"{_reconnects([conn], conn['reconnects'])}, last data {conn['last_data'] or 'never'}"
                      + (f", last error: {conn['last_error']}" if conn.get("last_error") else ""))
@@ -656,7 +687,11 @@ def describe(status: dict[str, Any], counts: dict[str, int] | None) -> str:
                      + (f", last error: {st['last_error']}" if st.get("last_error") else ""))
     q = status.get("quarantine") or {}
     if q.get("total"):
-        lines.append(f"quarantined: {q['total']} records (not stored; rows in the quarantine table)")
+        source = q.get("by_source")
+        split = "" if not isinstance(source, dict) else (
+            f": {source.get('feed', 0)} from the feed (frames, messages or items the venue could not "
+            f"take), {_plural(int(source.get('storage') or 0), 'record')} no store could hold")
+        lines.append(f"quarantined: {q['total']} rows in the quarantine table this run{split}")
         for reason, n in q.get("by_reason", {}).items():
             lines.append(f"  {n} x {reason}")
     rejected = {name: ch["rejected"] for name, ch in status.get("channels", {}).items() if ch.get("rejected")}
@@ -685,6 +720,8 @@ def run(args: argparse.Namespace) -> int:
         missing = _missing_sqlite_file(url)
         try:
             recorded = (status.get("config") or {}).get("sql_url")
+            if missing is not None and "bus" in _written_by_store(status):
+                raise StorageError(ON_THE_BUS_NO_SQL)  # the collector's rows are where the writers put them
             if missing is not None and isinstance(recorded, str) and recorded != mask_url(url):
                 raise StorageError(  # e.g. the recorder had OKEX_SQL_URL, this shell has not
                     f"the recording wrote to {recorded}, this configuration names {mask_url(url)}: "

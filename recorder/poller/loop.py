@@ -159,11 +159,12 @@ class PollLoop:
             except TransportError as exc:
                 delay = next(delays)
                 self.retries += 1
-                log.warning("%s: %s; retrying in %.2f s", what, exc, delay)
+                log.warning("%s: %s; retrying in %.2f s", what, _without(channel, exc), delay)
                 await self._sleep(delay)
                 continue
             except ProtocolError as exc:
-                log.error("%s: unreadable answer, skipped until the next round: %s", what, exc)
+                log.error("%s: unreadable answer, skipped until the next round: %s", what,
+                          _without(channel, exc))
                 return None
             if self._ban_event is not None:
                 self._close_ban("calls resumed")
@@ -229,3 +230,11 @@ class PollLoop:
                              connection=CONNECTION, venue=self.venue, detail=message)])
         self.outcome = PollerOutcome.AUTH_FAILED
         self.auth_error = exc
+
+
+def _without(channel: str, exc: Exception) -> str:
+    """``exc``'s text less its leading ``<channel>: `` (the endpoint), which the log line's ``what``
+    already names: ``okx_v5 /api/v5/public/instruments: network error (ConnectError)``, said once."""
+    text = str(exc)
+    prefix = f"{channel}: "
+    return text[len(prefix):] if text.startswith(prefix) else text

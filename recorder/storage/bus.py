@@ -282,8 +282,10 @@ class BusStore:
 
     @property
     def healthy(self) -> bool:
-        """False while the connection to NATS is down (reconnecting)."""
-        return self._nc is None or bool(self._nc.is_connected)
+        """False while the connection to NATS is down (reconnecting). True once closed: a store closed
+        at the end of a run is finished, not down (a publish that failed before is still reported by
+        the storage writer, which tracks the outcome of every write)."""
+        return self._closed or self._nc is None or bool(self._nc.is_connected)
 
     # -- the Store interface ---------------------------------------------------------------------
 
@@ -483,6 +485,14 @@ def collector_id(config: Any) -> str:
     return config.collector.id or default_collector_id()
 
 
+def _venues_text(config: Any) -> str:
+    """``okx_v5`` / ``okex_v1 and okx_v5``: the venues ``config`` records (its enabled venues)."""
+    from recorder.config import venue_settings
+
+    names = [venue.name for venue, _ in venue_settings(config)]
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names) or "no venue's"
+
+
 def open_bus_writer(config: Any) -> Any:
     """The storage writer of a collector on the bus: a :class:`BusStore` with the durable spill journal
     (``storage.spill_dir``) behind it, so rows survive a NATS outage and a restart."""
@@ -490,8 +500,9 @@ def open_bus_writer(config: Any) -> Any:
 
     s = config.storage
     store = BusStore(config.bus, collector_id=collector_id(config))
-    log.info("publishing to NATS %s, stream %s, subjects %s.%s.> as collector %s", _mask(config.bus.url),
-             config.bus.stream, config.bus.subject_prefix, VENUE, store.collector_id)
+    log.info("publishing %s rows to NATS %s, stream %s, subjects %s.> as collector %s",
+             _venues_text(config), _mask(config.bus.url), config.bus.stream, config.bus.subject_prefix,
+             store.collector_id)
     return StorageWriter(None, None, bus=store, max_pending_rows=s.max_pending_rows,
                          plausibility=config.plausibility,
                          spill_dir=str(s.spill_dir), collector=store.collector_id)

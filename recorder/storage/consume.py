@@ -66,7 +66,6 @@ from recorder.storage.bus import (
     HEADER_DATASET,
     HEADER_ROWS,
     HEADER_VENUE,
-    VENUE,
     encode_table,
     ensure_stream,
     read_message,
@@ -300,7 +299,7 @@ async def _worker(js: Any, nc: Any, bus: BusConfig, durable: str, name: str, sto
                        stop, f"consumer {durable}")
     if sub is None:
         return
-    log.info("%s store consuming %s (%s.%s.>) as durable %s", name, bus.stream, bus.subject_prefix, VENUE,
+    log.info("%s store consuming %s (subjects %s: every venue) as durable %s", name, bus.stream, subject,
              durable)
     roll = getattr(store, "roll_due", None)
     screen = Screen(None)  # the storage rules only: the collector applied its plausibility windows

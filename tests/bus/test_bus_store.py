@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -197,3 +198,27 @@ async def test_two_writers_share_one_durable(bus: BusConfig, db_url: str) -> Non
     assert all(shares) and sum(shares) == len(rows)  # both worked, each message once
     got = stored(db_url, "tickers")
     assert sorted((t.symbol, t.ts_event) for t in got) == sorted((t.symbol, t.ts_event) for t in rows)
+
+
+async def test_the_writer_says_which_subjects_it_consumes_and_stores_every_venue_under_them(
+        bus: BusConfig, tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The writer's consumer filters ``<prefix>.>``: every venue's rows (``okx_v5`` ones too) are stored,
+    and its log line names that filter (it once said ``<prefix>.okex_v1.>`` while storing okx_v5 rows)."""
+    v1 = tickers(2)
+    v5 = [dataclasses.replace(t, venue="okx_v5", symbol="BTC-USDT") for t in tickers(3)]
+    store = BusStore(bus, collector_id="c")
+    try:
+        await asyncio.to_thread(store.write_batch, [*v1, *v5])
+    finally:
+        store.close()
+    await asyncio.to_thread(migrate.upgrade, sqlite_url)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, "recorder.storage"):
+        task = asyncio.create_task(consume(bus, open_stores(sqlite_url, None), stop, durable="w"))
+        await wait_drained(bus, ("w-sql",))
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert (f"sql store consuming {bus.stream} (subjects {bus.subject_prefix}.>: every venue) as durable "
+            "w-sql") in [r.getMessage() for r in caplog.records]
+    got = sorted((t.venue, t.symbol, t.ts_event, t.buy) for t in stored(sqlite_url, "tickers"))
+    assert got == sorted((t.venue, t.symbol, t.ts_event, t.buy) for t in [*v1, *v5])

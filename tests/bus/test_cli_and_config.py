@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -99,7 +101,12 @@ async def test_writer_process_killed_mid_run_resumes_without_loss_or_doubles(
 
 
 def test_run_with_bus_publishes_and_touches_no_database(
-        simulator_thread: SimulatorThread, bus: BusConfig, tmp_path: Path) -> None:
+        simulator_thread: SimulatorThread, bus: BusConfig, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector on the bus writes no database, says so in its log (where it publishes, which
+    subjects, for which venues), and `status` of the finished run reports its store as healthy and its
+    rows as the bus writers' (no "no SQLite file" hint about a database it never had)."""
+    monkeypatch.delenv("OKEX_SQL_URL", raising=False)
     config = tmp_path / "recorder.toml"
     config.write_text(
         f'[exchange]\nws_url = "{simulator_thread.ws_url}"\n'
@@ -112,6 +119,25 @@ def test_run_with_bus_publishes_and_touches_no_database(
     count, _ = asyncio.run(stream_state(bus))
     assert count > 0
     assert not (tmp_path / "never.sqlite").exists() and not (tmp_path / "pq").exists()
+    log = [line.split(": ", 1)[1] for line in capsys.readouterr().err.splitlines() if ": " in line]
+    assert f"publishing okex_v1 rows to NATS {bus.url}, stream {bus.stream}, subjects " \
+           f"{bus.subject_prefix}.> as collector cli-test" in log
+    assert (f"recording okex_v1: 1 symbol from {simulator_thread.ws_url} over 1 connection(s) publishing to "
+            f"NATS {bus.url}, stream {bus.stream} (the bus writers, `okex-recorder store`, write the "
+            "stores)") in log
+    finished = [line for line in log if line.startswith("status: finished ")]
+    assert len(finished) == 1 and finished[0].endswith(", stores: bus ok, 0 open gaps"), finished
+    # the status of the finished run, as the trial ran it (with the collector's configuration, on the bus)
+    monkeypatch.setenv("OKEX_RECORDER__BUS__URL", bus.url)
+    assert main(["status", "--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "store bus: healthy, 0 outages, 0 pending, 0 spilled, 0 refused" in out.splitlines()
+    assert err == (
+        "(row counts unavailable: this collector published to NATS JetStream and has no SQL database: its "
+        "rows are in the database of the bus writers (`okex-recorder store --sql-url ...`); to count them, "
+        "give status that database: --config with it as storage.sql_url (or OKEX_SQL_URL set to it, with "
+        "--config), and --status-file naming this status file if that configuration names another)\n")
+    assert not (tmp_path / "never.sqlite").exists()
 
 
 def test_store_refuses_a_database_below_head(capsys: pytest.CaptureFixture[str], sqlite_url: str) -> None:
@@ -150,3 +176,25 @@ async def test_an_undecodable_message_is_terminated_and_the_rest_written(
         await asyncio.wait_for(task, 30)
     assert [t.ts_event for t in stored(sqlite_url, "tickers")] == [t.ts_event for t in tickers(8)]
     assert (stats["sql"].refused, stats["sql"].messages, stats["sql"].rows) == (2, 8, 8)
+
+
+def test_a_collector_of_okx_v5_alone_says_it_publishes_okx_v5_rows_under_the_prefix(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The trial's collector recorded okx_v5 alone and said "subjects triala.okex_v1.>": the line names
+    the venues recorded and the subjects really published to (every row under ``<prefix>.>``)."""
+    from recorder.storage.bus import open_bus_writer
+
+    config = load_config(env={}, overrides={
+        "venues": {"okex_v1": {"enabled": False}, "okx_v5": {"instruments": ["BTC-USDT", "ETH-USDT"]}},
+        "bus": {"url": "nats://user:secret@127.0.0.1:4222", "stream": "TRIALA", "subject_prefix": "triala"},
+        "collector": {"id": "trial-a"}, "storage": {"spill_dir": str(tmp_path / "spill")}})
+    with caplog.at_level(logging.INFO, "recorder.storage"):
+        writer = open_bus_writer(config)  # connects lazily: nothing is published
+    writer.close()
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("publishing")] == [
+        "publishing okx_v5 rows to NATS nats://***@127.0.0.1:4222, stream TRIALA, subjects triala.> as "
+        "collector trial-a"]
+    both = dataclasses.replace(config, venues={"okx_v5": {"instruments": ["BTC-USDT"]}})
+    from recorder.storage.bus import _venues_text
+
+    assert _venues_text(both) == "okex_v1 and okx_v5"

@@ -185,8 +185,8 @@ def test_a_run_that_never_connected_shows_no_lag_and_no_data(tmp_path: Path) -> 
     lines = shown.stdout.splitlines()
     assert lines[4] == (f"lag:         none: no market data recorded (last data never); never connected "
                         f"({attempts} failed attempts)"), shown.stdout
-    assert lines[5].startswith(f"  ws-0: stopped, 4 channels, 0 frames, never connected ({attempts} failed "
-                               "attempts), last data never, last error: cannot connect to ")
+    assert lines[5].startswith(f"  ws-0: stopped, 4 subscriptions, 0 frames, never connected ({attempts} "
+                               "failed attempts), last data never, last error: cannot connect to ")
 
 
 def test_no_duration_run_that_is_stopped_exits_0(tmp_path: Path) -> None:

@@ -244,3 +244,122 @@ def test_a_recorder_that_never_connected_does_not_claim_reconnects() -> None:
     assert next(x for x in lines if x.startswith("lag:")).endswith("; 9 reconnects")
     assert any(x.startswith("  okex_v1-0: ") and "never connected (7 failed attempts)" in x for x in lines)
     assert any(x.startswith("  okx_v5-public: ") and ", 2 reconnects," in x for x in lines)
+
+
+def test_connections_count_subscriptions_in_one_unit_for_every_venue(tmp_path: Path) -> None:
+    """`status` said `ws-0: 20 channels` (5 symbols x 4 channels) beside `okx_v5-public-0: 3 channels`
+    (3 instruments x 3 channels = 9 subscriptions, counted by name): both count subscriptions now."""
+    from recorder.collector.app import Recorder
+    from recorder.config import load_config
+    from tests.collector.conftest import MemoryWriter
+
+    symbols = ["btc_usdt", "ltc_btc", "eth_btc", "etc_btc", "bch_btc"]
+    instruments = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
+    config = load_config(env={}, overrides={
+        "exchange": {"ws_url": "ws://127.0.0.1:9/ws/v1"},
+        "collector": {"symbols": symbols, "channels": ["ticker", "depth", "deals", "kline_1min"],
+                      "status_file": str(tmp_path / "status.json")},
+        "venues": {"okx_v5": {"instruments": instruments, "channels": ["tickers", "books", "trades"],
+                              "candle_bars": [], "public_url": "ws://127.0.0.1:9/ws/v5/public",
+                              "business_url": "ws://127.0.0.1:9/ws/v5/business"}}})
+    recorder = Recorder(config, MemoryWriter())
+    status = recorder.status.snapshot("running")
+    got = {c["name"]: (c["subscriptions"], c["channels"]) for c in status["connections"]}
+    assert got == {"ws-0": (20, 20), "okx_v5-public-0": (9, 3)}
+    lines = describe(status, None).splitlines()
+    assert [x.split(", ")[1] for x in lines if x.startswith(("  ws-0:", "  okx_v5-public-0:"))] == [
+        "20 subscriptions", "9 subscriptions"]
+
+
+async def test_status_counts_every_quarantine_row_of_the_run(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A v1 run with bad numbers said "0 malformed ... 1 quarantined" while the quarantine table held
+    more rows: the status counted only what the storage screen set aside, not the v1 objects (or v5
+    items) the session quarantined alone. Now status = the run's rows in the quarantine table, per
+    reason kind: a malformed frame, two impossible deals of one push, and a ticker no store can hold."""
+    import functools
+    import logging as logging_
+
+    from recorder.collector.app import Recorder
+    from recorder.records import Deal
+    from recorder.simulator.wire import exchange_hhmmss
+    from tests.collector.helpers import stored
+    from tests.collector.scripted import Exchange, standard, until
+    from tests.collector.test_scripted import BTC_T, record, ticker, url
+
+    deals_channel = "ok_sub_spot_btc_usdt_deals"
+
+    def took(rec: Recorder, rtype: type, n: int) -> bool:
+        return sum(v for (t, _, _), v in rec.pipeline.counters.accepted.items() if t is rtype) == n
+
+    async def during(rec: Recorder) -> None:
+        await until(lambda: sum(len(s) for s in ex.subscribed.values()) == 2, what="the subscriptions")
+        ws = next(iter(ex.subscribed))
+        await ex.send(ws, "not json")
+        hms = exchange_hhmmss(int(time.time() * 1000))
+        await ex.push(deals_channel, [["101", "6500.5", "0.1", hms, "bid"], ["102", "-1", "0.1", hms, "ask"],
+                                      ["103", "6500.4", "0", hms, "ask"], ["104", "6500.2", "2", hms, "bid"]])
+        await ex.push(BTC_T, ticker(0))
+        await ex.push(BTC_T, {**ticker(1), "last": "100." + "1" * 31})  # more than 18 fractional digits
+        await until(functools.partial(took, rec, Deal, 2), what="the good deals")
+        await until(lambda: rec.writer_thread.counters.rows_written.get("tickers", 0) == 2
+                    and rec.writer_thread.counters.rows_written.get("quarantine", 0) == 3,
+                    what="the tickers and the session's quarantine rows handed to the writer")
+
+    async with Exchange(standard) as ex:
+        rec = await record(tmp_path, ex, ["btc_usdt"], ["ticker", "deals"], during)
+    status = json.loads((tmp_path / "status.json").read_text())
+    rows = stored(url(tmp_path), "quarantine")
+    assert len(rows) == 4
+    q = status["quarantine"]
+    assert q["total"] == 4 == status["rows"]["produced"]["quarantine"]
+    assert q["by_source"] == {"feed": 3, "storage": 1}
+    kind = "tickers.last: more than 18 fractional digits (Parquet decimal128(38, 18))"
+    assert sorted(r.reason for r in rows) == [
+        "not valid JSON: JSON is malformed: invalid character (byte 4)",
+        "ok_sub_spot_btc_usdt_deals: deals: impossible deal price -1, amount 0.1",
+        "ok_sub_spot_btc_usdt_deals: deals: impossible deal price 6500.4, amount 0",
+        f"{kind}: 100.{'1' * 31}"]
+    # per reason kind: the head of a session's reason (v1: its channel), the storage screen's problem kind
+    assert q["by_reason"] == {"ok_sub_spot_btc_usdt_deals": 2, "not valid JSON": 1, kind: 1}
+    expected = q["by_reason"]
+    assert q["by_dataset"] == status["rows"]["quarantined"] == {"tickers": 1}
+    shown = describe(status, None).splitlines()
+    at = shown.index("quarantined: 4 rows in the quarantine table this run: 3 from the feed (frames, "
+                     "messages or items the venue could not take), 1 record no store could hold")
+    assert shown[at + 1:at + 1 + len(expected)] == [f"  {n} x {k}" for k, n in q["by_reason"].items()]
+    caplog.clear()
+    with caplog.at_level(logging_.INFO, "recorder.collector"):
+        rec.status.log_line(status)
+    (line,) = [r.getMessage() for r in caplog.records]
+    top = ", ".join(f"{n} x {k}" for k, n in list(q["by_reason"].items())[:3])
+    assert ", 1 malformed, " in line and f", 4 quarantined ({top}), stores: " in line, line
+
+
+async def test_status_counts_the_v5_items_quarantined_alone(tmp_path: Path) -> None:
+    """One bad item of a v5 trades push is quarantined alone (its neighbours stored): the status counts
+    its row (it counted only the storage screen's)."""
+    from recorder.records import Deal
+    from tests.collector.helpers import stored
+    from tests.venues.okx_v5.scripted import V5Exchange
+    from tests.venues.okx_v5.test_attacks_stored import INST, accepted, now_ms, record
+
+    def trade(tid: str, px: str) -> dict[str, Any]:
+        return {"instId": INST, "tradeId": tid, "px": px, "sz": "0.5", "side": "sell", "ts": now_ms(),
+                "count": "1"}
+
+    async def script(ex: V5Exchange, ws: Any, op: str, rid: str, arg: dict[str, str]) -> None:
+        await ws.send(ex.ack(op, rid, arg))
+        if op == "subscribe" and arg["channel"] == "trades":
+            await ws.send(json.dumps({"arg": arg, "data": [trade("1", "6500.1"), trade("2", "NaN"),
+                                                           trade("3", "6500.2")]}))
+
+    async with V5Exchange(script) as ex:
+        status, url = await record(tmp_path, ex, lambda r: accepted(r, Deal) == 2, "the good trades",
+                                   channels=["trades"])
+    assert [d.tid for d in stored(url, "deals", order_by="tid")] == [1, 3]
+    reasons = [q.reason for q in stored(url, "quarantine")]
+    assert reasons == ["field 'trade.px': 'NaN' is not a decimal number"]
+    assert status["quarantine"] == {"total": 1, "by_reason": {"field 'trade.px'": 1},
+                                    "by_source": {"feed": 1, "storage": 0}, "by_dataset": {}}
+    assert status["rows"]["produced"]["quarantine"] == 1

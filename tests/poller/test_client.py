@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import urllib.parse
 from datetime import UTC, datetime
@@ -198,3 +199,34 @@ def test_repr_masks_the_credentials() -> None:
     client = _client()
     assert SECRET not in repr(client) and API_KEY not in repr(client)
     assert "c821…6d7c" in repr(client)
+
+
+async def test_a_network_error_names_the_endpoint_once_in_the_retry_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``order_info.do btc_usdt: network error (ConnectError); retrying in …``: the endpoint once, not
+    ``order_info.do btc_usdt: order_info.do: network error`` (the error's own text starts with it)."""
+    from recorder.poller.loop import PollLoop
+
+    calls = 0
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ConnectError("refused")
+        return _json({"result": True, "orders": []})
+
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    loop = PollLoop(venue="okex_v1", sink=lambda records: None, limiter=RateLimiter(),
+                    auth_message=str, sleep=sleep, label="OKEx")
+    async with _client(httpx.MockTransport(handle)) as client:
+        with caplog.at_level(logging.WARNING, "recorder.poller"):
+            orders = await loop.call("order_info.do btc_usdt", None,
+                                     lambda: client.fetch_open_orders("btc_usdt"))
+    assert orders == []
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"order_info.do btc_usdt: network error (ConnectError); retrying in {slept[0]:.2f} s"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import recorder.poller
@@ -336,3 +338,31 @@ async def test_stored_fills_are_exact_and_no_secret_is_stored(sim: Simulator, tm
         data = f.read_bytes()
         for secret in (SECRET, PASSPHRASE, KEY):
             assert secret.encode() not in data, f
+
+
+async def test_a_network_error_names_the_path_once(caplog: pytest.LogCaptureFixture) -> None:
+    """The retry warning says the endpoint once: ``okx_v5 <path>: network error (ConnectError)``, not
+    ``okx_v5 <path>: <path>: network error`` (the transport error's own text starts with the path)."""
+    calls = 0
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(200, content=b'{"code":"0","data":[]}')
+
+    settings = V5PollSettings(rest_url="http://exchange.test", backoff=FAST)
+    poller = RestPoller(V5AccountSource(settings, CREDS), [].extend, policy=FAST,
+                        transport=httpx.MockTransport(handle), rng=random.Random(1))
+    try:
+        with caplog.at_level(logging.WARNING, "recorder.poller"):
+            body = await poller.fetch("/api/v5/public/instruments", {"instType": "SPOT"},
+                                      lambda status, body, ts: body)
+    finally:
+        await poller.aclose()
+    assert body == b'{"code":"0","data":[]}'
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert re.fullmatch(r"okx_v5 /api/v5/public/instruments: network error \(ConnectError\); "
+                        r"retrying in \d+\.\d\d s", warnings[0]), warnings
