@@ -80,6 +80,7 @@ QUARANTINE_MAX_BYTES = 64 * 1024
 ACK_PATIENCE = 20  # depth pushes discarded waiting for a removeChannel ack before the connection is replaced
 REFUSAL_LOG_INTERVAL = 60.0  # seconds between two log lines about one still-refused subscription
 _ONE_US = timedelta(microseconds=1)
+UNASKED_CACHE = 4096  # keys whose subscription check is remembered per connection
 _KEEP_ALIVE = (Pong, Ping)  # messages that only say the connection is alive
 
 
@@ -220,6 +221,8 @@ class V1Session:
         self._quarantine_logged = 0.0
         self._quarantine_unlogged = 0
         self._foreign_logged = 0.0
+        self._unasked_keys: dict[tuple[type, str, object], str] = {}
+        """``accepted`` key -> :meth:`_unasked` of it (absent: not seen yet)."""
         self._round: SubscriptionRound | None = None  # the subscriptions of this connection, until answered
 
     # -- the shell's side --------------------------------------------------------------------------
@@ -391,12 +394,16 @@ class V1Session:
         flags = FRAME_TAKEN | FRAME_DATA
         out = self._out
         accepted = counters.accepted
+        unasked = self._unasked_keys
         foreign: set[str] | None = None
         for m in messages:
             t = type(m)
             if t is DepthUpdate:
-                dname = f"{CHANNEL_PREFIX}{m.symbol}_{m.kind.value}"  # type: ignore[union-attr]
-                if self._channels and dname not in self._channels:
+                dkey = (t, m.symbol, m.kind)  # type: ignore[union-attr]
+                dname = unasked.get(dkey)
+                if dname is None:
+                    dname = self._unasked(dkey)
+                if dname:
                     foreign = self._foreign(foreign, dname, ts_recv, frame)
                     continue
                 self._depth(m)  # type: ignore[arg-type]
@@ -421,11 +428,12 @@ class V1Session:
                 continue
             else:  # LoginResult: nothing to store
                 continue
-            if t is not Balance:  # a balance push names currencies, not its channel
-                cname = channel_name_of(key)
-                if cname is not None and self._channels and cname not in self._channels:
-                    foreign = self._foreign(foreign, cname, ts_recv, frame)
-                    continue
+            cname = unasked.get(key)
+            if cname is None:
+                cname = self._unasked(key)
+            if cname:
+                foreign = self._foreign(foreign, cname, ts_recv, frame)
+                continue
             accepted[key] = accepted.get(key, 0) + 1
             out.append(m)  # type: ignore[arg-type]
             if self._round is not None:
@@ -749,6 +757,19 @@ class V1Session:
                                           reason=r.reason[:500], payload=r.sample[:QUARANTINE_MAX_BYTES],
                                           channel=r.channel))
         self._log_bad(r.reason, r.sample)
+
+    def _unasked(self, key: tuple[type, str, object]) -> str:
+        """The channel name of ``key`` (an ``accepted`` key) when this connection did not subscribe
+        it, else ``""`` (subscribed; a balance, whose push names currencies, not its channel; or a
+        plan naming no channels, as a session opened on first use: it takes every channel)."""
+        name = ""
+        if self._channels and key[0] is not Balance:
+            channel = channel_name_of(key)
+            if channel is not None and channel not in self._channels:
+                name = channel
+        if len(self._unasked_keys) < UNASKED_CACHE:  # bounded: a server can send any number of keys
+            self._unasked_keys[key] = name
+        return name
 
     def _foreign(self, done: set[str] | None, name: str, ts_recv: datetime, frame: Frame) -> set[str]:
         """Data of channel ``name``, never subscribed on this connection: quarantined (stored, it
