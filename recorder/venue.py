@@ -303,7 +303,7 @@ class FeedCounters:
     quarantined: dict[str, int] = field(default_factory=dict)  # quarantine rows by reason (head)
     crossed_books: int = 0
     error_acks: int = 0
-    pong_frames: int = 0  # frames that held only pongs (not in ``frames``)
+    pong_frames: int = 0  # frames that held only keep-alive: pongs, a server's ping (not in ``frames``)
     not_whole_books: int = 0  # first pushes refused as the whole book
     audits: dict[str, int] = field(default_factory=dict)  # pass / fail / void
     last_ts_recv: datetime | None = None

@@ -467,7 +467,8 @@ class Screen:
         payload = json.dumps({"dataset": name, "values": values}, ensure_ascii=True).encode()
         return QuarantinedFrame(ts_recv=ts, connection=QUARANTINE_CONNECTION,
                                 reason=_clean(problem.reason, None), channel=name,
-                                payload=payload[:PAYLOAD_MAX_BYTES], collector=self.collector)
+                                payload=payload[:PAYLOAD_MAX_BYTES], collector=self.collector,
+                                venue=_record_venue(record))
 
     def log_quarantined(self, problem: Problem) -> None:
         """One WARNING per reason kind every LOG_INTERVAL s (with how many more were not logged)."""
@@ -508,6 +509,15 @@ def record_problem(dataset: Dataset, record: Any) -> Problem | None:
 
 
 _NAME_OF: dict[type, str] = {d.record_type: name for name, d in DATASETS.items()}
+
+
+def _record_venue(record: object) -> str:
+    """The venue of ``record`` for its quarantine row: its own ``venue`` when that is a valid one,
+    else ``""`` (a record whose venue is itself what is wrong names no venue)."""
+    try:
+        return check_venue(getattr(record, "venue", ""))
+    except SymbolError:
+        return ""
 
 
 def _clean(value: object, length: int | None) -> str:

@@ -22,7 +22,7 @@ from recorder.collector.app import Recorder
 from recorder.records import FeedEventKind, Ticker
 from tests.collector.helpers import stored
 from tests.collector.scripted import Exchange, ack, standard, until
-from tests.collector.test_scripted import BTC_T, events, record, ticker, url
+from tests.collector.test_scripted import BTC_T, ETH_T, events, record, ticker, url
 
 
 def _stored_tickers(tmp_path: Path) -> list[tuple[Any, ...]]:
@@ -226,3 +226,49 @@ async def test_every_v1_feed_event_and_quarantine_row_names_its_venue(tmp_path: 
     (bad,) = stored(url(tmp_path), "quarantine")
     assert bad.payload == b"not json" and bad.venue == "okex_v1"
     assert _stored_tickers(tmp_path) == _sent_tickers(ex)
+
+
+async def test_server_pings_foreign_channels_plain_binary_and_codeless_error_acks(tmp_path: Path) -> None:
+    """After subscribing btc_usdt's ticker the server sends `{"event":"ping"}` (was quarantined as
+    malformed), eth_usdt's ticker (never subscribed: was stored), a ticker as an uncompressed binary
+    frame (was quarantined as "bad DEFLATE"), a binary frame that is neither DEFLATE nor JSON, and
+    an error ack without an error code. Now: the ping is keep-alive (no row, no event), the foreign
+    push is quarantined "not subscribed on this connection", the plain binary ticker is stored, the
+    junk frame is quarantined saying what was tried, the error ack is quarantined as what it is
+    (no code is made up), and every btc_usdt ticker is stored exactly."""
+    frames: dict[str, bytes] = {}
+
+    async def during(rec: Recorder) -> None:
+        await until(lambda: any(BTC_T in s for s in ex.subscribed.values()), what="a subscription")
+        ws = next(iter(ex.subscribed))
+        await ex.push(BTC_T, ticker(0))
+        await ex.send(ws, '{"event":"ping"}')
+        foreign = [{"channel": ETH_T, "data": ticker(7)}]
+        frames["foreign"] = json.dumps(foreign).encode()
+        await ws.send(frames["foreign"].decode())
+        plain = ticker(1)
+        ex.sent.append((BTC_T, plain))
+        await ws.send(json.dumps([{"channel": BTC_T, "data": plain}]).encode())  # binary, not compressed
+        frames["junk"] = b"\xff\xfe\x00junk"
+        await ws.send(frames["junk"])
+        frames["codeless"] = json.dumps({"channel": BTC_T, "success": False}).encode()
+        await ws.send(frames["codeless"].decode())
+        await ex.push(BTC_T, ticker(2))
+        await until(functools.partial(_accepted, rec, 3), what="the three tickers")
+
+    async with Exchange(standard) as ex:
+        await record(tmp_path, ex, ["btc_usdt"], ["ticker"], during)
+    assert _stored_tickers(tmp_path) == _sent_tickers(ex)
+    assert len(_stored_tickers(tmp_path)) == 3
+    rows = {q.payload: (q.reason, q.venue, q.channel) for q in stored(url(tmp_path), "quarantine")}
+    junk_reason, *junk_rest = rows.pop(frames["junk"])
+    # zlib's own words between these two parts
+    assert junk_reason.startswith("binary frame is neither raw DEFLATE data (bad DEFLATE data: ")
+    assert junk_reason.endswith(") nor uncompressed UTF-8 JSON (not UTF-8 (invalid start byte at byte 0))")
+    assert junk_rest == ["okex_v1", ""]
+    assert rows == {
+        frames["foreign"]: (f"not subscribed on this connection: {ETH_T}", "okex_v1", ETH_T),
+        frames["codeless"].replace(b" ", b""): ("error ack without an error code", "okex_v1", BTC_T),
+    }
+    (malformed,) = events(tmp_path, FeedEventKind.MALFORMED_FRAME)
+    assert malformed.detail.startswith("binary frame is neither raw DEFLATE data")

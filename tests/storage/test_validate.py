@@ -195,6 +195,18 @@ def test_a_repaired_quarantine_row_keeps_its_venue() -> None:
     assert q == replace(frame, reason="nul \\x00 reason")
 
 
+def test_a_record_set_aside_is_quarantined_under_its_own_venue() -> None:
+    """The quarantine row of a record the stores cannot hold names the record's venue (it had venue
+    "", kept for events of no one venue); a record whose venue is itself unfit names none."""
+    huge = Decimal("1" * 51)  # more digits than the price column holds
+    v5 = replace(deal(R), venue="okx_v5", symbol="BTC-USDT", price=huge)
+    bad_venue = replace(ticker(R), venue="okx/v5")
+    result = Screen(None).screen([v5, bad_venue, ticker(R, last="2")])
+    rows = result.batch.groups["quarantine"]
+    assert [(q.venue, q.channel) for q in rows] == [("okx_v5", "deals"), ("", "tickers")]
+    assert [t.last for t in result.batch.groups["tickers"]] == [Decimal(2)]
+
+
 def test_plausibility_keys_come_from_the_toml_config(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(

@@ -1,9 +1,11 @@
 """WebSocket frame decoding (PROTOCOL.md "WebSocket", "Server → client").
 
-A frame is text, or a binary frame holding raw DEFLATE data. It holds one JSON
-object or a list of them; each object becomes one or more typed messages:
+A frame is text, or a binary frame holding raw DEFLATE data (or, as some servers send, the
+JSON text itself uncompressed). It holds one JSON object or a list of them; each object
+becomes one or more typed messages:
 
 * ``{"event": "pong"}`` -> :class:`Pong`
+* ``{"event": "ping"}`` -> :class:`Ping` (the server's own keep-alive)
 * ``{"channel": "addChannel"|"removeChannel", "data": {"result": true, "channel": C}}``
   -> :class:`SubscribeAck`
 * ``{"channel": "login", "data": {"result": true}}`` -> :class:`LoginResult`
@@ -65,6 +67,7 @@ __all__ = [
     "ErrorAck",
     "LoginResult",
     "Message",
+    "Ping",
     "Pong",
     "Rejected",
     "SubscribeAck",
@@ -96,6 +99,12 @@ _ONE_DAY = timedelta(days=1)
 @dataclass(frozen=True, slots=True)
 class Pong:
     """The server's answer to ``{"event": "ping"}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``{"event": "ping"}`` from the server: keep-alive, like a pong (the protocol documents no
+    answer to it: clients ping, the server pongs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +145,8 @@ class Rejected:
 
 
 Message = (
-    Pong | SubscribeAck | LoginResult | ErrorAck | Ticker | DepthUpdate | Deal | Kline | Order | Balance
-    | Rejected
+    Pong | Ping | SubscribeAck | LoginResult | ErrorAck | Ticker | DepthUpdate | Deal | Kline | Order
+    | Balance | Rejected
 )
 """Anything :func:`decode_frame` returns in its list."""
 
@@ -558,6 +567,8 @@ def _decode_object(obj: dict[str, object], ts_recv: datetime) -> list[Message]:
     if type(channel) is not str:
         if channel is None and obj.get("event") == "pong":
             return [Pong()]
+        if channel is None and obj.get("event") == "ping":
+            return [Ping()]
         if channel is None:
             raise _Reject("object has neither a 'channel' nor a known 'event'")
         raise _Reject(f"channel must be a string, got {type(channel).__name__}")
@@ -605,6 +616,27 @@ def _decode_object(obj: dict[str, object], ts_recv: datetime) -> list[Message]:
     if data is None:
         raise _Reject(f"{channel}: missing field 'data'")
     return _DECODERS[parsed.kind](parsed, data, ts_recv)
+
+
+def _plain_json(frame: bytes | bytearray | memoryview, inflate_error: DecodeError | None) -> bytes:
+    """``frame`` itself when it is UTF-8 JSON text (a binary frame sent uncompressed); else
+    DecodeError saying what was tried: DEFLATE (``inflate_error``, or: it inflated to no JSON) and
+    UTF-8 JSON."""
+    data = bytes(frame)
+    deflate_why = "it inflates to no JSON" if inflate_error is None else str(inflate_error)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        why = f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    else:
+        try:
+            decode_json(data)
+        except DecodeError as exc:
+            why = str(exc)
+        else:
+            return data
+    raise DecodeError(f"binary frame is neither raw DEFLATE data ({deflate_why}) nor uncompressed UTF-8 "
+                      f"JSON ({why})", sample=data[:SAMPLE_SIZE])
 
 
 def _sample(obj: object) -> bytes:
@@ -726,22 +758,41 @@ def decode_frame(frame: bytes | bytearray | memoryview | str, ts_recv: datetime)
     """Decode one WebSocket frame into typed messages, in order.
 
     ``frame`` is a text frame (``str``) or a binary frame (bytes) of raw DEFLATE
-    data; ``ts_recv`` is the aware UTC receive time stamped on every record.
+    data, or of the UTF-8 JSON text itself (uncompressed: taken when the bytes do not inflate to
+    JSON and are JSON as they are); ``ts_recv`` is the aware UTC receive time stamped on every
+    record.
     Returns a list of :data:`Message`: one object or a list of objects each
     give one or more messages; an object that cannot be understood becomes a
     :class:`Rejected` with a reason and the rest still decode.
 
     Raises :class:`~recorder.errors.DecodeError` when the frame as a whole is bad:
-    not inflatable, not JSON, or neither an object nor a list. Raises ValueError
+    a binary frame neither DEFLATE nor UTF-8 JSON (the reason says both were tried), not JSON,
+    or neither an object nor a list. Raises ValueError
     for a naive ``ts_recv``. PROTOCOL.md "WebSocket", "Server → client".
     """
     if ts_recv.tzinfo is None:
         raise ValueError("ts_recv must be timezone-aware (UTC)")
-    text = frame if isinstance(frame, str) else inflate(frame)
+    inflated = False
+    if isinstance(frame, str):
+        text: bytes | str = frame
+    else:
+        try:
+            text = inflate(frame)
+            inflated = True
+        except DecodeError as exc:
+            text = _plain_json(frame, exc)
     typed = _typed_frame(text, ts_recv)
     if typed is not None:
         return typed
-    doc = decode_json(text)
+    try:
+        doc = decode_json(text)
+    except DecodeError:
+        if not inflated:
+            raise
+        # raw JSON text can look like a DEFLATE block ('[' and '{' are a final fixed-Huffman
+        # block header) and "inflate" to noise: the bytes as they came may be the JSON
+        plain = _plain_json(cast("bytes", frame), None)
+        text, doc = plain, decode_json(plain)
     if type(doc) is list:
         items: list[object] = doc
     elif type(doc) is dict:

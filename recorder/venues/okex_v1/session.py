@@ -66,7 +66,7 @@ from recorder.venue import (
 )
 from recorder.venues.okex_v1.book import OrderBook
 from recorder.venues.okex_v1.channels import CHANNEL_PREFIX, Channel
-from recorder.venues.okex_v1.parse import ErrorAck, Message, Pong, Rejected, SubscribeAck, decode_frame
+from recorder.venues.okex_v1.parse import ErrorAck, Message, Ping, Pong, Rejected, SubscribeAck, decode_frame
 from recorder.venues.okex_v1.settings import V1Settings
 
 __all__ = ["ACK_PATIENCE", "PING", "V1Session", "channel_name_of", "plan_connection", "subscribe_messages"]
@@ -80,6 +80,8 @@ QUARANTINE_MAX_BYTES = 64 * 1024
 ACK_PATIENCE = 20  # depth pushes discarded waiting for a removeChannel ack before the connection is replaced
 REFUSAL_LOG_INTERVAL = 60.0  # seconds between two log lines about one still-refused subscription
 _ONE_US = timedelta(microseconds=1)
+UNASKED_CACHE = 4096  # keys whose subscription check is remembered per connection
+_KEEP_ALIVE = (Pong, Ping)  # messages that only say the connection is alive
 
 
 def subscribe_messages(channels: Sequence[Channel], batch: int, *, compress: bool, event: str = "addChannel"
@@ -219,6 +221,8 @@ class V1Session:
         self._quarantine_logged = 0.0
         self._quarantine_unlogged = 0
         self._foreign_logged = 0.0
+        self._unasked_keys: dict[tuple[type, str, object], str] = {}
+        """``accepted`` key -> :meth:`_unasked` of it (absent: not seen yet)."""
         self._round: SubscriptionRound | None = None  # the subscriptions of this connection, until answered
 
     # -- the shell's side --------------------------------------------------------------------------
@@ -345,12 +349,12 @@ class V1Session:
         return channel_name_of(key)
 
     def pong_only(self, frame: Frame) -> bool:
-        """Whether ``frame`` holds only pongs."""
+        """Whether ``frame`` holds only keep-alive messages (pongs; the server's own ping)."""
         try:
             messages = decode_frame(frame, self._now_or_epoch())
         except DecodeError:
             return False
-        return bool(messages) and all(type(m) is Pong for m in messages)
+        return bool(messages) and all(type(m) in _KEEP_ALIVE for m in messages)
 
     def _now_or_epoch(self) -> datetime:
         from datetime import UTC
@@ -362,7 +366,11 @@ class V1Session:
     def receive(self, frame: Frame, ts_recv: datetime) -> int:
         """Decode one frame and handle every message in it (see :meth:`recorder.venue.Session.receive`).
 
-        A frame holding only pongs is counted in ``pong_frames``, not in ``frames``.
+        A frame holding only keep-alive messages (pongs, or the server's own ``{"event":"ping"}``,
+        which the protocol gives no answer) is counted in ``pong_frames``, not in ``frames``, and
+        is not logged. Data of a channel this connection did not subscribe is quarantined
+        (``not subscribed on this connection: <channel>``), one row per channel and frame (a
+        session whose plan names no channels, as one opened on first use, takes every channel).
         """
         counters = self.counters
         self._now = ts_recv
@@ -378,7 +386,7 @@ class V1Session:
             counters.last_ts_recv = ts_recv
             self._malformed(ts_recv, frame, str(exc))
             return FRAME_TAKEN | FRAME_DATA
-        if len(messages) == 1 and type(messages[0]) is Pong:
+        if messages and all(type(m) in _KEEP_ALIVE for m in messages):
             counters.pong_frames += 1
             return FRAME_TAKEN | FRAME_PONG
         counters.frames += 1
@@ -386,9 +394,18 @@ class V1Session:
         flags = FRAME_TAKEN | FRAME_DATA
         out = self._out
         accepted = counters.accepted
+        unasked = self._unasked_keys
+        foreign: set[str] | None = None
         for m in messages:
             t = type(m)
             if t is DepthUpdate:
+                dkey = (t, m.symbol, m.kind)  # type: ignore[union-attr]
+                dname = unasked.get(dkey)
+                if dname is None:
+                    dname = self._unasked(dkey)
+                if dname:
+                    foreign = self._foreign(foreign, dname, ts_recv, frame)
+                    continue
                 self._depth(m)  # type: ignore[arg-type]
                 continue
             if t is Ticker or t is Deal:
@@ -406,10 +423,16 @@ class V1Session:
                 continue
             elif t is Order or t is Balance:
                 key = (t, getattr(m, "symbol", getattr(m, "currency", "")), None)
-            elif t is Pong:
+            elif t is Pong or t is Ping:
                 flags |= FRAME_PONG
                 continue
             else:  # LoginResult: nothing to store
+                continue
+            cname = unasked.get(key)
+            if cname is None:
+                cname = self._unasked(key)
+            if cname:
+                foreign = self._foreign(foreign, cname, ts_recv, frame)
                 continue
             accepted[key] = accepted.get(key, 0) + 1
             out.append(m)  # type: ignore[arg-type]
@@ -734,6 +757,37 @@ class V1Session:
                                           reason=r.reason[:500], payload=r.sample[:QUARANTINE_MAX_BYTES],
                                           channel=r.channel))
         self._log_bad(r.reason, r.sample)
+
+    def _unasked(self, key: tuple[type, str, object]) -> str:
+        """The channel name of ``key`` (an ``accepted`` key) when this connection did not subscribe
+        it, else ``""`` (subscribed; a balance, whose push names currencies, not its channel; or a
+        plan naming no channels, as a session opened on first use: it takes every channel)."""
+        name = ""
+        if self._channels and key[0] is not Balance:
+            channel = channel_name_of(key)
+            if channel is not None and channel not in self._channels:
+                name = channel
+        if len(self._unasked_keys) < UNASKED_CACHE:  # bounded: a server can send any number of keys
+            self._unasked_keys[key] = name
+        return name
+
+    def _foreign(self, done: set[str] | None, name: str, ts_recv: datetime, frame: Frame) -> set[str]:
+        """Data of channel ``name``, never subscribed on this connection: quarantined (stored, it
+        would mix a stream into a dataset whose gaps say nothing about it), the frame as received
+        once per channel; ``done`` holds the channels of this frame quarantined already."""
+        done = set() if done is None else done
+        if name in done:
+            return done
+        done.add(name)
+        reason = f"not subscribed on this connection: {name}"
+        self.counters.reject(name, "not subscribed on this connection")
+        self.counters.quarantine(reason)
+        payload = frame.encode("utf-8", "replace") if isinstance(frame, str) else bytes(frame)
+        self._out.append(QuarantinedFrame(venue=VENUE, ts_recv=ts_recv, connection=self.name,
+                                          reason=reason[:500], payload=payload[:QUARANTINE_MAX_BYTES],
+                                          channel=name))
+        self._log_bad(reason, payload)
+        return done
 
     def _malformed(self, ts_recv: datetime, frame: Frame, reason: str) -> None:
         self.counters.frames_malformed += 1

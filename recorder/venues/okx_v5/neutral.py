@@ -219,8 +219,11 @@ def instrument(i: v5.Instrument) -> Instrument:
     )
 
 
-def error_detail(code: int, msg: str) -> str:
-    """``"<code> <documented text> (server: <msg>)"`` for an error event (§7.3)."""
+def error_detail(code: int | None, msg: str) -> str:
+    """``"<code> <documented text> (server: <msg>)"`` for an error event (§7.3); for one without a
+    code (None), ``"error event without a code: <msg>"`` (``(no msg)`` when that is empty too)."""
+    if code is None:
+        return f"error event without a code: {msg or '(no msg)'}"
     known = lookup(code)
     text = known.text if known is not None else "undocumented code"
     return f"{code} {text}" + (f" (server: {msg})" if msg and msg != text else "")

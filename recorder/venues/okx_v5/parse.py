@@ -45,6 +45,7 @@ from .schemas import (
 )
 
 __all__ = [
+    "PING",
     "PONG",
     "decode_data",
     "decode_item",
@@ -71,6 +72,9 @@ T = TypeVar("T")
 
 PONG = "pong"
 """What :func:`decode_ws_message` returns for the text frame ``pong`` (§2.1)."""
+PING = "ping"
+"""What :func:`decode_ws_message` returns for the text frame ``ping``: the server's own keep-alive
+(clients send ``ping`` and get ``pong``; a server may ping too, and the answer is ``pong``)."""
 
 _WS_DECODER = msgspec.json.Decoder(WsMessage)
 _DATA_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
@@ -78,13 +82,16 @@ _ITEM_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
 
 
 def decode_ws_message(frame: str | bytes) -> WsMessage | str:
-    """Decode one WebSocket text frame (§2.3): :data:`PONG` for ``pong``, else a :class:`WsMessage`.
+    """Decode one WebSocket text frame (§2.3): :data:`PONG` for ``pong``, :data:`PING` for ``ping``,
+    else a :class:`WsMessage`.
 
     Raises :class:`~recorder.errors.DecodeError` (with the frame as sample) for
     anything that is not a JSON object of the v5 envelope.
     """
     if frame == "pong" or frame == b"pong":
         return PONG
+    if frame == "ping" or frame == b"ping":
+        return PING
     try:
         return _WS_DECODER.decode(frame)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

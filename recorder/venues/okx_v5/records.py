@@ -36,6 +36,7 @@ __all__ = [
     "ChannelConnCount",
     "ErrorEvent",
     "Fill",
+    "ForeignPush",
     "GapReason",
     "Instrument",
     "LoginAck",
@@ -45,6 +46,7 @@ __all__ = [
     "Pong",
     "PongTimeout",
     "RejectedItem",
+    "ServerPing",
     "Side",
     "SubscribeAck",
     "Trade",
@@ -333,9 +335,10 @@ class UnsubscribeAck:
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
     """``{"event":"error","code":...,"msg":...}`` (§2.2, §2.5). ``args`` are the args of the
-    request with that ``id`` when the session can attribute it (empty otherwise)."""
+    request with that ``id`` when the session can attribute it (empty otherwise). ``code`` is
+    None when the server sent none (an empty or missing ``code``): no code is made up."""
 
-    code: int
+    code: int | None
     msg: str
     request_id: str | None
     conn_id: str | None
@@ -377,6 +380,25 @@ class ChannelConnCount:
 class Pong:
     """The text ``pong`` (§2.1)."""
 
+    ts_recv: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPing:
+    """The text ``ping`` sent by the server: keep-alive; the session queued ``pong`` in answer."""
+
+    ts_recv: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignPush:
+    """A push whose ``arg`` (channel, instId) was never subscribed on this connection: not taken
+    (it would mix a stream into a dataset whose gaps say nothing about it). ``payload`` is the
+    frame as received (UTF-8)."""
+
+    channel: str
+    instrument: str
+    payload: bytes
     ts_recv: datetime
 
 

@@ -20,9 +20,10 @@ Times are aware UTC datetimes supplied by the caller.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import msgspec
 
@@ -44,14 +45,18 @@ from .records import (
     BookUpdate,
     ChannelConnCount,
     ErrorEvent,
+    ForeignPush,
     GapReason,
     LoginAck,
     Notice,
     Pong,
     PongTimeout,
     RejectedItem,
+    ServerPing,
     SubscribeAck,
+    Trade,
     UnsubscribeAck,
+    V5Ticker,
 )
 from .schemas import BookData, InstrumentData, TickerData, TradeData, WsMessage
 from .signing import V5Credentials, ws_login_args
@@ -102,6 +107,10 @@ class V5Session:
     ``scales`` maps instId → :class:`~.book.Scale` (from the instrument's ``tickSz``/``lotSz``);
     book pushes of an instrument without a scale raise :class:`~recorder.errors.DecodeError`.
     Add scales later with :meth:`set_scale`.
+
+    ``accept`` holds the arg keys ``(channel, instId)`` this connection subscribes (the args of
+    its plan; ``("instruments", "")`` for the instruments channel): a push of any other arg is a
+    :class:`~.records.ForeignPush`, not data. None (the default) takes the push of any arg.
     """
 
     def __init__(
@@ -111,8 +120,10 @@ class V5Session:
         scales: Mapping[str, Scale] | None = None,
         config: SessionConfig | None = None,
         now: datetime | None = None,
+        accept: Collection[tuple[str, str]] | None = None,
     ) -> None:
         self.url_kind = url_kind
+        self.accept = None if accept is None else frozenset(accept)
         self.config = config or SessionConfig()
         self._scales: dict[str, Scale] = dict(scales or {})
         self._outbox: list[str] = []
@@ -175,6 +186,10 @@ class V5Session:
         self.unsubscribe([arg])
         self._request("subscribe", [arg])
 
+    def answer_ping(self) -> None:
+        """Queue ``pong``: the answer to the server's own ``ping`` (done by :meth:`receive` too)."""
+        self._outbox.append("pong")
+
     def login(self, credentials: V5Credentials, now: datetime) -> None:
         """Queue the ``login`` op (§2.5) signed for ``now`` (Unix seconds, integer).
 
@@ -228,7 +243,8 @@ class V5Session:
         """Decode one text frame (§2.3: ``event`` first, then ``arg.channel``, and the bare ``pong``)
         and return the records/events it carries; ``ts_recv`` is the local receive time (aware UTC).
 
-        Any frame counts as "received" for the keep-alive. Raises
+        Any frame counts as "received" for the keep-alive. The server's own text ``ping`` is
+        answered with ``pong`` (queued) and returned as :class:`~.records.ServerPing`. Raises
         :class:`~recorder.errors.DecodeError` for a malformed frame (quarantine it). When
         the malformed frame was a book increment, that book is dropped, a resubscribe is
         queued, and its :class:`~.records.BookGap` is returned first by the next
@@ -238,7 +254,10 @@ class V5Session:
         self._ping_sent = None
         out = self.take_deferred()
         msg = P.decode_ws_message(frame)
-        if msg is P.PONG or isinstance(msg, str):
+        if msg is P.PING:
+            self.answer_ping()
+            out.append(ServerPing(ts_recv))
+        elif msg is P.PONG or isinstance(msg, str):
             out.append(Pong(ts_recv))
         elif msg.event:
             out += self._event(msg, ts_recv)
@@ -268,11 +287,12 @@ class V5Session:
                 return [SubscribeAck(msg.arg, rid, conn, ts_recv)]
             self.subscribed.discard(msg.arg)
             return [UnsubscribeAck(msg.arg, rid, conn, ts_recv)]
-        code = _code(msg.code)
         if ev == "error":
+            # no code sent: None, never a made-up 0 (0 is v5's "success")
+            error_code = None if msg.code == "" else _code(msg.code)
             pending = self._pending.pop(rid, None) if rid else None
             args = pending[1] if pending else ()
-            out: list[object] = [ErrorEvent(code, msg.msg, rid, conn, args, ts_recv)]
+            out: list[object] = [ErrorEvent(error_code, msg.msg, rid, conn, args, ts_recv)]
             for arg in args:
                 if pending and pending[0] == "subscribe" and _is_book(arg):
                     self._books.pop(arg.key, None)
@@ -282,14 +302,15 @@ class V5Session:
                             arg.channel,
                             ts_recv,
                             GapReason.SUBSCRIBE_ERROR,
-                            f"subscribe refused: {code} {msg.msg}",
+                            f"subscribe refused: {'no code' if error_code is None else error_code} {msg.msg}",
                             False,
                         )
                     )
             return out
+        code = _code(msg.code)
         if ev == "login":
-            if code != 0:
-                return [ErrorEvent(code, msg.msg, rid, conn, (), ts_recv)]
+            if msg.code == "" or code != 0:  # no code is no "0" (success) either
+                return [ErrorEvent(None if msg.code == "" else code, msg.msg, rid, conn, (), ts_recv)]
             self.logged_in = True
             return [LoginAck(conn, ts_recv)]
         if ev == "notice":
@@ -314,6 +335,9 @@ class V5Session:
     def _push(self, msg: WsMessage, ts_recv: datetime, frame: str | bytes) -> list[object]:
         arg = msg.arg
         assert arg is not None
+        if self.accept is not None and arg.key not in self.accept:
+            payload = frame.encode() if isinstance(frame, str) else bytes(frame)
+            return [ForeignPush(arg.channel, arg.instId, payload, ts_recv)]
         try:
             kind = parse_channel(arg.channel)
         except ChannelError as exc:
@@ -325,9 +349,11 @@ class V5Session:
             if kind.is_book:
                 return self._book_push(kind, arg, msg, ts_recv)
             if kind is Channel.TICKERS:
-                return [P.parse_ticker(d, ts_recv) for d in P.decode_data(msg.data, TickerData, "tickers")]
+                return [_same_inst(P.parse_ticker(d, ts_recv), arg)
+                        for d in P.decode_data(msg.data, TickerData, "tickers")]
             if kind in (Channel.TRADES, Channel.TRADES_ALL):
-                return [P.parse_trade(d, ts_recv) for d in P.decode_data(msg.data, TradeData, arg.channel)]
+                return [_same_inst(P.parse_trade(d, ts_recv), arg)
+                        for d in P.decode_data(msg.data, TradeData, arg.channel)]
             if kind is Channel.INSTRUMENTS:
                 listed = P.decode_data(msg.data, InstrumentData, "instruments")
                 return [P.parse_instrument(d, ts_recv) for d in listed]
@@ -362,9 +388,11 @@ class V5Session:
                     row = P.decode_item(raw, list, arg.channel)
                     out.append(P.parse_candle(row, arg.instId, kind, ts_recv))
                 elif kind is Channel.TICKERS:
-                    out.append(P.parse_ticker(P.decode_item(raw, TickerData, "tickers"), ts_recv))
+                    ticker = P.parse_ticker(P.decode_item(raw, TickerData, "tickers"), ts_recv)
+                    out.append(_same_inst(ticker, arg))
                 else:
-                    out.append(P.parse_trade(P.decode_item(raw, TradeData, arg.channel), ts_recv))
+                    trade = P.parse_trade(P.decode_item(raw, TradeData, arg.channel), ts_recv)
+                    out.append(_same_inst(trade, arg))
             except DecodeError as exc:
                 payload = prefix + bytes(raw) + b"]}"
                 out.append(RejectedItem(arg.channel, arg.instId, str(exc), payload, ts_recv))
@@ -475,6 +503,18 @@ class V5Session:
         else:
             self._dropped.add(arg.key)
         return BookGap(arg.instId, arg.channel, ts_recv, reason, detail, resub)
+
+
+_R = TypeVar("_R", Trade, V5Ticker)
+
+
+def _same_inst(record: _R, arg: ChannelArg) -> _R:
+    """``record`` if its item's ``instId`` is its push's ``arg.instId``; else DecodeError (a malformed
+    item: stored under its own instId it would be data of a stream never subscribed)."""
+    if record.instrument != arg.instId:
+        raise DecodeError(f"{arg.channel} item instId {record.instrument!r} differs from its arg's "
+                          f"instId {arg.instId!r}")
+    return record
 
 
 def _is_book(arg: ChannelArg) -> bool:

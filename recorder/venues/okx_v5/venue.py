@@ -18,7 +18,11 @@ connection) and turns its output into venue-neutral records (:mod:`.neutral`) in
   missing from the instruments data gets a ``SUBSCRIBE_REFUSED`` span (and a warning) for each
   of its books, open until it is listed and its book delivers.
 * Keep-alive (§2.1): the text ``ping`` every ``ping_after`` s (< 30 s; the shell sends it every
-  :attr:`~recorder.venue.SessionTiming.ping_interval`), the text ``pong`` counts as a pong.
+  :attr:`~recorder.venue.SessionTiming.ping_interval`), the text ``pong`` counts as a pong; the
+  server's own text ``ping`` is keep-alive too, answered ``pong`` (never quarantined, not logged).
+* Pushes of an arg not in the plan (nor ``instruments`` on a book connection) are quarantined,
+  ``not subscribed on this connection: <channel> <instId>``; a ticker or trade item whose
+  ``instId`` differs from its ``arg.instId`` is quarantined as malformed.
 * Books (§3.2): a sequence break, a non-zero checksum that fails, an update before the
   snapshot or an undecodable increment drops the book, opens a ``SEQUENCE_BREAK`` /
   ``CHECKSUM_MISMATCH`` / ``BOOK_RESET`` span and resubscribes the channel (unsubscribe +
@@ -223,14 +227,19 @@ class V5VenueSession:
         self._policy = BackoffPolicy(initial=settings.reconnect_initial, cap=settings.reconnect_cap)
         self._rng = random.Random()
         self._round: SubscriptionRound | None = None  # the subscriptions of this connection, until answered
+        self._foreign_logged: set[tuple[str, str]] = set()  # args of foreign pushes logged on this connection
 
     # -- connection lifecycle -----------------------------------------------------------------------
 
     def start(self, now: datetime, detail: str = "") -> None:
         """A new connection: a fresh core session, subscribe (books wait for their scales)."""
+        accept: set[tuple[str, str]] | None = {a.key for a in self.args} or None  # no plan: any arg
+        if accept is not None and any(_is_book(a) for a in self.args):
+            accept.add(ChannelArg("instruments", instType=self.settings.inst_type).key)
         self.core = V5Session(
-            self.url_kind, scales=self.scales, config=self.settings.session_config(), now=now
+            self.url_kind, scales=self.scales, config=self.settings.session_config(), now=now, accept=accept
         )
+        self._foreign_logged.clear()
         self._cadence.clear()
         self._snapshot_due.clear()
         self._ack_due.clear()
@@ -412,6 +421,12 @@ class V5VenueSession:
         return "ping"
 
     def pong_only(self, frame: Frame) -> bool:
+        """``pong``, or the server's own ``ping`` (keep-alive: its ``pong`` answer is queued here,
+        since a frame asked about is not handed to :meth:`receive`)."""
+        if frame in ("ping", b"ping"):
+            if self.core is not None:
+                self.core.answer_ping()
+            return True
         return frame in ("pong", b"pong")
 
     # -- frames -------------------------------------------------------------------------------------
@@ -420,10 +435,10 @@ class V5VenueSession:
         """One frame → neutral records in ``out``; never raises on bad input (quarantine)."""
         counters = self.counters
         counters.last_ts_recv = ts_recv
-        if frame in ("pong", b"pong"):
+        if frame in ("pong", b"pong", "ping", b"ping"):  # keep-alive; a server's ping gets its pong
             counters.pong_frames += 1
             if self.core is not None:
-                self.core.receive("pong", ts_recv)
+                self.core.receive(frame, ts_recv)
             return FRAME_TAKEN | FRAME_PONG
         counters.frames += 1
         core = self.core
@@ -487,6 +502,23 @@ class V5VenueSession:
         log.warning("%s: quarantined one item of a %s push (the others are kept): %s", self.plan.name,
                     item.channel, item.reason[:200])
 
+    def _foreign(self, push: v5.ForeignPush) -> None:
+        """A push of an arg this connection never subscribed: quarantined (stored as data it would
+        mix a stream into a dataset whose gaps say nothing about it); logged once per arg and
+        connection."""
+        reason = f"not subscribed on this connection: {push.channel} {push.instrument}".rstrip()
+        self.counters.quarantine(reason)
+        self.counters.reject(push.channel, "not subscribed on this connection")
+        self.out.append(QuarantinedFrame(ts_recv=push.ts_recv, connection=self.plan.name, reason=reason[:500],
+                                         payload=push.payload[:MAX_QUARANTINE_BYTES], channel=push.channel,
+                                         venue=VENUE.name))  # fmt: skip
+        key = (push.channel, push.instrument)
+        if key not in self._foreign_logged:
+            self._foreign_logged.add(key)
+            log.warning("%s: quarantined a push of %s %s, not subscribed on this connection (further ones "
+                        "on this connection are quarantined without a log line)", self.plan.name,
+                        push.channel, push.instrument)
+
     def _accept(self, rtype: type, symbol: str, channel: str) -> None:
         key = (rtype, symbol, ("okx_v5", channel))
         acc = self.counters.accepted
@@ -545,6 +577,8 @@ class V5VenueSession:
                 self._schedule_resubscribe(key, ts_recv)
         elif isinstance(ev, v5.RejectedItem):
             self._reject_item(ev)
+        elif isinstance(ev, v5.ForeignPush):
+            self._foreign(ev)
         elif isinstance(ev, v5.Instrument):
             self._instrument(ev)
         elif isinstance(ev, v5.ErrorEvent):
@@ -711,7 +745,8 @@ class V5VenueSession:
                 )
                 log.warning("%s: subscription refused, retried with the backoff: %s", self.plan.name,
                             span.detail)
-            self.counters.reject(arg.channel, f"subscribe refused: {err.code}")
+            code = "no code" if err.code is None else err.code
+            self.counters.reject(arg.channel, f"subscribe refused: {code}")
             if self._round is not None:
                 self._round.refuse(_arg_name(arg), neutral.error_detail(err.code, err.msg))
         if self._round is not None:

@@ -1,5 +1,6 @@
 """WebSocket frame decoding (PROTOCOL.md "WebSocket", "Server → client")."""
 
+import json
 import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,6 +25,7 @@ from recorder.venues.okex_v1.parse import (
     MAX_INFLATED_SIZE,
     ErrorAck,
     LoginResult,
+    Ping,
     Pong,
     Rejected,
     SubscribeAck,
@@ -387,7 +389,7 @@ def test_balance_push_becomes_spot_balances_one_per_currency() -> None:
         ('{"channel":"addChannel","data":{"result":true}}', "addChannel", "addChannel ack without a channel"),
         ('{"channel":"login","data":{"result":"yes"}}', "login", "'result' must be true or false"),
         ('{"channel":7,"data":{}}', "", "channel must be a string, got int"),
-        ('{"event":"ping"}', "", "neither a 'channel' nor a known 'event'"),
+        ('{"event":"hello"}', "", "neither a 'channel' nor a known 'event'"),
         ('"just a string"', "", "frame item must be an object, got str"),
     ],
 )
@@ -475,3 +477,27 @@ def test_epoch_milliseconds_are_exact() -> None:
     assert ms_to_datetime(1410431279123) == datetime(2014, 9, 11, 10, 27, 59, 123000, tzinfo=UTC)
     with pytest.raises(DecodeError, match="out of range"):
         ms_to_datetime(10**20)
+
+
+def test_a_binary_frame_sent_uncompressed_is_taken_as_its_json() -> None:
+    """Some servers send plain JSON in binary frames: it used to be quarantined as "bad DEFLATE"."""
+    data = {"buy": "1.5", "sell": "2.5", "last": "2", "high": "3", "low": "1", "vol": "10",
+            "timestamp": 1519905600000}  # fmt: skip
+    objs = [{"channel": "ok_sub_spot_bch_btc_ticker", "data": data}, {"event": "ping"}]
+    plain = json.dumps(objs).encode()
+    assert decode_frame(plain, RECV) == decode_frame(deflate(json.dumps(objs)), RECV)
+    ticker, ping = decode_frame(plain, RECV)
+    assert isinstance(ticker, Ticker) and ticker.last == Decimal(2) and ping == Ping()
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [(b"\xff\xfe\x00junk", "not UTF-8 (invalid start byte at byte 0)"),
+     (b"\x07plain text", "not valid JSON")],
+)
+def test_a_binary_frame_neither_deflate_nor_json_says_what_was_tried(data: bytes, why: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_frame(data, RECV)
+    reason = str(info.value)
+    assert reason.startswith("binary frame is neither raw DEFLATE data (")
+    assert f") nor uncompressed UTF-8 JSON ({why}" in reason

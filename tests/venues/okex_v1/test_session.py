@@ -180,3 +180,25 @@ def test_no_removechannel_ack_asks_for_a_new_connection() -> None:
         s.receive(depth([["100", str(i + 2)]], []), T0 + timedelta(seconds=6, milliseconds=i))
     assert (s.replace_reason() or "").startswith(f"no removeChannel ack for {DEPTH}")
     assert s.replace_reason() is None  # read once
+
+
+def test_a_server_ping_is_keep_alive_and_pushes_of_channels_not_subscribed_are_quarantined() -> None:
+    """`{"event":"ping"}` from the server was quarantined as malformed; depth and deals of eth_usdt
+    (never subscribed here) were kept as data (a book of a channel nobody asked for)."""
+    from recorder.records import QuarantinedFrame
+
+    s, out = session()
+    s.start(T0)
+    assert s.receive('{"event":"ping"}', T0) == FRAME_TAKEN | FRAME_PONG
+    assert s.pong_only('{"event":"ping"}') and s.counters.pong_frames == 1 and out[1:] == []
+    eth_depth, eth_deals = "ok_sub_spot_eth_usdt_depth", "ok_sub_spot_eth_usdt_deals"
+    frame = json.dumps([{"channel": eth_depth, "data": {"bids": [["1", "1"]], "asks": [["2", "1"]],
+                                                        "timestamp": 1767225600000}},
+                        {"channel": eth_deals, "data": [["1", "1", "1", "00:00:01", "bid"],
+                                                        ["2", "1", "1", "00:00:01", "ask"]]}])  # fmt: skip
+    assert s.receive(frame, T0 + timedelta(seconds=1)) == FRAME_TAKEN | FRAME_DATA
+    rows = [(q.reason, q.channel, q.payload, q.venue) for q in out if isinstance(q, QuarantinedFrame)]
+    assert rows == [(f"not subscribed on this connection: {name}", name, frame.encode(), "okex_v1")
+                    for name in (eth_depth, eth_deals)]  # fmt: skip
+    assert [r for r in out[1:] if not isinstance(r, QuarantinedFrame)] == []
+    assert s.counters.accepted == {}

@@ -4,7 +4,8 @@ Each test gives a ``script``: ``async (exchange, ws, op, request_id, arg) -> Non
 every ``subscribe``/``unsubscribe`` arg (the ``instruments`` subscription is answered here with
 the instruments' ``tickSz``/``lotSz``), which answers however the test wants: updates before the
 snapshot, sequence resets, heartbeats, wrong checksums, error events, notices, odd numbers.
-``ping`` is answered with ``pong`` unless ``answer_pings=False`` (a silent server).
+``ping`` is answered with ``pong`` unless ``answer_pings=False`` (a silent server); a ``pong``
+(the client's answer to a script's ``ping``) is only kept.
 Everything received is kept in :attr:`V5Exchange.received`.
 """
 
@@ -87,6 +88,8 @@ class V5Exchange:
                 if text == "ping":
                     if self.answer_pings:
                         await ws.send("pong")
+                    continue
+                if text == "pong":  # the answer to a ping of the script's
                     continue
                 req = json.loads(text)
                 op, rid = req["op"], req.get("id", "")

@@ -378,3 +378,97 @@ async def test_a_subscription_never_answered_is_a_gap_and_is_asked_again(
         f"okx_v5-public-0: {detail}"]
     assert [t.last for t in stored(url, "tickers")] == [Decimal(v) for v in tickers]
     assert_accounting(status)
+
+
+def ticker_item(inst: str, last: str) -> dict[str, str]:
+    return {"instType": "SPOT", "instId": inst, "last": last, "lastSz": "0.1", "askPx": "6501",
+            "askSz": "1", "bidPx": "6499", "bidSz": "2", "open24h": "6400", "high24h": "6600",
+            "low24h": "6300", "volCcy24h": "100", "vol24h": "10", "sodUtc0": "6400", "sodUtc8": "6400",
+            "ts": now_ms()}  # fmt: skip
+
+
+async def test_a_deal_storage_cannot_hold_is_quarantined_under_its_venue(tmp_path: Path) -> None:
+    """A deal whose price has 51 digits passes the v5 parser and is set aside by the storage screen:
+    its quarantine row had venue "" (the value kept for events of no one venue), so a venue filter
+    lost it. Now it names okx_v5; the deals around it are stored exactly."""
+    huge = "1" * 51
+    sent: list[dict[str, str]] = []
+
+    def trade(tid: str, px: str) -> dict[str, str]:
+        return {"instId": INST, "tradeId": tid, "px": px, "sz": "0.5", "side": "buy", "ts": now_ms(),
+                "count": "1"}  # fmt: skip
+
+    async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
+        await ws.send(ex.ack(op, rid, arg))
+        if op == "subscribe":
+            for t in (trade("1", "6500.1"), trade("2", huge), trade("3", "6500.3")):
+                sent.append(t)
+                await ws.send(json.dumps({"arg": arg, "data": [t]}))
+
+    async with V5Exchange(script) as ex:
+        status, url = await record(tmp_path, ex, lambda r: accepted(r, Deal) == 3, "every trade",
+                                   channels=["trades"])  # fmt: skip
+    assert [(d.tid, d.price, d.venue) for d in stored(url, "deals", order_by="tid")] == [
+        (1, Decimal("6500.1"), "okx_v5"), (3, Decimal("6500.3"), "okx_v5")]
+    (q,) = stored(url, "quarantine")
+    values = json.loads(q.payload)["values"]
+    assert (q.venue, q.channel, q.connection) == ("okx_v5", "deals", "storage")
+    assert (values["tid"], values["price"], values["venue"]) == (2, huge, "okx_v5")
+    assert "deals.price" in q.reason
+    (pq,) = parquet_rows(tmp_path / "parquet", "quarantine")
+    assert pq.venue == "okx_v5"
+    assert_accounting(status)
+
+
+async def test_server_pings_codeless_errors_and_foreign_pushes(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """On a connection that subscribed tickers BTC-USDT the server sends: the text `ping`, an error
+    event with neither code nor id, a push of DOGE-USDT (never subscribed), a push for BTC-USDT
+    whose second item is DOGE-USDT, and one whose only item is DOGE-USDT. Before: the ping was
+    quarantined as malformed; the error was a `subscribe_error` "0 undocumented code"; every DOGE
+    ticker was stored as if subscribed. Now the ping is answered `pong` (no row, no log line), the
+    error says what came, the foreign push is quarantined "not subscribed on this connection" and
+    each disagreeing item as malformed; every BTC ticker is stored exactly."""
+    good: list[str] = []
+    frames: dict[str, str] = {}
+
+    async def script(ex: V5Exchange, ws: ServerConnection, op: str, rid: str, arg: dict[str, str]) -> None:
+        await ws.send(ex.ack(op, rid, arg))
+        if op != "subscribe":
+            return
+        await ws.send("ping")
+        await ws.send(json.dumps({"event": "error", "msg": "something odd"}))
+        doge = {**arg, "instId": "DOGE-USDT"}
+        frames["foreign"] = json.dumps({"arg": doge, "data": [ticker_item("DOGE-USDT", "0.2")]})
+        await ws.send(frames["foreign"])
+        good.append("6500.1")
+        await ws.send(json.dumps({"arg": arg, "data": [ticker_item(INST, "6500.1"),
+                                                        ticker_item("DOGE-USDT", "0.3")]}))
+        frames["alone"] = json.dumps({"arg": arg, "data": [ticker_item("DOGE-USDT", "0.4")]})
+        await ws.send(frames["alone"])
+        await ws.send("ping")
+        good.append("6500.2")
+        await ws.send(json.dumps({"arg": arg, "data": [ticker_item(INST, "6500.2")]}))
+
+    async with V5Exchange(script) as ex:
+        status, url = await record(tmp_path, ex, lambda r: accepted(r, Ticker) == 2, "the BTC tickers",
+                                   channels=["tickers"])  # fmt: skip
+    assert [(t.symbol, t.last) for t in stored(url, "tickers")] == [(INST, Decimal(v)) for v in good]
+    assert ex.received.count("pong") == 2
+    mismatch = "tickers item instId 'DOGE-USDT' differs from its arg's instId 'BTC-USDT'"
+    rows = sorted((q.reason, q.venue, q.payload) for q in stored(url, "quarantine"))
+    assert [(reason, venue) for reason, venue, _ in rows] == [
+        ("not subscribed on this connection: tickers DOGE-USDT", "okx_v5"),
+        (mismatch, "okx_v5"),
+        (mismatch, "okx_v5"),
+    ]
+    assert rows[0][2] == frames["foreign"].encode()
+    assert {json.loads(p)["data"][0]["last"] for _, _, p in rows[1:]} == {"0.3", "0.4"}
+    assert all(json.loads(p)["data"][0]["instId"] == "DOGE-USDT" and len(json.loads(p)["data"]) == 1
+               for _, _, p in rows[1:])  # fmt: skip  # each row: the push cut down to that item
+    events = stored(url, "feed_events", order_by="ts_start")
+    (err,) = [e for e in events if e.kind is FeedEventKind.SUBSCRIBE_ERROR]
+    assert err.detail == "error event without a code: something odd" and err.venue == "okx_v5"
+    assert not [e for e in events if e.kind is FeedEventKind.MALFORMED_FRAME]
+    assert not [r for r in caplog.records if "ping" in r.getMessage()]
+    assert_accounting(status)

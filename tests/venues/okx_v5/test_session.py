@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from recorder.errors import ChannelError, ConfigError, DecodeError
+from recorder.venues.okx_v5 import records
 from recorder.venues.okx_v5.book import Scale, checksum
 from recorder.venues.okx_v5.channels import ChannelArg, UrlKind
 from recorder.venues.okx_v5.records import (
@@ -409,3 +410,37 @@ def test_requests_are_counted_for_the_hourly_limit() -> None:
     s.receive(book_frame("update", [], [], 11, 12), T0)  # gap: unsubscribe + subscribe
     s.login(V5Credentials("k" * 16, SECRET_A, "p"), T0)
     assert s.requests_queued == 5
+
+
+def test_a_server_ping_is_answered_pong_and_is_no_data() -> None:
+    s = V5Session(UrlKind.PUBLIC, now=T0)
+    for frame in ("ping", b"ping"):
+        assert s.receive(frame, T0) == [records.ServerPing(T0)]
+        assert s.data_to_send() == ["pong"]
+
+
+def test_an_error_or_login_event_without_a_code_has_none() -> None:
+    s = V5Session(UrlKind.PUBLIC, now=T0)
+    (err,) = s.receive('{"event":"error","msg":"odd"}', T0)
+    assert isinstance(err, records.ErrorEvent) and (err.code, err.msg, err.args) == (None, "odd", ())
+    (login,) = s.receive('{"event":"login","msg":""}', T0)
+    assert isinstance(login, records.ErrorEvent) and login.code is None and not s.logged_in
+
+
+def test_pushes_of_args_not_accepted_and_items_of_another_instrument_are_not_data() -> None:
+    s = V5Session(UrlKind.PUBLIC, now=T0, accept=[("trades", "BTC-USDT")])
+
+    def trade(inst: str, tid: str) -> dict[str, str]:
+        return {"instId": inst, "tradeId": tid, "px": "1", "sz": "1", "side": "buy", "ts": "1764460800000"}
+
+    doge = {"channel": "trades", "instId": "DOGE-USDT"}
+    foreign = json.dumps({"arg": doge, "data": [trade("DOGE-USDT", "1")]})
+    assert s.receive(foreign, T0) == [records.ForeignPush("trades", "DOGE-USDT", foreign.encode(), T0)]
+    arg = {"channel": "trades", "instId": "BTC-USDT"}
+    two = [trade("BTC-USDT", "2"), trade("DOGE-USDT", "3")]
+    good, bad = s.receive(json.dumps({"arg": arg, "data": two}), T0)
+    assert isinstance(good, records.Trade) and good.instrument == "BTC-USDT"
+    assert isinstance(bad, records.RejectedItem)
+    assert bad.reason == "trades item instId 'DOGE-USDT' differs from its arg's instId 'BTC-USDT'"
+    with pytest.raises(DecodeError, match="differs from its arg's instId"):
+        s.receive(json.dumps({"arg": arg, "data": [trade("DOGE-USDT", "4")]}), T0)
