@@ -64,6 +64,19 @@ class ConnectionCounters:
     last_error: str = ""
 
 
+def first_overdue(now: float, *, pong_due: float | None, stall_due: float) -> str | None:
+    """Which keep-alive deadline names the gap at ``now`` (monotonic seconds): ``"pong"`` (a ping
+    unanswered by ``pong_due``), ``"stall"`` (no data by ``stall_due``) or None (neither passed).
+
+    Both can have passed by the time the watch wakes (a ping sent just after the last data and
+    never answered, as when a server stalls): the deadline that passed first names it, so a
+    stall is not recorded as a dead connection because the timer woke late, nor the reverse."""
+    stall = now > stall_due
+    if pong_due is not None and now > pong_due:
+        return "stall" if stall and stall_due <= pong_due else "pong"
+    return "stall" if stall else None
+
+
 class _Dead(Exception):
     """Internal: the watchdog found the connection dead (reason in args[0])."""
 
@@ -309,11 +322,13 @@ class Connection:
             now = time.monotonic()
             if ping_pending_since is not None and self._last_pong >= ping_pending_since:
                 ping_pending_since = None
-            if ping_pending_since is not None and now - ping_pending_since > t.pong_timeout:
+            pong_due = None if ping_pending_since is None else ping_pending_since + t.pong_timeout
+            overdue = first_overdue(now, pong_due=pong_due, stall_due=self._last_data_mono + t.stall_timeout)
+            if overdue == "pong":
                 # nothing came back since the last frame received: the gap starts there, not now
                 heard = max(self._last_ts, self._session_ts)  # last frame received, or the session's start
                 raise _Dead(f"no pong within {t.pong_timeout:g} s", dead_since=heard)
-            if now - self._last_data_mono > t.stall_timeout:
+            if overdue == "stall":
                 since = time.time() - (now - self._last_data_mono)
                 raise _Dead(f"stalled: no data for {t.stall_timeout:g} s", stall_since=since)
             if t.ping_when_idle:
